@@ -1,0 +1,5 @@
+import sys
+
+from d4c.cli import main
+
+sys.exit(main())

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the system tools the integration tests use: a container runtime (podman + runc),
+# debootstrap for the locally made base image, BitTorrent clients, a network sandbox.
+# Needs root and apt-get; elsewhere it says what is missing and leaves the decision to the
+# tests (which fail in CI and skip locally when a tool is absent).
+set -euo pipefail
+pkgs=(podman buildah runc fuse-overlayfs uidmap slirp4netns debootstrap
+      aria2 transmission-cli transmission-daemon bubblewrap git)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "test tools: all present"
+  exit 0
+fi
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+  echo "test tools: cannot install ${missing[*]} (needs root and apt-get); tests needing them skip locally and fail in CI" >&2
+  exit 0
+fi
+echo "test tools: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
