@@ -1,0 +1,1 @@
+"""Release: targets config, target plug-ins, torrents, source bundle, journal, release record."""

@@ -1,0 +1,97 @@
+"""The targets config: one YAML file, validated by schemas/targets.schema.json, resolved once.
+
+Without a config the default is one `local` target at <repo>/.d4c/publish (retain all,
+source mirror), so the whole flow runs offline with no account anywhere.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from d4c import paths
+from d4c.errors import D4CError
+from d4c.redact import register_env
+from d4c.release.targets.base import DEFAULT_LAYOUT, TargetConfig
+
+SCHEMA_FILE = "targets.schema.json"
+
+
+@dataclass(frozen=True)
+class TargetsConfig:
+    targets: tuple[TargetConfig, ...]
+    trackers: tuple[str, ...] = ()
+    webseeds: bool = True
+    source: Path | None = None  # the file it came from; None = the built-in default
+    credential_vars: tuple[str, ...] = field(default=())
+
+
+def schema(root: Path | None = None) -> dict[str, Any]:
+    # The schema ships in the repo (and in every source bundle), next to the other contracts.
+    path = (root or paths.repo_root()) / "schemas" / SCHEMA_FILE
+    if not path.is_file():
+        path = Path(__file__).resolve().parents[3] / "schemas" / SCHEMA_FILE
+    return dict(json.loads(path.read_text()))
+
+
+def default_config(root: Path | None = None) -> TargetsConfig:
+    publish = paths.state_dir(root) / "publish"
+    local = TargetConfig(kind="local", name="local", url=publish.as_uri() + "/{key}",
+                         layout=DEFAULT_LAYOUT, retain="all", source_mirror=True,
+                         options={"path": str(publish)})
+    return TargetsConfig(targets=(local,))
+
+
+def load(path: Path | None, root: Path | None = None) -> TargetsConfig:
+    """Read and validate a targets config, or return the default when `path` is None."""
+    if path is None:
+        return default_config(root)
+    try:
+        data = YAML(typ="safe", pure=True).load(path.read_bytes())
+    except OSError as exc:
+        raise D4CError(f"cannot read targets config {path}: {exc.strerror}") from None
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise D4CError("targets config is not valid YAML", where=where,
+                       hint="fix the YAML syntax") from None
+    errors = sorted(jsonschema.Draft202012Validator(schema(root)).iter_errors(data),
+                    key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        loc = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise D4CError(f"targets config: {loc}: {err.message}", where=str(path),
+                       hint="see schemas/targets.schema.json and docs/operators.md")
+    names = [t["name"] for t in data["targets"]]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise D4CError(f"targets config: duplicate target name {dupes[0]!r}", where=str(path),
+                       hint="give every target a unique name")
+    targets = tuple(_target(t, path.parent) for t in data["targets"])
+    creds = tuple(sorted({v for t in targets for v in t.credentials.values()}))
+    register_env(creds)  # mask their values in every log line and error from now on
+    torrent = data.get("torrent") or {}
+    return TargetsConfig(targets=targets, trackers=tuple(torrent.get("trackers") or ()),
+                         webseeds=bool(torrent.get("webseeds", True)), source=path,
+                         credential_vars=creds)
+
+
+def _target(raw: dict[str, Any], base: Path) -> TargetConfig:
+    options = dict(raw.get("options") or {})
+    url = raw.get("url")
+    if raw["kind"] == "local":
+        # Relative paths are relative to the config file, so a config is portable.
+        folder = (base / options.get("path", "publish")).resolve()
+        options["path"] = str(folder)
+        url = url or folder.as_uri() + "/{key}"
+    return TargetConfig(
+        kind=raw["kind"], name=raw["name"], url=url or "{key}",
+        layout=raw.get("layout", DEFAULT_LAYOUT), retain=raw.get("retain", "all"),
+        source_mirror=bool(raw.get("source_mirror", False)),
+        credentials=dict(raw.get("credentials") or {}), options=options,
+    )

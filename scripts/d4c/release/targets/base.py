@@ -1,0 +1,193 @@
+"""The Target Protocol every publishing kind implements, and a base class with the shared parts.
+
+A kind is one module in `d4c.release.targets` and one entry in `KINDS`. The release
+orchestrator (`d4c.release.orchestrate`) drives every target through the same calls:
+
+    t.prepare(ctx)                      once per run, before any upload: look at the world,
+                                        create/reuse what the release needs (zenodo: the new
+                                        version draft + reserved DOI; github: the draft
+                                        release). Returns facts for the record, e.g.
+                                        {"doi": "...", "concept_doi": "...", "record_id": "..."}.
+    t.exists(key, sha) / t.upload(...)  per file: look before you write
+    t.verify(key, sha)                  after every upload, before any cleanup
+    t.delete_older_versions(id, ver)    only for retain: latest, only after verify
+    t.finalize(ctx)                     publish (zenodo publish, github un-draft). Returns
+                                        facts for the record, e.g. {"github_release": url}.
+
+Every call must be idempotent: a rerun after a crash at any point calls them again
+in the same order, and each must re-read state and decide instead of blindly
+re-sending a create or publish. `ctx.state` carries what this target returned from
+`prepare`/`finalize` on earlier runs (from the journal) as a hint, never as truth.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+from urllib.parse import quote
+
+from d4c.errors import D4CError
+
+Retain = Literal["all", "latest"]
+DEFAULT_LAYOUT = "{id}/v{version}/{file}"
+SOURCE_PREFIX = "sources/sha256"
+SEMVER = r"\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?"
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """One entry of the targets config, resolved (see `d4c.release.config`)."""
+
+    kind: str
+    name: str
+    url: str  # public URL template with `{key}` (percent-encoded by public_url)
+    layout: str = DEFAULT_LAYOUT
+    retain: Retain = "all"
+    source_mirror: bool = False
+    credentials: Mapping[str, str] = field(default_factory=dict)  # role -> env var NAME
+    options: Mapping[str, Any] = field(default_factory=dict)  # kind-specific
+
+
+@dataclass(frozen=True)
+class ReleaseFile:
+    """One file a release publishes (artifact, torrent, manifest, provenance, bundle)."""
+
+    role: str  # data | torrent | manifest | provenance | bundle
+    name: str  # output name, or the role for the others
+    file: str  # file name as published
+    path: Path
+    size: int
+    sha256: str
+    md5: str
+    media_type: str
+
+
+@dataclass
+class ReleaseContext:
+    """What a target's lifecycle hooks get: the release, the other mirrors, earlier results."""
+
+    dataset_id: str
+    version: str
+    recipe: Mapping[str, Any]  # the recipe data (titles, creators, license, keywords...)
+    manifest: Mapping[str, Any]
+    files: list[ReleaseFile]
+    urls: dict[str, dict[str, str]]  # target name -> file name -> public URL (all targets)
+    state: dict[str, Any] = field(default_factory=dict)  # this target's journal entry
+    dry_run: bool = False
+
+    @property
+    def tag(self) -> str:
+        return f"{self.dataset_id}/v{self.version}"
+
+
+@runtime_checkable
+class Target(Protocol):
+    name: str
+    kind: str
+    retain: Retain
+    source_mirror: bool
+
+    def key_for(self, dataset_id: str, version: str, file: str) -> str: ...
+    def public_url(self, key: str) -> str: ...
+    def exists(self, key: str, sha256: str) -> bool: ...  # present AND intact
+    def upload(self, key: str, path: Path, sha256: str, md5: str) -> None: ...
+    def verify(self, key: str, sha256: str) -> bool: ...
+    def delete_older_versions(self, dataset_id: str, keep_version: str) -> list[str]: ...
+    def prepare(self, ctx: ReleaseContext) -> dict[str, Any]: ...
+    def finalize(self, ctx: ReleaseContext) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """A target that can also hold the mutable release journal (local, s3)."""
+
+    def read_state(self, key: str) -> bytes | None: ...
+    def write_state(self, key: str, data: bytes) -> None: ...
+
+
+def source_key(sha256: str) -> str:
+    """The content-addressed key of a raw source on a source mirror."""
+    return f"{SOURCE_PREFIX}/{sha256[:2]}/{sha256}"
+
+
+class BaseTarget:
+    """Shared behaviour: layout keys, public URLs, credentials, no-op lifecycle hooks."""
+
+    kind = "base"
+
+    def __init__(self, config: TargetConfig, environ: Mapping[str, str] | None = None):
+        self.config = config
+        self.name = config.name
+        self.retain: Retain = config.retain
+        self.source_mirror = config.source_mirror
+        self.environ = os.environ if environ is None else environ
+
+    def key_for(self, dataset_id: str, version: str, file: str) -> str:
+        return self.config.layout.format(id=dataset_id, version=version, file=file)
+
+    def public_url(self, key: str) -> str:
+        # Percent-encode once here so torrents and records carry usable URLs as-is.
+        return self.config.url.format(key=quote(key, safe="/~-._"))
+
+    def credential(self, role: str, required: bool = True) -> str | None:
+        """The value of the env var the config names for `role`; the name, never the value, in errors."""
+        var = self.config.credentials.get(role)
+        value = self.environ.get(var) if var else None
+        if required and not value:
+            raise D4CError(
+                f"target {self.name!r}: credential {role!r} is not set"
+                + (f" (environment variable {var})" if var else " (no variable named in config)"),
+                hint=f"export {var or 'the variable'} or name it under credentials.{role}",
+            )
+        return value
+
+    def prepare(self, ctx: ReleaseContext) -> dict[str, Any]:
+        return {}
+
+    def finalize(self, ctx: ReleaseContext) -> dict[str, Any]:
+        return {}
+
+    def older_version_keys(self, keys: Iterable[str], dataset_id: str, keep_version: str) -> list[str]:
+        """Keys of `dataset_id` in this layout whose version is not `keep_version`.
+
+        The version is read from the layout's `{version}` or, for layouts without it
+        (e.g. `dataforcanada/{id}/processed/{file}`), from the `<id>_v<version>` file name.
+        """
+        pattern = _layout_regex(self.config.layout, dataset_id)
+        out = []
+        for key in keys:
+            m = pattern.fullmatch(key)
+            if not m:
+                continue
+            version = m.groupdict().get("version")
+            if version is None:
+                fm = re.match(re.escape(dataset_id) + r"_v(" + SEMVER + r")(?:[_.])", m["file"])
+                version = fm.group(1) if fm else None
+            if version is not None and version != keep_version:
+                out.append(key)
+        return sorted(out)
+
+    def listing_prefix(self, dataset_id: str) -> str:
+        """The longest fixed key prefix that holds every version of a dataset."""
+        head = re.split(r"\{(?:version|file)\}", self.config.layout, maxsplit=1)[0]
+        return head.format(id=dataset_id)
+
+
+def _layout_regex(layout: str, dataset_id: str) -> re.Pattern[str]:
+    parts = re.split(r"(\{id\}|\{version\}|\{file\})", layout)
+    rx = []
+    seen: set[str] = set()
+    for part in parts:
+        if part == "{id}":
+            rx.append(re.escape(dataset_id))
+        elif part in ("{version}", "{file}") and part[1:-1] not in seen:
+            seen.add(part[1:-1])
+            rx.append(f"(?P<version>{SEMVER})" if part == "{version}" else r"(?P<file>[^/]+)")
+        elif part in ("{version}", "{file}"):
+            rx.append(f"(?P={part[1:-1]})")
+        else:
+            rx.append(re.escape(part))
+    return re.compile("".join(rx))
