@@ -1,0 +1,226 @@
+"""Which datasets a git change touches: the job matrix for CI.
+
+Rules (docs/workflows.md):
+- a file under `datasets/<id>/` touches dataset `<id>`;
+- `scripts/`, `docker/`, `schemas/`, `pyproject.toml`, `requirements*.lock` touch every dataset;
+- a changed repo file that a dataset's transform imports (directly or transitively,
+  resolved with `ast`) touches that dataset: shared helpers such as `datasets/_shared/`;
+- a dataset whose recipe is gone at head is reported as deleted; deleting one that has
+  any release record is an error, because releases are permanent;
+- `release` lists the datasets whose recipe version has no `releases/<id>/<version>.json`.
+
+Everything is read from git objects (never the work tree), so `--head` may be any ref.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from d4c.errors import D4CError
+
+GLOBAL_PREFIXES = ("scripts/", "docker/", "schemas/")
+GLOBAL_FILES = re.compile(r"^(pyproject\.toml|requirements[^/]*\.lock)$")
+_RECIPE = re.compile(r"^datasets/([^/]+)/recipe\.yaml$")
+
+
+@dataclass(frozen=True)
+class Plan:
+    datasets: list[str]
+    deleted: list[str]
+    release: list[str]
+    all: bool
+    sample: list[str]  # touched datasets whose recipe declares a cheap PR `sample`
+    cache_keys: dict[str, str]  # dataset id -> CI cache key derived from its sources' sha256
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "datasets": self.datasets, "deleted": self.deleted, "release": self.release,
+            "all": self.all, "sample": self.sample, "cache_keys": self.cache_keys,
+        }
+
+
+class _Git:
+    """Read-only access to one repository's objects."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def run(self, *args: str) -> bytes:
+        proc = subprocess.run(["git", *args], cwd=self.root, capture_output=True, check=False)
+        if proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace").strip().splitlines()
+            raise D4CError(f"git {' '.join(args[:2])} failed: {err[-1] if err else proc.returncode}")
+        return proc.stdout
+
+    def commit(self, ref: str) -> str:
+        proc = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+            cwd=self.root, capture_output=True, text=True, check=False,
+        )
+        if proc.returncode != 0:
+            raise D4CError(
+                f"unknown git ref {ref!r} in {self.root}",
+                hint="fetch enough history (actions/checkout with fetch-depth: 0) or check the ref",
+            )
+        return proc.stdout.strip()
+
+    def files(self, commit: str) -> set[str]:
+        out = self.run("ls-tree", "-r", "-z", "--name-only", commit)
+        return {p for p in out.decode().split("\0") if p}
+
+    def read(self, commit: str, path: str) -> bytes:
+        return self.run("cat-file", "blob", f"{commit}:{path}")
+
+    def changes(self, base: str, head: str) -> list[tuple[str, str]]:
+        """(status letter, path) for base...head; renames count as delete + add."""
+        out = self.run("diff", "--name-status", "-z", "--no-renames", f"{base}...{head}")
+        parts = out.decode().split("\0")
+        return [(parts[i][:1], parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
+
+
+def _yaml(raw: bytes, where: str) -> dict[str, Any]:
+    try:
+        data = YAML(typ="safe", pure=True).load(raw)
+    except YAMLError:
+        raise D4CError(f"{where}: not valid YAML", hint="run `d4c validate`") from None
+    if not isinstance(data, dict):
+        raise D4CError(f"{where}: a recipe must be a mapping", hint="run `d4c validate`")
+    return data
+
+
+def _module_candidates(name: str, roots: list[str]) -> list[str]:
+    """Repo paths that `import name` could load, each package __init__ on the way included."""
+    parts = name.split(".")
+    out: list[str] = []
+    for root in roots:
+        base = f"{root}/" if root else ""
+        for i in range(1, len(parts) + 1):
+            stem = base + "/".join(parts[:i])
+            out += [f"{stem}.py", f"{stem}/__init__.py"]
+    return out
+
+
+def _imports(source: bytes, where: str, roots: list[str], here: str) -> list[str]:
+    """Candidate repo paths for every import in one module (absolute and relative)."""
+    try:
+        tree = ast.parse(source, filename=where)
+    except SyntaxError as exc:
+        raise D4CError(f"{where}:{exc.lineno}: cannot parse Python ({exc.msg})") from None
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                found += _module_candidates(alias.name, roots)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against this module's package folder
+                pkg = PurePosixPath(here)
+                for _ in range(node.level - 1):
+                    pkg = pkg.parent
+                mod_roots = [str(pkg) if str(pkg) != "." else ""]
+            else:
+                mod_roots = roots
+            mod = node.module or ""
+            for alias in node.names:  # `from pkg import sub` may name a submodule
+                full = f"{mod}.{alias.name}" if mod else alias.name
+                found += _module_candidates(full, mod_roots)
+            if mod:
+                found += _module_candidates(mod, mod_roots)
+    return found
+
+
+def transform_files(git: _Git, commit: str, dataset: str, recipe: dict[str, Any],
+                    files: set[str]) -> set[str]:
+    """The repo files a dataset's transform loads: the entry module and its imports, transitively.
+
+    Imports resolve against the dataset folder, `datasets/` and the repo root, the
+    places a transform can reach on its import path.
+    """
+    folder = f"datasets/{dataset}"
+    entry = str((recipe.get("transform") or {}).get("python") or "").split(":")[0]
+    if not entry:
+        return set()
+    roots = [folder, "datasets", ""]
+    todo = [f"{folder}/{entry}"]
+    seen: set[str] = set()
+    while todo:
+        path = todo.pop()
+        if path in seen or path not in files:
+            continue
+        seen.add(path)
+        here = str(PurePosixPath(path).parent)
+        todo += [c for c in _imports(git.read(commit, path), path, roots, here) if c not in seen]
+    return seen
+
+
+def cache_key(recipe: dict[str, Any]) -> str:
+    """A CI cache key that changes exactly when a source's bytes change."""
+    hashes = sorted(str(s.get("sha256", "")) for s in recipe.get("sources") or [])
+    return "d4c-sources-" + hashlib.sha256("\n".join(hashes).encode()).hexdigest()[:32]
+
+
+def _released(files: set[str], dataset: str) -> list[str]:
+    return sorted(f for f in files if f.startswith(f"releases/{dataset}/") and f.endswith(".json"))
+
+
+def plan(root: Path, base: str, head: str = "HEAD") -> Plan:
+    """Compute the plan for the change base...head in the repository at `root`."""
+    git = _Git(root)
+    base_c, head_c = git.commit(base), git.commit(head)
+    changes = git.changes(base_c, head_c)
+    base_files, head_files = git.files(base_c), git.files(head_c)
+    recipes = {
+        m.group(1): _yaml(git.read(head_c, p), p)
+        for p in sorted(head_files) if (m := _RECIPE.match(p))
+    }
+    old_ids = {m.group(1) for p in base_files if (m := _RECIPE.match(p))}
+
+    changed = {path for _, path in changes}
+    deleted = sorted(old_ids - set(recipes))
+    for ds in deleted:
+        records = _released(base_files | head_files, ds)
+        if records:
+            raise D4CError(
+                f"datasets/{ds}: a published dataset was deleted ({len(records)} release "
+                f"record(s), e.g. {records[0]})",
+                hint="releases are permanent; restore the folder and mark the dataset deprecated",
+            )
+    for status, path in changes:  # releases are permanent: a record may never go away
+        if status == "D" and path.startswith("releases/") and path.endswith(".json"):
+            raise D4CError(
+                f"{path}: a release record was deleted",
+                hint="releases are permanent; restore the file (deprecate a version instead)",
+            )
+
+    touch_all = any(p.startswith(GLOBAL_PREFIXES) or GLOBAL_FILES.match(p) for p in changed)
+    touched: set[str] = set()
+    for ds, recipe in recipes.items():
+        own = touch_all or any(p.startswith(f"datasets/{ds}/") for p in changed)
+        # lazily: parsing imports is only needed when nothing closer touched the dataset
+        if own or transform_files(git, head_c, ds, recipe, head_files) & changed:
+            touched.add(ds)
+
+    release = sorted(
+        ds for ds, r in recipes.items() if f"releases/{ds}/{r.get('version')}.json" not in head_files
+    )
+    ordered = sorted(touched)
+    return Plan(
+        datasets=ordered,
+        deleted=deleted,
+        release=release,
+        all=touch_all,
+        sample=[ds for ds in ordered if recipes[ds].get("sample")],
+        cache_keys={ds: cache_key(recipes[ds]) for ds in sorted(touched | set(release))},
+    )
+
+
+def dumps(p: Plan) -> str:
+    return json.dumps(p.to_json(), sort_keys=True, separators=(",", ":"))

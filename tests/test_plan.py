@@ -1,0 +1,189 @@
+"""`d4c plan`: each touch rule, in real git repositories built in tmp dirs."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from d4c.errors import D4CError
+from d4c.plan import plan
+
+A, B, C = "ca_test_alpha", "ca_test_beta", "ca_test_gamma"
+ENV = {**os.environ, "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z"}
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+
+
+def recipe(ds: str, version: str = "1.0.0", sha: str = "a" * 64, sample: bool = False) -> str:
+    text = (f"id: {ds}\nversion: {version}\nsources:\n  - name: s\n    path: sources/s.csv\n"
+            f"    sha256: {sha}\ntransform:\n  python: transform.py:build\n")
+    return text + ("sample:\n  params: {rows: 2}\n" if sample else "")
+
+
+def write(root: Path, files: dict[str, str | None]) -> None:
+    for rel, text in files.items():
+        p = root / rel
+        if text is None:
+            p.unlink()
+            continue
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+
+
+def commit(root: Path, msg: str) -> str:
+    subprocess.run([*GIT, "add", "-A"], cwd=root, check=True)
+    subprocess.run([*GIT, "commit", "-q", "--allow-empty", "-m", msg], cwd=root, check=True, env=ENV)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    root.mkdir()
+    subprocess.run([*GIT, "init", "-q", "-b", "main"], cwd=root, check=True)
+    write(root, {
+        "pyproject.toml": "[project]\nname='x'\n",
+        "requirements.lock": "x==1\n",
+        "scripts/d4c/__init__.py": "",
+        "docker/Dockerfile": "FROM scratch\n",
+        "schemas/recipe.schema.json": "{}\n",
+        "README.md": "hi\n",
+        # alpha imports a shared helper package, which imports another helper
+        f"datasets/{A}/recipe.yaml": recipe(A),
+        f"datasets/{A}/transform.py": "from _shared import geo\n\ndef build(ctx):\n    geo.f()\n",
+        "datasets/_shared/__init__.py": "",
+        "datasets/_shared/geo.py": "from . import units\n\ndef f():\n    return units.K\n",
+        "datasets/_shared/units.py": "K = 1\n",
+        "datasets/_shared/unused.py": "X = 2\n",
+        # beta imports a sibling module, relatively
+        f"datasets/{B}/recipe.yaml": recipe(B, sample=True),
+        f"datasets/{B}/transform.py": "from .cleaning import clean\n\ndef build(ctx):\n    clean()\n",
+        f"datasets/{B}/cleaning.py": "def clean():\n    return None\n",
+        # gamma imports nothing from the repo
+        f"datasets/{C}/recipe.yaml": recipe(C),
+        f"datasets/{C}/transform.py": "import json\n\ndef build(ctx):\n    json.dumps({})\n",
+        f"datasets/{C}/sources/s.csv": "a\n1\n",
+        f"releases/{C}/1.0.0.json": "{}\n",
+    })
+    commit(root, "base")
+    return root
+
+
+def change(repo: Path, files: dict[str, str | None]) -> dict[str, object]:
+    base = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True,
+                          capture_output=True, text=True).stdout.strip()
+    write(repo, files)
+    commit(repo, "change")
+    return plan(repo, base).to_json()
+
+
+def test_recipe_change_touches_only_that_dataset(repo: Path) -> None:
+    p = change(repo, {f"datasets/{C}/recipe.yaml": recipe(C, "1.1.0")})
+    assert p["datasets"] == [C] and p["all"] is False and p["deleted"] == []
+    assert p["release"] == [A, B, C]  # 1.1.0 has no record; alpha and beta never released
+
+
+def test_any_file_in_dataset_folder_touches_it(repo: Path) -> None:
+    p = change(repo, {f"datasets/{C}/sources/s.csv": "a\n2\n"})
+    assert p["datasets"] == [C]
+
+
+def test_released_version_is_not_in_release(repo: Path) -> None:
+    p = change(repo, {"README.md": "changed\n"})
+    assert p["datasets"] == [] and p["release"] == [A, B]
+
+
+@pytest.mark.parametrize("path", [
+    "scripts/d4c/__init__.py", "docker/Dockerfile", "schemas/recipe.schema.json",
+    "pyproject.toml", "requirements.lock", "requirements-dev.lock",
+])
+def test_shared_code_touches_every_dataset(repo: Path, path: str) -> None:
+    p = change(repo, {path: "changed\n"})
+    assert p["datasets"] == [A, B, C] and p["all"] is True
+
+
+def test_helper_imported_transitively_touches_only_its_user(repo: Path) -> None:
+    # edge-only change: nothing in alpha's folder changed, only a module its helper imports
+    p = change(repo, {"datasets/_shared/units.py": "K = 1000\n"})
+    assert p["datasets"] == [A] and p["all"] is False
+
+
+def test_unimported_helper_touches_nothing(repo: Path) -> None:
+    p = change(repo, {"datasets/_shared/unused.py": "X = 3\n"})
+    assert p["datasets"] == []
+
+
+def test_new_helper_import_is_followed_at_head(repo: Path) -> None:
+    p = change(repo, {
+        f"datasets/{C}/transform.py": "from _shared import unused\n\ndef build(ctx):\n    pass\n",
+        "datasets/_shared/unused.py": "X = 4\n",
+    })
+    assert p["datasets"] == [C]
+    p2 = change(repo, {"datasets/_shared/unused.py": "X = 5\n"})
+    assert p2["datasets"] == [C]
+
+
+def test_relative_sibling_import(repo: Path) -> None:
+    p = change(repo, {f"datasets/{B}/cleaning.py": "def clean():\n    return 1\n"})
+    assert p["datasets"] == [B] and p["sample"] == [B]
+
+
+def test_new_dataset_is_touched_and_needs_release(repo: Path) -> None:
+    new = "ca_test_delta"
+    p = change(repo, {f"datasets/{new}/recipe.yaml": recipe(new)})
+    assert p["datasets"] == [new] and new in p["release"]
+    assert p["cache_keys"][new].startswith("d4c-sources-")
+
+
+def test_cache_key_follows_source_hash(repo: Path) -> None:
+    before = change(repo, {f"datasets/{A}/transform.py": "def build(ctx):\n    pass\n"})
+    after = change(repo, {f"datasets/{A}/recipe.yaml": recipe(A, sha="b" * 64)})
+    same = change(repo, {f"datasets/{A}/recipe.yaml": recipe(A, version="1.0.1", sha="b" * 64)})
+    keys = [x["cache_keys"][A] for x in (before, after, same)]  # type: ignore[index]
+    assert keys[0] != keys[1] and keys[1] == keys[2]
+
+
+def test_deleted_unreleased_dataset_is_reported(repo: Path) -> None:
+    p = change(repo, {f"datasets/{B}/recipe.yaml": None, f"datasets/{B}/transform.py": None,
+                      f"datasets/{B}/cleaning.py": None})
+    assert p["deleted"] == [B] and B not in p["datasets"] and B not in p["release"]
+
+
+def test_deleting_released_dataset_is_an_error(repo: Path) -> None:
+    with pytest.raises(D4CError, match=f"datasets/{C}: a published dataset was deleted"):
+        change(repo, {f"datasets/{C}/recipe.yaml": None, f"datasets/{C}/transform.py": None,
+                      f"datasets/{C}/sources/s.csv": None, f"releases/{C}/1.0.0.json": None})
+
+
+def test_deleting_a_release_record_is_an_error(repo: Path) -> None:
+    with pytest.raises(D4CError, match="release record was deleted"):
+        change(repo, {f"releases/{C}/1.0.0.json": None})
+
+
+def test_cli_json_and_errors(repo: Path, tmp_path: Path) -> None:
+    base = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True,
+                          capture_output=True, text=True).stdout.strip()
+    write(repo, {f"datasets/{C}/recipe.yaml": recipe(C, "2.0.0")})
+    commit(repo, "bump")
+    out = tmp_path / "gh_output"
+    env = {**os.environ, "D4C_REPO": str(repo), "GITHUB_OUTPUT": str(out)}
+    proc = subprocess.run([sys.executable, "-m", "d4c", "plan", "--base", base, "--github-output"],
+                          capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["datasets"] == [C]
+    lines = out.read_text().splitlines()
+    assert lines[0] == f"json={proc.stdout.strip()}" and "any=true" in lines
+    bad = subprocess.run([sys.executable, "-m", "d4c", "plan", "--base", "no-such-ref"],
+                         capture_output=True, text=True, env=env, check=False)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines() == [bad.stderr.strip()]
+    assert "unknown git ref 'no-such-ref'" in bad.stderr
+
+
+def test_broken_transform_is_one_line(repo: Path) -> None:
+    with pytest.raises(D4CError, match=rf"datasets/{A}/transform.py:1: cannot parse Python"):
+        change(repo, {f"datasets/{A}/transform.py": "def (:\n"})  # touched directly: not parsed
+        change(repo, {"datasets/_shared/units.py": "K = 2\n"})
