@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -77,6 +77,9 @@ class ReleaseContext:
     urls: dict[str, dict[str, str]]  # target name -> file name -> public URL (all targets)
     state: dict[str, Any] = field(default_factory=dict)  # this target's journal entry
     dry_run: bool = False
+    # Call after each remote change a hook makes (e.g. "zenodo: draft created"): tests use it
+    # to crash the run right after every side effect and prove the rerun converges.
+    on_side_effect: Callable[[str], None] = field(default=lambda what: None)
 
     @property
     def tag(self) -> str:

@@ -1,0 +1,119 @@
+"""The source bundle: a deterministic .tar.gz of everything needed to rebuild a release.
+
+Holds the dataset's recipe folder, scripts/, docker/, schemas/, pyproject.toml, the
+lock files, the Makefile and the manifest, under one top folder
+`<id>_v<version>_source/`. Same inputs, same bytes: entries sorted, mtime =
+the manifest's source_date_epoch, uid/gid 0, no user/group names, modes 0644/0755,
+gzip header with no file name and mtime 0.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+from d4c.errors import D4CError
+from d4c.release.targets.local import atomic_write
+
+TREES = ("scripts", "docker", "schemas")
+TOP_FILES = ("pyproject.toml", "Makefile")
+SKIP_PARTS = {"__pycache__", ".git", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+MAX_MEMBER = 2 << 30  # extraction cap per file; a bundle holds code, not data
+MAX_TOTAL = 8 << 30
+
+
+def _listed(root: Path) -> list[str] | None:
+    """Files git would track (tracked + untracked, not ignored), or None outside a git repo."""
+    if not (root / ".git").exists():
+        return None
+    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                         cwd=root, capture_output=True, check=False)
+    if out.returncode != 0:
+        return None
+    return [p for p in out.stdout.decode().split("\0") if p]
+
+
+def _wanted(rel: str, recipe_dir: str) -> bool:
+    parts = rel.split("/")
+    if SKIP_PARTS.intersection(parts) or rel.endswith(".pyc") or any(
+            p.endswith(".egg-info") for p in parts):
+        return False
+    if parts[0] in TREES or rel.startswith(recipe_dir + "/"):
+        return True
+    return len(parts) == 1 and (rel in TOP_FILES or (
+        rel.startswith("requirements") and rel.endswith((".lock", ".in"))))
+
+
+def bundle_files(root: Path, recipe_dir: Path) -> list[str]:
+    """Repo-relative paths of the files that go into the bundle, sorted."""
+    rdir = recipe_dir.resolve().relative_to(root.resolve()).as_posix()
+    listed = _listed(root)
+    if listed is None:  # an unpacked bundle or a plain copy: walk it
+        listed = [p.relative_to(root).as_posix() for p in root.rglob("*")]
+    return sorted(r for r in set(listed) if _wanted(r, rdir) and (root / r).is_file()
+                  and not (root / r).is_symlink())
+
+
+def _info(name: str, size: int, mode: int, mtime: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, mtime, mode
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.type = tarfile.REGTYPE
+    return info
+
+
+def make_bundle(root: Path, recipe_dir: Path, manifest_bytes: bytes, dest: Path,
+                top: str, mtime: int) -> list[str]:
+    """Write the bundle to `dest` atomically; return the member names."""
+    names = []
+    buf = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, compresslevel=9, mtime=0) as gz:
+        with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            entries = [(rel, root / rel) for rel in bundle_files(root, recipe_dir)]
+            entries.append(("manifest.json", None))  # type: ignore[arg-type]
+            for rel, path in sorted(entries, key=lambda e: e[0]):
+                name = f"{top}/{rel}"
+                if path is None:
+                    tar.addfile(_info(name, len(manifest_bytes), 0o644, mtime),
+                                io.BytesIO(manifest_bytes))
+                else:
+                    mode = 0o755 if os.access(path, os.X_OK) else 0o644
+                    with path.open("rb") as fh:
+                        tar.addfile(_info(name, path.stat().st_size, mode, mtime), fh)
+                names.append(name)
+    atomic_write(dest, data=buf.getvalue())
+    return names
+
+
+def extract_bundle(path: Path, dest: Path) -> Path:
+    """Safely unpack a bundle into `dest`; return its top folder (which holds manifest.json).
+
+    Refuses links, devices, absolute or `..` paths, and members over the size caps.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    total = 0
+    try:
+        with tarfile.open(path, mode="r:gz") as tar:
+            members = tar.getmembers()
+            tops = {m.name.split("/", 1)[0] for m in members}
+            for m in members:
+                if not (m.isfile() or m.isdir()):
+                    raise D4CError(f"{path}: member {m.name!r} is not a regular file",
+                                   hint="a d4c bundle holds only files; is this the right file?")
+                if m.name.startswith("/") or ".." in m.name.split("/"):
+                    raise D4CError(f"{path}: unsafe member path {m.name!r}")
+                total += m.size
+                if m.size > MAX_MEMBER or total > MAX_TOTAL:
+                    raise D4CError(f"{path}: member {m.name!r} exceeds the size cap")
+            tar.extractall(dest, members=members, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise D4CError(f"cannot unpack bundle {path}: {exc}",
+                       hint="download it again and check its sha256") from None
+    top = dest / tops.pop() if len(tops) == 1 else None
+    if top is None or not (top / "manifest.json").is_file():
+        raise D4CError(f"{path}: not a d4c source bundle (no single top folder with manifest.json)")
+    return top

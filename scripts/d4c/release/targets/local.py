@@ -1,0 +1,95 @@
+"""`local`: a directory with the same layout rules as a bucket (the offline default)."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from d4c.errors import D4CError
+from d4c.release.targets.base import BaseTarget, TargetConfig
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write(dest: Path, data: bytes | None = None, src: Path | None = None) -> None:
+    """Write bytes (or copy a file) to `dest` via a temp file + rename: never half-written."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            if src is not None:
+                with src.open("rb") as inp:
+                    shutil.copyfileobj(inp, out, 1 << 20)
+            else:
+                out.write(data or b"")
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class LocalTarget(BaseTarget):
+    kind = "local"
+
+    def __init__(self, config: TargetConfig, environ: Mapping[str, str] | None = None):
+        super().__init__(config, environ)
+        self.root = Path(str(config.options.get("path", "publish")))
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise D4CError(f"target {self.name!r}: key {key!r} escapes {self.root}")
+        return path
+
+    def exists(self, key: str, sha256: str) -> bool:
+        path = self._path(key)
+        if not path.is_file():
+            return False
+        if sha256_file(path) != sha256:
+            # An immutable key never gets different bytes: stop and say which one.
+            raise D4CError(f"target {self.name!r}: {path} exists with different content",
+                           hint="a published file is immutable: bump the version, "
+                                "or remove the corrupt copy if it is damaged")
+        return True
+
+    def upload(self, key: str, path: Path, sha256: str, md5: str) -> None:
+        atomic_write(self._path(key), src=path)
+
+    def verify(self, key: str, sha256: str) -> bool:
+        path = self._path(key)
+        return path.is_file() and sha256_file(path) == sha256
+
+    def delete_older_versions(self, dataset_id: str, keep_version: str) -> list[str]:
+        prefix = self.listing_prefix(dataset_id)
+        base = self._path(prefix.rsplit("/", 1)[0]) if "/" in prefix else self.root
+        if not base.is_dir():
+            return []
+        keys = [p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file()]
+        old = self.older_version_keys(keys, dataset_id, keep_version)
+        for key in old:
+            path = self._path(key)
+            path.unlink()
+            for parent in path.parents:  # drop emptied version folders
+                if parent == self.root or any(parent.iterdir()):
+                    break
+                parent.rmdir()
+        return old
+
+    def read_state(self, key: str) -> bytes | None:
+        path = self._path(key)
+        return path.read_bytes() if path.is_file() else None
+
+    def write_state(self, key: str, data: bytes) -> None:
+        atomic_write(self._path(key), data=data)
