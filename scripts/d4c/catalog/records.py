@@ -1,0 +1,109 @@
+"""Read release records (releases/<id>/<version>.json) and the descriptive metadata behind them.
+
+A record carries the manifest, URLs, DOIs and hashes. The descriptive fields (titles,
+license, providers, keywords, coverage) come from the record's optional `metadata`
+object (a snapshot of the recipe at release time); for records without it, from the
+recipe at the commit the manifest names (`git show`), else from the recipe file.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from d4c.errors import D4CError
+
+Record = dict[str, Any]
+
+# Recipe fields the catalog uses; the rest of a recipe is build detail.
+DESCRIPTIVE = (
+    "title", "description", "license", "creators", "providers", "keywords", "temporal", "spatial",
+)
+_REQUIRED = ("id", "version", "released_at", "manifest", "files")
+
+
+def check_record(record: Any, where: str) -> Record:
+    """Fail with one line when a record lacks what the catalog needs."""
+    if not isinstance(record, dict):
+        raise D4CError("a release record must be a JSON object", where=where)
+    missing = [k for k in _REQUIRED if k not in record]
+    if missing:
+        raise D4CError(
+            f"release record lacks {', '.join(missing)}",
+            where=where,
+            hint="records are written by `d4c release`; see docs/architecture.md",
+        )
+    if not isinstance(record["files"], list) or not isinstance(record["manifest"], dict):
+        raise D4CError("release record: `files` must be a list, `manifest` an object", where=where)
+    return record
+
+
+def load_records(releases: Path) -> list[Record]:
+    """Every record under `releases/`, in path order (the catalog sorts them itself)."""
+    if not releases.is_dir():
+        raise D4CError(f"no releases folder at {releases}", hint="pass --releases DIR")
+    records = []
+    for path in sorted(releases.glob("*/*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise D4CError(f"cannot read release record: {exc}", where=str(path)) from None
+        check_record(record, str(path))
+        if path.parent.name != record["id"] or path.stem != record["version"]:
+            raise D4CError(
+                f"record says {record['id']} {record['version']} but sits at {path}",
+                where=str(path),
+                hint="records live at releases/<id>/<version>.json",
+            )
+        records.append(record)
+    return records
+
+
+def _recipe_text(record: Record, root: Path) -> str | None:
+    dataset = record["manifest"].get("dataset") or {}
+    rel = dataset.get("recipe_path") or f"datasets/{record['id']}/recipe.yaml"
+    commit = (record["manifest"].get("code") or {}).get("commit")
+    if commit and (root / ".git").exists():
+        done = subprocess.run(
+            ["git", "-C", str(root), "show", f"{commit}:{rel}"],
+            capture_output=True, text=True, check=False,
+        )
+        if done.returncode == 0:
+            return done.stdout
+    path = root / rel
+    return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+def descriptive_metadata(record: Record, root: Path | None) -> dict[str, Any]:
+    """Titles, license, providers... for one record (see the module docstring for the order)."""
+    meta = record.get("metadata")
+    if isinstance(meta, dict):
+        return meta
+    text = _recipe_text(record, root) if root is not None else None
+    if text is None:
+        raise D4CError(
+            f"release {record['id']} {record['version']} has no `metadata` and its recipe "
+            "cannot be found",
+            hint="add the recipe's descriptive fields as `metadata` to the record, "
+            "or run inside the repository",
+        )
+    try:
+        recipe = YAML(typ="safe", pure=True).load(text)
+    except YAMLError:
+        raise D4CError(f"recipe of {record['id']} is not valid YAML", hint="run `d4c validate`") from None
+    return {k: _plain(recipe[k]) for k in DESCRIPTIVE if isinstance(recipe, dict) and k in recipe}
+
+
+def _plain(node: Any) -> Any:
+    """YAML dates become ISO strings, like the JSON a record would carry."""
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if hasattr(node, "isoformat"):
+        return node.isoformat()
+    return node

@@ -1,0 +1,82 @@
+"""Validate items and collections offline: STAC 1.1 core schemas bundled with pystac,
+plus schemas/stac-extensions.schema.json for the extension fields we use.
+
+No schema is ever fetched: the registry's `retrieve` refuses every URI it was not
+given, so a missing schema is an error here rather than a network call.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft7Validator
+from pystac.validation.local_validator import get_local_schema_cache
+from referencing import Registry, Resource
+from referencing.exceptions import NoSuchResource
+from referencing.jsonschema import DRAFT7
+
+from d4c.catalog.items import extensions_used
+
+SCHEMA_FILE = Path(__file__).resolve().parents[3] / "schemas" / "stac-extensions.schema.json"
+_CORE = "https://schemas.stacspec.org/v1.1.0/{0}-spec/json-schema/{0}.json"
+
+
+def _offline(uri: str) -> Resource:
+    raise NoSuchResource(ref=uri)  # type: ignore[call-arg]  # never the network
+
+
+@functools.cache
+def _registry() -> Registry:
+    pairs = [(uri, Resource.from_contents(doc, default_specification=DRAFT7))
+             for uri, doc in get_local_schema_cache().items()]
+    return Registry(retrieve=_offline).with_resources(pairs)  # type: ignore[call-arg]
+
+
+@functools.cache
+def _core(kind: str) -> Draft7Validator:
+    uri = _CORE.format(kind)
+    return Draft7Validator({"$ref": uri}, registry=_registry())
+
+
+@functools.cache
+def _extensions() -> tuple[dict[str, str], dict[str, Any]]:
+    doc = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    return dict(doc["x-extensions"]), dict(doc["definitions"])
+
+
+def _ext_validator(name: str) -> Draft7Validator:
+    _, defs = _extensions()
+    return Draft7Validator({"$ref": f"#/definitions/{name}", "definitions": defs})
+
+
+def _messages(validator: Draft7Validator, obj: dict[str, Any], label: str) -> list[str]:
+    errors = sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))
+    return [f"{label}: /{'/'.join(map(str, e.absolute_path))}: {e.message[:200]}" for e in errors]
+
+
+def _check_extensions(obj: dict[str, Any], label: str, expected: list[str]) -> list[str]:
+    known, _ = _extensions()
+    declared = list(obj.get("stac_extensions") or [])
+    problems = [f"{label}: no offline schema for extension {u}" for u in declared if u not in known]
+    if sorted(declared) != sorted(expected):
+        problems.append(f"{label}: stac_extensions {sorted(declared)} but fields use {sorted(expected)}")
+    for uri in declared:
+        if uri in known:
+            problems += _messages(_ext_validator(known[uri]), obj, f"{label} [{known[uri]}]")
+    return problems
+
+
+def validate_item(item: dict[str, Any]) -> list[str]:
+    """Problems with one item (empty when valid), each one line naming the item and path."""
+    label = f"item {item.get('id')}"
+    return _messages(_core("item"), item, label) + _check_extensions(item, label, extensions_used(item))
+
+
+def validate_collection(coll: dict[str, Any]) -> list[str]:
+    label = f"collection {coll.get('id')}"
+    known, _ = _extensions()
+    d4c = [u for u, n in known.items() if n == "d4c"]
+    expected = d4c if any(k.startswith("d4c:") for k in coll) else []
+    return _messages(_core("collection"), coll, label) + _check_extensions(coll, label, expected)

@@ -1,0 +1,188 @@
+"""Items <-> Arrow with an explicit schema, and the deterministic GeoParquet write.
+
+The schema is computed from the items' key sets only (asset keys, mirror names,
+software names; each sorted), never inferred per batch, so datasets with different
+assets or missing optional fields share one schema and the same items always give
+the same bytes. Layout follows stac-geoparquet 1.0: properties at the top level,
+`bbox` as a struct (a GeoParquet 1.1 covering), `geometry` as WKB.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from stac_geoparquet.arrow import stac_table_to_items, to_parquet
+from stac_geoparquet.arrow._crs import WGS84_CRS_JSON  # the CRS stac-geoparquet itself tags
+
+from d4c.catalog.items import Item
+from d4c.catalog.versions import version_key
+from d4c.errors import D4CError
+
+ROW_GROUP_SIZE = 2048  # ~50 row groups for 100k versions: min/max on `collection` prunes
+PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd", "compression_level": 6, "version": "2.6",
+    "data_page_version": "1.0", "write_statistics": True, "use_dictionary": True,
+    "write_page_index": True,
+}
+Keys = tuple[set[str], set[str], set[str]]
+TS = pa.timestamp("us", tz="UTC")
+_STR_LIST = pa.list_(pa.string())
+LINK = pa.struct([("rel", pa.string()), ("href", pa.string()),
+                  ("type", pa.string()), ("title", pa.string())])
+PROVIDER = pa.struct([("name", pa.string()), ("roles", _STR_LIST), ("url", pa.string())])
+TIME_COLUMNS = ("datetime", "start_datetime", "end_datetime", "created")
+# Properties in column order; processing:software is added when any item has software.
+PROPERTIES: list[tuple[str, pa.DataType]] = [
+    *((name, TS) for name in TIME_COLUMNS),
+    ("title", pa.string()), ("description", pa.string()),
+    ("d4c:title_fr", pa.string()), ("d4c:description_fr", pa.string()),
+    ("license", pa.string()), ("keywords", _STR_LIST), ("providers", pa.list_(PROVIDER)),
+    ("version", pa.string()), ("deprecated", pa.bool_()),
+    ("sci:doi", pa.string()), ("sci:citation", pa.string()), ("d4c:concept_doi", pa.string()),
+]
+
+
+def keys_of_items(items: Iterable[Item]) -> Keys:
+    """The variable key sets of some items: asset keys, mirror names, software names."""
+    asset_keys: set[str] = set()
+    mirrors: set[str] = set()
+    software: set[str] = set()
+    for item in items:
+        for key, asset in item["assets"].items():
+            asset_keys.add(key)
+            mirrors.update(asset.get("alternate") or ())
+        software.update(item["properties"].get("processing:software") or ())
+    return asset_keys, mirrors, software
+
+
+def keys_of_schema(schema: pa.Schema) -> Keys:
+    """The key sets a schema written by `schema_from_keys` was made from."""
+    assets = schema.field("assets").type
+    asset_keys = {assets.field(i).name for i in range(assets.num_fields)}
+    mirrors: set[str] = set()
+    if asset_keys:
+        first = assets.field(0).type
+        if first.get_field_index("alternate") >= 0:
+            alt = first.field("alternate").type
+            mirrors = {alt.field(i).name for i in range(alt.num_fields)}
+    software: set[str] = set()
+    if "processing:software" in schema.names:
+        sw = schema.field("processing:software").type
+        software = {sw.field(i).name for i in range(sw.num_fields)}
+    return asset_keys, mirrors, software
+
+
+def schema_from_keys(keys: Keys) -> pa.Schema:
+    """The explicit schema: fixed columns plus the sorted variable key sets."""
+    asset_keys, mirrors, software = keys
+    asset_fields = [("href", pa.string()), ("type", pa.string()), ("title", pa.string()),
+                    ("roles", _STR_LIST), ("file:size", pa.int64()),
+                    ("file:checksum", pa.string())]
+    if mirrors:  # Parquet cannot store an empty struct: no mirrors, no column
+        href = pa.struct([("href", pa.string())])
+        asset_fields.append(("alternate", pa.struct([(m, href) for m in sorted(mirrors)])))
+    asset = pa.struct(asset_fields)
+    geometry = pa.field("geometry", pa.binary(), metadata={
+        b"ARROW:extension:name": b"geoarrow.wkb",
+        b"ARROW:extension:metadata": b'{"crs": ' + _crs_json() + b"}",
+    })
+    fields = [
+        pa.field("type", pa.string()), pa.field("stac_version", pa.string()),
+        pa.field("stac_extensions", _STR_LIST), pa.field("id", pa.string()), geometry,
+        pa.field("bbox", pa.struct([(n, pa.float64()) for n in ("xmin", "ymin", "xmax", "ymax")])),
+        pa.field("links", pa.list_(LINK)),
+        pa.field("assets", pa.struct([(k, asset) for k in sorted(asset_keys)])),
+        pa.field("collection", pa.string()),
+        *(pa.field(name, typ) for name, typ in PROPERTIES),
+    ]
+    if software:
+        fields.append(pa.field("processing:software",
+                               pa.struct([(s, pa.string()) for s in sorted(software)])))
+    return pa.schema(fields)
+
+
+def _crs_json() -> bytes:
+    import json
+
+    return json.dumps(WGS84_CRS_JSON, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _wkb_box(bbox: list[float]) -> bytes:
+    """ISO WKB of the bbox polygon: built directly, no geometry library on the hot path."""
+    x0, y0, x1, y1 = bbox
+    return struct.pack("<BIII10d", 1, 3, 1, 5, x0, y0, x1, y0, x1, y1, x0, y1, x0, y0)
+
+
+def items_to_table(items: list[Item]) -> pa.Table:
+    """Items (already in catalog order) -> an Arrow table with the explicit schema."""
+    schema = schema_from_keys(keys_of_items(items))
+    known = {f.name for f in schema}
+    # Times go in as strings and are cast once per column: cheaper than per-row parsing.
+    staging = pa.schema([pa.field(f.name, pa.string()) if f.name in TIME_COLUMNS else f
+                         for f in schema])
+    rows = []
+    for item in items:
+        props = item["properties"]
+        unknown = set(props) - known
+        if unknown:
+            raise D4CError(f"item {item['id']}: no catalog column for {sorted(unknown)}")
+        x0, y0, x1, y1 = item["bbox"]
+        rows.append({
+            **props,
+            "type": "Feature", "stac_version": item["stac_version"],
+            "stac_extensions": item["stac_extensions"], "id": item["id"],
+            "geometry": _wkb_box(item["bbox"]),
+            "bbox": {"xmin": x0, "ymin": y0, "xmax": x1, "ymax": y1},
+            "links": item["links"], "assets": item["assets"], "collection": item["collection"],
+        })
+    return pa.Table.from_pylist(rows, schema=staging).cast(schema)
+
+
+def sort_table(table: pa.Table) -> pa.Table:
+    """Rows by collection, then SemVer precedence (not string order: 1.10.0 after 1.9.0)."""
+    keys = list(zip(table["collection"].to_pylist(), table["version"].to_pylist()))
+    order = sorted(range(len(keys)), key=lambda i: (keys[i][0], version_key(keys[i][1])))
+    return table.take(pa.array(order, pa.int64()))
+
+
+def write_parquet(table: pa.Table, collections: Mapping[str, Any], dest: Path) -> None:
+    """Write atomically (temp file + rename): readers never see a half-written catalog."""
+    dest = dest.resolve()  # stac-geoparquet needs an absolute path
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    try:
+        to_parquet(table.to_reader(max_chunksize=ROW_GROUP_SIZE), tmp,
+                   collections=dict(collections), **PARQUET_OPTIONS)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _strip_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_strip_nulls(v) for v in value]
+    return value
+
+
+def table_to_items(table: pa.Table) -> list[Item]:
+    """Arrow rows -> items, through stac-geoparquet's own reader.
+
+    Parquet cannot tell an absent key from a null one, so nulls are dropped (the
+    documented drawback); `datetime` is the exception, as STAC requires it, null or not.
+    """
+    out = []
+    for raw in stac_table_to_items(table):
+        item = _strip_nulls(raw)
+        item["properties"].setdefault("datetime", None)
+        out.append(item)
+    return out
