@@ -1,0 +1,94 @@
+"""`d4c diff ID [--against VERSION] [--build DIR] [--format markdown|json]`: the build diff.
+
+Exit 0 when the version bump covers the change the data shows (and the build was
+reproducible, if a --check result is given), 1 otherwise.
+`d4c diff --combine DIR` joins the JSON reports under DIR into one bounded text
+(the sticky PR comment).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from d4c import paths
+from d4c import recipe as recipes
+from d4c.diff import render
+from d4c.diff.report import make_report
+from d4c.errors import D4CError, UsageError
+
+MARKER = "<!-- d4c-build-diff -->"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", nargs="?", help="dataset id")
+    parser.add_argument("--against", metavar="VERSION", help="a released version (default: latest)")
+    parser.add_argument("--build", metavar="DIR", type=Path,
+                        help="the build to compare (default: .d4c/build/<id>/v<version>/)")
+    parser.add_argument("--check-result", metavar="FILE", type=Path,
+                        help="JSON written by `d4c build --check` (reproducibility result)")
+    parser.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    parser.add_argument("--save", metavar="DIR", type=Path,
+                        help="also write diff.md and diff.json into DIR (CI artifacts)")
+    parser.add_argument("--combine", metavar="DIR", type=Path,
+                        help="instead: join every */diff.json under DIR into one bounded comment")
+    parser.add_argument("--limit", type=int, default=None, help="maximum bytes of markdown")
+
+
+def load_check(path: Path) -> dict[str, Any]:
+    """Normalize a --check result to {"ok": bool, "details": [str]}."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise D4CError(f"{path}: cannot read the --check result ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("reproducible"), bool):
+        raise D4CError(f"{path}: a --check result needs a boolean `reproducible`",
+                       hint="pass the file `d4c build --check` wrote")
+    details = [str(d) for d in data.get("differences") or []]
+    return {"ok": data["reproducible"], "details": details}
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _combine(folder: Path, limit: int) -> int:
+    reports = []
+    for p in sorted(folder.glob("*/diff.json")) + sorted(folder.glob("diff.json")):
+        try:
+            reports.append(json.loads(p.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise D4CError(f"{p}: not a diff report ({exc})") from None
+    reports.sort(key=lambda r: str(r.get("dataset")))
+    sys.stdout.write(render.combined(reports, limit, header=f"{MARKER}\n### d4c build diff"))
+    return 0 if all(r["semver"]["ok"] for r in reports) else 1
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.combine is not None:
+        return _combine(args.combine, args.limit or render.COMMENT_LIMIT)
+    if not args.dataset:
+        raise UsageError("d4c diff: a dataset id is required (or --combine DIR)")
+    root = paths.repo_root()
+    build = args.build
+    if build is None:
+        recipe = recipes.load_id(args.dataset, root)
+        build = paths.state_dir(root) / "build" / args.dataset / f"v{recipe.version}"
+    check = load_check(args.check_result) if args.check_result else None
+    report = make_report(root, args.dataset, build, args.against, check)
+    md = render.markdown(report, args.limit or render.STEP_SUMMARY_LIMIT)
+    js = render.to_json(report)
+    if args.save:
+        args.save.mkdir(parents=True, exist_ok=True)
+        _write(args.save / "diff.md", md)
+        _write(args.save / "diff.json", js)
+    sys.stdout.write(js if args.format == "json" else md)
+    failed = not report["semver"]["ok"] or (check is not None and not check["ok"])
+    if failed and os.environ.get("GITHUB_ACTIONS") == "true":
+        print(f"::error title=d4c diff::{args.dataset}: {report['semver'].get('message', 'failed')}")
+    return 1 if failed else 0

@@ -1,0 +1,196 @@
+"""Compare one artifact's previous and new versions: hashes, schema, geometry, rows.
+
+Two sources of facts: the files themselves (read with pyarrow; row-level comparison
+by primary key runs in DuckDB over the Arrow tables, without copying them) or, when
+the previous file cannot be fetched, the manifest entries, which carry the same
+summary facts but no rows. Everything returned is plain JSON-able data for render.py.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from d4c.errors import D4CError
+
+MAX_EXAMPLES = 3
+
+
+@dataclass
+class Profile:
+    """The summary facts of one artifact version."""
+
+    sha256: str | None = None
+    size: int | None = None
+    rows: int | None = None
+    columns: dict[str, tuple[str, int | None]] = field(default_factory=dict)  # name -> (type, nulls)
+    geometry_types: list[str] | None = None
+    crs: str | None = None
+    bbox: list[float] | None = None
+    logical: str | None = None
+
+
+def profile_manifest(out: dict[str, Any]) -> Profile:
+    """Facts from a manifest `outputs[]` entry."""
+    cols = {str(c["name"]): (str(c.get("type")), c.get("nulls")) for c in out.get("columns") or []}
+    bbox = out.get("bbox")
+    return Profile(
+        sha256=out.get("sha256"), size=out.get("size"), rows=out.get("rows"), columns=cols,
+        geometry_types=sorted(out["geometry_types"]) if out.get("geometry_types") else None,
+        crs=out.get("crs"), bbox=[float(b) for b in bbox] if bbox else None,
+        logical=out.get("logical_sha256"),
+    )
+
+
+def read_table(path: Path, fmt: str) -> pa.Table:
+    """Read a Parquet, GeoParquet or CSV artifact, or fail with one line."""
+    try:
+        if fmt in {"parquet", "geoparquet"}:
+            return pq.read_table(path)
+        if fmt == "csv":
+            return pacsv.read_csv(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise D4CError(f"{path}: cannot read as {fmt}: {str(exc)[:200]}") from None
+    raise D4CError(f"{path}: format {fmt!r} has no tabular diff", hint="only parquet, geoparquet, csv")
+
+
+def _crs_name(crs: Any) -> str | None:
+    if crs is None:
+        return None
+    from pyproj import CRS
+
+    try:
+        c = CRS.from_user_input(crs)
+    except Exception:  # noqa: BLE001 - an unreadable CRS is still reported, by name
+        return str(crs.get("name") if isinstance(crs, dict) else crs)[:80]
+    auth = c.to_authority()
+    return f"{auth[0]}:{auth[1]}" if auth else c.name
+
+
+def profile_table(table: pa.Table, base: Profile) -> Profile:
+    """Facts read from the file; hashes and size come from `base` (the verified manifest)."""
+    cols = {f.name: (str(f.type), table.column(i).null_count) for i, f in enumerate(table.schema)}
+    prof = Profile(sha256=base.sha256, size=base.size, rows=table.num_rows, columns=cols,
+                   logical=base.logical)
+    meta = (table.schema.metadata or {}).get(b"geo")
+    if meta:
+        geo = json.loads(meta)
+        col = geo.get("columns", {}).get(geo.get("primary_column"), {})
+        prof.geometry_types = sorted(col.get("geometry_types") or []) or None
+        # GeoParquet: a missing `crs` key means OGC:CRS84; an explicit null means unknown
+        prof.crs = _crs_name(col["crs"]) if "crs" in col else "OGC:CRS84"
+        prof.bbox = [float(b) for b in col["bbox"]] if col.get("bbox") else None
+    return prof
+
+
+def _pair(old: Any, new: Any) -> dict[str, Any]:
+    return {"old": old, "new": new, "same": old == new}
+
+
+def compare_profiles(old: Profile, new: Profile) -> dict[str, Any]:
+    """Hash, size, row, schema, null, geometry, CRS and bbox changes between two profiles."""
+    oc, nc = old.columns, new.columns
+    both = [c for c in nc if c in oc]
+    logical_same = old.logical == new.logical if old.logical and new.logical else None
+    return {
+        "bytes": _pair(old.sha256, new.sha256),
+        "logical": {"old": old.logical, "new": new.logical, "same": logical_same},
+        "size": _pair(old.size, new.size),
+        "rows": _pair(old.rows, new.rows),
+        "columns": {
+            "added": [c for c in nc if c not in oc],
+            "removed": [c for c in oc if c not in nc],
+            "retyped": [{"name": c, "old": oc[c][0], "new": nc[c][0]} for c in both if oc[c][0] != nc[c][0]],
+        },
+        "nulls": [
+            {"name": c, "old": oc[c][1], "new": nc[c][1]}
+            for c in both if oc[c][1] is not None and nc[c][1] is not None and oc[c][1] != nc[c][1]
+        ],
+        "geometry_types": _pair(old.geometry_types, new.geometry_types),
+        "crs": _pair(old.crs, new.crs),
+        "bbox": _pair(old.bbox, new.bbox),
+    }
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _show(value: Any) -> str:
+    """A short, single-line rendering of one cell for the examples."""
+    if isinstance(value, bytes | bytearray):
+        return f"<{len(value)} bytes>"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _key_text(keys: list[str], row: tuple[Any, ...]) -> str:
+    return ", ".join(f"{k}={_show(v)}" for k, v in zip(keys, row, strict=False))
+
+
+def compare_rows(old: pa.Table, new: pa.Table, keys: list[str]) -> dict[str, Any]:
+    """Row-level changes: by primary key when declared (and present on both sides), else
+    as multisets of whole rows (rows only in the old / only in the new version)."""
+    con = duckdb.connect()
+    con.register("o", old)
+    con.register("n", new)
+    ocols = {f.name: f.type for f in old.schema}
+    common = [f.name for f in new.schema if f.name in ocols and ocols[f.name] == f.type]
+    if not keys or not all(k in common for k in keys):
+        cols = ", ".join(_q(c) for c in common) or "1"
+        only_old = con.execute(f"SELECT count(*) FROM (SELECT {cols} FROM o EXCEPT ALL SELECT {cols} FROM n)").fetchone()
+        only_new = con.execute(f"SELECT count(*) FROM (SELECT {cols} FROM n EXCEPT ALL SELECT {cols} FROM o)").fetchone()
+        why = "no primary key declared" if not keys else "primary key not comparable on both sides"
+        return {"by": "rows", "note": why, "only_old": only_old[0] if only_old else 0,
+                "only_new": only_new[0] if only_new else 0}
+
+    kq = ", ".join(_q(k) for k in keys)
+    on = " AND ".join(f"o.{_q(k)} IS NOT DISTINCT FROM n.{_q(k)}" for k in keys)
+    dup = con.execute(
+        f"SELECT (SELECT count(*) - count(DISTINCT ({kq})) FROM o), "
+        f"(SELECT count(*) - count(DISTINCT ({kq})) FROM n)").fetchone()
+
+    def anti(a: str, b: str) -> tuple[int, list[str]]:
+        cond = " AND ".join(f"{a}.{_q(k)} IS NOT DISTINCT FROM {b}.{_q(k)}" for k in keys)
+        base = f"FROM {a} WHERE NOT EXISTS (SELECT 1 FROM {b} WHERE {cond})"
+        count = con.execute(f"SELECT count(*) {base}").fetchone()
+        rows = con.execute(f"SELECT {kq} {base} ORDER BY {kq} LIMIT {MAX_EXAMPLES}").fetchall()
+        return (count[0] if count else 0), [_key_text(keys, r) for r in rows]
+
+    added, added_ex = anti("n", "o")
+    removed, removed_ex = anti("o", "n")
+    values = [c for c in common if c not in keys]
+    changed_cols: dict[str, int] = {}
+    changed, changed_ex = 0, []
+    if values:
+        diff = [f"o.{_q(c)} IS DISTINCT FROM n.{_q(c)}" for c in values]
+        per_col = ", ".join(f"count(*) FILTER (WHERE {d})" for d in diff)
+        row = con.execute(f"SELECT count(*) FILTER (WHERE {' OR '.join(diff)}), {per_col} "
+                          f"FROM o JOIN n ON {on}").fetchone() or (0,)
+        changed = row[0]
+        changed_cols = {c: n for c, n in zip(values, row[1:], strict=False) if n}
+        show = [c for c in values if c in changed_cols][:3]
+        picked = ", ".join([*(f"n.{_q(k)}" for k in keys), *(f"o.{_q(c)}, n.{_q(c)}" for c in show)])
+        for r in con.execute(f"SELECT {picked} FROM o JOIN n ON {on} WHERE {' OR '.join(diff)} "
+                             f"ORDER BY {', '.join(f'n.{_q(k)}' for k in keys)} LIMIT {MAX_EXAMPLES}").fetchall():
+            vals = r[len(keys):]
+            parts = [f"{c}: {_show(vals[2 * i])} -> {_show(vals[2 * i + 1])}"
+                     for i, c in enumerate(show) if vals[2 * i] != vals[2 * i + 1]]
+            changed_ex.append(f"{_key_text(keys, r[:len(keys)])} ({'; '.join(parts)})")
+    con.close()
+    return {
+        "by": "key", "key": keys, "added": added, "removed": removed, "changed": changed,
+        "changed_columns": dict(sorted(changed_cols.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "duplicate_keys": {"old": dup[0] if dup else 0, "new": dup[1] if dup else 0},
+        "examples": {"added": added_ex, "removed": removed_ex, "changed": changed_ex},
+    }
+
+
+def profile_dict(p: Profile) -> dict[str, Any]:
+    return asdict(p)

@@ -1,0 +1,123 @@
+"""The previous version to diff against: its release record and, when reachable, its files.
+
+The record lists each artifact's URLs per target: a local target's path (plain or
+`file://`) or an http(s) URL. Every fetched byte is checked against the record's
+sha256; a file that cannot be fetched intact is simply missing, and the diff then
+falls back to what the record's manifest says.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import requests
+
+from d4c import paths
+from d4c.diff import semver
+from d4c.errors import D4CError
+
+log = logging.getLogger(__name__)
+TIMEOUT = (10.0, 60.0)
+
+
+def _records(root: Path, dataset_id: str) -> dict[str, Path]:
+    folder = paths.releases_dir(root) / dataset_id
+    found: dict[str, Path] = {}
+    for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            semver.parse(p.stem)
+        except ValueError:
+            continue
+        found[p.stem] = p
+    return found
+
+
+def find_record(root: Path, dataset_id: str, new_version: str, against: str | None) -> dict[str, Any] | None:
+    """The record of `against`, else of the newest release not above `new_version`
+    (so a backported fix on an older line diffs against its own line), else the newest."""
+    records = _records(root, dataset_id)
+    if against is not None:
+        if against not in records:
+            have = ", ".join(sorted(records, key=semver.parse)) or "none"
+            raise D4CError(f"no release record releases/{dataset_id}/{against}.json",
+                           hint=f"released versions: {have}")
+        path = records[against]
+    else:
+        if not records:
+            return None
+        ordered = sorted(records, key=semver.parse)
+        below = [v for v in ordered if semver.parse(v) <= semver.parse(new_version)]
+        path = records[(below or ordered)[-1]]
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["manifest"]["outputs"]  # shape check: KeyError when missing
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise D4CError(f"{path}: not a readable release record ({exc})",
+                       hint="see docs/architecture.md for the record shape") from None
+    return dict(data)
+
+
+def _local_path(url: str, root: Path) -> Path | None:
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if parsed.scheme in {"http", "https"}:
+        return None
+    path = Path(url)
+    return path if path.is_absolute() else root / path
+
+
+def _fetch_one(url: str, dest: Path, sha256: str, root: Path) -> bool:
+    """Copy or download `url` to `dest` (temp + rename); True only when the sha256 matches."""
+    tmp = dest.with_name(dest.name + ".part")
+    digest = hashlib.sha256()
+    try:
+        local = _local_path(url, root)
+        with tmp.open("wb") as out:
+            if local is not None:
+                with local.open("rb") as src:
+                    while chunk := src.read(1 << 20):
+                        digest.update(chunk)
+                        out.write(chunk)
+            else:
+                with requests.get(url, stream=True, timeout=TIMEOUT) as resp:
+                    resp.raise_for_status()
+                    for chunk in resp.iter_content(1 << 20):
+                        digest.update(chunk)
+                        out.write(chunk)
+    except (OSError, requests.RequestException) as exc:
+        log.info("cannot fetch %s: %s", url, type(exc).__name__)
+        tmp.unlink(missing_ok=True)
+        return False
+    if digest.hexdigest() != sha256:
+        log.warning("%s: sha256 does not match the release record; ignored", url)
+        tmp.unlink(missing_ok=True)
+        return False
+    tmp.replace(dest)
+    return True
+
+
+def fetch_artifacts(record: dict[str, Any], root: Path, workdir: Path) -> dict[str, Path]:
+    """Output name -> verified local copy, for every data file that could be fetched."""
+    got: dict[str, Path] = {}
+    for f in record.get("files") or []:
+        if f.get("role") != "data":
+            continue
+        urls = f.get("urls") or {}
+        # local copies first: cheaper and independent of the network
+        ordered = sorted(urls.values(), key=lambda u: (_local_path(u, root) is None, u))
+        dest = workdir / Path(str(f["file"])).name
+        for url in ordered:
+            if _fetch_one(url, dest, str(f["sha256"]), root):
+                got[str(f["name"])] = dest
+                break
+    return got
+
+
+def cleanup(workdir: Path) -> None:
+    shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,236 @@
+"""`d4c diff`: artifact comparison, the SemVer verdict, previous files from a record, bounds."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from d4c.diff import render, semver
+from d4c.diff.compare import compare_rows, profile_manifest, profile_table, read_table
+from d4c.diff.report import make_report
+from shapely.geometry import LineString, Point
+
+DS = "ca_test_towns"
+
+
+def recipe_text(version: str) -> str:
+    return (f"id: {DS}\nversion: {version}\nsources:\n  - name: s\n    path: sources/s.csv\n"
+            f"    sha256: {'a' * 64}\ntransform:\n  python: transform.py:build\n"
+            "outputs:\n  - name: towns\n    format: parquet\n    sort_by: [id]\n    primary_key: [id]\n")
+
+
+def write_build(out: Path, version: str, table: pa.Table, *, packages: str = "26.0.1") -> dict[str, Any]:
+    """A build folder as `d4c build` leaves it: the artifact and its manifest entry."""
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"{DS}_v{version}.parquet"
+    pq.write_table(table, out / name, compression="zstd")
+    raw = (out / name).read_bytes()
+    logical = hashlib.sha256(str(table.schema).encode() + str(table.to_pylist()).encode()).hexdigest()
+    manifest = {
+        "manifest_version": 1,
+        "dataset": {"id": DS, "version": version, "recipe_path": f"datasets/{DS}/recipe.yaml"},
+        "code": {"commit": "c" * 40, "tree": None, "dirty": False},
+        "environment": {"runner": "local", "python": "3.11.2", "packages": {"pyarrow": packages}},
+        "params": {}, "source_date_epoch": 0,
+        "sources": [{"name": "s", "sha256": "a" * 64, "size": 4}],
+        "outputs": [{
+            "name": "towns", "file": name, "format": "parquet", "size": len(raw),
+            "sha256": hashlib.sha256(raw).hexdigest(), "rows": table.num_rows,
+            "columns": [{"name": f.name, "type": str(f.type), "nulls": table.column(i).null_count}
+                        for i, f in enumerate(table.schema)],
+            "logical_sha256": logical, "geometry_types": None, "crs": None, "bbox": None,
+        }],
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, indent=2))
+    return manifest
+
+
+def write_record(root: Path, manifest: dict[str, Any], build: Path, url: str | None = None) -> None:
+    out = manifest["outputs"][0]
+    rec = {"record_version": 1, "id": DS, "version": manifest["dataset"]["version"],
+           "manifest": manifest, "files": [{
+               "role": "data", "name": out["name"], "file": out["file"], "size": out["size"],
+               "sha256": out["sha256"], "urls": {"local": url or (build / out["file"]).as_uri()}}]}
+    path = root / "releases" / DS / f"{rec['version']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rec, indent=2))
+
+
+def towns(n: int = 5, **extra: list[Any]) -> pa.Table:
+    cols: dict[str, Any] = {"id": list(range(1, n + 1)), "name": [f"town {i}" for i in range(1, n + 1)],
+                            "pop": [i * 100 for i in range(1, n + 1)]}
+    cols.update(extra)
+    return pa.table(cols)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    (root / "datasets" / DS).mkdir(parents=True)
+    (root / "datasets" / DS / "recipe.yaml").write_text(recipe_text("1.0.0"))
+    old = write_build(tmp_path / "published", "1.0.0", towns())
+    write_record(root, old, tmp_path / "published")
+    return root
+
+
+def diff(repo: Path, tmp_path: Path, version: str, table: pa.Table, **kw: Any) -> dict[str, Any]:
+    (repo / "datasets" / DS / "recipe.yaml").write_text(recipe_text(version))
+    write_build(tmp_path / "new", version, table, **kw)
+    return make_report(repo, DS, tmp_path / "new")
+
+
+def test_rows_by_primary_key() -> None:
+    old = towns(4)
+    new = pa.table({"id": [2, 3, 4, 5], "name": ["town 2", "TOWN 3", "town 4", "town 5"],
+                    "pop": [200, 300, 401, 500]})
+    r = compare_rows(old, new, ["id"])
+    assert (r["added"], r["removed"], r["changed"]) == (1, 1, 2)
+    assert r["changed_columns"] == {"name": 1, "pop": 1}
+    assert r["examples"] == {"added": ["id=5"], "removed": ["id=1"],
+                             "changed": ["id=3 (name: 'town 3' -> 'TOWN 3')", "id=4 (pop: 400 -> 401)"]}
+
+
+def test_rows_without_key_are_multisets() -> None:
+    r = compare_rows(towns(3), towns(3).slice(1), [])
+    assert (r["by"], r["only_old"], r["only_new"]) == ("rows", 1, 0)
+
+
+@pytest.mark.parametrize(("old", "new", "kind"), [
+    ("1.0.0", "2.0.0", "major"), ("1.0.0", "1.1.0", "minor"), ("1.2.3", "1.2.4", "patch"),
+    ("1.2.3", "1.2.3", "none"), ("1.2.3", "1.1.9", "downgrade"), ("1.9.9", "1.10.0", "minor"),
+])
+def test_bump(old: str, new: str, kind: str) -> None:
+    assert semver.bump(old, new) == kind
+
+
+def test_column_removed_under_patch_fails_and_major_passes(repo: Path, tmp_path: Path) -> None:
+    r = diff(repo, tmp_path, "1.0.1", towns().drop_columns(["pop"]))
+    sv = r["semver"]
+    assert not sv["ok"] and sv["required"] == "major" and sv["bump"] == "patch"
+    assert "set version to 2.0.0" in sv["message"]
+    md = render.markdown(r)
+    assert "**SemVer: FAIL**" in md and "columns removed: `pop`" in md
+    assert diff(repo, tmp_path, "2.0.0", towns().drop_columns(["pop"]))["semver"]["ok"]
+
+
+def test_added_rows_and_column_need_minor(repo: Path, tmp_path: Path) -> None:
+    t = towns(6, area=[1.5] * 6)
+    r = diff(repo, tmp_path, "1.0.1", t)
+    assert r["semver"]["required"] == "minor" and not r["semver"]["ok"]
+    a = r["artifacts"]["towns"]
+    assert a["columns"]["added"] == ["area"] and a["row_diff"]["added"] == 1
+    assert a["rows"] == {"old": 5, "new": 6, "same": False}
+    assert diff(repo, tmp_path, "1.1.0", t)["semver"]["ok"]
+
+
+def test_value_fix_is_patch_and_retype_is_major(repo: Path, tmp_path: Path) -> None:
+    t = towns().set_column(2, "pop", pa.array([100, 200, 333, 400, 500]))
+    r = diff(repo, tmp_path, "1.0.1", t)
+    assert r["semver"]["ok"] and r["semver"]["required"] == "patch"
+    assert "id=3 (pop: 300 -> 333)" in render.markdown(r)
+    retyped = towns().set_column(2, "pop", pa.array([100.0, 200, 300, 400, 500]))
+    r2 = diff(repo, tmp_path, "1.1.0", retyped)
+    assert r2["artifacts"]["towns"]["columns"]["retyped"] == [{"name": "pop", "old": "int64", "new": "double"}]
+    assert not r2["semver"]["ok"] and r2["semver"]["required"] == "major"
+
+
+def test_same_data_same_version_passes_but_changed_needs_bump(repo: Path, tmp_path: Path) -> None:
+    r = diff(repo, tmp_path, "1.0.0", towns(), packages="27.0.0")
+    assert r["semver"]["ok"] and r["semver"]["required"] == "none"
+    assert r["environment"] == [{"field": "packages.pyarrow", "old": "26.0.1", "new": "27.0.0"}]
+    r2 = diff(repo, tmp_path, "1.0.0", towns().set_column(1, "name", pa.array(list("abcde"))))
+    assert not r2["semver"]["ok"] and r2["semver"]["bump"] == "none"
+
+
+def test_unfetchable_previous_falls_back_to_manifests(repo: Path, tmp_path: Path) -> None:
+    (tmp_path / "published" / f"{DS}_v1.0.0.parquet").write_bytes(b"tampered")  # hash no longer matches
+    r = diff(repo, tmp_path, "1.0.1", towns().drop_columns(["pop"]))
+    a = r["artifacts"]["towns"]
+    assert a["facts_from"] == "manifests" and a["row_diff"] is None
+    assert "compared the manifests only" in r["note"]
+    assert a["columns"]["removed"] == ["pop"] and not r["semver"]["ok"]
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def http_dir(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    folder = tmp_path / "served"
+    folder.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", folder
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+def test_previous_over_http(tmp_path: Path, http_dir: tuple[str, Path]) -> None:
+    base, folder = http_dir
+    root = tmp_path / "repo"
+    (root / "datasets" / DS).mkdir(parents=True)
+    old = write_build(folder, "1.0.0", towns())
+    write_record(root, old, folder, url=f"{base}/{DS}_v1.0.0.parquet")
+    r = diff(root, tmp_path, "1.1.0", towns(7))
+    assert r["artifacts"]["towns"]["facts_from"] == "files"
+    assert r["artifacts"]["towns"]["row_diff"]["examples"]["added"] == ["id=6", "id=7"]
+
+
+def test_geometry_type_and_crs_changes(tmp_path: Path) -> None:
+    pts = gpd.GeoDataFrame({"id": [1, 2]}, geometry=[Point(0, 0), Point(1, 1)], crs="EPSG:4326")
+    lines = gpd.GeoDataFrame({"id": [1, 2]}, geometry=[LineString([(0, 0), (1, 1)])] * 2, crs="EPSG:3347")
+    pts.to_parquet(tmp_path / "a.parquet")
+    lines.to_parquet(tmp_path / "b.parquet")
+    base = profile_manifest({})
+    a = profile_table(read_table(tmp_path / "a.parquet", "geoparquet"), base)
+    b = profile_table(read_table(tmp_path / "b.parquet", "geoparquet"), base)
+    assert (a.geometry_types, a.crs, b.geometry_types, b.crs) == (["Point"], "EPSG:4326", ["LineString"], "EPSG:3347")
+    assert a.bbox == [0.0, 0.0, 1.0, 1.0]
+
+
+def test_markdown_is_bounded_however_large(repo: Path, tmp_path: Path) -> None:
+    wide = {f"c{i:05d}_" + "x" * 200: [i] * 5 for i in range(3000)}
+    r = diff(repo, tmp_path, "1.1.0", towns(**wide))
+    md = render.markdown(r)
+    assert len(md.encode()) < render.STEP_SUMMARY_LIMIT and "... and 2985 more" in md
+    many = {**r, "artifacts": {f"out{i}": r["artifacts"]["towns"] for i in range(5000)}}
+    capped = render.markdown(many)
+    assert len(capped.encode()) < 40_000 and "... and 4985 more" in capped  # lists are capped
+    tiny = render.markdown(many, limit=5_000)
+    assert len(tiny.encode()) <= 5_000 and "diff cut here" in tiny and "SemVer: pass" in tiny
+    assert len(render.combined([many] * 30).encode()) <= render.COMMENT_LIMIT
+
+
+def test_cli_exit_codes_formats_and_errors(repo: Path, tmp_path: Path) -> None:
+    (repo / "datasets" / DS / "recipe.yaml").write_text(recipe_text("1.0.1"))
+    write_build(tmp_path / "new", "1.0.1", towns().drop_columns(["pop"]))
+    env = {**os.environ, "D4C_REPO": str(repo)}
+    d4c = [sys.executable, "-m", "d4c", "diff", DS, "--build", str(tmp_path / "new")]
+    md = subprocess.run([*d4c, "--save", str(tmp_path / "res")], capture_output=True, text=True, env=env, check=False)
+    assert md.returncode == 1 and md.stdout.startswith(f"## Build diff: `{DS}` 1.0.0 -> 1.0.1")
+    assert (tmp_path / "res" / "diff.md").read_text() == md.stdout
+    js = subprocess.run([*d4c, "--format", "json"], capture_output=True, text=True, env=env, check=False)
+    assert json.loads(js.stdout)["semver"]["required"] == "major"
+    comb = subprocess.run([sys.executable, "-m", "d4c", "diff", "--combine", str(tmp_path)],
+                          capture_output=True, text=True, env=env, check=False)
+    assert comb.returncode == 1 and comb.stdout.startswith("<!-- d4c-build-diff -->")
+    assert f"SemVer failures: `{DS}`" in comb.stdout
+    for bad, msg in (([*d4c, "--against", "9.9.9"], "no release record"),
+                     ([*d4c[:5], "--build", str(tmp_path / "nowhere")], "no build at")):
+        p = subprocess.run(bad, capture_output=True, text=True, env=env, check=False)
+        assert p.returncode == 1 and msg in p.stderr and "Traceback" not in p.stderr
