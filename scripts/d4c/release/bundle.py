@@ -71,20 +71,20 @@ def make_bundle(root: Path, recipe_dir: Path, manifest_bytes: bytes, dest: Path,
     """Write the bundle to `dest` atomically; return the member names."""
     names = []
     buf = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, compresslevel=9, mtime=0) as gz:
-        with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            entries = [(rel, root / rel) for rel in bundle_files(root, recipe_dir)]
-            entries.append(("manifest.json", None))  # type: ignore[arg-type]
-            for rel, path in sorted(entries, key=lambda e: e[0]):
-                name = f"{top}/{rel}"
-                if path is None:
-                    tar.addfile(_info(name, len(manifest_bytes), 0o644, mtime),
-                                io.BytesIO(manifest_bytes))
-                else:
-                    mode = 0o755 if os.access(path, os.X_OK) else 0o644
-                    with path.open("rb") as fh:
-                        tar.addfile(_info(name, path.stat().st_size, mode, mtime), fh)
-                names.append(name)
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, compresslevel=9, mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        entries = [(rel, root / rel) for rel in bundle_files(root, recipe_dir)]
+        entries.append(("manifest.json", None))  # type: ignore[arg-type]
+        for rel, path in sorted(entries, key=lambda e: e[0]):
+            name = f"{top}/{rel}"
+            if path is None:
+                tar.addfile(_info(name, len(manifest_bytes), 0o644, mtime),
+                            io.BytesIO(manifest_bytes))
+            else:
+                mode = 0o755 if os.access(path, os.X_OK) else 0o644
+                with path.open("rb") as fh:
+                    tar.addfile(_info(name, path.stat().st_size, mode, mtime), fh)
+            names.append(name)
     atomic_write(dest, data=buf.getvalue())
     return names
 

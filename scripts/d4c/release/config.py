@@ -27,6 +27,7 @@ class TargetsConfig:
     targets: tuple[TargetConfig, ...]
     trackers: tuple[str, ...] = ()
     webseeds: bool = True
+    catalog: str | None = None  # a local path or s3://bucket/key; default .d4c/catalog/
     source: Path | None = None  # the file it came from; None = the built-in default
     credential_vars: tuple[str, ...] = field(default=())
 
@@ -78,6 +79,7 @@ def load(path: Path | None, root: Path | None = None) -> TargetsConfig:
     torrent = data.get("torrent") or {}
     return TargetsConfig(targets=targets, trackers=tuple(torrent.get("trackers") or ()),
                          webseeds=bool(torrent.get("webseeds", True)), source=path,
+                         catalog=_catalog(data.get("catalog"), path.parent),
                          credential_vars=creds)
 
 
@@ -95,3 +97,9 @@ def _target(raw: dict[str, Any], base: Path) -> TargetConfig:
         source_mirror=bool(raw.get("source_mirror", False)),
         credentials=dict(raw.get("credentials") or {}), options=options,
     )
+
+
+def _catalog(value: str | None, base: Path) -> str | None:
+    if value is None or "://" in value:
+        return value
+    return str((base / value).resolve())

@@ -1,0 +1,242 @@
+"""`d4c release`: publish one built version to every target, exactly once, resumable.
+
+Order: read the build (build it if missing) -> source bundle -> prepare every target
+(e.g. reserve the DOI) -> torrents (web seeds need the prepared URLs; they sit outside
+the infohash) -> upload + verify every file on every target, raw sources to source
+mirrors -> `retain: latest` cleanup (only after all verified) -> finalize (publish) ->
+release record -> catalog. Every step looks before it acts; the journal records facts
+in the primary target so a rerun on any machine resumes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from d4c import paths
+from d4c import recipe as recipes
+from d4c.errors import D4CError
+from d4c.release import config as cfgmod
+from d4c.release.bundle import make_bundle
+from d4c.release.files import build_dir_for, digest_small, ensure_built, source_file
+from d4c.release.journal import Journal
+from d4c.release.record import build_record, write_record
+from d4c.release.targets import ReleaseContext, ReleaseFile, StateStore, Target, make_target
+from d4c.release.targets.base import source_key
+from d4c.release.torrent import TorrentInfo, make_torrent
+
+log = logging.getLogger("d4c.release")
+SideEffect = Callable[[str], None]
+
+
+def _noop(what: str) -> None:
+    return None
+
+
+def select_targets(rcp: recipes.Recipe, cfg: cfgmod.TargetsConfig) -> list[Target]:
+    wanted = (rcp.data.get("distribution") or {}).get("targets", "all")
+    configs = [c for c in cfg.targets if wanted == "all" or c.name in wanted]
+    if wanted != "all":
+        unknown = sorted(set(wanted) - {c.name for c in cfg.targets})
+        if unknown:
+            raise D4CError(f"{rcp.path}: distribution.targets names unknown target {unknown[0]!r}",
+                           hint="add it to the targets config or fix the name")
+    if not configs:
+        raise D4CError(f"{rcp.path}: no configured target matches distribution.targets")
+    return [make_target(c) for c in configs]
+
+
+def _names(dataset_id: str, version: str) -> dict[str, str]:
+    stem = f"{dataset_id}_v{version}"
+    return {"manifest": f"{stem}_manifest.json", "provenance": f"{stem}_provenance.json",
+            "bundle": f"{stem}_source.tar.gz", "journal": f"{stem}_journal.json"}
+
+
+def plan_lines(rcp: recipes.Recipe, targets: list[Target], build_dir: Path) -> list[str]:
+    """The dry-run plan: what would go where. Reads only local files; touches nothing."""
+    names = _names(rcp.id, rcp.version)
+    files = [rcp.artifact_name(o) for o in rcp.outputs]
+    if (rcp.data.get("distribution") or {}).get("torrent", True):
+        files += [f"{f}.torrent" for f in files]
+    files += [names["manifest"], names["provenance"], names["bundle"]]
+    lines = [f"release {rcp.id} v{rcp.version} (tag {rcp.id}/v{rcp.version})",
+             f"build: {build_dir}" + ("" if (build_dir / "manifest.json").is_file()
+                                      else " (missing: would build first)")]
+    for t in targets:
+        lines.append(f"target {t.name} ({t.kind}, retain {t.retain}"
+                     + (", source mirror)" if t.source_mirror else ")"))
+        for f in files:
+            key = t.key_for(rcp.id, rcp.version, f)
+            lines.append(f"  upload {key} -> {t.public_url(key)}")
+        for s in rcp.sources if t.source_mirror else ():
+            lines.append(f"  source {s.name} -> {source_key(s.sha256)}")
+        if t.retain == "latest":
+            lines.append(f"  then delete older versions of {rcp.id}")
+    lines.append(f"record: releases/{rcp.id}/{rcp.version}.json")
+    return lines
+
+
+def release(dataset_id: str, *, targets_file: Path | None = None, dry_run: bool = False,
+            on_side_effect: SideEffect = _noop, echo: Callable[[str], None] = print) -> dict[str, Any] | None:
+    """Run (or resume) the release of `dataset_id`; return the release record."""
+    root = paths.repo_root()
+    rcp = recipes.load_id(dataset_id, root)
+    cfg = cfgmod.load(targets_file, root)
+    targets = select_targets(rcp, cfg)
+    build_dir = build_dir_for(root, rcp)
+    if dry_run:
+        for line in plan_lines(rcp, targets, build_dir):
+            echo(line)
+        return None
+    ident, version = rcp.id, rcp.version
+    names = _names(ident, version)
+    effect = on_side_effect
+
+    # 1. the build and the bundle
+    manifest_bytes, manifest = ensure_built(rcp, root, build_dir, echo)
+    stage = paths.state_dir(root) / "release" / ident / f"v{version}"
+    files = [ReleaseFile(role="data", name=o["name"], file=o["file"], path=build_dir / o["file"],
+                         size=int(o["size"]), sha256=o["sha256"], md5=o["md5"],
+                         media_type=o.get("media_type", "application/octet-stream"))
+             for o in manifest["outputs"]]
+    extra = [("manifest", names["manifest"], manifest_bytes, "application/json")]
+    if (build_dir / "provenance.json").is_file():
+        extra.append(("provenance", names["provenance"], (build_dir / "provenance.json").read_bytes(),
+                      "application/vnd.in-toto+json"))
+    for role, fname, raw, mtype in extra:
+        files.append(digest_small(role, role, stage / fname, raw, mtype))
+    bundle = stage / names["bundle"]
+    make_bundle(root, rcp.folder, manifest_bytes, bundle, f"{ident}_v{version}_source",
+                int(manifest.get("source_date_epoch") or 0))
+    files.append(digest_small("bundle", "bundle", bundle, None, "application/gzip"))
+    echo(f"bundle {bundle.name} ({bundle.stat().st_size} bytes)")
+
+    primary = next((t for t in targets if isinstance(t, StateStore)), None)
+    journal = Journal(paths.state_dir(root) / "journal" / ident / f"v{version}.json", primary,
+                      primary.key_for(ident, version, names["journal"]) if primary else None)
+    journal.load()
+    record_path = paths.releases_dir(root) / ident / f"{version}.json"
+    if journal.get("complete") and record_path.is_file():
+        echo(f"{ident} v{version} is already released ({record_path.relative_to(root)})")
+        return dict(json.loads(record_path.read_text()))
+
+    def urls_now() -> dict[str, dict[str, str]]:
+        return {t.name: {f.file: t.public_url(t.key_for(ident, version, f.file)) for f in files}
+                for t in targets}
+
+    ctxs = {t.name: ReleaseContext(dataset_id=ident, version=version, recipe=rcp.data,
+                                   manifest=manifest, files=files, urls=urls_now(),
+                                   state=journal.target_state(t.name), on_side_effect=effect)
+            for t in targets}
+
+    # 2. prepare (draft records, DOI reservation): each hook looks at the world first
+    for t in targets:
+        facts = t.prepare(ctxs[t.name])
+        effect(f"prepare {t.name}")
+        journal.set_target_state(t.name, facts)
+        journal.save()
+        effect("journal")
+
+    # 3. torrents: deterministic, so simply made again on a rerun
+    torrents: list[TorrentInfo] = []
+    if (rcp.data.get("distribution") or {}).get("torrent", True):
+        for out in manifest["outputs"]:
+            # BEP 19 web seeds must be http(s): a local target's file:// URL is no seed.
+            seeds = [u for t in targets if t.retain == "all" and cfg.webseeds
+                     for u in [t.public_url(t.key_for(ident, version, out["file"]))]
+                     if u.startswith(("http://", "https://"))]
+            info = make_torrent(build_dir / out["file"], out, stage / f"{out['file']}.torrent",
+                                seeds, list(cfg.trackers))
+            torrents.append(info)
+            files.append(digest_small("torrent", out["name"], info.torrent_path, None,
+                                      "application/x-bittorrent"))
+    urls = urls_now()
+    for ctx in ctxs.values():
+        ctx.urls = urls
+
+    # 4. uploads, each verified; raw sources to source mirrors by hash
+    sources = [dict(s) for s in manifest.get("sources") or []]
+    source_urls: dict[str, dict[str, str]] = {s["sha256"]: {} for s in sources}
+    for t in targets:
+        todo = [(t.key_for(ident, version, f.file), f.path, f.sha256, f.md5) for f in files]
+        if t.source_mirror:
+            for s in sources:
+                path = source_file(rcp, s)
+                todo.append((source_key(s["sha256"]), path, s["sha256"], digest_md5(path)))
+                source_urls[s["sha256"]][t.name] = t.public_url(source_key(s["sha256"]))
+        for key, path, sha, md5 in todo:
+            step = f"upload:{t.name}:{key}"
+            if t.exists(key, sha):
+                log.debug("%s: %s already there", t.name, key)
+            else:
+                echo(f"upload {t.name}: {key} ({path.stat().st_size} bytes)")
+                t.upload(key, path, sha, md5)
+                effect(step)
+            if not t.verify(key, sha):
+                raise D4CError(f"target {t.name!r}: {key} does not match sha256 {sha} after upload",
+                               hint="the store damaged or replaced it; rerun to retry")
+            if not journal.done(step):
+                journal.mark(step)
+                journal.save()
+                effect("journal")
+
+    # 5. retain: latest -- only now that every new file is verified everywhere
+    for t in targets:
+        if t.retain == "latest":
+            removed = t.delete_older_versions(ident, version)
+            if removed:
+                echo(f"cleanup {t.name}: removed {len(removed)} object(s) of older versions")
+                effect(f"cleanup {t.name}")
+
+    # 6. finalize (publish); released_at is fixed once so a rerun writes the same record
+    if not journal.get("released_at"):
+        journal.put("released_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    for t in targets:
+        ctxs[t.name].state = journal.target_state(t.name)
+        facts = t.finalize(ctxs[t.name])
+        effect(f"finalize {t.name}")
+        journal.set_target_state(t.name, facts)
+        journal.save()
+        effect("journal")
+
+    # 7. the record, then the catalog
+    for s in sources:
+        s["urls"] = source_urls.get(s["sha256"], {})
+    rec = build_record(
+        dataset_id=ident, version=version, released_at=str(journal.get("released_at")),
+        manifest=manifest, recipe=rcp.data, files=files, urls=urls, torrents=torrents,
+        sources=[{k: s.get(k) for k in ("name", "sha256", "size", "urls")} for s in sources],
+        facts={t.name: journal.target_state(t.name) for t in targets})
+    if write_record(record_path, rec, root):
+        effect("record")
+    echo(f"record {record_path.relative_to(root)}")
+    update_catalog(rec, cfg, root, echo)
+    journal.put("complete", True)
+    journal.save()
+    return rec
+
+
+def digest_md5(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.md5()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def update_catalog(rec: dict[str, Any], cfg: cfgmod.TargetsConfig, root: Path,
+                   echo: Callable[[str], None]) -> None:
+    """Append the record to the catalog when the catalog step is installed (it lands separately)."""
+    try:
+        from d4c.catalog.append import append_record
+    except ImportError:
+        log.info("catalog step not available; run `d4c catalog build` later")
+        return
+    dest = cfg.catalog or str(paths.state_dir(root) / "catalog" / "catalog.parquet")
+    append_record(rec, dest)
+    echo(f"catalog {dest}")

@@ -1,0 +1,83 @@
+"""The release record (releases/<id>/<version>.json): the manifest plus where it all went.
+
+Validated against schemas/release.schema.json before it is written (temp + rename),
+with sorted keys and 2-space indent like the manifest, so a rerun writes the same bytes.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from d4c import paths
+from d4c.errors import D4CError
+from d4c.release.targets.base import ReleaseFile
+from d4c.release.targets.local import atomic_write
+from d4c.release.torrent import TorrentInfo
+
+# The recipe's descriptive fields, snapshotted so the catalog never needs the recipe.
+DESCRIPTIVE = ("title", "description", "license", "creators", "providers", "keywords",
+               "temporal", "spatial")
+
+
+def schema(root: Path | None = None) -> dict[str, Any]:
+    path = (root or paths.repo_root()) / "schemas" / "release.schema.json"
+    if not path.is_file():
+        path = Path(__file__).resolve().parents[3] / "schemas" / "release.schema.json"
+    return dict(json.loads(path.read_text()))
+
+
+def build_record(*, dataset_id: str, version: str, released_at: str, manifest: Mapping[str, Any],
+                 recipe: Mapping[str, Any], files: list[ReleaseFile],
+                 urls: Mapping[str, Mapping[str, str]], torrents: list[TorrentInfo],
+                 sources: list[dict[str, Any]], facts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Assemble the record; `urls` is target -> file name -> URL, `facts` target -> hook results."""
+    merged: dict[str, Any] = {}
+    for name in facts:  # config order: the first target to report a DOI wins
+        for key, value in facts[name].items():
+            merged.setdefault(key, value)
+    bundle = next(f for f in files if f.role == "bundle")
+    return {
+        "record_version": 1,
+        "id": dataset_id,
+        "version": version,
+        "released_at": released_at,
+        "manifest": dict(manifest),
+        "metadata": {k: recipe[k] for k in DESCRIPTIVE if k in recipe},
+        "doi": merged.get("doi"),
+        "concept_doi": merged.get("concept_doi"),
+        "github_release": merged.get("github_release"),
+        "bundle_sha256": bundle.sha256,
+        "targets": {name: dict(f) for name, f in facts.items() if f},
+        "files": [
+            {"role": f.role, "name": f.name, "file": f.file, "size": f.size, "sha256": f.sha256,
+             "md5": f.md5, "media_type": f.media_type,
+             "urls": {t: u[f.file] for t, u in urls.items() if f.file in u}}
+            for f in files
+        ],
+        "torrents": [{"file": t.file, "infohash": t.infohash, "magnet": t.magnet,
+                      "piece_size": t.piece_size} for t in torrents],
+        "sources": sources,
+    }
+
+
+def dumps(record: Mapping[str, Any]) -> bytes:
+    return (json.dumps(record, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def write_record(path: Path, record: dict[str, Any], root: Path | None = None) -> bool:
+    """Validate and write atomically; False when the same bytes are already there."""
+    errors = sorted(jsonschema.Draft202012Validator(schema(root)).iter_errors(record),
+                    key=lambda e: list(e.absolute_path))
+    if errors:
+        loc = "/".join(str(p) for p in errors[0].absolute_path) or "(top level)"
+        raise D4CError(f"release record would be invalid at {loc}: {errors[0].message}",
+                       where=str(path), hint="this is a bug in d4c or a broken manifest")
+    raw = dumps(record)
+    if path.is_file() and path.read_bytes() == raw:
+        return False
+    atomic_write(path, data=raw)
+    return True
