@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
@@ -112,6 +112,7 @@ class FakeServer:
 
         class _H(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # else each answer waits ~40 ms on delayed ACKs
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet test output
                 return
@@ -123,7 +124,7 @@ class FakeServer:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _H)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
         return self.url
 
@@ -133,7 +134,7 @@ class FakeServer:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> FakeServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -199,3 +200,50 @@ class FakeServer:
             h.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+
+# -- helpers the service tests share: a small release and the orchestrator's call order ----
+def make_context(tmp: Any, dataset_id: str = "ca_test_demo", version: str = "1.0.0",
+                 contents: dict[str, bytes] | None = None, **kw: Any) -> Any:
+    """A ReleaseContext over real files written under `tmp` (a pathlib.Path)."""
+    import hashlib
+
+    from d4c.release.targets.base import ReleaseContext, ReleaseFile
+
+    contents = contents or {
+        f"{dataset_id}_v{version}.parquet": f"data {version} ".encode() * 1000,
+        f"{dataset_id}_v{version}_manifest.json": f'{{"version": "{version}"}}\n'.encode(),
+    }
+    files = []
+    for name, data in contents.items():
+        path = tmp / version / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        role = "manifest" if name.endswith("_manifest.json") else "data"
+        files.append(ReleaseFile(role, role, name, path, len(data), hashlib.sha256(data).hexdigest(),
+                                 hashlib.md5(data).hexdigest(), "application/octet-stream"))
+    recipe = {
+        "id": dataset_id, "version": version, "license": "CC-BY-4.0",
+        "title": {"en": "Test dataset", "fr": "Jeu de données d'essai"},
+        "description": {"en": "English description.", "fr": "Description en français, été."},
+        "creators": [{"name": "Ada Lovelace", "affiliation": "Data for Canada",
+                      "orcid": "0000-0002-1825-0097"},
+                     {"name": "Data for Canada", "affiliation": "Data for Canada"}],
+        "keywords": ["boundaries", "test"],
+    }
+    return ReleaseContext(dataset_id=dataset_id, version=version, recipe=recipe,
+                          manifest={"dataset": {"id": dataset_id, "version": version}},
+                          files=files, urls=kw.pop("urls", {}), **kw)
+
+
+def run_release(target: Any, ctx: Any) -> dict[str, Any]:
+    """Drive a target the way `d4c release` does: prepare, look-then-upload, verify, finalize."""
+    facts = dict(target.prepare(ctx))
+    ctx.state.update(facts)
+    for f in ctx.files:
+        key = target.key_for(ctx.dataset_id, ctx.version, f.file)
+        if not target.exists(key, f.sha256):
+            target.upload(key, f.path, f.sha256, f.md5)
+        assert target.verify(key, f.sha256), key
+    facts.update(target.finalize(ctx))
+    return facts

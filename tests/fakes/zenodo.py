@@ -18,6 +18,7 @@ Published files are served at `/records/{id}/files/{key}` (the web-seed form).
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -55,10 +56,11 @@ class _Record:
 
 class FakeZenodo(FakeServer):
     def __init__(self, token: str, *, max_files: int = 100, max_bytes: int = 50 * 10**9,
-                 rate_limit: int = 10_000, doi_prefix: str = "10.5072") -> None:
+                 rate_limit: int = 10_000, rate_window: float = 60.0,
+                 doi_prefix: str = "10.5072") -> None:
         super().__init__()
         self.token, self.max_files, self.max_bytes = token, max_files, max_bytes
-        self.rate_limit, self.doi_prefix = rate_limit, doi_prefix
+        self.rate_limit, self.rate_window, self.doi_prefix = rate_limit, rate_window, doi_prefix
         self.records: dict[str, _Record] = {}
         self.parents: dict[str, dict[str, Any]] = {}  # id -> {"doi", "next_draft"}
         self._next_id = 100
@@ -87,10 +89,11 @@ class FakeZenodo(FakeServer):
     # -- plumbing: auth and rate limits, applied before routing ---------------------------
     def _handle(self, req: Request) -> Response:
         now = time.monotonic()
-        self._window = [t for t in self._window if now - t < 60]
+        self._window = [t for t in self._window if now - t < self.rate_window]
         if len(self._window) >= self.rate_limit:
+            wait = max(1, math.ceil(self.rate_window - (now - self._window[0])))
             return json_response(429, {"status": 429, "message": "Too many requests"},
-                                 {"Retry-After": "1", **self._rl_headers(now)})
+                                 {"Retry-After": str(wait), **self._rl_headers(now)})
         self._window.append(now)
         public = req.method == "GET" and bool(re.match(rf"^(/api/records/{ID}(/files/.*)?|/records/.*)$", req.path))
         if not public and req.headers.get("authorization") != f"Bearer {self.token}":
@@ -104,7 +107,7 @@ class FakeZenodo(FakeServer):
     def _rl_headers(self, now: float) -> dict[str, str]:
         return {"X-RateLimit-Limit": str(self.rate_limit),
                 "X-RateLimit-Remaining": str(max(0, self.rate_limit - len(self._window))),
-                "X-RateLimit-Reset": str(int(time.time()) + 60)}
+                "X-RateLimit-Reset": str(int(time.time() + self.rate_window))}
 
     def _new_id(self) -> str:
         self._next_id += 1
