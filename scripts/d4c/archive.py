@@ -138,13 +138,17 @@ def kind(archive: Path) -> str | None:
 
 
 def extract(
-    archive: Path, dest: Path, *, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES
+    archive: Path, dest: Path, *, max_entries: int | None = None, max_bytes: int | None = None
 ) -> Path:
     """Unpack `archive` safely into `dest` (which must not exist yet); return `dest`.
+
+    Caps default to the module's MAX_ENTRIES and MAX_BYTES, read at call time.
 
     If `dest` appears meanwhile (another process extracted the same archive), the
     existing folder is kept and returned.
     """
+    max_entries = MAX_ENTRIES if max_entries is None else max_entries
+    max_bytes = MAX_BYTES if max_bytes is None else max_bytes
     fmt = kind(archive)
     if fmt is None:
         raise ArchiveError(

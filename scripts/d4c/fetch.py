@@ -171,7 +171,7 @@ class _Fetcher:
 
     def _check_size(self, src: Source, received: int) -> None:
         if src.size is not None and received > src.size:
-            raise _Failed(f"more bytes than the {src.size} the recipe declares; stopped")
+            raise _Failed(f"got more than the {src.size} bytes the recipe declares; stopped")
 
     def _copy(self, local: Path, src: Source, part: Path) -> str:
         """Copy a local file into the partial path, hashing as it streams."""
@@ -259,7 +259,8 @@ class _Fetcher:
             received = start
             with open(part, mode) as out:
                 try:
-                    for chunk in resp.raw.stream(_CHUNK, decode_content=False):
+                    # read1: what has arrived is kept even if the connection breaks next.
+                    while chunk := resp.raw.read1(_CHUNK, decode_content=False):
                         received += len(chunk)
                         if src.size is not None and received > src.size:
                             out.close()
