@@ -124,11 +124,20 @@ def _append_s3(record: Record, url: str, metadata: Metadata, client: Any, attemp
                    hint="retry the append; regenerating with `d4c catalog build` is always safe")
 
 
+def _repo_or_none() -> Path | None:
+    from d4c.paths import repo_root
+
+    try:
+        return repo_root()
+    except D4CError:
+        return None  # then the record must carry its own `metadata`
+
+
 def append_record(record: Record, target_or_path: str | Path, *, metadata: Metadata | None = None,
                   s3_client: Any = None, attempts: int = 20) -> None:
     """Add `record` (a release record) to the catalog at a local path or `s3://bucket/key`."""
     check_record(record, "release record")
-    meta = metadata or metadata_from(None)
+    meta = metadata or metadata_from(_repo_or_none())
     dest = str(target_or_path)
     if dest.startswith("s3://"):
         _append_s3(record, dest, meta, s3_client, attempts)

@@ -126,8 +126,11 @@ def _assets(record: Record) -> dict[str, Any]:
         if key in assets:
             raise D4CError(f"{record['id']} {record['version']}: two files map to asset {key!r}",
                            hint="give each file in the record a distinct name")
-        urls = [str(u) for u in (f.get("urls") or {}).values()]
-        targets = list((f.get("urls") or {}).keys())
+        # Primary href: an https mirror first, then by target name (JSON key order is not
+        # meaningful: records may be written with sorted keys).
+        pairs = sorted(((str(t), str(u)) for t, u in (f.get("urls") or {}).items()),
+                       key=lambda tu: (not tu[1].startswith("https://"), tu[0]))
+        targets, urls = [t for t, _ in pairs], [u for _, u in pairs]
         asset: dict[str, Any] = {
             "href": urls[0] if urls else str(f["file"]),
             "type": MEDIA_TYPES.get(str(formats.get(f["file"])))

@@ -1,0 +1,158 @@
+"""Query the catalog with DuckDB: a local file, or an https:// or s3:// URL.
+
+DuckDB 2.x cannot load `httpfs` offline (its extension is downloaded at run time), so
+remote catalogs are read by pyarrow through a Range-reading file object: the footer,
+then only the row groups whose `collection` min/max can hold the asked dataset. The
+rows read are handed to DuckDB as an Arrow table; the SQL is the same either way.
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlparse
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from d4c.errors import D4CError
+
+SUMMARY = ('collection, version, id, deprecated, "sci:doi", title, datetime, '
+           "start_datetime, end_datetime, created")
+# The one item per dataset without a latest-version link is the latest.
+LATEST = "NOT list_contains(list_transform(links, lambda l: l.rel), 'latest-version')"
+
+
+class RangeFile(io.RawIOBase):
+    """A seekable read-only file over ranged reads; counts what it fetched."""
+
+    def __init__(self, size: int, fetch: Callable[[int, int], bytes]) -> None:
+        self.size, self._fetch, self._pos = size, fetch, 0
+        self.requests = self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        end = min(self._pos + len(buffer), self.size)
+        if end <= self._pos:
+            return 0
+        data = self._fetch(self._pos, end - 1)  # inclusive, as in a Range header
+        if len(data) != end - self._pos:
+            raise D4CError(f"short read: asked {end - self._pos} bytes, got {len(data)}")
+        buffer[: len(data)] = data
+        self._pos = end
+        self.requests += 1
+        self.bytes_read += len(data)
+        return len(data)
+
+
+def _http_file(url: str) -> RangeFile:
+    import requests
+
+    from d4c.http import session
+
+    s = session()
+    try:
+        head = s.head(url, allow_redirects=True)
+        head.raise_for_status()
+        size = int(head.headers["Content-Length"])
+    except (requests.RequestException, KeyError, ValueError) as exc:
+        raise D4CError(f"cannot read catalog {url}: {exc}", hint="check the URL") from None
+
+    def fetch(start: int, end: int) -> bytes:
+        resp = s.get(url, headers={"Range": f"bytes={start}-{end}"})
+        if resp.status_code != 206:  # a server without Range support: refuse, not download all
+            raise D4CError(f"{url} answered {resp.status_code} to a Range request",
+                           hint="serve the catalog with HTTP Range support, or download it")
+        return resp.content
+
+    return RangeFile(size, fetch)
+
+
+def _s3_file(url: str, client: Any = None) -> RangeFile:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    parsed = urlparse(url)
+    bucket, key = parsed.netloc, parsed.path.lstrip("/")
+    s3 = client or boto3.client("s3")
+    try:
+        size = int(s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
+    except (ClientError, BotoCoreError) as exc:
+        raise D4CError(f"cannot read catalog {url}: {exc}") from None
+
+    def fetch(start: int, end: int) -> bytes:
+        got = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")
+        return bytes(got["Body"].read())
+
+    return RangeFile(size, fetch)
+
+
+def open_remote(url: str, s3_client: Any = None) -> RangeFile:
+    if url.startswith(("http://", "https://")):
+        return _http_file(url)
+    if url.startswith("s3://"):
+        return _s3_file(url, s3_client)
+    raise D4CError(f"unsupported catalog URL {url}", hint="use a path, https:// or s3://")
+
+
+def read_remote(source: Any, dataset: str | None) -> pa.Table:
+    """Read the row groups that can hold `dataset` (all when None) from a file object."""
+    pf = pq.ParquetFile(source)
+    if dataset is None:
+        return pf.read()
+    col = pf.schema_arrow.get_field_index("collection")
+    groups = []
+    for g in range(pf.num_row_groups):
+        stats = pf.metadata.row_group(g).column(col).statistics
+        if stats is None or not stats.has_min_max or stats.min <= dataset <= stats.max:
+            groups.append(g)
+    return pf.read_row_groups(groups) if groups else pf.schema_arrow.empty_table()
+
+
+def query(catalog: str, *, dataset: str | None = None, version: str | None = None,
+          latest: bool = False, sql: str | None = None, s3_client: Any = None) -> pa.Table:
+    """Rows of the catalog as an Arrow table; `sql` runs against a view named `catalog`."""
+    con = duckdb.connect()
+    if "://" in catalog:
+        table = read_remote(open_remote(catalog, s3_client), None if sql else dataset)
+        con.register("catalog_rows", table)
+        con.execute("CREATE VIEW catalog AS SELECT * FROM catalog_rows")
+    else:
+        from pathlib import Path
+
+        if not Path(catalog).is_file():
+            raise D4CError(f"no catalog at {catalog}", hint="run `d4c catalog build` first")
+        path = str(Path(catalog).resolve()).replace("'", "''")
+        con.execute(f"CREATE VIEW catalog AS SELECT * FROM read_parquet('{path}')")
+    if sql:
+        try:
+            return con.sql(sql).to_arrow_table()
+        except duckdb.Error as exc:
+            raise D4CError(f"SQL failed: {str(exc).splitlines()[0]}",
+                           hint="the table is named `catalog`; quote names with colons") from None
+    where, params = [], []
+    if dataset:
+        where.append("collection = ?")
+        params.append(dataset)
+    if version:
+        where.append("version = ?")
+        params.append(version.removeprefix("v"))
+    if latest:
+        where.append(LATEST)
+    cond = f" WHERE {' AND '.join(where)}" if where else ""
+    # The file is sorted by collection and SemVer; DuckDB keeps that order for a filtered scan.
+    return con.sql(f"SELECT {SUMMARY} FROM catalog{cond}", params=params).to_arrow_table()

@@ -1,0 +1,137 @@
+"""Release record -> STAC item mapping: identity, extent, time, versions, assets, extensions."""
+from __future__ import annotations
+
+import pytest
+from catalog_factory import make_record
+
+from d4c.catalog.build import metadata_from
+from d4c.catalog.items import EXT, items_from_records, record_to_item, stac_time
+from d4c.catalog.validation import validate_item
+from d4c.catalog.versions import version_key
+from d4c.errors import D4CError
+
+META = metadata_from(None)
+
+
+def _item(record: dict) -> dict:
+    return record_to_item(record, META(record))
+
+
+def test_identity_and_bilingual_properties() -> None:
+    item = _item(make_record("ca_d4c_provinces-territories", "1.2.3"))
+    props = item["properties"]
+    assert item["id"] == "ca_d4c_provinces-territories/v1.2.3"
+    assert item["collection"] == "ca_d4c_provinces-territories"
+    assert props["version"] == "1.2.3"
+    assert props["title"].startswith("Dataset") and props["d4c:title_fr"].startswith("Jeu de")
+    assert props["d4c:description_fr"] == "Limites du Canada."
+    assert props["license"] == "CC-BY-4.0" and props["keywords"] == ["boundaries", "canada"]
+    assert props["sci:doi"].startswith("10.5281/zenodo.")
+    assert props["d4c:concept_doi"] == "10.5281/zenodo.1000"
+    assert f"https://doi.org/{props['sci:doi']}" in props["sci:citation"]
+    assert props["processing:software"] == {"geopandas": "1.2.0", "pyarrow": "26.0.1",
+                                            "python": "3.11.7"}
+    cite = [lk for lk in item["links"] if lk["rel"] == "cite-as"]
+    assert cite == [{"rel": "cite-as", "href": f"https://doi.org/{props['sci:doi']}",
+                     "type": "text/html", "title": "DOI"}]
+    assert validate_item(item) == []
+
+
+def test_extent_union_in_crs84_and_projected_outputs_are_transformed() -> None:
+    item = _item(make_record("ca-on_toronto_wards", "1.0.0", crs="EPSG:3347",
+                             bbox=[7202000.0, 917000.0, 7250000.0, 950000.0]))
+    x0, y0, x1, y1 = item["bbox"]
+    assert -80.5 < x0 < x1 < -78.5 and 43.0 < y0 < y1 < 44.5  # Toronto, in lon/lat
+    assert all(isinstance(v, float) for v in item["bbox"])
+    ring = item["geometry"]["coordinates"][0]
+    assert ring[0] == ring[-1] == [x0, y0] and [x1, y1] in ring
+
+
+def test_table_without_geometry_falls_back_to_recipe_bbox_and_fails_without_any() -> None:
+    rec = make_record("ca_statcan_2021_population-density_provinces", "1.0.0",
+                      outputs=(("table", "parquet"),))
+    assert _item(rec)["bbox"] == [-141.0, 41.7, -52.6, 83.1]
+    del rec["metadata"]["spatial"]
+    with pytest.raises(D4CError, match="no spatial extent"):
+        _item(rec)
+
+
+@pytest.mark.parametrize(("temporal", "expected"), [
+    ({"start": "2021-05-11", "end": "2021-05-11"}, {"datetime": "2021-05-11T00:00:00.000000Z"}),
+    ({"start": "2011-01-01"}, {"datetime": "2011-01-01T00:00:00.000000Z"}),
+    ({"start": "2018-01-01", "end": "2022-12-31"},
+     {"datetime": None, "start_datetime": "2018-01-01T00:00:00.000000Z",
+      "end_datetime": "2022-12-31T23:59:59.000000Z"}),
+])
+def test_time_from_temporal_coverage(temporal: dict, expected: dict) -> None:
+    props = _item(make_record("ca_x_y", "1.0.0", temporal=temporal))["properties"]
+    assert {k: props.get(k) for k in expected} == expected
+    assert props["created"] == "2026-11-26T12:00:00.000000Z"
+
+
+def test_stac_time_normalises_to_utc_and_rejects_garbage() -> None:
+    assert stac_time("2026-01-01T05:00:00+05:00") == "2026-01-01T00:00:00.000000Z"
+    with pytest.raises(D4CError, match="not an ISO date"):
+        stac_time("last tuesday")
+
+
+def test_semver_order_not_string_order() -> None:
+    versions = ["1.10.0", "1.9.0", "2.0.0-rc.1", "2.0.0", "1.9.0-alpha", "2.0.0-rc.10"]
+    assert sorted(versions, key=version_key) == [
+        "1.9.0-alpha", "1.9.0", "1.10.0", "2.0.0-rc.1", "2.0.0-rc.10", "2.0.0"]
+    with pytest.raises(D4CError, match="not SemVer"):
+        version_key("1.0")
+
+
+def test_versions_deprecated_and_linked() -> None:
+    records = [make_record("ca_a_b", v) for v in ("1.10.0", "1.2.0", "1.9.0")]
+    items = items_from_records(records, META)
+    assert [i["properties"]["version"] for i in items] == ["1.2.0", "1.9.0", "1.10.0"]
+    assert [i["properties"]["deprecated"] for i in items] == [True, True, False]
+    rels = [{lk["rel"]: lk["href"] for lk in i["links"]} for i in items]
+    assert rels[0]["latest-version"] == rels[1]["latest-version"] == "./v1.10.0.json"
+    assert "latest-version" not in rels[2]
+    assert rels[1]["predecessor-version"] == "./v1.2.0.json"
+    assert rels[1]["successor-version"] == "./v1.10.0.json"
+    assert "predecessor-version" not in rels[0] and "successor-version" not in rels[2]
+    assert all(validate_item(i) == [] for i in items)
+
+
+def test_duplicate_version_is_refused() -> None:
+    with pytest.raises(D4CError, match="two release records"):
+        items_from_records([make_record("ca_a_b", "1.0.0")] * 2, META)
+
+
+def test_assets_cover_every_file_with_size_checksum_and_mirrors() -> None:
+    rec = make_record("ca_a_b", "1.0.0", outputs=(("table", "parquet"), ("table-csv", "csv")))
+    assets = _item(rec)["assets"]
+    assert set(assets) == {"table", "table-csv", "torrent-table", "torrent-table-csv",
+                           "manifest", "bundle"}
+    assert assets["table"]["type"] == "application/vnd.apache.parquet"
+    assert assets["table-csv"]["type"] == "text/csv"
+    assert assets["torrent-table"]["type"] == "application/x-bittorrent"
+    assert assets["table"]["roles"] == ["data"] and assets["bundle"]["roles"] == ["source"]
+    by_file = {f["file"]: f for f in rec["files"]}
+    for asset in assets.values():
+        f = by_file[asset["title"]]
+        assert asset["file:size"] == f["size"]
+        assert asset["file:checksum"] == "1220" + f["sha256"]
+        hrefs = {asset["href"], *(a["href"] for a in asset["alternate"].values())}
+        assert hrefs == set(f["urls"].values())  # every mirror, once
+    # The href is an https mirror chosen by target name; the others are alternates by name.
+    assert set(assets["table"]["alternate"]) == {"s3", "zenodo"}
+
+
+def test_stac_extensions_match_the_fields_used() -> None:
+    full = _item(make_record("ca_a_b", "1.0.0"))
+    assert full["stac_extensions"] == sorted(EXT.values())
+    bare = make_record("ca_a_b", "1.0.0", doi=None, targets=("local",))
+    bare["manifest"]["environment"]["packages"] = {}
+    del bare["manifest"]["environment"]["python"]
+    del bare["metadata"]["title"]["fr"], bare["metadata"]["description"]["fr"]
+    item = _item(bare)
+    assert item["stac_extensions"] == sorted([EXT["file"], EXT["sci"], EXT["version"]])
+    assert "sci:doi" not in item["properties"] and "processing:software" not in item["properties"]
+    assert validate_item(item) == []
+    item["stac_extensions"].append(EXT["processing"])  # declared but unused
+    assert any("but fields use" in p for p in validate_item(item))
