@@ -1,0 +1,126 @@
+"""The s3 target against a real S3 server over HTTP (moto's server mode)."""
+# ruff: noqa: F811 - pytest fixtures imported from test_release_support
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+from d4c.errors import D4CError
+from d4c.release.targets import TargetConfig, make_target
+from d4c.release.targets.s3 import S3Target
+from test_release_support import S3_ENV, MotoS3, moto_s3  # noqa: F401 - fixture
+
+MiB = 1 << 20
+
+
+def _target(s3: MotoS3, bucket: str, **kw: object) -> S3Target:
+    layout = str(kw.pop("layout", "{id}/v{version}/{file}"))
+    opts = {"bucket": bucket, "endpoint_url": s3.endpoint, **kw}
+    cfg = TargetConfig(kind="s3", name="s3", url=f"{s3.endpoint}/{bucket}/{{key}}", layout=layout,
+                       retain="latest", credentials={"access_key_id": "D4C_TEST_S3_KEY",
+                                                     "secret_access_key": "D4C_TEST_S3_SECRET"},
+                       options=opts)
+    target = make_target(cfg, S3_ENV)
+    assert isinstance(target, S3Target)
+    return target
+
+
+def _file(path: Path, data: bytes) -> tuple[Path, str, str]:
+    path.write_bytes(data)
+    return path, hashlib.sha256(data).hexdigest(), hashlib.md5(data).hexdigest()
+
+
+def test_multipart_upload_verifies_and_is_immutable(moto_s3: MotoS3, tmp_path: Path) -> None:
+    bucket = moto_s3.bucket()
+    t = _target(moto_s3, bucket, multipart_chunksize=5 * MiB, max_concurrency=3)
+    path, sha, md5 = _file(tmp_path / "big.bin", os.urandom(12 * MiB + 123))
+    key = "ca_x/v1.0.0/ca_x_v1.0.0.bin"
+    assert not t.exists(key, sha)
+    t.upload(key, path, sha, md5)
+    head = moto_s3.client().head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    assert head["ContentLength"] == path.stat().st_size
+    assert head["Metadata"]["sha256"] == sha
+    assert head.get("ChecksumSHA256")  # per-part SHA-256s were sent and kept
+    assert t.verify(key, sha) and t.exists(key, sha)
+    # a fresh target (no memory of the upload) verifies by reading the object back
+    assert _target(moto_s3, bucket).verify(key, sha)
+    # same bytes again: the conditional write fails, our checksum matches, nothing changes
+    t.upload(key, path, sha, md5)
+    # different bytes at the same key: refused, naming the key
+    other, osha, omd5 = _file(tmp_path / "other.bin", b"other bytes")
+    with pytest.raises(D4CError, match=key):
+        t.upload(key, other, osha, omd5)
+    assert moto_s3.client().get_object(Bucket=bucket, Key=key)["Body"].read() == path.read_bytes()
+    assert moto_s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_conditional_write_refuses_overwrite_of_small_object(moto_s3: MotoS3, tmp_path: Path) -> None:
+    bucket = moto_s3.bucket()
+    t = _target(moto_s3, bucket)
+    a, asha, amd5 = _file(tmp_path / "a", b"first")
+    b, bsha, bmd5 = _file(tmp_path / "b", b"second")
+    t.upload("k/a", a, asha, amd5)
+    with pytest.raises(D4CError, match="k/a"):
+        t.upload("k/a", b, bsha, bmd5)
+    with pytest.raises(D4CError, match="different sha256"):
+        t.exists("k/a", bsha)
+    assert moto_s3.client().get_object(Bucket=bucket, Key="k/a")["Body"].read() == b"first"
+
+
+def test_corrupted_object_is_detected_by_verify(moto_s3: MotoS3, tmp_path: Path) -> None:
+    bucket = moto_s3.bucket()
+    t = _target(moto_s3, bucket)
+    path, sha, md5 = _file(tmp_path / "a", b"good bytes" * 100)
+    t.upload("k/a", path, sha, md5)
+    assert t.verify("k/a", sha)
+    # someone replaces the bytes but keeps our metadata: only the content can tell
+    moto_s3.client().put_object(Bucket=bucket, Key="k/a", Body=b"evil bytes" * 100,
+                                Metadata={"sha256": sha, "size": str(1000)})
+    assert not t.verify("k/a", sha)
+    assert not _target(moto_s3, bucket).verify("k/a", sha)
+    # a multipart object with a damaged copy is caught too (read-back path)
+    big, bsha, bmd5 = _file(tmp_path / "big", os.urandom(11 * MiB))
+    t2 = _target(moto_s3, bucket, multipart_chunksize=5 * MiB)
+    t2.upload("k/big", big, bsha, bmd5)
+    moto_s3.client().put_object(Bucket=bucket, Key="k/big", Body=os.urandom(11 * MiB),
+                                Metadata={"sha256": bsha, "size": str(11 * MiB)})
+    assert not _target(moto_s3, bucket).verify("k/big", bsha)
+
+
+@pytest.mark.parametrize("layout", ["{id}/v{version}/{file}", "dataforcanada/{id}/processed/{file}"])
+def test_retain_latest_deletes_only_older_versions_of_the_dataset(
+        moto_s3: MotoS3, tmp_path: Path, layout: str) -> None:
+    bucket = moto_s3.bucket()
+    t = _target(moto_s3, bucket, layout=layout)
+    path, sha, md5 = _file(tmp_path / "f", b"x")
+    keys = {}
+    for ident, version, file in [("ca_a", "1.0.0", "ca_a_v1.0.0.parquet"),
+                                 ("ca_a", "1.0.0", "ca_a_v1.0.0_manifest.json"),
+                                 ("ca_a", "1.1.0", "ca_a_v1.1.0.parquet"),
+                                 ("ca_ab", "1.0.0", "ca_ab_v1.0.0.parquet")]:
+        keys[file] = t.key_for(ident, version, file)
+        t.upload(keys[file], path, sha, md5)
+    t.upload("sources/sha256/2d/2d71", path, sha, md5)
+    removed = t.delete_older_versions("ca_a", "1.1.0")
+    assert removed == sorted([keys["ca_a_v1.0.0.parquet"], keys["ca_a_v1.0.0_manifest.json"]])
+    assert moto_s3.keys(bucket) == sorted([keys["ca_a_v1.1.0.parquet"], keys["ca_ab_v1.0.0.parquet"],
+                                           "sources/sha256/2d/2d71"])
+    assert t.delete_older_versions("ca_a", "1.1.0") == []
+
+
+def test_missing_credentials_name_the_variable_not_a_value(moto_s3: MotoS3) -> None:
+    cfg = TargetConfig(kind="s3", name="s3", url="http://x/{key}", credentials={
+        "access_key_id": "D4C_NOPE_KEY", "secret_access_key": "D4C_NOPE_SECRET"},
+        options={"bucket": "bkt", "endpoint_url": moto_s3.endpoint})
+    with pytest.raises(D4CError, match="D4C_NOPE_KEY"):
+        make_target(cfg, {})
+
+
+def test_state_objects_round_trip(moto_s3: MotoS3) -> None:
+    t = _target(moto_s3, moto_s3.bucket())
+    assert t.read_state("j.json") is None
+    t.write_state("j.json", b"{}")
+    t.write_state("j.json", b'{"a": 1}')  # the journal is the one mutable object
+    assert t.read_state("j.json") == b'{"a": 1}'
