@@ -1,0 +1,59 @@
+"""`d4c validate [PATH...]`: schema and lints for recipes; exit 0 clean, 1 errors, 2 usage."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from d4c import paths
+from d4c.errors import D4CError
+from d4c.validate import validate_paths
+from d4c.validate.formats import FORMATS
+from d4c.validate.lints import render_markdown
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                        help="recipe files, dataset folders or folders of datasets (default: datasets/)")
+    parser.add_argument("--format", choices=sorted(FORMATS), default="text",
+                        help="text (path:line:col: ID message), github (annotations) or json")
+    parser.add_argument("--allow-loopback", action="store_true",
+                        help="accept http(s) source URLs on localhost/127.0.0.1 (for tests)")
+    parser.add_argument("--jobs", type=int, default=0, metavar="N",
+                        help="worker processes for many recipes (default: one per core)")
+    parser.add_argument("--write-lint-docs", type=Path, metavar="FILE",
+                        help="write the lint reference (docs/lints.md) and exit")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Temp file in the same folder, then rename: never a half-written file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.write_lint_docs:
+        try:
+            _write_atomic(args.write_lint_docs, render_markdown())
+        except OSError as exc:
+            raise D4CError(f"cannot write {args.write_lint_docs}: {exc.strerror}") from None
+        print(f"wrote {args.write_lint_docs}", file=sys.stderr)
+        return 0
+    targets = args.paths or [paths.repo_root() / "datasets"]
+    findings = validate_paths(targets, allow_loopback=args.allow_loopback, jobs=args.jobs or None)
+    sys.stdout.write(FORMATS[args.format](findings))
+    errors = sum(f.severity == "error" for f in findings)
+    warnings = len(findings) - errors
+    files = len({f.path for f in findings})
+    print(f"{errors} error(s), {warnings} warning(s)" + (f" in {files} file(s)" if files else ""),
+          file=sys.stderr)
+    return 1 if errors else 0

@@ -1,0 +1,104 @@
+"""Lints on identity and metadata: folder, versions vs releases, license, languages, ORCID."""
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from d4c.validate.context import SEMVER, Context, semver_key
+from d4c.validate.lints import Finding
+
+_ORCID = re.compile(r"^(?:https://orcid\.org/)?(\d{4}-\d{4}-\d{4}-\d{3}[\dX])$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_SPDX_FILE = Path(__file__).with_name("spdx-licenses.txt")
+
+
+@lru_cache(maxsize=1)
+def spdx_ids() -> dict[str, bool]:
+    """SPDX license id -> deprecated?, from the shipped list."""
+    ids: dict[str, bool] = {}
+    for line in _SPDX_FILE.read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            name, _, flag = line.partition(" ")
+            ids[name] = flag == "deprecated"
+    return ids
+
+
+def orcid_ok(orcid: str) -> bool:
+    """ISO 7064 MOD 11-2 check digit, as ORCID defines it."""
+    m = _ORCID.match(orcid)
+    if not m:
+        return False
+    digits = m.group(1).replace("-", "")
+    total = 0
+    for ch in digits[:-1]:
+        total = (total + int(ch)) * 2
+    check = (12 - total % 11) % 11
+    return digits[-1] == ("X" if check == 10 else str(check))
+
+
+def check_identity(ctx: Context) -> None:
+    rid, version = ctx.text("id"), ctx.text("version")
+    if rid is not None and ctx.recipe.name == "recipe.yaml" and ctx.folder.name != rid:
+        ctx.add("D4C302", ("id",), f"id `{rid[:80]}` differs from its folder `{ctx.folder.name}`")
+    root = ctx.root
+    if root is None or rid is None or version is None or not SEMVER.match(version):
+        return
+    folder = root / "releases" / rid
+    if "/" in rid or rid.startswith(".") or not folder.is_dir():
+        return
+    newest: tuple[tuple[object, ...], str] | None = None
+    for record in sorted(folder.glob("*.json")):
+        try:
+            released = json.loads(record.read_text(encoding="utf-8"))["version"]
+            key = semver_key(released)
+        except (OSError, ValueError, KeyError, TypeError):
+            ctx.found.append(Finding(str(record), 1, 1, "D4C306",
+                                     "not a release record with a SemVer `version`"))
+            continue
+        if newest is None or key > newest[0]:  # type: ignore[operator]
+            newest = (key, released)
+    if newest is not None and semver_key(version) < newest[0]:  # type: ignore[operator]
+        ctx.add("D4C305", ("version",),
+                f"version {version} is below the newest release {newest[1]}; bump it above")
+
+
+def check_metadata(ctx: Context) -> None:
+    lic = ctx.text("license")
+    if lic:
+        known = spdx_ids()
+        if lic not in known:
+            by_case = {k.lower(): k for k in known}
+            guess = by_case.get(lic.lower()) or next(
+                iter(difflib.get_close_matches(lic, list(known), n=1)), None)
+            ctx.add("D4C401", ("license",), f"`{lic[:80]}` is not an SPDX license id"
+                    + (f"; did you mean `{guess}`?" if guess else ""))
+        elif known[lic]:
+            ctx.add("D4C402", ("license",), f"SPDX has deprecated `{lic}`")
+    for field in ("title", "description"):
+        for lang in ("en", "fr"):
+            value = ctx.text(field, lang)
+            if value is not None and value and not value.strip():
+                ctx.add("D4C403", (field, lang), f"`{field}.{lang}` is blank")
+    for i, creator in ctx.items("creators"):
+        orcid = creator.get("orcid")
+        if isinstance(orcid, str) and _ORCID.match(orcid) and not orcid_ok(orcid):
+            ctx.add("D4C404", ("creators", i, "orcid"), f"ORCID {orcid} fails its check digit")
+    start, end = ctx.text("temporal", "start"), ctx.text("temporal", "end")
+    if start and end and _DATE.match(start) and _DATE.match(end) and end < start:
+        ctx.add("D4C405", ("temporal", "end"), f"temporal end {end} is before start {start}")
+    spatial = ctx.data.get("spatial")
+    bbox = spatial.get("bbox") if isinstance(spatial, dict) else None
+    if isinstance(bbox, list) and len(bbox) == 4 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox
+    ):
+        west, south, east, north = bbox
+        if not (all(-180 <= v <= 180 for v in (west, east)) and -90 <= south <= north <= 90):
+            ctx.add("D4C406", ("spatial", "bbox"),
+                    "bbox must be [west, south, east, north] with -180..180 and -90 <= south <= north <= 90")
+    env = ctx.text("environment")
+    root = ctx.root
+    if env and root and re.match(r"^docker/[\w./-]+$", env) and ".." not in env and not (root / env).is_file():
+        ctx.add("D4C607", ("environment",), f"{env} does not exist")

@@ -1,0 +1,41 @@
+"""Output formats for findings: text for people, GitHub annotations for CI, JSON for tools."""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from d4c.redact import redact
+from d4c.validate.lints import Finding
+
+
+def _escape_data(text: str) -> str:
+    # GitHub workflow-command escaping (actions/toolkit `escapeData` / `escapeProperty`)
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_prop(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def text(findings: Sequence[Finding]) -> str:
+    lines = [f"{f.path}:{f.line}:{f.col}: {f.lint} {f.message}"
+             + (" (warning)" if f.severity == "warning" else "") for f in findings]
+    return "".join(redact(line) + "\n" for line in lines)
+
+
+def github(findings: Sequence[Finding]) -> str:
+    lines = [
+        f"::{f.severity} file={_escape_prop(f.path)},line={f.line},col={f.col},"
+        f"title={f.lint}::{_escape_data(redact(f.message))}"
+        for f in findings
+    ]
+    return "".join(line + "\n" for line in lines)
+
+
+def as_json(findings: Sequence[Finding]) -> str:
+    rows = [{"path": f.path, "line": f.line, "col": f.col, "id": f.lint, "severity": f.severity,
+             "message": redact(f.message)} for f in findings]
+    return json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
+
+
+FORMATS = {"text": text, "github": github, "json": as_json}

@@ -1,0 +1,140 @@
+"""JSON-Schema findings: the recipe schema compiled once, its errors turned into findings.
+
+Errors on fields that have their own lint (id pattern, SemVer, sha256, ORCID, output
+names, transform shape, en/fr text) carry that lint's id, so one problem gives one
+finding under the id the docs explain.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from d4c import paths
+from d4c.errors import D4CError
+from d4c.validate.lints import Finding
+from d4c.validate.yamlpos import JPath, Loaded
+
+# (generalized path, JSON-schema keyword) -> lint id; "*" stands for any list index.
+_RULES: dict[tuple[str, str], str] = {
+    ("id", "pattern"): "D4C301",
+    ("version", "pattern"): "D4C304",
+    ("sources/*/sha256", "pattern"): "D4C504",
+    ("sources/*/url", "pattern"): "D4C501",
+    ("sources/*/alternate_urls/*", "pattern"): "D4C501",
+    ("creators/*/orcid", "pattern"): "D4C404",
+    ("outputs/*/name", "pattern"): "D4C602",
+    ("outputs/*/name", "maxLength"): "D4C602",
+    ("transform/python", "pattern"): "D4C604",
+    ("transform/command", "minItems"): "D4C606",
+    ("transform/command", "type"): "D4C606",
+    ("transform/command/*", "type"): "D4C606",
+    ("transform/command/*", "minLength"): "D4C606",
+    ("title", "required"): "D4C403",
+    ("description", "required"): "D4C403",
+    ("title/en", "minLength"): "D4C403",
+    ("title/fr", "minLength"): "D4C403",
+    ("description/en", "minLength"): "D4C403",
+    ("description/fr", "minLength"): "D4C403",
+}
+_REQUIRED = re.compile(r"^'(.+)' is a required property$")
+_TYPES = {"object": "a mapping", "array": "a list", "string": "text", "integer": "a whole number",
+          "number": "a number", "boolean": "true or false", "null": "empty"}
+
+
+def schema_path() -> Path:
+    """schemas/recipe.schema.json next to the package in a checkout, else in the repo root."""
+    here = Path(__file__).resolve().parents[3] / "schemas" / "recipe.schema.json"
+    return here if here.is_file() else paths.repo_root() / "schemas" / "recipe.schema.json"
+
+
+@lru_cache(maxsize=1)
+def validator() -> Draft202012Validator:
+    """Compiled once per process (and inherited by forked workers); no format checker."""
+    path = schema_path()
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise D4CError(f"cannot read the recipe schema {path}: {exc}") from None
+    return Draft202012Validator(schema)
+
+
+def _field(path: JPath) -> str:
+    return ".".join(f"[{p}]" if isinstance(p, int) else p for p in path).replace(".[", "[") or "recipe"
+
+
+def _kind(value: Any) -> str:
+    for name, py in (("boolean", bool), ("integer", int), ("number", float), ("string", str),
+                     ("array", list), ("object", dict)):
+        if isinstance(value, py):
+            return _TYPES[name]
+    return _TYPES["null"]
+
+
+def _message(err: ValidationError, path: JPath) -> str:
+    name, v, kw = _field(path), err.validator_value, err.validator
+    if kw == "type":
+        want = " or ".join(_TYPES.get(t, t) for t in ([v] if isinstance(v, str) else v))
+        quote = "; put it in quotes" if v == "string" and isinstance(err.instance, (int, float)) else ""
+        return f"`{name}` must be {want}, not {_kind(err.instance)}{quote}"
+    if kw == "enum":
+        return f"`{name}` must be one of: {', '.join(map(str, v))}"
+    if kw == "pattern":
+        return f"`{name}` {str(err.instance)[:80]!r} does not match {v}"
+    if kw in ("minItems", "minLength"):
+        return f"`{name}` must not be empty"
+    if kw in ("maxItems", "maxLength", "minimum", "maximum"):
+        return f"`{name}`: {kw} is {v}"
+    if kw == "uniqueItems":
+        return f"`{name}` lists an item twice"
+    if kw == "oneOf" and path[:1] == ("sources",):
+        both = isinstance(err.instance, dict) and {"url", "path"} <= err.instance.keys()
+        return f"`{name}` {'has both' if both else 'needs one of'} `url` and `path`" + (
+            "; keep one" if both else "")
+    if kw == "oneOf" and path == ("transform",):
+        both = isinstance(err.instance, dict) and {"python", "command"} <= err.instance.keys()
+        return ("`transform` has both `python` and `command`; keep one" if both
+                else "`transform` needs `python` or `command`")
+    if kw == "anyOf" and path == ("distribution", "targets"):
+        return "`distribution.targets` must be `all` or a list of target names"
+    return f"`{name}`: {err.message[:160]}"
+
+
+def _unknown(err: ValidationError, path: JPath, loaded: Loaded, display: str) -> Iterator[Finding]:
+    known = list(err.schema.get("properties", {}))
+    for key in err.instance:
+        if key not in known:
+            hint = difflib.get_close_matches(key, known, n=1)
+            tail = f"; did you mean `{hint[0]}`?" if hint else f"; known keys: {', '.join(known)}"
+            line, col = loaded.pos((*path, key), key=True)
+            yield Finding(display, line, col, "D4C203", f"unknown key `{_field((*path, key))}`{tail}")
+
+
+def findings(loaded: Loaded, display: str) -> list[Finding]:
+    out: list[Finding] = []
+    for err in validator().iter_errors(loaded.data):
+        path: JPath = tuple(err.absolute_path)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            out.extend(_unknown(err, path, loaded, display))
+            continue
+        line, col = loaded.pos(path)
+        general = "/".join("*" if isinstance(p, int) else p for p in path)
+        if err.validator == "required":
+            m = _REQUIRED.match(err.message)
+            missing = m.group(1) if m else "a field"
+            lint = _RULES.get((general, "required"), "D4C202")
+            if not path and missing in ("title", "description"):
+                lint = "D4C403"
+            out.append(Finding(display, line, col, lint,
+                               f"missing `{_field((*path, missing))}`"))
+            continue
+        lint = _RULES.get((general, str(err.validator)), "D4C201")
+        out.append(Finding(display, line, col, lint, _message(err, path)))
+    return out
