@@ -194,3 +194,37 @@ def test_retain_latest_is_refused(fake: FakeZenodo) -> None:
     cfg = TargetConfig(kind="zenodo", name="z", url="{key}", retain="latest", options={"base_url": fake.url})
     with pytest.raises(D4CError, match="permanent"):
         make_target(cfg, {"ZENODO_TOKEN": TOKEN})
+
+
+class Crash(Exception):
+    pass
+
+
+def test_crash_from_the_side_effect_hook_then_rerun(tmp_path: Path) -> None:
+    """The orchestrator's crash injection: die right after each reported side effect."""
+    k = 0
+    while True:
+        k += 1
+        seen: list[str] = []
+
+        def hook(what: str, seen: list[str] = seen, k: int = k) -> None:
+            seen.append(what)
+            if len(seen) == k:
+                raise Crash(what)
+
+        with FakeZenodo(TOKEN) as fake:
+            run_release(target(fake), make_context(tmp_path / f"p{k}"))
+            ctx = make_context(tmp_path / f"r{k}", version="1.1.0", on_side_effect=hook)
+            try:
+                run_release(target(fake), ctx)
+                break  # no k-th side effect: every crash point was covered
+            except Crash:
+                pass
+            run_release(target(fake), make_context(tmp_path / f"r{k}", version="1.1.0"))
+            assert len(fake.published()) == 2 and not fake.drafts(), seen
+            assert published_files(fake, "1.1.0") == expected(ctx)
+    assert k == 6  # draft, metadata, doi, final metadata, published + the clean run
+
+
+def test_public_url_before_prepare_names_the_missing_id(fake: FakeZenodo) -> None:
+    assert target(fake).public_url("a b.csv") == f"{fake.url}/records/{{record_id}}/files/a%20b.csv?download=1"

@@ -25,7 +25,7 @@ import requests
 from d4c import http, paths
 from d4c.errors import D4CError
 from d4c.redact import redact, register_secret
-from d4c.release.targets.base import BaseTarget, ReleaseContext, TargetConfig
+from d4c.release.targets.base import BaseTarget, ReleaseContext, ReleaseFile, TargetConfig
 
 MAX_FILES = 100
 MAX_BYTES = 50 * 10**9  # Zenodo's per-record quota
@@ -47,7 +47,8 @@ class ZenodoTarget(BaseTarget):
         self.retry_wait_max = float(opts.get("retry_wait_max", 60))
         self._session: requests.Session | None = None
         self.record_id: str | None = None
-        self._md5: dict[str, str] = {}  # sha256 -> md5 of this release's files
+        self._md5: dict[str, str] = {}  # sha256 -> md5 of files this run uploaded
+        self._files: list[ReleaseFile] = []  # the release's files (torrents join later)
 
     # -- HTTP -----------------------------------------------------------------------------
     def _http(self) -> requests.Session:
@@ -88,15 +89,15 @@ class ZenodoTarget(BaseTarget):
         return file  # a record is one version: files are flat
 
     def public_url(self, key: str) -> str:
-        if self.record_id is None:
-            raise D4CError(f"target {self.name!r}: the Zenodo record is not known yet",
-                           hint="prepare() finds or creates it; call it first")
-        return f"{self.base}/records/{self.record_id}/files/{quote(key, safe='~-._')}?download=1"
+        # The record id exists only once prepare() found or made the draft; before that (a
+        # dry-run plan) the URL shows where the id goes.
+        record = self.record_id or "{record_id}"
+        return f"{self.base}/records/{record}/files/{quote(key, safe='~-._')}?download=1"
 
     # -- lifecycle ------------------------------------------------------------------------
     def prepare(self, ctx: ReleaseContext) -> dict[str, Any]:
         self._check_limits(ctx)
-        self._md5 = {f.sha256: f.md5 for f in ctx.files}
+        self._files = ctx.files
         if ctx.dry_run:
             return {}
         rec = self._find_version(ctx)
@@ -106,15 +107,19 @@ class ZenodoTarget(BaseTarget):
                 rec = self._call("POST", "/records", json=self._body(ctx, None)).json()
             else:  # the server hands back the pending new-version draft if there is one
                 rec = self._call("POST", f"/records/{concept}/versions").json()
+            ctx.on_side_effect(f"{self.name}: draft {rec['id']} created")
         self.record_id = str(rec["id"])
         if not rec.get("is_published"):
             rec = self._call("PUT", f"/records/{self.record_id}/draft", json=self._body(ctx, rec)).json()
+            ctx.on_side_effect(f"{self.name}: draft metadata")
             names = {f.file for f in ctx.files}
-            for key in list(self._entries()):  # a reused draft may hold another version's files
+            for key in list(self._entries(all_states=True)):  # a reused draft may hold other files
                 if key not in names:
                     self._call("DELETE", f"/records/{self.record_id}/draft/files/{quote(key)}", ok=(204,))
+                    ctx.on_side_effect(f"{self.name}: stale file {key} removed")
             if not (rec.get("pids") or {}).get("doi"):
                 rec = self._call("POST", f"/records/{self.record_id}/draft/pids/doi").json()
+                ctx.on_side_effect(f"{self.name}: DOI reserved")
         return self._facts(rec)
 
     def finalize(self, ctx: ReleaseContext) -> dict[str, Any]:
@@ -127,19 +132,20 @@ class ZenodoTarget(BaseTarget):
         if rec.get("is_published"):
             return self._facts(rec)
         self._call("PUT", f"/records/{self.record_id}/draft", json=self._body(ctx, rec))
+        ctx.on_side_effect(f"{self.name}: final metadata")  # now with every mirror's URL
         entries = self._entries()
         missing = [f.file for f in ctx.files if entries.get(f.file) != f"md5:{f.md5}"]
         if missing:
             raise D4CError(f"target {self.name!r}: draft {self.record_id} lacks {', '.join(missing)}",
                            hint="rerun `d4c release`: uploads resume before publishing")
         try:
-            return self._facts(self._call("POST", f"/records/{self.record_id}/draft/actions/publish",
-                                          ok=(202,)).json())
+            rec = self._call("POST", f"/records/{self.record_id}/draft/actions/publish", ok=(202,)).json()
         except D4CError:
             rec = self._state()  # the answer may be lost while the publish happened: look
-            if rec.get("is_published"):
-                return self._facts(rec)
-            raise
+            if not rec.get("is_published"):
+                raise
+        ctx.on_side_effect(f"{self.name}: published")
+        return self._facts(rec)
 
     # -- files ----------------------------------------------------------------------------
     def exists(self, key: str, sha256: str) -> bool:
@@ -195,8 +201,9 @@ class ZenodoTarget(BaseTarget):
         return out
 
     def _md5_of(self, key: str, sha256: str) -> str:
-        if sha256 in self._md5:
-            return self._md5[sha256]
+        known = {**{f.sha256: f.md5 for f in self._files}, **self._md5}
+        if sha256 in known:
+            return known[sha256]
         rec = self._state()  # a file this run did not announce: hash the served bytes
         where = "" if rec.get("is_published") else "/draft"
         resp = self._call("GET", f"/records/{self.record_id}{where}/files/{quote(key)}/content",
@@ -208,10 +215,13 @@ class ZenodoTarget(BaseTarget):
         return md5.hexdigest() if sha.hexdigest() == sha256 else "-"
 
     def _check_limits(self, ctx: ReleaseContext) -> None:
-        total = sum(f.size for f in ctx.files)
-        if len(ctx.files) > self.max_files or total > self.max_bytes:
+        # Torrents are made after prepare(): count one (small) per data file now.
+        torrents = sum(f.role == "data" for f in ctx.files) if (ctx.recipe.get("distribution") or {}).get(
+            "torrent", False) and not any(f.role == "torrent" for f in ctx.files) else 0
+        count, total = len(ctx.files) + torrents, sum(f.size for f in ctx.files)
+        if count > self.max_files or total > self.max_bytes:
             raise D4CError(
-                f"target {self.name!r}: {len(ctx.files)} files / {total} bytes exceed Zenodo's limits "
+                f"target {self.name!r}: {count} files / {total} bytes exceed Zenodo's limits "
                 f"({self.max_files} files, {self.max_bytes} bytes per record)",
                 hint="ship fewer or smaller outputs, or drop zenodo from distribution.targets")
 
