@@ -31,7 +31,8 @@ def recipe_text(version: str) -> str:
             "outputs:\n  - name: towns\n    format: parquet\n    sort_by: [id]\n    primary_key: [id]\n")
 
 
-def write_build(out: Path, version: str, table: pa.Table, *, packages: str = "26.0.1") -> dict[str, Any]:
+def write_build(out: Path, version: str, table: pa.Table, *, packages: str = "26.0.1",
+                sample: bool = False) -> dict[str, Any]:
     """A build folder as `d4c build` leaves it: the artifact and its manifest entry."""
     out.mkdir(parents=True, exist_ok=True)
     name = f"{DS}_v{version}.parquet"
@@ -43,7 +44,7 @@ def write_build(out: Path, version: str, table: pa.Table, *, packages: str = "26
         "dataset": {"id": DS, "version": version, "recipe_path": f"datasets/{DS}/recipe.yaml"},
         "code": {"commit": "c" * 40, "tree": None, "dirty": False},
         "environment": {"runner": "local", "python": "3.11.2", "packages": {"pyarrow": packages}},
-        "params": {}, "source_date_epoch": 0,
+        "params": {}, "source_date_epoch": 0, "sample": sample,
         "sources": [{"name": "s", "sha256": "a" * 64, "size": 4}],
         "outputs": [{
             "name": "towns", "file": name, "format": "parquet", "size": len(raw),
@@ -226,11 +227,49 @@ def test_cli_exit_codes_formats_and_errors(repo: Path, tmp_path: Path) -> None:
     assert (tmp_path / "res" / "diff.md").read_text() == md.stdout
     js = subprocess.run([*d4c, "--format", "json"], capture_output=True, text=True, env=env, check=False)
     assert json.loads(js.stdout)["semver"]["required"] == "major"
-    comb = subprocess.run([sys.executable, "-m", "d4c", "diff", "--combine", str(tmp_path)],
+    comb = subprocess.run([sys.executable, "-m", "d4c", "diff", "--combine", str(tmp_path),
+                           "--save", str(tmp_path / "comment"), "--pr-number", "42"],
                           capture_output=True, text=True, env=env, check=False)
-    assert comb.returncode == 1 and comb.stdout.startswith("<!-- d4c-build-diff -->")
+    assert comb.returncode == 0 and comb.stdout.startswith("<!-- d4c-build-diff -->")
     assert f"SemVer failures: `{DS}`" in comb.stdout
+    assert (tmp_path / "comment" / "pr-number.txt").read_text() == "42\n"
+    assert (tmp_path / "comment" / "comment.md").read_text() == comb.stdout
     for bad, msg in (([*d4c, "--against", "9.9.9"], "no release record"),
                      ([*d4c[:5], "--build", str(tmp_path / "nowhere")], "no build at")):
         p = subprocess.run(bad, capture_output=True, text=True, env=env, check=False)
         assert p.returncode == 1 and msg in p.stderr and "Traceback" not in p.stderr
+
+
+def test_sample_build_compares_only_the_shape(repo: Path, tmp_path: Path) -> None:
+    r = diff(repo, tmp_path, "1.0.1", towns(2), sample=True)  # 2 of 5 rows: not a removal
+    assert r["semver"]["ok"] and r["semver"]["required"] == "none" and "Sample build" in r["note"]
+    assert r["artifacts"]["towns"]["row_diff"] is None
+    assert "--check --sample" in render.markdown(r)
+    r2 = diff(repo, tmp_path, "1.0.1", towns(2).drop_columns(["name"]), sample=True)
+    assert not r2["semver"]["ok"] and r2["semver"]["required"] == "major"
+
+
+@pytest.mark.parametrize(("text", "ok"), [
+    ('{"reproducible": false, "differences": ["a.parquet: row 3"]}', False),
+    ("x.parquet  sha256:ab  10 bytes\nbuilt ca_x v1.0.0 with the local runner into out; "
+     "identical in both builds\n", True),
+    ("--check: x.parquet differs between two builds:\n  footer metadata differs\n"
+     "error: build is not reproducible: x.parquet differs between two builds\n", False),
+])
+def test_check_result_json_or_build_log(tmp_path: Path, text: str, ok: bool) -> None:
+    from d4c.commands.diff import load_check
+
+    (tmp_path / "check").write_text(text)
+    got = load_check(tmp_path / "check")
+    assert got["ok"] is ok and got["details"]
+    if not ok and not text.startswith("{"):
+        assert got["details"][:2] == ["--check: x.parquet differs between two builds:", "footer metadata differs"]
+
+
+def test_check_result_without_verdict_is_one_line_error(tmp_path: Path) -> None:
+    from d4c.commands.diff import load_check
+    from d4c.errors import D4CError
+
+    (tmp_path / "check").write_text("Traceback (most recent call last):\n")
+    with pytest.raises(D4CError, match="not a --check result"):
+        load_check(tmp_path / "check")

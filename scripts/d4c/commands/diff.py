@@ -21,6 +21,8 @@ from d4c.diff.report import make_report
 from d4c.errors import D4CError, UsageError
 
 MARKER = "<!-- d4c-build-diff -->"
+CHECK_PASSED = "identical in both builds"  # the last line of a passing `d4c build --check`
+CHECK_FAILED = "build is not reproducible"  # the error line of a failing one
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,20 +37,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write diff.md and diff.json into DIR (CI artifacts)")
     parser.add_argument("--combine", metavar="DIR", type=Path,
                         help="instead: join every */diff.json under DIR into one bounded comment")
+    parser.add_argument("--pr-number", type=int, metavar="N",
+                        help="with --combine --save: record the PR number for the comment workflow")
     parser.add_argument("--limit", type=int, default=None, help="maximum bytes of markdown")
 
 
 def load_check(path: Path) -> dict[str, Any]:
-    """Normalize a --check result to {"ok": bool, "details": [str]}."""
+    """Normalize a --check result to {"ok": bool, "details": [str]}.
+
+    FILE is either JSON ({"reproducible": bool, "differences": [str]}) or the captured
+    output of `d4c build --check` (what CI tees to a file), read by its fixed phrases.
+    """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise D4CError(f"{path}: cannot read the --check result ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("reproducible"), bool):
-        raise D4CError(f"{path}: a --check result needs a boolean `reproducible`",
-                       hint="pass the file `d4c build --check` wrote")
-    details = [str(d) for d in data.get("differences") or []]
-    return {"ok": data["reproducible"], "details": details}
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise D4CError(f"{path}: cannot read the --check result ({exc.strerror})") from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("reproducible"), bool):
+        return {"ok": data["reproducible"], "details": [str(d) for d in data.get("differences") or []]}
+    lines = text.splitlines()
+    if any(CHECK_FAILED in line for line in lines):
+        start = next((i for i, line in enumerate(lines) if line.startswith("--check: ")), 0)
+        details = [line.strip() for line in lines[start:] if line.strip()][:20]
+        return {"ok": False, "details": details}
+    if any(line.endswith(CHECK_PASSED) for line in lines):
+        return {"ok": True, "details": ["two builds under varied TZ, umask and locale are identical"]}
+    raise D4CError(f"{path}: not a --check result (no verdict of `d4c build --check` in it)",
+                   hint="pass the output of `d4c build --check` or a JSON {\"reproducible\": bool}")
 
 
 def _write(path: Path, text: str) -> None:
@@ -57,7 +75,10 @@ def _write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def _combine(folder: Path, limit: int) -> int:
+def _combine(folder: Path, limit: int, save: Path | None, pr_number: int | None) -> int:
+    """Join the reports; exit 0 once written (each dataset's own job carries its verdict)."""
+    if pr_number is not None and pr_number <= 0:
+        raise UsageError(f"--pr-number must be a positive integer, not {pr_number}")
     reports = []
     for p in sorted(folder.glob("*/diff.json")) + sorted(folder.glob("diff.json")):
         try:
@@ -65,13 +86,19 @@ def _combine(folder: Path, limit: int) -> int:
         except (OSError, ValueError) as exc:
             raise D4CError(f"{p}: not a diff report ({exc})") from None
     reports.sort(key=lambda r: str(r.get("dataset")))
-    sys.stdout.write(render.combined(reports, limit, header=f"{MARKER}\n### d4c build diff"))
-    return 0 if all(r["semver"]["ok"] for r in reports) else 1
+    text = render.combined(reports, limit, header=f"{MARKER}\n### d4c build diff")
+    if save is not None:
+        save.mkdir(parents=True, exist_ok=True)
+        _write(save / "comment.md", text)
+        if pr_number is not None:
+            _write(save / "pr-number.txt", f"{pr_number}\n")
+    sys.stdout.write(text)
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     if args.combine is not None:
-        return _combine(args.combine, args.limit or render.COMMENT_LIMIT)
+        return _combine(args.combine, args.limit or render.COMMENT_LIMIT, args.save, args.pr_number)
     if not args.dataset:
         raise UsageError("d4c diff: a dataset id is required (or --combine DIR)")
     root = paths.repo_root()

@@ -60,7 +60,7 @@ def _details(name: str, a: dict[str, Any]) -> list[str]:
                       f"{_short(r['new'], 30)}" for r in c["retyped"]])
     items += _capped([f"nulls in `{_short(n['name'], 40)}`: {_num(n['old'], n['new'])}" for n in a["nulls"]])
     for key in ("geometry_types", "crs", "bbox"):
-        if not a[key]["same"]:
+        if a[key]["same"] is False:
             items.append(f"{key.replace('_', ' ')}: {_short(a[key]['old'])} -> {_short(a[key]['new'])}")
     rd = a.get("row_diff")
     if rd and rd["by"] == "key":

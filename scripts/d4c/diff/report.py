@@ -45,7 +45,7 @@ def _environment(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any
 
 
 def _artifact(name: str, old: dict[str, Any] | None, new: dict[str, Any] | None,
-              old_file: Path | None, new_dir: Path, keys: list[str]) -> dict[str, Any]:
+              old_file: Path | None, new_dir: Path, keys: list[str], sample: bool) -> dict[str, Any]:
     if old is None or new is None:
         return {"status": "added" if old is None else "removed"}
     new_file = new_dir / str(new["file"])
@@ -63,13 +63,20 @@ def _artifact(name: str, old: dict[str, Any] | None, new: dict[str, Any] | None,
         a["facts_from"] = "manifests"
     a["status"] = "compared"
     a["file"] = {"old": old.get("file"), "new": new.get("file")}
+    if sample:  # a subset of the data: only the shape of the table can be compared
+        a["sample"] = True
+        a["row_diff"] = None
+        for key in ("bytes", "logical", "size", "rows", "bbox"):
+            a[key]["same"] = None
+        a["nulls"] = []
     return a
 
 
-def reproduce_commands(dataset_id: str, commit: str | None, against: str | None) -> list[str]:
+def reproduce_commands(dataset_id: str, commit: str | None, against: str | None,
+                       sample: bool) -> list[str]:
     lines = [f"git checkout {commit}" if commit else "git checkout <the PR head commit>", "make env",
              f".venv/bin/d4c validate datasets/{dataset_id}",
-             f".venv/bin/d4c build {dataset_id} --runner container --check"]
+             f".venv/bin/d4c build {dataset_id} --runner container --check" + (" --sample" if sample else "")]
     return lines + [f".venv/bin/d4c diff {dataset_id}" + (f" --against {against}" if against else "")]
 
 
@@ -82,6 +89,7 @@ def make_report(root: Path, dataset_id: str, build_dir: Path, against: str | Non
         raise D4CError(f"{build_dir}/manifest.json is a build of {manifest['dataset']['id']!r}, "
                        f"not {dataset_id!r}", hint="pass the right --build DIR")
     version = str(manifest["dataset"].get("version"))
+    sample = bool(manifest.get("sample"))
     if version != recipe.version:
         raise D4CError(f"{build_dir} holds a build of version {version} but the recipe says "
                        f"{recipe.version}", hint=f"rebuild: d4c build {dataset_id}")
@@ -89,11 +97,11 @@ def make_report(root: Path, dataset_id: str, build_dir: Path, against: str | Non
     keys = {o.name: list(o.primary_key) for o in recipe.outputs}
     new_outs = {str(o["name"]): o for o in manifest["outputs"]}
     report: dict[str, Any] = {
-        "report_version": 1, "dataset": dataset_id, "version": version,
+        "report_version": 1, "dataset": dataset_id, "version": version, "sample": sample,
         "against": record["version"] if record else None, "note": None, "artifacts": {},
         "sources": [], "environment": [], "params": [], "reproducibility": check,
         "reproduce": reproduce_commands(dataset_id, (manifest.get("code") or {}).get("commit"),
-                                        against),
+                                        against, sample),
     }
     if record is None:
         report["note"] = "First release of this dataset: nothing to compare against."
@@ -107,11 +115,15 @@ def make_report(root: Path, dataset_id: str, build_dir: Path, against: str | Non
             for name in sorted(set(old_outs) | set(new_outs)):
                 report["artifacts"][name] = _artifact(
                     name, old_outs.get(name), new_outs.get(name), fetched.get(name), build_dir,
-                    keys.get(name, []))
+                    keys.get(name, []), sample)
         finally:
             previous.cleanup(workdir)
         missing = sorted(n for n, a in report["artifacts"].items() if a.get("facts_from") == "manifests")
-        if missing:
+        if sample:
+            report["note"] = (
+                "Sample build (the recipe's `sample` params): only columns, types, geometry type and "
+                "CRS are compared with the release; the full build is checked and diffed on merge.")
+        elif missing:
             report["note"] = (
                 f"The previous artifacts of {', '.join(missing)} could not be fetched intact from any "
                 "URL in the release record: compared the manifests only (hashes, sizes, rows, schema, "

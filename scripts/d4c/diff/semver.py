@@ -58,6 +58,8 @@ def artifact_changes(name: str, a: dict[str, Any]) -> list[tuple[str, str]]:
     if not a["crs"]["same"]:
         out.append(("major", f"`{name}`: CRS changed"))
     out += [("minor", f"`{name}`: column `{c}` added") for c in cols["added"]]
+    if a.get("sample"):  # rows of a sample say nothing about the full data
+        return out
     rows = a.get("row_diff") or {}
     if rows.get("removed"):
         out.append(("major", f"`{name}`: {rows['removed']} row(s) removed"))
