@@ -251,10 +251,10 @@ def test_sample_build_compares_only_the_shape(repo: Path, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(("text", "ok"), [
     ('{"reproducible": false, "differences": ["a.parquet: row 3"]}', False),
-    ("x.parquet  sha256:ab  10 bytes\nbuilt ca_x v1.0.0 with the local runner into out; "
-     "identical in both builds\n", True),
-    ("--check: x.parquet differs between two builds:\n  footer metadata differs\n"
-     "error: build is not reproducible: x.parquet differs between two builds\n", False),
+    (("x.parquet  sha256:ab  10 bytes\nbuilt ca_x v1.0.0 with the local runner into out; "
+     "identical in both builds\n"), True),
+    (("--check: x.parquet differs between two builds:\n  footer metadata differs\n"
+     "error: build is not reproducible: x.parquet differs between two builds\n"), False),
 ])
 def test_check_result_json_or_build_log(tmp_path: Path, text: str, ok: bool) -> None:
     from d4c.commands.diff import load_check
