@@ -15,6 +15,7 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from d4c import __version__
@@ -101,16 +102,17 @@ def describe(exc: BaseException) -> str:
         return "DNS lookup failed (check the host name and your network)"
     if isinstance(exc, requests.exceptions.SSLError) or any(isinstance(e, ssl.SSLError) for e in chain):
         return "TLS handshake failed (bad certificate or not an HTTPS server)"
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return "connection timed out"
-    if isinstance(exc, requests.exceptions.ReadTimeout):
-        return "server stopped sending (read timed out)"
     if any(isinstance(e, ConnectionRefusedError) for e in chain) or "Connection refused" in text:
         return "connection refused"
+    # urllib3's NewConnectionError subclasses ConnectTimeoutError, hence refused first.
+    if any(isinstance(e, (requests.exceptions.ConnectTimeout, ConnectTimeoutError)) for e in chain):
+        return "connection timed out"
+    if any(isinstance(e, (requests.exceptions.ReadTimeout, ReadTimeoutError)) for e in chain):
+        return "server stopped sending (read timed out)"
     if any(isinstance(e, ConnectionResetError) for e in chain) or "reset by peer" in text:
         return "connection reset by the server"
     if isinstance(exc, requests.exceptions.RetryError) or "Max retries exceeded" in text:
         return "gave up after repeated failures"
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+    if any(isinstance(e, (requests.exceptions.ChunkedEncodingError, ProtocolError)) for e in chain):
         return "connection broken during the transfer"
     return f"{type(exc).__name__}"
