@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 from catalog_factory import make_record
-
 from d4c.catalog.build import metadata_from
 from d4c.catalog.items import EXT, items_from_records, record_to_item, stac_time
 from d4c.catalog.validation import validate_item

@@ -17,11 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 import shapely
 from catalog_factory import five_records, make_record, write_records
-from stac_geoparquet.arrow import stac_table_to_items
-
 from d4c.catalog import build_catalog, load_records, metadata_from
 from d4c.catalog.validation import validate_collection, validate_item
 from d4c.cli import main
+from stac_geoparquet.arrow import stac_table_to_items
 
 META = metadata_from(None)
 
@@ -107,7 +106,7 @@ def test_same_records_same_bytes_in_any_order(tmp_path: Path) -> None:
 
 
 def test_file_layout_sorted_zstd_with_embedded_collections(built: tuple[Path, list, dict]) -> None:
-    out, items, colls = built
+    out, _, colls = built
     pf = pq.ParquetFile(out)
     ids = pq.read_table(out, columns=["collection", "version"]).to_pylist()
     assert ids == sorted(ids, key=lambda r: (r["collection"], r["version"]))
