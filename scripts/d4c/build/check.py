@@ -1,0 +1,199 @@
+"""`--check`: compare two builds byte for byte, and explain the first difference.
+
+The explanation is format-aware: for Parquet the schema, the footer key-value
+metadata, the row groups and the first differing row; for CSV the first differing
+line; otherwise the first differing byte. diffoscope's report is added when it is
+installed (it knows many more formats than we do).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from d4c.build.logical import read_table
+from d4c.build.pipeline import MANIFEST, PROVENANCE, BuildOptions, build, publish
+from d4c.errors import D4CError
+from d4c.recipe import Recipe
+
+log = logging.getLogger("d4c.build")
+
+
+def first_byte_difference(a: Path, b: Path, block: int = 1 << 20) -> int | None:
+    """Offset of the first differing byte (or the shorter length), None if equal."""
+    offset = 0
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            ca, cb = fa.read(block), fb.read(block)
+            if ca != cb:
+                n = min(len(ca), len(cb))
+                return offset + next((i for i in range(n) if ca[i] != cb[i]), n)
+            if not ca:
+                return None
+            offset += len(ca)
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _first_row_difference(a: Path, b: Path, fmt: str) -> list[str]:
+    ta, tb = read_table(a, fmt), read_table(b, fmt)
+    if ta.num_rows != tb.num_rows:
+        return [f"row count: {ta.num_rows} vs {tb.num_rows}"]
+    start = 0
+    for ba, bb in zip(ta.to_batches(65536), tb.to_batches(65536)):
+        for name in ta.column_names:
+            va, vb = ba.column(name).to_pylist(), bb.column(name).to_pylist()
+            for i, (x, y) in enumerate(zip(va, vb)):
+                if x != y:
+                    return [f"first differing row: {start + i}, column {name!r}: {_short(x)} vs {_short(y)}"]
+        start += ba.num_rows
+    return ["rows: identical values"]
+
+
+def explain_parquet(a: Path, b: Path) -> list[str]:
+    fa, fb = pq.ParquetFile(a), pq.ParquetFile(b)
+    lines: list[str] = []
+    if not fa.schema_arrow.equals(fb.schema_arrow):
+        lines.append(f"schema differs:\n  {fa.schema_arrow}\n  vs\n  {fb.schema_arrow}")
+    ma, mb = fa.metadata, fb.metadata
+    kva, kvb = ma.metadata or {}, mb.metadata or {}
+    if list(kva) != list(kvb):
+        lines.append(f"footer key-value metadata keys: {[k.decode() for k in kva]} vs {[k.decode() for k in kvb]}")
+    for key in kva:
+        if key in kvb and kva[key] != kvb[key]:
+            off = next((i for i, (x, y) in enumerate(zip(kva[key], kvb[key])) if x != y), None)
+            at = off if off is not None else min(len(kva[key]), len(kvb[key]))
+            lines.append(f"footer metadata {key.decode()!r} differs at character {at}: "
+                         f"{_short(kva[key][max(0, at - 40):at + 40])} vs {_short(kvb[key][max(0, at - 40):at + 40])}")
+    if ma.created_by != mb.created_by:
+        lines.append(f"created_by: {ma.created_by!r} vs {mb.created_by!r}")
+    if ma.num_row_groups != mb.num_row_groups:
+        lines.append(f"row groups: {ma.num_row_groups} vs {mb.num_row_groups}")
+    for i in range(min(ma.num_row_groups, mb.num_row_groups)):
+        ra, rb = ma.row_group(i), mb.row_group(i)
+        if (ra.num_rows, ra.total_byte_size) != (rb.num_rows, rb.total_byte_size):
+            lines.append(f"row group {i}: {ra.num_rows} rows/{ra.total_byte_size} bytes vs "
+                         f"{rb.num_rows} rows/{rb.total_byte_size} bytes")
+            break
+    lines += _first_row_difference(a, b, "parquet")
+    return lines
+
+
+def explain_csv(a: Path, b: Path) -> list[str]:
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        for n, (la, lb) in enumerate(zip(fa, fb), start=1):
+            if la != lb:
+                return [f"first differing line: {n}: {_short(la)} vs {_short(lb)}"]
+    return ["one file is a prefix of the other (different line counts)"]
+
+
+def diffoscope(a: Path, b: Path, max_lines: int = 60) -> list[str]:
+    exe = shutil.which("diffoscope")
+    if not exe:
+        return []
+    try:
+        proc = subprocess.run([exe, "--text", "-", str(a), str(b)], capture_output=True,
+                              text=True, timeout=120, check=False)
+    except subprocess.TimeoutExpired:
+        return ["diffoscope: timed out after 120 s"]
+    out = proc.stdout.splitlines()
+    return ["diffoscope:", *out[:max_lines], *(["  ..."] if len(out) > max_lines else [])]
+
+
+def explain(a: Path, b: Path, fmt: str) -> list[str]:
+    """Why two versions of one artifact differ, most useful facts first."""
+    sizes = f"(sizes {a.stat().st_size} and {b.stat().st_size})"
+    lines = [f"first differing byte at offset {first_byte_difference(a, b)} {sizes}"]
+    if fmt in {"parquet", "geoparquet"}:
+        lines += explain_parquet(a, b)
+    elif fmt == "csv":
+        lines += explain_csv(a, b)
+    return lines + diffoscope(a, b)
+
+
+def compare(a: Path, b: Path, files: list[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """[(file, explanation)] for every differing file of `files` [(file, format)], in order."""
+    diffs = []
+    for name, fmt in files:
+        pa_, pb = a / name, b / name
+        if not pa_.is_file() or not pb.is_file():
+            diffs.append((name, [f"missing in {'first' if not pa_.is_file() else 'second'} build"]))
+        elif first_byte_difference(pa_, pb) is not None:
+            diffs.append((name, explain(pa_, pb, fmt)))
+    return diffs
+
+
+# Host conditions for the two runs: every one differs between them, none may matter.
+@dataclass(frozen=True)
+class Variation:
+    tz: str
+    locale: str
+    umask: int
+    reverse_env: bool
+
+
+VARIATIONS = (
+    Variation("America/St_Johns", "en_CA.UTF-8", 0o002, reverse_env=False),
+    Variation("Pacific/Chatham", "fr_CA.UTF-8", 0o077, reverse_env=True),
+)
+
+
+@contextmanager
+def varied_host(index: int) -> Iterator[None]:
+    """Change this process's TZ, locale, umask, cwd and environment order for one run."""
+    v = VARIATIONS[index]
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    saved_umask = os.umask(v.umask)
+    items = list({**saved_env, "TZ": v.tz, "LANG": v.locale, "LC_ALL": v.locale}.items())
+    os.environ.clear()
+    os.environ.update(reversed(items) if v.reverse_env else items)
+    cwd = tempfile.mkdtemp(prefix=f"d4c-check-cwd{index}-")
+    os.chdir(cwd)
+    try:
+        yield
+    finally:
+        os.chdir(saved_cwd)
+        shutil.rmtree(cwd, ignore_errors=True)
+        os.umask(saved_umask)
+        os.environ.clear()
+        os.environ.update(saved_env)
+
+
+def build_twice(recipe: Recipe, root: Path, out: Path, opts: BuildOptions) -> dict[str, Any]:
+    """Build twice under varied host conditions; publish into `out` only when identical."""
+    out = out.resolve()
+    runs = [out.with_name(f".{out.name}.check-{i + 1}") for i in range(2)]
+    manifests = []
+    for i, folder in enumerate(runs):
+        log.info("--check: build %d of 2 (TZ=%s, umask %o)", i + 1, VARIATIONS[i].tz, VARIATIONS[i].umask)
+        with varied_host(i):
+            manifests.append(build(recipe, root, folder, opts))
+    files = [(o["file"], o["format"]) for o in manifests[0]["outputs"]]
+    diffs = compare(runs[0], runs[1], [*files, (MANIFEST, "json"), (PROVENANCE, "json")])
+    if diffs:
+        kept = out.with_name(f"{out.name}.check-differs")
+        shutil.rmtree(kept, ignore_errors=True)
+        kept.mkdir(parents=True)
+        for i, folder in enumerate(runs):
+            os.replace(folder, kept / f"run{i + 1}")
+        name, why = diffs[0]
+        report = "\n".join([f"--check: {name} differs between two builds:", *("  " + w for w in why)])
+        print(report, file=sys.stderr)
+        raise D4CError(f"build is not reproducible: {name} differs between two builds",
+                       hint=f"see the report above; both builds are kept in {kept}")
+    publish(runs[0], out)
+    shutil.rmtree(runs[1], ignore_errors=True)
+    return manifests[0]

@@ -1,0 +1,77 @@
+"""The object a transform receives: verified sources, params, and deterministic writers.
+
+```python
+def build(ctx: BuildContext) -> None:
+    df = pd.read_csv(ctx.source("population"))
+    ctx.write_parquet("table", df)
+```
+Only declared names are accepted, so a typo fails with the list of valid names.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from d4c.build import writers
+
+
+class ContextError(KeyError):
+    """A transform asked for a source or output that the recipe does not declare."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    name: str
+    format: str
+    path: Path
+    sort_by: tuple[str, ...] = ()
+
+
+@dataclass
+class BuildContext:
+    dataset_id: str
+    version: str
+    params: dict[str, Any]
+    sources: dict[str, Path]
+    outputs: dict[str, OutputSpec]
+    source_date_epoch: int
+    sample: bool = False
+    written: set[str] = field(default_factory=set)
+
+    def source(self, name: str) -> Path:
+        """The verified local path of a declared source."""
+        if name not in self.sources:
+            raise ContextError(f"no source named {name!r}; the recipe declares {sorted(self.sources)}")
+        return self.sources[name]
+
+    def output(self, name: str, *formats: str) -> OutputSpec:
+        if name not in self.outputs:
+            raise ContextError(f"no output named {name!r}; the recipe declares {sorted(self.outputs)}")
+        spec = self.outputs[name]
+        if formats and spec.format not in formats:
+            raise ContextError(f"output {name!r} is declared as {spec.format}, not {'/'.join(formats)}")
+        return spec
+
+    def output_path(self, name: str) -> Path:
+        """Where a declared output must be written (for formats without a writer here)."""
+        self.written.add(name)
+        return self.output(name).path
+
+    def write_geoparquet(self, name: str, gdf: Any) -> None:
+        spec = self.output(name, "geoparquet")
+        writers.write_geoparquet(spec.path, gdf, spec.sort_by)
+        self.written.add(name)
+
+    def write_parquet(self, name: str, data: Any) -> None:
+        spec = self.output(name, "parquet")
+        writers.write_parquet(spec.path, data, spec.sort_by)
+        self.written.add(name)
+
+    def write_csv(self, name: str, data: Any) -> None:
+        spec = self.output(name, "csv")
+        writers.write_csv(spec.path, data, spec.sort_by)
+        self.written.add(name)

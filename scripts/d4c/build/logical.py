@@ -1,0 +1,103 @@
+"""What an artifact holds, independent of how it is encoded.
+
+`describe` reads a written artifact back (the way users will) and returns the
+manifest facts: rows, columns with null counts, a schema fingerprint, a logical
+content hash (the schema plus every row, in sorted order, in a canonical text
+form: the same data re-encoded with other Parquet settings hashes the same), and
+for GeoParquet the geometry types, bbox and CRS from the `geo` metadata.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from d4c.build.writers import sort_table
+
+PARQUET_FORMATS = {"parquet", "geoparquet"}
+
+
+def read_table(path: Path, fmt: str) -> pa.Table:
+    """Read a tabular artifact the way its users will."""
+    if fmt in PARQUET_FORMATS:
+        return pq.read_table(path)
+    if fmt == "csv":
+        return pacsv.read_csv(path)
+    raise ValueError(f"no reader for format {fmt!r}")
+
+
+def schema_fields(schema: pa.Schema) -> list[list[Any]]:
+    return [[f.name, str(f.type), f.nullable] for f in schema]
+
+
+def schema_fingerprint(schema: pa.Schema) -> str:
+    text = json.dumps(schema_fields(schema), separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _canon(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def logical_sha256(table: pa.Table) -> str:
+    """sha256 of the schema and the rows sorted by every column, one JSON line each."""
+    h = hashlib.sha256()
+    h.update(json.dumps(schema_fields(table.schema), separators=(",", ":")).encode() + b"\n")
+    for batch in sort_table(table, ()).to_batches(max_chunksize=65536):
+        cols = [c.to_pylist() for c in batch.columns]
+        for row in zip(*cols):
+            line = json.dumps(list(row), separators=(",", ":"), default=_canon, ensure_ascii=False)
+            h.update(line.encode() + b"\n")
+    return h.hexdigest()
+
+
+def _crs_name(crs: Any) -> str | None:
+    """'EPSG:4326' from PROJJSON's id; GeoParquet's default (key absent) is OGC:CRS84."""
+    if crs is None:
+        return None
+    ident = crs.get("id") if isinstance(crs, dict) else None
+    if ident and "authority" in ident and "code" in ident:
+        return f"{ident['authority']}:{ident['code']}"
+    name = crs.get("name") if isinstance(crs, dict) else None
+    return str(name) if name else None
+
+
+def geo_facts(schema: pa.Schema) -> dict[str, Any]:
+    """Geometry types, bbox and CRS of the primary geometry column, from `geo` metadata."""
+    raw = (schema.metadata or {}).get(b"geo")
+    if not raw:
+        return {"geometry_types": [], "crs": None, "bbox": None}
+    geo = json.loads(raw)
+    col = geo["columns"][geo["primary_column"]]
+    crs = _crs_name(col["crs"]) if "crs" in col else "OGC:CRS84"
+    return {"geometry_types": list(col.get("geometry_types", [])), "crs": crs, "bbox": col.get("bbox")}
+
+
+def describe(path: Path, fmt: str) -> dict[str, Any]:
+    """Manifest facts for one tabular artifact; empty for formats we do not read."""
+    if fmt not in PARQUET_FORMATS and fmt != "csv":
+        return {}
+    table = read_table(path, fmt)
+    facts: dict[str, Any] = {
+        "rows": table.num_rows,
+        "columns": [
+            {"name": f.name, "type": str(f.type), "nulls": int(table.column(i).null_count)}
+            for i, f in enumerate(table.schema)
+        ],
+        "schema_fingerprint": schema_fingerprint(table.schema),
+        "logical_sha256": logical_sha256(table),
+    }
+    if fmt == "geoparquet":
+        facts.update(geo_facts(pq.read_schema(path)))
+    else:
+        facts.update({"geometry_types": [], "crs": None, "bbox": None})
+    return facts

@@ -1,0 +1,131 @@
+"""The build manifest: what was built, from what, how; validated and byte-stable.
+
+Shape: docs/architecture.md ("Manifest"); schema: schemas/manifest.schema.json.
+Written with sorted keys, 2-space indent and a trailing newline, so the manifest
+of a reproducible build is itself reproducible.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from d4c.build.logical import describe
+from d4c.build.runners import RunResult
+from d4c.digest import digest_file
+from d4c.errors import D4CError
+from d4c.recipe import Output, Recipe
+
+MANIFEST_VERSION = 1
+PIECE_SIZE = 16 * 2**20
+SCHEMA = Path(__file__).resolve().parents[3] / "schemas" / "manifest.schema.json"
+MEDIA_TYPES = {
+    "geoparquet": "application/vnd.apache.parquet",
+    "parquet": "application/vnd.apache.parquet",
+    "csv": "text/csv; charset=utf-8",
+    "cog": "image/tiff; application=geotiff; profile=cloud-optimized",
+    "pmtiles": "application/vnd.pmtiles",
+    "flatgeobuf": "application/vnd.flatgeobuf",
+}
+
+
+def _sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def _git(root: Path, *args: str) -> str | None:
+    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def code_state(root: Path, recipe: Recipe) -> dict[str, Any]:
+    """Commit and tree of the checkout; dirty if anything the build depends on is uncommitted."""
+    commit = _git(root, "rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None, "tree": None, "dirty": True}
+    deps = [str(recipe.folder.relative_to(root)), "scripts", "docker", "schemas",
+            "requirements.lock", "pyproject.toml"]
+    status = _git(root, "status", "--porcelain", "--untracked-files=all", "--", *deps)
+    return {"commit": commit, "tree": _git(root, "rev-parse", "HEAD^{tree}"), "dirty": bool(status)}
+
+
+def output_entry(recipe: Recipe, output: Output, folder: Path) -> dict[str, Any]:
+    """Digests (one read: size, sha256, md5, torrent pieces) and the logical facts of one artifact."""
+    path = folder / recipe.artifact_name(output)
+    d = digest_file(path, PIECE_SIZE)
+    entry: dict[str, Any] = {
+        "name": output.name, "file": path.name, "format": output.format,
+        "media_type": MEDIA_TYPES[output.format], "size": d.size, "sha256": d.sha256,
+        "md5": d.md5, "piece_size": d.piece_size, "pieces_sha1": d.pieces.hex(),
+        "rows": None, "columns": [], "schema_fingerprint": None, "logical_sha256": None,
+        "geometry_types": [], "crs": None, "bbox": None,
+    }
+    entry.update(describe(path, output.format))
+    return entry
+
+
+def make(
+    recipe: Recipe, root: Path, folder: Path, run: RunResult, params: dict[str, Any],
+    source_date_epoch: int, sample: bool,
+) -> dict[str, Any]:
+    env_file = str(recipe.data.get("environment") or "docker/Dockerfile")
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "dataset": {"id": recipe.id, "version": recipe.version,
+                    "recipe_path": recipe.path.relative_to(root).as_posix(),
+                    "recipe_sha256": recipe.sha256},
+        "code": code_state(root, recipe),
+        "environment": {
+            "runner": run.runner, "network_isolation": run.network_isolation,
+            "dockerfile": env_file, "dockerfile_sha256": _sha256(root / env_file),
+            "lock_sha256": _sha256(root / "requirements.lock"), "image_id": run.image_id,
+            "python": run.python, "packages": dict(sorted(run.packages.items())),
+        },
+        "params": params,
+        "sample": sample,
+        "source_date_epoch": source_date_epoch,
+        "sources": [{"name": s.name, "sha256": s.sha256, "size": s.size, "url": s.url, "path": s.path}
+                    for s in recipe.sources],
+        "outputs": [output_entry(recipe, o, folder) for o in recipe.outputs],
+    }
+    validate(manifest)
+    return manifest
+
+
+@cache
+def _schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    return schema
+
+
+def validate(manifest: dict[str, Any], where: str = "manifest") -> None:
+    errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(manifest), key=lambda e: list(e.path))
+    if errors:
+        e = errors[0]
+        loc = "/".join(str(p) for p in e.absolute_path) or "(top)"
+        raise D4CError(f"{where} does not match schemas/manifest.schema.json at {loc}: {e.message}")
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def write(path: Path, doc: dict[str, Any]) -> None:
+    """Write JSON atomically (temp file + rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(dumps(doc), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def load(path: Path) -> dict[str, Any]:
+    try:
+        doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise D4CError(f"cannot read manifest {path}: {exc}") from None
+    return doc

@@ -1,0 +1,116 @@
+"""The container runner: the transform runs in the image built from docker/Dockerfile.
+
+podman (preferred; docker works too) builds the image once per content of the
+Dockerfile, lock and package (the tag is a hash of them), then runs the worker
+with `--network=none`, sources and the dataset folder mounted read-only and only
+the output folder and a private work folder writable. The image id goes into the
+manifest.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from d4c.build.runners import Job, RunResult, fixed_env, prepare_work, read_outcome, worker_spec
+from d4c.errors import D4CError
+
+IMAGE_REPO = "localhost/d4c-build"
+CONTEXT_FILES = ("requirements.lock", "pyproject.toml", "README.md")
+MOUNT = Path("/d4c")
+CONTAINER_PATH = "/opt/d4c/bin:/usr/local/bin:/usr/bin:/bin"
+
+
+def engine() -> str:
+    """podman or docker (D4C_CONTAINER_ENGINE chooses), or one clear error."""
+    for name in filter(None, (os.environ.get("D4C_CONTAINER_ENGINE"), "podman", "docker")):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise D4CError("the container runner needs podman or docker, and neither is installed",
+                   hint="install podman (apt-get install podman runc) or use --runner local")
+
+
+def _engine_env(root: Path, exe: str) -> dict[str, str]:
+    env = dict(os.environ)
+    conf = root / "docker" / "containers.conf"
+    if Path(exe).name == "podman" and "CONTAINERS_CONF" not in env and conf.is_file():
+        env["CONTAINERS_CONF"] = str(conf)  # runc and explicit ulimits (see the file)
+    return env
+
+
+def _context_files(root: Path, dockerfile: Path) -> list[tuple[str, Path]]:
+    files = [("Dockerfile", dockerfile)] + [(n, root / n) for n in CONTEXT_FILES]
+    pkg = root / "scripts" / "d4c"
+    files += sorted((f"scripts/d4c/{p.relative_to(pkg).as_posix()}", p) for p in pkg.rglob("*")
+                    if p.is_file() and "__pycache__" not in p.parts)
+    return files
+
+
+def ensure_image(root: Path, dockerfile: Path, exe: str, env: dict[str, str]) -> str:
+    """Build the image unless one with the same inputs exists; return its id (sha256:...)."""
+    base = os.environ.get("D4C_BASE_IMAGE", "")
+    files = _context_files(root, dockerfile)
+    h = hashlib.sha256(base.encode() + b"\0")
+    for rel, path in files:
+        h.update(rel.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    tag = f"{IMAGE_REPO}:{h.hexdigest()[:16]}"
+    exists = subprocess.run([exe, "image", "inspect", tag], capture_output=True, env=env, check=False)
+    if exists.returncode != 0:
+        with tempfile.TemporaryDirectory(prefix="d4c-image-") as ctx:
+            for rel, path in files:  # a minimal context: never the venv or build outputs
+                (Path(ctx) / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, Path(ctx) / rel)
+            argv = [exe, "build", "-t", tag, "-f", str(Path(ctx) / "Dockerfile")]
+            if base:
+                argv += ["--build-arg", f"BASE_IMAGE={base}"]
+            proc = subprocess.run([*argv, ctx], env=env, check=False)
+            if proc.returncode != 0:
+                raise D4CError(f"building the image from {dockerfile} failed (status {proc.returncode})",
+                               hint="see the build log above")
+    out = subprocess.run([exe, "image", "inspect", "--format", "{{.Id}}", tag],
+                         capture_output=True, text=True, env=env, check=True).stdout.strip()
+    return out if out.startswith("sha256:") else f"sha256:{out}"
+
+
+class ContainerRunner:
+    name = "container"
+
+    def run(self, job: Job) -> RunResult:
+        exe = engine()
+        env = _engine_env(job.repo_root, exe)
+        env_file = str(job.recipe.data.get("environment") or "docker/Dockerfile")
+        image = ensure_image(job.repo_root, job.repo_root / env_file, exe, env)
+        prepare_work(job)
+        # Host path -> container path; sources get one mount each, by name.
+        mounts: list[tuple[Path, Path, str]] = [
+            (job.recipe.folder.resolve(), MOUNT / "dataset", "ro"),
+            (job.stage.resolve(), MOUNT / "out", "rw"),
+            (job.work.resolve(), MOUNT / "work", "rw"),
+        ]
+        for i, (name, path) in enumerate(sorted(job.sources.items())):
+            mounts.append((path.resolve(), MOUNT / "sources" / f"{i}-{Path(name).name}", "ro"))
+
+        def to(p: Path) -> str:
+            p = Path(p).resolve()
+            for host, inside, _ in sorted(mounts, key=lambda m: len(str(m[0])), reverse=True):
+                if p == host or host in p.parents:
+                    return str(inside / p.relative_to(host))
+            raise D4CError(f"{p} is not mounted into the build container")
+
+        spec = worker_spec(job, to, guarded=[str(MOUNT / "dataset")])
+        (job.work / "ctl" / "spec.json").write_text(json.dumps(spec, sort_keys=True), encoding="utf-8")
+        argv = [exe, "run", "--rm", "--network=none", "--workdir", spec["workdir"]]
+        for host, inside, mode in mounts:
+            argv += ["--volume", f"{host}:{inside}:{mode}"]
+        for key, value in fixed_env(job.source_date_epoch, spec["scratch"], CONTAINER_PATH).items():
+            argv += ["--env", f"{key}={value}"]
+        argv += [image, "/opt/d4c/bin/python", "-m", "d4c.build.worker", to(job.work / "ctl" / "spec.json")]
+        proc = subprocess.run(argv, env=env, check=False)
+        outcome = read_outcome(job, proc.returncode)
+        return RunResult(runner=self.name, network_isolation="container", python=outcome["python"],
+                         packages=outcome["packages"], image_id=image)

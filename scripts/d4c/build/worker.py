@@ -1,0 +1,134 @@
+"""The process a runner starts: run one transform under the sandbox policy.
+
+`python -m d4c.build.worker SPEC.json` (paths in the spec are as this process
+sees them: host paths for the local runner, mount points in a container). The
+outcome goes to the spec's `result` file as JSON; the transform's own traceback
+goes to stderr, because that is the contributor's code and their best clue.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import traceback
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from d4c.build import sandbox
+from d4c.build.context import BuildContext, OutputSpec
+
+# Packages whose versions can reach the bytes of an artifact.
+KEY_PACKAGES = ("pyarrow", "geopandas", "pandas", "numpy", "shapely", "pyproj", "d4c")
+
+
+def versions() -> dict[str, Any]:
+    pkgs = {}
+    for name in KEY_PACKAGES:
+        try:
+            pkgs[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {"python": platform.python_version(), "packages": pkgs}
+
+
+def _env_name(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name).upper()
+
+
+def _run_python(spec: dict[str, Any], ctx: BuildContext) -> None:
+    file_name, _, func_name = spec["transform"]["python"].partition(":")
+    path = Path(spec["dataset_dir"]) / file_name
+    sys.dont_write_bytecode = True  # no __pycache__ in the repository
+    sys.path.insert(0, spec["dataset_dir"])  # helper modules beside transform.py
+    mod_spec = importlib.util.spec_from_file_location(f"d4c_transform_{_env_name(spec['dataset_id'])}", path)
+    if mod_spec is None or mod_spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    func = getattr(module, func_name or "build", None)
+    if not callable(func):
+        raise TypeError(f"{file_name} has no function {func_name or 'build'!r}")
+    func(ctx)
+
+
+def _run_command(spec: dict[str, Any], ctx: BuildContext) -> None:
+    argv = [str(a) for a in spec["transform"]["command"]]
+    if "/" in argv[0] and not os.path.isabs(argv[0]):
+        argv[0] = os.path.join(spec["dataset_dir"], argv[0])
+    env = dict(os.environ)
+    env.update({f"D4C_SOURCE_{_env_name(n)}": str(p) for n, p in ctx.sources.items()})
+    env.update({f"D4C_OUTPUT_{_env_name(n)}": str(o.path) for n, o in ctx.outputs.items()})
+    env["D4C_PARAMS"] = json.dumps(ctx.params, sort_keys=True)
+    proc = subprocess.run(argv, env=env, check=False)
+    if proc.returncode:
+        raise RuntimeError(f"transform command {argv[0]} exited with status {proc.returncode}")
+    ctx.written.update(ctx.outputs)
+
+
+def _check_outputs(spec: dict[str, Any], ctx: BuildContext) -> str | None:
+    expected = {o.path.name for o in ctx.outputs.values()}
+    missing = sorted(n for n, o in ctx.outputs.items() if not o.path.is_file())
+    if missing:
+        return f"the transform did not write the declared output(s) {missing}"
+    extra = sorted(set(os.listdir(spec["out_dir"])) - expected)
+    if extra:
+        return f"the transform wrote undeclared file(s) {extra} into its output folder"
+    return None
+
+
+def run(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run the transform; return the outcome (never raises for the transform's faults)."""
+    out_dir = Path(spec["out_dir"])
+    ctx = BuildContext(
+        dataset_id=spec["dataset_id"], version=spec["version"], params=spec["params"],
+        sources={n: Path(p) for n, p in spec["sources"].items()},
+        outputs={n: OutputSpec(n, o["format"], out_dir / o["file"], tuple(o["sort_by"]))
+                 for n, o in spec["outputs"].items()},
+        source_date_epoch=int(spec["source_date_epoch"]), sample=bool(spec.get("sample")),
+    )
+    policy = sandbox.Policy(
+        writable=[os.path.realpath(p) for p in (spec["out_dir"], spec["scratch"])],
+        guarded=[os.path.realpath(p) for p in spec["guarded"]],
+        readable=[os.path.realpath(p) for p in spec["readable"]] + sandbox.python_roots(),
+    )
+    outcome: dict[str, Any] = {"status": "ok", **versions()}
+    sandbox.install(policy)
+    try:
+        (_run_python if "python" in spec["transform"] else _run_command)(spec, ctx)
+    except BaseException as exc:  # noqa: BLE001 - the contributor's code may raise anything
+        if not policy.violations:
+            policy.active = False
+            tb = traceback.TracebackException.from_exception(exc)
+            # Start at the contributor's code: the worker's own frames are noise to them.
+            frames = list(tb.stack)
+            first = next((i for i, f in enumerate(frames) if f.filename.startswith(spec["dataset_dir"])), 0)
+            tb.stack = traceback.StackSummary.from_list(frames[first:])
+            sys.stderr.write("".join(tb.format()))
+            outcome.update(status="error", message=f"{type(exc).__name__}: {exc}")
+    policy.active = False
+    if policy.violations:
+        outcome.update(status="violation", message=policy.violations[0])
+    elif outcome["status"] == "ok":
+        problem = _check_outputs(spec, ctx)
+        if problem:
+            outcome.update(status="error", message=problem)
+    return outcome
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
+    os.umask(0o022)
+    os.chdir(spec["workdir"])
+    outcome = run(spec)
+    tmp = Path(spec["result"] + ".tmp")
+    tmp.write_text(json.dumps(outcome, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, spec["result"])
+    return 0 if outcome["status"] == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,35 @@
+"""`d4c build ID`: fetch sources by hash, run the transform offline, write artifacts + manifest."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from d4c import paths, recipe
+from d4c.build import BuildOptions, build, build_twice
+from d4c.build.runners import RUNNERS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id", help="dataset id (the folder name under datasets/)")
+    parser.add_argument("--out", type=Path, help="output folder (default .d4c/build/<id>/v<version>/)")
+    parser.add_argument("--runner", choices=sorted(RUNNERS), default="local",
+                        help="run the transform here (local) or in the docker/ image (container)")
+    parser.add_argument("--sources", choices=["auto", "mirrors"], default="auto",
+                        help="where sources may come from: cache, mirrors and recipe URLs (auto) or mirrors only")
+    parser.add_argument("--check", action="store_true",
+                        help="build twice under varied host conditions and require identical bytes")
+    parser.add_argument("--sample", action="store_true", help="cheap build with the recipe's sample params")
+
+
+def run(args: argparse.Namespace) -> int:
+    root = paths.repo_root()
+    rec = recipe.load_id(args.id, root)
+    out = args.out or paths.state_dir(root) / "build" / rec.id / f"v{rec.version}"
+    opts = BuildOptions(runner=args.runner, sources=args.sources, sample=args.sample)
+    manifest = (build_twice if args.check else build)(rec, root, Path(out), opts)
+    for o in manifest["outputs"]:
+        rows = "" if o["rows"] is None else f"  {o['rows']} rows"
+        print(f"{o['file']}  sha256:{o['sha256']}  {o['size']} bytes{rows}")
+    note = "; identical in both builds" if args.check else ""
+    print(f"built {rec.id} v{rec.version} with the {args.runner} runner into {out}{note}")
+    return 0
