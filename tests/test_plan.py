@@ -128,21 +128,23 @@ def test_new_helper_import_is_followed_at_head(repo: Path) -> None:
 
 def test_relative_sibling_import(repo: Path) -> None:
     p = change(repo, {f"datasets/{B}/cleaning.py": "def clean():\n    return 1\n"})
-    assert p["datasets"] == [B] and p["sample"] == [B]
+    assert p["datasets"] == [B]
+    assert p["matrix"] == [{"dataset": B, "cache_key": p["matrix"][0]["cache_key"], "sample": True}]
 
 
 def test_new_dataset_is_touched_and_needs_release(repo: Path) -> None:
     new = "ca_test_delta"
     p = change(repo, {f"datasets/{new}/recipe.yaml": recipe(new)})
     assert p["datasets"] == [new] and new in p["release"]
-    assert p["cache_keys"][new].startswith("d4c-sources-")
+    assert p["matrix"][0]["cache_key"].startswith("d4c-sources-")  # type: ignore[index]
+    assert [r["dataset"] for r in p["release_matrix"]] == p["release"]  # type: ignore[attr-defined]
 
 
 def test_cache_key_follows_source_hash(repo: Path) -> None:
     before = change(repo, {f"datasets/{A}/transform.py": "def build(ctx):\n    pass\n"})
     after = change(repo, {f"datasets/{A}/recipe.yaml": recipe(A, sha="b" * 64)})
     same = change(repo, {f"datasets/{A}/recipe.yaml": recipe(A, version="1.0.1", sha="b" * 64)})
-    keys = [x["cache_keys"][A] for x in (before, after, same)]  # type: ignore[index]
+    keys = [x["matrix"][0]["cache_key"] for x in (before, after, same)]  # type: ignore[index]
     assert keys[0] != keys[1] and keys[1] == keys[2]
 
 
@@ -187,3 +189,8 @@ def test_broken_transform_is_one_line(repo: Path) -> None:
     with pytest.raises(D4CError, match=rf"datasets/{A}/transform.py:1: cannot parse Python"):
         change(repo, {f"datasets/{A}/transform.py": "def (:\n"})  # touched directly: not parsed
         change(repo, {"datasets/_shared/units.py": "K = 2\n"})
+
+
+def test_null_base_is_a_first_push(repo: Path) -> None:
+    p = plan(repo, "0" * 40).to_json()
+    assert p["datasets"] == [A, B, C] and p["all"] is True and p["release"] == [A, B]

@@ -29,6 +29,8 @@ from d4c.errors import D4CError
 
 GLOBAL_PREFIXES = ("scripts/", "docker/", "schemas/")
 GLOBAL_FILES = re.compile(r"^(pyproject\.toml|requirements[^/]*\.lock)$")
+NULL_SHA = re.compile(r"^0{40}$")  # GitHub's `before` on a branch's first push
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's well-known empty tree
 _RECIPE = re.compile(r"^datasets/([^/]+)/recipe\.yaml$")
 
 
@@ -38,13 +40,15 @@ class Plan:
     deleted: list[str]
     release: list[str]
     all: bool
-    sample: list[str]  # touched datasets whose recipe declares a cheap PR `sample`
-    cache_keys: dict[str, str]  # dataset id -> CI cache key derived from its sources' sha256
+    # CI matrix rows {"dataset", "cache_key", "sample"} for `datasets` and for `release`:
+    # the cache key follows the sources' sha256; `sample` says the recipe has a cheap PR build
+    matrix: list[dict[str, Any]]
+    release_matrix: list[dict[str, Any]]
 
     def to_json(self) -> dict[str, Any]:
         return {
             "datasets": self.datasets, "deleted": self.deleted, "release": self.release,
-            "all": self.all, "sample": self.sample, "cache_keys": self.cache_keys,
+            "all": self.all, "matrix": self.matrix, "release_matrix": self.release_matrix,
         }
 
 
@@ -80,9 +84,10 @@ class _Git:
     def read(self, commit: str, path: str) -> bytes:
         return self.run("cat-file", "blob", f"{commit}:{path}")
 
-    def changes(self, base: str, head: str) -> list[tuple[str, str]]:
-        """(status letter, path) for base...head; renames count as delete + add."""
-        out = self.run("diff", "--name-status", "-z", "--no-renames", f"{base}...{head}")
+    def changes(self, base: str | None, head: str) -> list[tuple[str, str]]:
+        """(status letter, path) for base...head (None: from nothing); renames are delete + add."""
+        span = [f"{base}...{head}"] if base else [EMPTY_TREE, head]
+        out = self.run("diff", "--name-status", "-z", "--no-renames", *span)
         parts = out.decode().split("\0")
         return [(parts[i][:1], parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
 
@@ -174,9 +179,10 @@ def _released(files: set[str], dataset: str) -> list[str]:
 def plan(root: Path, base: str, head: str = "HEAD") -> Plan:
     """Compute the plan for the change base...head in the repository at `root`."""
     git = _Git(root)
-    base_c, head_c = git.commit(base), git.commit(head)
+    base_c = None if NULL_SHA.match(base) else git.commit(base)
+    head_c = git.commit(head)
     changes = git.changes(base_c, head_c)
-    base_files, head_files = git.files(base_c), git.files(head_c)
+    base_files, head_files = git.files(base_c) if base_c else set(), git.files(head_c)
     recipes = {
         m.group(1): _yaml(git.read(head_c, p), p)
         for p in sorted(head_files) if (m := _RECIPE.match(p))
@@ -211,15 +217,12 @@ def plan(root: Path, base: str, head: str = "HEAD") -> Plan:
     release = sorted(
         ds for ds, r in recipes.items() if f"releases/{ds}/{r.get('version')}.json" not in head_files
     )
+    def row(ds: str) -> dict[str, Any]:
+        return {"dataset": ds, "cache_key": cache_key(recipes[ds]), "sample": bool(recipes[ds].get("sample"))}
+
     ordered = sorted(touched)
-    return Plan(
-        datasets=ordered,
-        deleted=deleted,
-        release=release,
-        all=touch_all,
-        sample=[ds for ds in ordered if recipes[ds].get("sample")],
-        cache_keys={ds: cache_key(recipes[ds]) for ds in sorted(touched | set(release))},
-    )
+    return Plan(datasets=ordered, deleted=deleted, release=release, all=touch_all,
+                matrix=[row(ds) for ds in ordered], release_matrix=[row(ds) for ds in release])
 
 
 def dumps(p: Plan) -> str:
