@@ -157,7 +157,8 @@ def write_parquet(table: pa.Table, collections: Mapping[str, Any], dest: Path) -
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     try:
-        to_parquet(table.to_reader(max_chunksize=ROW_GROUP_SIZE), tmp,
+        # One chunk first: row groups must not depend on how the table was assembled.
+        to_parquet(table.combine_chunks().to_reader(max_chunksize=ROW_GROUP_SIZE), tmp,
                    collections=dict(collections), **PARQUET_OPTIONS)
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
