@@ -124,7 +124,7 @@ def findings(loaded: Loaded, display: str) -> list[Finding]:
         if err.validator == "additionalProperties" and isinstance(err.instance, dict):
             out.extend(_unknown(err, path, loaded, display))
             continue
-        line, col = loaded.pos(path)
+        line, col = loaded.pos(path, key=err.validator == "required")
         general = "/".join("*" if isinstance(p, int) else p for p in path)
         if err.validator == "required":
             m = _REQUIRED.match(err.message)

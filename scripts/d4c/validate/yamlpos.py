@@ -22,7 +22,7 @@ from d4c.validate.lints import Finding
 
 MAX_BYTES = 256 * 1024
 MAX_ALIASES = 100
-MAX_NODES = 100_000
+MAX_NODES = 20_000
 MAX_DEPTH = 50
 
 Pos = tuple[int, int]
@@ -119,7 +119,9 @@ class _Builder:
     def build(self, node: Node, path: JPath) -> Any:
         self.count += 1
         if self.count > MAX_NODES:
-            raise _Stop("D4C107", _at(node), f"aliases expand to more than {MAX_NODES} nodes")
+            # report the top-level entry being expanded: that is where the bomb is
+            at = self.out.values.get(path[:1], _at(node))
+            raise _Stop("D4C107", at, f"aliases expand to more than {MAX_NODES} nodes")
         self.out.values[path] = _at(node)
         if isinstance(node, ScalarNode):
             return _scalar(node)
