@@ -18,7 +18,7 @@ from pathlib import Path
 
 DEFAULT_PIECE_SIZE = 16 * 2**20
 BLOCK_SIZE = 4 * 2**20
-QUEUE_DEPTH = 6  # blocks in flight per worker: peak ~ (2 x depth + 2) x block = 56 MiB
+QUEUE_DEPTH = 6  # both workers share each block: peak ~ (depth + 3) x block = 36 MiB
 _DONE = b""
 
 
