@@ -232,7 +232,7 @@ def make_context(tmp: Any, dataset_id: str = "ca_test_demo", version: str = "1.0
         "keywords": ["boundaries", "test"],
     }
     return ReleaseContext(dataset_id=dataset_id, version=version, recipe=recipe,
-                          manifest={"dataset": {"id": dataset_id, "version": version}},
+                          manifest=kw.pop("manifest", {"dataset": {"id": dataset_id, "version": version}}),
                           files=files, urls=kw.pop("urls", {}), **kw)
 
 
