@@ -190,7 +190,8 @@ def build_twice(recipe: Recipe, root: Path, out: Path, opts: BuildOptions) -> di
         for i, folder in enumerate(runs):
             os.replace(folder, kept / f"run{i + 1}")
         name, why = diffs[0]
-        report = "\n".join([f"--check: {name} differs between two builds:", *("  " + w for w in why)])
+        also = [f"also differing: {', '.join(n for n, _ in diffs[1:])}"] if len(diffs) > 1 else []
+        report = "\n".join([f"--check: {name} differs between two builds:", *("  " + w for w in why), *also])
         print(report, file=sys.stderr)
         raise D4CError(f"build is not reproducible: {name} differs between two builds",
                        hint=f"see the report above; both builds are kept in {kept}")

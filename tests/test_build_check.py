@@ -1,0 +1,82 @@
+"""`d4c build --check`: the demo datasets are reproducible, a wall-clock transform is not."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from d4c.cli import main
+
+DATASETS = ("ca_d4c_provinces-territories", "ca_statcan_2021_population-density_provinces")
+
+
+@pytest.fixture
+def repo(repo_copy: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("D4C_REPO", str(repo_copy))
+    return repo_copy
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_demo_dataset_check_passes(repo: Path, dataset: str, capfd: pytest.CaptureFixture[str]) -> None:
+    assert main(["build", dataset, "--check"]) == 0, capfd.readouterr().err
+    out = repo / ".d4c" / "build" / dataset / "v1.0.0"
+    manifest = json.loads((out / "manifest.json").read_text())
+    schema = json.loads((repo / "schemas" / "manifest.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(manifest)
+    assert (out / "manifest.json").read_text() == json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    assert manifest["source_date_epoch"] == 1767225600  # the repo_copy commit: 2026-01-01T00:00:00Z
+    assert manifest["code"]["dirty"] is False and len(manifest["code"]["commit"]) == 40
+    assert manifest["environment"]["network_isolation"] in {"bwrap", "unshare"}
+    files = sorted(p.name for p in out.iterdir())
+    assert files == sorted([*(o["file"] for o in manifest["outputs"]), "manifest.json", "provenance.json"])
+    for o in manifest["outputs"]:
+        data = (out / o["file"]).read_bytes()
+        assert o["size"] == len(data) and o["rows"] == 13
+        assert len(o["pieces_sha1"]) == 40  # one 16 MiB piece
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["predicateType"] == "https://slsa.dev/provenance/v1"
+    assert [s["digest"]["sha256"] for s in prov["subject"]] == [o["sha256"] for o in manifest["outputs"]]
+    assert not [p for p in out.parent.iterdir() if p.name != out.name], "check folders left behind"
+
+
+def test_population_density_values(repo: Path) -> None:
+    out = repo / "out"
+    assert main(["build", DATASETS[1], "--out", str(out)]) == 0
+    csv = (out / f"{DATASETS[1]}_v1.0.0_table-csv.csv").read_text().splitlines()
+    assert csv[0] == "pruid,population_2021,land_area_km2,density_per_km2"
+    assert csv[1] == "10,510550,370514.08,1.38"  # 510550 / 370514.08 = 1.3779...
+    assert csv[-1] == "62,36858,1936113.63,0.02"
+
+
+WALL_CLOCK = '''import time
+import pandas as pd
+
+
+def build(ctx):
+    pop = pd.read_csv(ctx.source("population"))
+    pop["built_at_ns"] = time.time_ns()  # the mistake: a wall-clock value in the data
+    ctx.write_parquet("table", pop)
+    ctx.write_csv("table-csv", pop.drop(columns=["built_at_ns"]))
+'''
+
+
+def test_check_catches_a_wall_clock_transform(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    dataset_id = "ca_test_wall-clock"
+    folder = repo / "datasets" / dataset_id
+    shutil.copytree(repo / "datasets" / DATASETS[1], folder)
+    recipe = folder / "recipe.yaml"
+    recipe.write_text(recipe.read_text().replace(f"id: {DATASETS[1]}", f"id: {dataset_id}"))
+    (folder / "transform.py").write_text(WALL_CLOCK)
+    out = repo / "out" / "wall-clock"
+    assert main(["build", dataset_id, "--check", "--out", str(out)]) == 1
+    err = capfd.readouterr().err
+    artifact = f"{dataset_id}_v1.0.0_table.parquet"
+    assert f"--check: {artifact} differs between two builds" in err
+    assert "first differing row: 0, column 'built_at_ns'" in err
+    assert f"error: build is not reproducible: {artifact} differs" in err.strip().splitlines()[-1]
+    assert not out.exists()
+    kept = out.with_name("wall-clock.check-differs")
+    assert (kept / "run1" / artifact).is_file() and (kept / "run2" / artifact).is_file()
