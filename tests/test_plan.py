@@ -129,7 +129,8 @@ def test_new_helper_import_is_followed_at_head(repo: Path) -> None:
 def test_relative_sibling_import(repo: Path) -> None:
     p = change(repo, {f"datasets/{B}/cleaning.py": "def clean():\n    return 1\n"})
     assert p["datasets"] == [B]
-    assert p["matrix"] == [{"dataset": B, "cache_key": p["matrix"][0]["cache_key"], "sample": True}]
+    assert p["matrix"] == [{"dataset": B, "version": "1.0.0", "cache_key": p["matrix"][0]["cache_key"],  # type: ignore[index]
+                            "sample": True}]
 
 
 def test_new_dataset_is_touched_and_needs_release(repo: Path) -> None:

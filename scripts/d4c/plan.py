@@ -40,7 +40,7 @@ class Plan:
     deleted: list[str]
     release: list[str]
     all: bool
-    # CI matrix rows {"dataset", "cache_key", "sample"} for `datasets` and for `release`:
+    # CI matrix rows {"dataset", "version", "cache_key", "sample"} for `datasets` and `release`:
     # the cache key follows the sources' sha256; `sample` says the recipe has a cheap PR build
     matrix: list[dict[str, Any]]
     release_matrix: list[dict[str, Any]]
@@ -218,7 +218,9 @@ def plan(root: Path, base: str, head: str = "HEAD") -> Plan:
         ds for ds, r in recipes.items() if f"releases/{ds}/{r.get('version')}.json" not in head_files
     )
     def row(ds: str) -> dict[str, Any]:
-        return {"dataset": ds, "cache_key": cache_key(recipes[ds]), "sample": bool(recipes[ds].get("sample"))}
+        r = recipes[ds]
+        return {"dataset": ds, "version": str(r.get("version")), "cache_key": cache_key(r),
+                "sample": bool(r.get("sample"))}
 
     ordered = sorted(touched)
     return Plan(datasets=ordered, deleted=deleted, release=release, all=touch_all,
