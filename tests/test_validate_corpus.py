@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from d4c.cli import main
 
 CORPUS = Path(__file__).parent / "broken_recipes"
@@ -69,7 +68,7 @@ def test_corpus_is_large_enough() -> None:
 
 def stage_expectations(case: Path) -> set[tuple[str, int]]:
     return {(m.group(1), int(m.group(2))) for m in
-            re.finditer(r"^# expect: (D4C\d{3}) line (\d+)$", case.read_text("utf-8", "replace"), re.M)}
+            re.finditer(r"^# expect: (D4C\d{3}) line (\d+)$", case.read_text("utf-8", "replace"), re.MULTILINE)}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])

@@ -56,8 +56,11 @@ def check_file(path: Path, allow_loopback: bool = False) -> tuple[list[Finding],
     try:
         with open(path, "rb") as fh:
             raw = fh.read(MAX_BYTES + 1)
+            size = os.fstat(fh.fileno()).st_size
     except OSError as exc:
         return [Finding(shown, 1, 1, "D4C102", f"cannot read the file: {exc.strerror}")], None
+    if len(raw) > MAX_BYTES:  # never read (or parse) more than the limit
+        return [Finding(shown, 1, 1, "D4C101", f"file is {size} bytes; the limit is {MAX_BYTES}")], None
     loaded = load_bytes(raw, shown)
     if loaded.data is None and loaded.findings:
         return loaded.findings, None
