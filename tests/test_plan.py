@@ -195,3 +195,21 @@ def test_broken_transform_is_one_line(repo: Path) -> None:
 def test_null_base_is_a_first_push(repo: Path) -> None:
     p = plan(repo, "0" * 40).to_json()
     assert p["datasets"] == [A, B, C] and p["all"] is True and p["release"] == [A, B]
+
+
+def test_released_records_for_verify(repo: Path) -> None:
+    from d4c.plan import released
+
+    write(repo, {f"releases/{C}/1.0.0.json": json.dumps({"manifest": {"code": {"commit": "f" * 40}}}),
+                 f"releases/{C}/1.1.0.json": json.dumps({"manifest": {"code": {"commit": None}}})})
+    every = released(repo, "all")
+    assert every["records"] == [f"releases/{C}/1.0.0.json", f"releases/{C}/1.1.0.json"]
+    assert every["matrix"][0] == {"record": f"releases/{C}/1.0.0.json", "dataset": C,
+                                  "version": "1.0.0", "commit": "f" * 40}
+    assert released(repo, C)["records"] == every["records"]
+    assert released(repo, f"{C}/1.1.0")["matrix"][0]["commit"] == ""
+    with pytest.raises(D4CError, match="no release record matches"):
+        released(repo, f"{A}/9.9.9")
+    for bad in ("../etc/passwd", "*", f"{C}/../../x"):
+        with pytest.raises(D4CError, match="not a release selector"):
+            released(repo, bad)

@@ -31,6 +31,7 @@ GLOBAL_PREFIXES = ("scripts/", "docker/", "schemas/")
 GLOBAL_FILES = re.compile(r"^(pyproject\.toml|requirements[^/]*\.lock)$")
 NULL_SHA = re.compile(r"^0{40}$")  # GitHub's `before` on a branch's first push
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's well-known empty tree
+_SELECTOR = re.compile(r"^(all|[a-z0-9_-]+(/[0-9]+\.[0-9]+\.[0-9]+[0-9A-Za-z.+-]*)?)$")
 _RECIPE = re.compile(r"^datasets/([^/]+)/recipe\.yaml$")
 
 
@@ -227,5 +228,33 @@ def plan(root: Path, base: str, head: str = "HEAD") -> Plan:
                 matrix=[row(ds) for ds in ordered], release_matrix=[row(ds) for ds in release])
 
 
-def dumps(p: Plan) -> str:
-    return json.dumps(p.to_json(), sort_keys=True, separators=(",", ":"))
+def released(root: Path, selector: str) -> dict[str, Any]:
+    """Release records chosen by `all`, `<id>` or `<id>/<version>`, as a CI matrix for verify.
+
+    Each row carries the commit that built the version, so the rebuild runs that commit's
+    recipe, code and locked environment.
+    """
+    folder = root / "releases"
+    sel = selector.strip().removesuffix(".json")
+    if not _SELECTOR.match(sel):  # it may come from a workflow_dispatch input: no globs, no `..`
+        raise D4CError(f"not a release selector: {selector[:80]!r}",
+                       hint="use all, a dataset id, or <id>/<version>")
+    pattern = "*/*.json" if sel == "all" else (f"{sel}.json" if "/" in sel else f"{sel}/*.json")
+    rows = []
+    for path in sorted(folder.glob(pattern)) if folder.is_dir() else []:
+        try:
+            rec = json.loads(path.read_text(encoding="utf-8"))
+            commit = (rec["manifest"].get("code") or {}).get("commit") or ""
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            raise D4CError(f"{path}: not a readable release record") from None
+        rows.append({"record": path.relative_to(root).as_posix(), "dataset": path.parent.name,
+                     "version": path.stem, "commit": str(commit)})
+    if not rows:
+        raise D4CError(f"no release record matches {selector!r} under {folder}",
+                       hint="use all, a dataset id, or <id>/<version>")
+    return {"records": [r["record"] for r in rows], "matrix": rows}
+
+
+def dumps(p: Plan | dict[str, Any]) -> str:
+    data = p.to_json() if isinstance(p, Plan) else p
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
