@@ -1,0 +1,73 @@
+"""The container runner gives the same bytes as the local runner (podman, real image).
+
+The base image is made locally (no registry is reachable): debootstrap of Debian
+bookworm imported into podman, cached by image name between runs; the d4c image is
+built from docker/Dockerfile on top of it (pip installs the lock from PyPI) and
+cached by the hash of its inputs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from d4c.cli import main
+
+BASE = "localhost/d4c-bookworm-min"
+REPO = Path(__file__).resolve().parent.parent
+DATASETS = ("ca_d4c_provinces-territories", "ca_statcan_2021_population-density_provinces")
+
+
+def ensure_base_image(podman: str, env: dict[str, str], tmp: Path) -> None:
+    if subprocess.run([podman, "image", "exists", BASE], env=env, check=False).returncode == 0:
+        return
+    root = tmp / "rootfs"
+    subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(root)],
+                   check=True, capture_output=True, timeout=600)
+    # The host's own CAs (e.g. a TLS-inspecting proxy in front of PyPI) go along, so
+    # that pip inside the image build trusts what the host trusts.
+    local_cas = Path("/usr/local/share/ca-certificates")
+    if local_cas.is_dir():
+        shutil.copytree(local_cas, root / "usr/local/share/ca-certificates", dirs_exist_ok=True)
+    tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+    subprocess.run([podman, "import", "-", BASE], stdin=tar.stdout, env=env, check=True,
+                   capture_output=True, timeout=600)
+    assert tar.wait() == 0
+
+
+@pytest.fixture
+def podman_env(require_tool: Callable[..., str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    podman = require_tool("podman")
+    require_tool("debootstrap")
+    require_tool("runc")
+    monkeypatch.setenv("CONTAINERS_CONF", str(REPO / "docker" / "containers.conf"))
+    monkeypatch.setenv("D4C_BASE_IMAGE", BASE)
+    monkeypatch.setenv("D4C_CONTAINER_ENGINE", "podman")
+    ensure_base_image(podman, dict(os.environ), tmp_path)
+    return podman
+
+
+@pytest.mark.timeout(1800)
+def test_container_and_local_builds_are_identical(
+    podman_env: str, repo_copy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("D4C_REPO", str(repo_copy))
+    for dataset in DATASETS:
+        outs = {}
+        for runner in ("local", "container"):
+            out = repo_copy / "out" / runner / dataset
+            assert main(["build", dataset, "--runner", runner, "--out", str(out)]) == 0, capsys.readouterr().err
+            outs[runner] = json.loads((out / "manifest.json").read_text())
+        local, container = outs["local"], outs["container"]
+        assert container["environment"]["runner"] == "container"
+        assert container["environment"]["network_isolation"] == "container"
+        assert container["environment"]["image_id"].startswith("sha256:")
+        assert local["environment"]["image_id"] is None
+        assert [(o["file"], o["sha256"]) for o in local["outputs"]] == \
+            [(o["file"], o["sha256"]) for o in container["outputs"]]
+        assert local["environment"]["packages"] == container["environment"]["packages"]
