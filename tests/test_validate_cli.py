@@ -143,7 +143,8 @@ def test_parallel_equals_serial(tmp_path: Path) -> None:
 def test_github_escaping() -> None:
     from d4c.validate.lints import Finding
     out = github([Finding("a,b:c.yaml", 2, 3, "D4C201", "50% done\nnext")])
-    assert out == "::error file=a%2Cb%3Ac.yaml,line=2,col=3,title=D4C201::50%25 done%0Anext\n"
+    # line breaks are escaped in the finding itself, so no message can forge a second command
+    assert out == "::error file=a%2Cb%3Ac.yaml,line=2,col=3,title=D4C201::50%25 done\\nnext\n"
 
 
 def test_lint_docs_are_fresh_and_written_atomically(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

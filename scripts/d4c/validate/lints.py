@@ -5,8 +5,13 @@ muscle memory refer to them. `docs/lints.md` is generated from this table.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
+
+# Control and line-break characters would split a finding over lines (and can forge
+# annotations in CI logs): they are shown escaped.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 
 Severity = Literal["error", "warning"]
 
@@ -28,6 +33,12 @@ class Finding:
     col: int
     lint: str
     message: str
+
+    def __post_init__(self) -> None:
+        for name in ("path", "message"):
+            value = getattr(self, name)
+            if _CONTROL.search(value):
+                object.__setattr__(self, name, _CONTROL.sub(lambda m: repr(m.group())[1:-1], value))
 
     @property
     def severity(self) -> Severity:
