@@ -7,7 +7,6 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
 from d4c.cli import main
 
 DATASETS = ("ca_d4c_provinces-territories", "ca_statcan_2021_population-density_provinces")

@@ -6,9 +6,9 @@ import socketserver
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
-
 from d4c.cli import main
 
 TEMPLATE = "ca_statcan_2021_population-density_provinces"
@@ -93,7 +93,7 @@ def test_transform_reading_an_undeclared_repo_file_fails(repo: Path, capfd: pyte
 
 
 class _Counting(socketserver.BaseRequestHandler):
-    hits: list[str] = []
+    hits: ClassVar[list[str]] = []
 
     def handle(self) -> None:
         _Counting.hits.append("connected")

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from d4c.cli import main
 
 BASE = "localhost/d4c-bookworm-min"

@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from d4c.cli import main
 
 DATASET = "ca_statcan_2021_population-density_provinces"

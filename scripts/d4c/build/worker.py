@@ -35,6 +35,10 @@ def versions() -> dict[str, Any]:
     return {"python": platform.python_version(), "packages": pkgs}
 
 
+class CommandFailed(RuntimeError):
+    """A command transform exited non-zero: its own output already says why."""
+
+
 def _env_name(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).upper()
 
@@ -56,16 +60,16 @@ def _run_python(spec: dict[str, Any], ctx: BuildContext) -> None:
 
 
 def _run_command(spec: dict[str, Any], ctx: BuildContext) -> None:
-    argv = [str(a) for a in spec["transform"]["command"]]
-    if "/" in argv[0] and not os.path.isabs(argv[0]):
-        argv[0] = os.path.join(spec["dataset_dir"], argv[0])
+    # "./x" names a file in the dataset folder; the command itself runs in a fresh folder.
+    argv = [os.path.join(spec["dataset_dir"], a[2:]) if a.startswith("./") else a
+            for a in map(str, spec["transform"]["command"])]
     env = dict(os.environ)
     env.update({f"D4C_SOURCE_{_env_name(n)}": str(p) for n, p in ctx.sources.items()})
     env.update({f"D4C_OUTPUT_{_env_name(n)}": str(o.path) for n, o in ctx.outputs.items()})
     env["D4C_PARAMS"] = json.dumps(ctx.params, sort_keys=True)
     proc = subprocess.run(argv, env=env, check=False)
     if proc.returncode:
-        raise RuntimeError(f"transform command {argv[0]} exited with status {proc.returncode}")
+        raise CommandFailed(f"transform command {argv[0]} exited with status {proc.returncode}")
     ctx.written.update(ctx.outputs)
 
 
@@ -100,7 +104,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     try:
         (_run_python if "python" in spec["transform"] else _run_command)(spec, ctx)
     except BaseException as exc:  # noqa: BLE001 - the contributor's code may raise anything
-        if not policy.violations:
+        if isinstance(exc, CommandFailed):
+            outcome.update(status="error", message=str(exc))
+        elif not policy.violations:
             policy.active = False
             tb = traceback.TracebackException.from_exception(exc)
             # Start at the contributor's code: the worker's own frames are noise to them.

@@ -110,7 +110,8 @@ def prepare_work(job: Job) -> None:
 
 def read_outcome(job: Job, returncode: int) -> dict[str, Any]:
     """The worker's result, or one clear error naming what went wrong."""
-    where = f"{job.recipe.folder.name}/{job.recipe.transform.get('python', 'transform')!s}"
+    tf = job.recipe.transform
+    where = f"{job.recipe.folder.name}/{tf['python']}" if "python" in tf else f"{job.recipe.folder.name} command"
     result = job.work / "ctl" / "result.json"
     if not result.is_file():
         raise D4CError(f"the transform process ended (status {returncode}) without a result",
