@@ -128,3 +128,20 @@ def test_cli_mirrors_mode_reports_one_line(repo_copy: Path, monkeypatch: pytest.
     assert code == 1 and "\n" not in err
     assert err.startswith("error: dataset ca_d4c_provinces-territories, source 'provinces-territories'")
     assert "not present" in err
+
+
+def test_git_path_edit_is_caught_even_when_cached(tmp_path: Path) -> None:
+    rec = make_recipe(tmp_path, src(path="sources/data.bin"))
+    (rec.folder / "sources").mkdir()
+    (rec.folder / "sources" / "data.bin").write_bytes(BODY)
+    run(rec)
+    (rec.folder / "sources" / "data.bin").write_bytes(b"edited")
+    with pytest.raises(D4CError, match=hashlib.sha256(b"edited").hexdigest()):
+        run(rec)
+    assert fetch.cache_path(SHA).read_bytes() == BODY  # the good copy stays
+
+
+@pytest.mark.parametrize("path", ["../other/data.bin", "/etc/hostname"])
+def test_git_path_outside_the_dataset_is_refused(tmp_path: Path, path: str) -> None:
+    with pytest.raises(D4CError, match="must stay inside the dataset folder"):
+        run(make_recipe(tmp_path, src(path=path)))

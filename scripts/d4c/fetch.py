@@ -129,26 +129,29 @@ class _Fetcher:
 
     def _verified(self, src: Source, part: Path) -> Path:
         final = cache_path(src.sha256)
+        local = self._in_git(src)
+        if local is not None:
+            # Kept in git: always hash the working copy, so an edit without a new sha256
+            # in the recipe is reported rather than hidden by an older cached copy.
+            try:
+                return self._store(src, part, self._copy(local, src, part))
+            except _Failed as exc:
+                raise D4CError(f"{self._where(src)}: {local}: {exc}",
+                               hint="update the recipe's sha256 and size, or restore the file") from None
         if final.is_file():
             if sha256_file(final) == src.sha256:
                 return final
             log.warning("cached copy of %s is corrupt; fetching it again", src.name)
             final.unlink()
-        if src.path:
-            local = self.recipe.folder / src.path
-            if local.is_file():
-                try:
-                    return self._store(src, part, self._copy(local, src, part))
-                except _Failed as exc:
-                    raise D4CError(f"{self._where(src)}: {local}: {exc}",
-                                   hint="update the recipe's sha256 and size, or restore the file") from None
         places = [mirror_location(b, src.sha256) for b in self.mirrors]
         if self.mode == "auto":
             places += [u for u in (src.url, *src.alternate_urls) if u]
         failures: list[str] = []
         for place in places:
             try:
-                return self._store(src, part, self._get(place, src, part))
+                stored = self._store(src, part, self._get(place, src, part))
+                log.info("%s: fetched from %s", src.name, place)
+                return stored
             except _Failed as exc:
                 log.debug("%s: %s: %s", src.name, place, exc)
                 failures.append(f"{place}: {exc}")
@@ -158,6 +161,17 @@ class _Fetcher:
             f"{self._where(src)}: no verified copy of sha256 {src.sha256}: " + "; ".join(failures),
             hint="add a working url or --mirror, or check the recipe's sha256",
         )
+
+    def _in_git(self, src: Source) -> Path | None:
+        """The working-copy file of a `path:` source, if present; never outside the dataset."""
+        if not src.path:
+            return None
+        rel = Path(src.path)
+        if rel.is_absolute() or ".." in rel.parts:
+            raise D4CError(f"{self._where(src)}: path {src.path!r} must stay inside the dataset folder",
+                           where=str(self.recipe.path), hint="use a path relative to datasets/<id>/")
+        local = self.recipe.folder / rel
+        return local if local.is_file() else None
 
     def _store(self, src: Source, part: Path, actual: str) -> Path:
         if actual != src.sha256:
@@ -183,7 +197,7 @@ class _Fetcher:
                     self._check_size(src, received)
                     digest.update(chunk)
                     fout.write(chunk)
-                    self.hook(src.name, len(chunk), src.size)
+                    self.hook(src.name, received, src.size)
         except _Failed:
             part.unlink(missing_ok=True)
             raise
