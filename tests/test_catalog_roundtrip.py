@@ -111,7 +111,7 @@ def test_file_layout_sorted_zstd_with_embedded_collections(built: tuple[Path, li
     ids = pq.read_table(out, columns=["collection", "version"]).to_pylist()
     assert ids == sorted(ids, key=lambda r: (r["collection"], r["version"]))
     assert pf.metadata.row_group(0).column(0).compression == "ZSTD"
-    meta = pf.schema_arrow.metadata
+    meta = pf.metadata.metadata
     embedded = json.loads(meta[b"stac-geoparquet"])["collections"]
     assert embedded == colls and list(embedded) == sorted(embedded)
     assert json.loads(meta[b"geo"])["columns"]["geometry"]["covering"]["bbox"]["xmin"] == [

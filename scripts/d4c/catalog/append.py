@@ -72,7 +72,7 @@ def _collections(meta: dict[bytes, bytes] | None) -> dict[str, Collection]:
 def read_catalog(source: Any) -> tuple[pa.Table, dict[str, Collection]]:
     """A catalog file (path or file object) -> its table and embedded collections."""
     pf = pq.ParquetFile(source)
-    return pf.read(), _collections(pf.schema_arrow.metadata)
+    return pf.read(), _collections(pf.metadata.metadata)
 
 
 def _append_local(record: Record, path: Path, metadata: Metadata) -> None:

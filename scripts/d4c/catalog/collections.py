@@ -49,11 +49,9 @@ def collection_for(items: list[Item]) -> Collection:
             "temporal": {"interval": [[min(starts) if starts else None,
                                        max(ends) if ends else None]]},
         },
-        "links": [
-            {"rel": "item", "href": f"./v{i['properties']['version']}.json",
-             "type": "application/geo+json", "title": i["id"]}
-            for i in ordered
-        ],
+        # Item links only in the static tree (write_static): embedded in the footer, which
+        # every query reads, they would grow it by one link per version.
+        "links": [],
     }
     return coll
 
@@ -86,7 +84,12 @@ def write_static(items: list[Item], collections: dict[str, Collection], out_dir:
                   for cid, c in collections.items()],
     }
     _write_json(out_dir / "catalog.json", root)
+    versions: dict[str, list[Item]] = defaultdict(list)
+    for item in items:
+        versions[item["collection"]].append(item)
     for cid, coll in collections.items():
-        _write_json(out_dir / cid / "collection.json", coll)
+        links = [{"rel": "item", "href": f"./v{i['properties']['version']}.json",
+                  "type": "application/geo+json", "title": i["id"]} for i in versions[cid]]
+        _write_json(out_dir / cid / "collection.json", {**coll, "links": links})
     for item in items:
         _write_json(out_dir / item["collection"] / f"v{item['properties']['version']}.json", item)

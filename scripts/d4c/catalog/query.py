@@ -30,6 +30,7 @@ class RangeFile(io.RawIOBase):
     def __init__(self, size: int, fetch: Callable[[int, int], bytes]) -> None:
         self.size, self._fetch, self._pos = size, fetch, 0
         self.requests = self.bytes_read = 0
+        self.ranges: list[tuple[int, int]] = []  # what was fetched: for tests and the bench
 
     def readable(self) -> bool:
         return True
@@ -53,6 +54,7 @@ class RangeFile(io.RawIOBase):
         if len(data) != end - self._pos:
             raise D4CError(f"short read: asked {end - self._pos} bytes, got {len(data)}")
         buffer[: len(data)] = data
+        self.ranges.append((self._pos, end))
         self._pos = end
         self.requests += 1
         self.bytes_read += len(data)
@@ -114,7 +116,8 @@ def read_remote(source: Any, dataset: str | None) -> pa.Table:
     pf = pq.ParquetFile(source)
     if dataset is None:
         return pf.read()
-    col = pf.schema_arrow.get_field_index("collection")
+    leaves = pf.metadata.schema  # Parquet leaf columns: nested fields flatten, so search by path
+    col = next(i for i in range(len(leaves)) if leaves.column(i).path == "collection")
     groups = []
     for g in range(pf.num_row_groups):
         stats = pf.metadata.row_group(g).column(col).statistics

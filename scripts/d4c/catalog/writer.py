@@ -16,18 +16,28 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from stac_geoparquet.arrow import stac_table_to_items, to_parquet
+import pyarrow.parquet as pq
+from stac_geoparquet.arrow import DEFAULT_PARQUET_SCHEMA_VERSION, stac_table_to_items
 from stac_geoparquet.arrow._crs import WGS84_CRS_JSON  # the CRS stac-geoparquet itself tags
+from stac_geoparquet.arrow._to_parquet import create_parquet_metadata
 
 from d4c.catalog.items import Item
 from d4c.catalog.versions import version_key
 from d4c.errors import D4CError
 
 ROW_GROUP_SIZE = 2048  # ~50 row groups for 100k versions: min/max on `collection` prunes
+# Min/max statistics only where a query can prune on them: statistics of every nested
+# asset field (long URLs, citations) would make the footer, read by every query, the
+# bulk of the file.
+STATISTICS = ["collection", "id", "version", "deprecated", "datetime", "start_datetime",
+              "end_datetime", "created", "bbox.xmin", "bbox.ymin", "bbox.xmax", "bbox.ymax"]
 PARQUET_OPTIONS: dict[str, Any] = {
     "compression": "zstd", "compression_level": 6, "version": "2.6",
-    "data_page_version": "1.0", "write_statistics": True, "use_dictionary": True,
-    "write_page_index": True,
+    "data_page_version": "1.0", "write_statistics": STATISTICS, "use_dictionary": True,
+    "write_page_index": False,
+    # ARROW:schema would repeat the footer metadata (all collections) base64-encoded; the
+    # Parquet types plus the `geo` metadata already carry everything readers need.
+    "store_schema": False,
 }
 Keys = tuple[set[str], set[str], set[str]]
 TS = pa.timestamp("us", tz="UTC")
@@ -151,15 +161,22 @@ def sort_table(table: pa.Table) -> pa.Table:
 
 
 def write_parquet(table: pa.Table, collections: Mapping[str, Any], dest: Path) -> None:
-    """Write atomically (temp file + rename): readers never see a half-written catalog."""
-    dest = dest.resolve()  # stac-geoparquet needs an absolute path
+    """Write atomically (temp file + rename): readers never see a half-written catalog.
+
+    Our own writer loop rather than `stac_geoparquet.arrow.to_parquet`, which cannot add
+    footer metadata without ARROW:schema; the metadata itself is stac-geoparquet's.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
+    meta = create_parquet_metadata(table.schema, schema_version=DEFAULT_PARQUET_SCHEMA_VERSION,
+                                   collections=dict(collections))
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     try:
-        # One chunk first: row groups must not depend on how the table was assembled.
-        to_parquet(table.combine_chunks().to_reader(max_chunksize=ROW_GROUP_SIZE), tmp,
-                   collections=dict(collections), **PARQUET_OPTIONS)
+        with pq.ParquetWriter(tmp, table.schema, **PARQUET_OPTIONS) as writer:
+            # One chunk first: row groups must not depend on how the table was assembled.
+            for batch in table.combine_chunks().to_batches(max_chunksize=ROW_GROUP_SIZE):
+                writer.write_batch(batch)
+            writer.add_key_value_metadata(meta)
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
     except BaseException:
