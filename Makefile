@@ -33,7 +33,7 @@ lint: env
 	$(BIN)/mypy
 
 docs: env
-	$(BIN)/d4c validate --write-lint-docs docs/lints.md
+	$(BIN)/d4c validate --write-lint-docs docs/lints.md --write-field-docs docs/contributing.md
 
 bench: env
 	for b in bench/*/run.py; do $(BIN)/python $$b || exit 1; done
