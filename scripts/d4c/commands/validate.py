@@ -6,10 +6,11 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from d4c import paths
 from d4c.errors import D4CError
-from d4c.validate import validate_paths
+from d4c.validate import fieldref, schema, validate_paths
 from d4c.validate.formats import FORMATS
 from d4c.validate.lints import render_markdown
 
@@ -25,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="worker processes for many recipes (default: one per core)")
     parser.add_argument("--write-lint-docs", type=Path, metavar="FILE",
                         help="write the lint reference (docs/lints.md) and exit")
+    parser.add_argument("--write-field-docs", type=Path, metavar="FILE",
+                        help="regenerate the recipe field reference inside FILE "
+                             "(docs/contributing.md, between its marker lines) and exit")
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -40,13 +44,26 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.write_lint_docs:
+def _write_docs(args: argparse.Namespace) -> None:
+    for target, make in ((args.write_lint_docs, render_markdown),
+                         (args.write_field_docs, lambda: fieldref.splice(
+                             args.write_field_docs.read_text(encoding="utf-8"), _schema()))):
+        if target is None:
+            continue
         try:
-            _write_atomic(args.write_lint_docs, render_markdown())
+            _write_atomic(target, make())
         except OSError as exc:
-            raise D4CError(f"cannot write {args.write_lint_docs}: {exc.strerror}") from None
-        print(f"wrote {args.write_lint_docs}", file=sys.stderr)
+            raise D4CError(f"cannot write {target}: {exc.strerror}") from None
+        print(f"wrote {target}", file=sys.stderr)
+
+
+def _schema() -> dict[str, Any]:
+    return dict(schema.validator().schema)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.write_lint_docs or args.write_field_docs:
+        _write_docs(args)
         return 0
     targets = args.paths or [paths.repo_root() / "datasets"]
     findings = validate_paths(targets, allow_loopback=args.allow_loopback, jobs=args.jobs or None)
