@@ -1,8 +1,9 @@
 """The fetch step: a recipe's sources, by sha256, into the content-addressed cache.
 
-Order per source: the cache (re-verified), the file kept in git (`path:`), each source
-mirror at `sources/sha256/<aa>/<hash>`, then the recipe's `url` and `alternate_urls`
-(skipped in mode "mirrors"). A URL is only a place to get bytes: whatever arrives is
+Order per source: the file kept in git (`path:`, always re-hashed so an edit is never
+hidden by the cache), the cache (re-verified), each source mirror at
+`sources/sha256/<aa>/<hash>`, then the recipe's `url` and `alternate_urls` (skipped in
+mode "mirrors"). A URL is only a place to get bytes: whatever arrives is
 streamed through sha256 into a partial file and renamed into the cache only when the
 hash is right, so a wrong byte is never stored or used. Downloads run in parallel,
 resume with Range after a broken connection, stop at the recipe's declared size, and
