@@ -225,3 +225,25 @@ def test_zip_bomb_source_is_refused(tmp_path: Path, server: SourceServer) -> Non
     finally:
         fetch.archive.MAX_BYTES = old
     assert not fetch.extracted_path(sha).exists()
+
+
+def test_concurrent_fetches_of_one_hash_download_once(tmp_path: Path, server: SourceServer) -> None:
+    import threading
+
+    url = server.add("/data.bin", BODY, latency=0.3)
+    rec = make_recipe(tmp_path, src(url))
+    results: list[Path] = []
+    threads = [threading.Thread(target=lambda: results.append(run(rec)["data"])) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert results == [fetch.cache_path(SHA)] * 3
+    assert len(server.requests_for("/data.bin")) == 1  # the others waited on the lock, then hit the cache
+
+
+def test_progress_bar_renders(tmp_path: Path, server: SourceServer, capsys: pytest.CaptureFixture[str]) -> None:
+    url = server.add("/data.bin", BODY)
+    got = fetch.fetch_sources(make_recipe(tmp_path, src(url)), progress=True, backoff_factor=0.01)
+    assert got["data"].read_bytes() == BODY
+    assert "data" in capsys.readouterr().err

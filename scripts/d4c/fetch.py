@@ -292,8 +292,8 @@ class _Fetcher:
 @contextmanager
 def _progress(recipe: Recipe, show: bool | None) -> Iterator[ProgressHook]:
     """A rich progress bar per source on a terminal; silent otherwise (CI logs, pipes)."""
-    console = Console(stderr=True)
-    if not (console.is_terminal if show is None else show):
+    console = Console(stderr=True, force_terminal=show)  # show=None: decide by isatty
+    if not console.is_terminal:
         yield lambda name, done, total: None
         return
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
