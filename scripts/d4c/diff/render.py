@@ -14,9 +14,11 @@ COMMENT_LIMIT = 60_000  # under GitHub's 65,536-character comment body cap
 MAX_ITEMS = 15
 
 
-def _short(value: Any, width: int = 60) -> str:
+def _short(value: Any, width: int = 60, ticks: bool = False) -> str:
+    """One shortened line; backticks survive only in our own texts (`ticks`), never in data."""
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    text = text.replace("\n", " ").replace("|", "\\|").replace("`", "'")
+    text = text.replace("\n", " ").replace("|", "\\|")
+    text = text if ticks else text.replace("`", "'")
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
@@ -107,12 +109,12 @@ def _lines(report: dict[str, Any]) -> list[str]:
     old = report.get("against")
     head = f"## Build diff: `{ds}` {old or '(no release yet)'} -> {new}"
     if sv["ok"]:
-        status = f"**SemVer: pass** ({_short(sv.get('message') or sv['bump'], 200)})"
+        status = f"**SemVer: pass** ({_short(sv.get('message') or sv['bump'], 200, ticks=True)})"
     else:
-        status = f"**SemVer: FAIL**: {_short(sv.get('message', ''), 300)}"
+        status = f"**SemVer: FAIL**: {_short(sv.get('message', ''), 300, ticks=True)}"
     lines = [head, "", status, ""]
     if report.get("note"):
-        lines += [f"> {_short(report['note'], 400)}", ""]
+        lines += [f"> {_short(report['note'], 400, ticks=True)}", ""]
     arts = report["artifacts"]
     if arts:
         lines += ["| artifact | bytes | logical | size | rows | columns +/-/~ | geometry | CRS | bbox |",
@@ -123,7 +125,7 @@ def _lines(report: dict[str, Any]) -> list[str]:
             lines += _details(n, a)
     if sv["reasons"]:
         lines += ["### Changes by SemVer kind", ""]
-        lines += _capped([f"- {r['kind']}: {_short(r['reason'], 160)}" for r in sv["reasons"]])
+        lines += _capped([f"- {r['kind']}: {_short(r['reason'], 160, ticks=True)}" for r in sv["reasons"]])
         lines.append("")
     for title, key in (("Sources", "sources"), ("Environment", "environment"), ("Parameters", "params")):
         changes = report.get(key) or []

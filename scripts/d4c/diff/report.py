@@ -72,11 +72,13 @@ def _artifact(name: str, old: dict[str, Any] | None, new: dict[str, Any] | None,
     return a
 
 
-def reproduce_commands(dataset_id: str, commit: str | None, against: str | None,
-                       sample: bool) -> list[str]:
+def reproduce_commands(dataset_id: str, manifest: dict[str, Any], against: str | None) -> list[str]:
+    commit = (manifest.get("code") or {}).get("commit")
+    runner = (manifest.get("environment") or {}).get("runner") or "container"
+    sample = " --sample" if manifest.get("sample") else ""
     lines = [f"git checkout {commit}" if commit else "git checkout <the PR head commit>", "make env",
              f".venv/bin/d4c validate datasets/{dataset_id}",
-             f".venv/bin/d4c build {dataset_id} --runner container --check" + (" --sample" if sample else "")]
+             f".venv/bin/d4c build {dataset_id} --runner {runner} --check{sample}"]
     return lines + [f".venv/bin/d4c diff {dataset_id}" + (f" --against {against}" if against else "")]
 
 
@@ -100,8 +102,7 @@ def make_report(root: Path, dataset_id: str, build_dir: Path, against: str | Non
         "report_version": 1, "dataset": dataset_id, "version": version, "sample": sample,
         "against": record["version"] if record else None, "note": None, "artifacts": {},
         "sources": [], "environment": [], "params": [], "reproducibility": check,
-        "reproduce": reproduce_commands(dataset_id, (manifest.get("code") or {}).get("commit"),
-                                        against, sample),
+        "reproduce": reproduce_commands(dataset_id, manifest, against),
     }
     if record is None:
         report["note"] = "First release of this dataset: nothing to compare against."
