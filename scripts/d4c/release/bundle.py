@@ -71,7 +71,7 @@ def make_bundle(root: Path, recipe_dir: Path, manifest_bytes: bytes, dest: Path,
     """Write the bundle to `dest` atomically; return the member names."""
     names = []
     buf = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, compresslevel=9, mtime=0) as gz, \
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, compresslevel=6, mtime=0) as gz, \
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
         entries = [(rel, root / rel) for rel in bundle_files(root, recipe_dir)]
         entries.append(("manifest.json", None))  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +31,18 @@ MiB = 1 << 20
 DEFAULT_CHUNK = 64 * MiB
 DEFAULT_CONCURRENCY = 4
 MAX_PARTS = 10_000
+
+
+_SESSION: list[boto3.session.Session] = []
+_SESSION_LOCK = threading.Lock()
+
+
+def _session() -> boto3.session.Session:
+    # One session per process: each new one re-parses botocore's large S3 model (~10 ms+).
+    with _SESSION_LOCK:
+        if not _SESSION:
+            _SESSION.append(boto3.session.Session())
+        return _SESSION[0]
 
 
 def _b64(digest: bytes) -> str:
@@ -56,7 +69,7 @@ class S3Target(BaseTarget):
             creds = {"aws_access_key_id": self.credential("access_key_id"),
                      "aws_secret_access_key": self.credential("secret_access_key"),
                      "aws_session_token": self.credential("session_token", required=False)}
-        self.client = boto3.session.Session().client(
+        self.client = _session().client(
             "s3", endpoint_url=opts.get("endpoint_url"), region_name=opts.get("region", "us-east-1"),
             config=Config(
                 s3={"addressing_style": opts.get("addressing_style", "path")},

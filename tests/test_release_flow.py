@@ -1,0 +1,197 @@
+"""`d4c release` end to end on the demo dataset: a local target and an S3 target (moto over
+HTTP), dry run, reruns, a crash after every side effect, injected 429/503/resets, and a
+canary secret that must never be written anywhere."""
+# ruff: noqa: F811 - pytest fixtures imported from test_release_support
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from d4c.cli import main
+from d4c.release.orchestrate import release
+from test_release_support import (  # noqa: F401 - fixtures
+    DEMO,
+    S3_ENV,
+    FaultProxy,
+    MotoS3,
+    demo_build,
+    fresh_repo,
+    local_target_yaml,
+    moto_s3,
+    s3_target_yaml,
+    write_config,
+)
+
+OLD = f"dataforcanada/{DEMO}/processed/{DEMO}_v0.9.0.parquet"
+
+
+class Crash(BaseException):
+    """A forced crash: BaseException so that no `except Exception` in d4c can swallow it."""
+
+
+@pytest.fixture
+def repo(demo_build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = fresh_repo(demo_build, tmp_path / "repo")
+    monkeypatch.setenv("D4C_REPO", str(root))
+    for k, v in S3_ENV.items():
+        monkeypatch.setenv(k, v)
+    return root
+
+
+class World:
+    """One local target + one S3 target (retain latest, Data for Canada layout)."""
+
+    def __init__(self, root: Path, s3: MotoS3, tag: str, endpoint: str | None = None) -> None:
+        self.root, self.s3 = root, s3
+        self.bucket = s3.bucket()
+        self.local = root.parent / f"publish-{tag}"
+        s3.client().put_object(Bucket=self.bucket, Key=OLD, Body=b"an older version")
+        self.config = write_config(
+            root.parent / f"targets-{tag}.yaml",
+            local_target_yaml("mirror", self.local),
+            s3_target_yaml("dfc", endpoint or s3.endpoint, self.bucket, retain="latest",
+                           source_mirror=True, layout="dataforcanada/{id}/processed/{file}",
+                           public=f"{s3.endpoint}/{self.bucket}", chunk=5 * 2**20))
+        for sub in ("releases", ".d4c/journal", ".d4c/catalog", ".d4c/release"):
+            shutil.rmtree(root / sub, ignore_errors=True)
+
+    def run(self, hook: Callable[[str], None] = lambda what: None) -> dict[str, Any] | None:
+        return release(DEMO, targets_file=self.config, on_side_effect=hook, echo=lambda line: None)
+
+    def state(self) -> dict[str, list[str]]:
+        local = sorted(p.relative_to(self.local).as_posix() for p in self.local.rglob("*") if p.is_file())
+        return {"mirror": local, "dfc": self.s3.keys(self.bucket)}
+
+    def neutral(self, value: Any) -> Any:
+        """`value` with this world's bucket and folder names replaced, to compare worlds."""
+        text = json.dumps(value).replace(f"/{self.bucket}/", "/BUCKET/")
+        return json.loads(text.replace(self.local.as_uri(), "LOCAL"))
+
+    def record(self) -> dict[str, Any]:
+        return dict(json.loads((self.root / "releases" / DEMO / "1.0.0.json").read_text()))
+
+
+def _expected(rec: dict[str, Any]) -> dict[str, list[str]]:
+    files = [f["file"] for f in rec["files"]]
+    src = [f"sources/sha256/{s['sha256'][:2]}/{s['sha256']}" for s in rec["sources"]]
+    journal = f"{DEMO}_v1.0.0_journal.json"
+    return {"mirror": sorted([f"{DEMO}/v1.0.0/{f}" for f in [*files, journal]] + src),
+            "dfc": sorted([f"dataforcanada/{DEMO}/processed/{f}" for f in files] + src)}
+
+
+def _check(world: World) -> dict[str, Any]:
+    rec = world.record()
+    schema = json.loads((world.root / "schemas/release.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(rec)
+    assert world.state() == _expected(rec)  # each object once per target, old version gone
+    assert sorted(p.name for p in (world.root / "releases").rglob("*.json")) == ["1.0.0.json"]
+    return rec
+
+
+def test_dry_run_prints_the_plan_and_touches_nothing(repo: Path, moto_s3: MotoS3,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    world = World(repo, moto_s3, "dry")
+    before = sorted(str(p) for p in repo.parent.rglob("*"))
+    assert main(["release", DEMO, "--targets", str(world.config), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"dataforcanada/{DEMO}/processed/{DEMO}_v1.0.0.parquet" in out
+    assert "then delete older versions" in out
+    assert sorted(str(p) for p in repo.parent.rglob("*")) == before
+    assert moto_s3.keys(world.bucket) == [OLD]
+
+
+def test_release_publishes_once_and_reruns_change_nothing(repo: Path, moto_s3: MotoS3) -> None:
+    world = World(repo, moto_s3, "once")
+    effects: list[str] = []
+    rec = world.run(effects.append)
+    assert rec is not None and _check(world) == rec
+    assert any(e.startswith("cleanup dfc") for e in effects)
+    data = next(f for f in rec["files"] if f["role"] == "data")
+    assert data["urls"]["dfc"] == f"{moto_s3.endpoint}/{world.bucket}/dataforcanada/{DEMO}/processed/{data['file']}"
+    (torrent,) = rec["torrents"]
+    assert "ws=" not in torrent["magnet"]  # file:// is no web seed; the S3 target is latest-only
+    raw = (repo / "releases" / DEMO / "1.0.0.json").read_bytes()
+    again: list[str] = []
+    world.run(again.append)
+    assert again == [] and (repo / "releases" / DEMO / "1.0.0.json").read_bytes() == raw
+    # a fresh machine: no local journal, no record: resumes from the primary target's journal
+    for sub in ("releases", ".d4c/journal", ".d4c/release"):
+        shutil.rmtree(repo / sub)
+    fresh: list[str] = []
+    world.run(fresh.append)
+    assert not [e for e in fresh if e.startswith(("upload", "cleanup"))]
+    assert (repo / "releases" / DEMO / "1.0.0.json").read_bytes() == raw
+    _check(world)
+
+
+def test_a_crash_after_any_side_effect_is_resumed_by_a_rerun(repo: Path, moto_s3: MotoS3) -> None:
+    counted: list[str] = []
+    reference = World(repo, moto_s3, "ref")
+    ref = reference.run(counted.append)
+    assert ref is not None and len(counted) > 10
+    for n in range(1, len(counted) + 1):
+        world = World(repo, moto_s3, f"crash{n}")
+        seen = 0
+
+        def crash_at(what: str, n: int = n) -> None:
+            nonlocal seen
+            seen += 1
+            if seen == n:
+                raise Crash(what)
+
+        with pytest.raises(Crash):
+            world.run(crash_at)
+        if n < len(counted) - 1:  # the record is among the last side effects
+            assert not (repo / "releases" / DEMO / "1.0.0.json").exists()
+        if "cleanup" not in " ".join(counted[:n]):
+            assert OLD in moto_s3.keys(world.bucket)  # latest-only target never left empty
+        world.run()
+        rec = _check(world)
+        for key in ("files", "torrents", "sources", "manifest", "bundle_sha256"):
+            assert world.neutral(rec[key]) == reference.neutral(ref[key]), (n, key)
+
+
+def test_faults_429_503_and_resets_are_retried(repo: Path, moto_s3: MotoS3) -> None:
+    proxy = FaultProxy(moto_s3.endpoint)
+    kinds = ["503", "429", "reset-before", "reset-after"]
+    proxy.plan = lambda n, method, path: kinds[(n // 3) % 4] if n % 3 == 0 else None
+    try:
+        world = World(repo, moto_s3, "faults", endpoint=proxy.url)
+        world.run()
+    finally:
+        proxy.close()
+    _check(world)
+    injected = {f.split()[0] for f in proxy.faults}
+    assert injected == set(kinds), proxy.faults
+
+
+def test_canary_secret_never_appears_anywhere(repo: Path, moto_s3: MotoS3, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              capfd: pytest.CaptureFixture[str],
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    canary = "CANARY" + secrets.token_hex(8)  # made at run time: the test file holds no copy
+    monkeypatch.setenv("D4C_TEST_S3_KEY", canary + "KEYID")
+    monkeypatch.setenv("D4C_TEST_S3_SECRET", canary + "SECRET")
+    world = World(repo, moto_s3, "canary")
+    caplog.set_level(logging.DEBUG)
+    assert main(["-v", "release", DEMO, "--targets", str(world.config)]) == 0
+    # and a failing run: the error line must not carry it either
+    bad = write_config(tmp_path / "bad.yaml", s3_target_yaml("x", "http://127.0.0.1:9", "nobkt"))
+    assert main(["release", DEMO, "--targets", str(bad)]) == 1
+    out, err = capfd.readouterr()
+    assert "boto" in caplog.text.lower() or "s3" in caplog.text.lower()  # debug logs did flow
+    for text in (out, err, caplog.text):
+        assert canary not in text
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert canary.encode() not in path.read_bytes(), path
+    for key in moto_s3.keys(world.bucket):
+        body = moto_s3.client().get_object(Bucket=world.bucket, Key=key)["Body"].read()
+        assert canary.encode() not in body, key
