@@ -135,3 +135,20 @@ def test_missing_output_and_unknown_names_are_clear(repo: Path, capfd: pytest.Ca
     ds = add_dataset(repo, "typo", "def build(ctx):\n    ctx.source('popluation')\n")
     code, err, out = build(repo, ds, capfd)
     assert code == 1 and "no source named 'popluation'; the recipe declares ['land-area', 'population']" in err
+
+
+def test_native_code_cannot_see_undeclared_repo_files(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from d4c.build import sandbox
+
+    if sandbox.isolation_prefix([str(repo)])[0] != "bwrap":
+        pytest.skip("hiding the repository from native code needs bubblewrap")
+    other = repo / "datasets" / "ca_d4c_provinces-territories" / "sources" / "provinces-territories.csv"
+    ds = add_dataset(repo, "native-read", (
+        "import pyarrow.csv as pacsv\n\n"
+        "def build(ctx):\n"
+        f"    pacsv.read_csv({str(other)!r})  # C++ I/O: the audit hook does not see it\n"
+    ))
+    code, err, out = build(repo, ds, capfd)
+    assert code == 1
+    assert "Failed to open local file" in err and "transform failed" in err
+    assert_no_output(out)

@@ -99,18 +99,28 @@ def _works(argv: list[str]) -> bool:
         return False
 
 
-def isolation_prefix(writable: list[str]) -> tuple[str, list[str]]:
+def isolation_prefix(
+    writable: list[str], hide: str | None = None, expose: list[str] | None = None
+) -> tuple[str, list[str]]:
     """(kind, argv prefix) of the best network-less wrapper this machine allows.
 
-    bubblewrap also mounts the whole file system read-only except `writable`, so a
-    write the audit hook cannot see (native code) fails too.
+    bubblewrap also mounts the whole file system read-only except `writable`, and
+    covers `hide` (the repository) with an empty folder in which only `expose`
+    reappears, so that native code (which the audit hook cannot see) can neither
+    write outside the output folder nor read an undeclared repository file.
     """
     bwrap = shutil.which("bwrap")
     if bwrap:
         argv = [bwrap, "--die-with-parent", "--unshare-net", "--ro-bind", "/", "/",
                 "--dev", "/dev", "--proc", "/proc"]
+        if hide and os.path.realpath(hide) != "/":
+            argv += ["--tmpfs", os.path.realpath(hide)]
+            for path in sorted({os.path.realpath(p) for p in expose or [] if os.path.exists(p)}):
+                argv += ["--ro-bind", path, path]
         for w in writable:
             argv += ["--bind", w, w]
+        if hide and os.path.realpath(hide) != "/":
+            argv += ["--remount-ro", os.path.realpath(hide)]  # the cover itself is not a scratch pad
         if _works(argv):
             return "bwrap", argv
     unshare = shutil.which("unshare")

@@ -18,8 +18,11 @@ class LocalRunner:
         prepare_work(job)
         scratch = str(job.work / "scratch")
         # The worker writes its result into ctl/, so the OS-level sandbox lets it write there.
-        kind, prefix = sandbox.isolation_prefix([str(job.stage), scratch, str(job.work / "ctl")])
         spec = worker_spec(job, lambda p: str(Path(p).resolve()), guarded=[str(job.repo_root.resolve())])
+        kind, prefix = sandbox.isolation_prefix(
+            [str(job.stage), scratch, str(job.work / "ctl")],
+            hide=str(job.repo_root), expose=[*spec["readable"], *sandbox.python_roots()],
+        )
         spec_path = job.work / "ctl" / "spec.json"
         spec_path.write_text(json.dumps(spec, sort_keys=True), encoding="utf-8")
         path = os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"])
