@@ -213,18 +213,17 @@ def test_zip_slip_source_is_refused(tmp_path: Path, server: SourceServer) -> Non
     assert not (tmp_path / "evil.txt").exists()
 
 
-def test_zip_bomb_source_is_refused(tmp_path: Path, server: SourceServer) -> None:
+def test_zip_bomb_source_is_refused(
+    tmp_path: Path, server: SourceServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     body = _zip({"zeros.bin": b"\0" * (40 * 2**20)})  # 40 MiB of zeros in ~40 KiB
     sha = hashlib.sha256(body).hexdigest()
     rec = make_recipe(tmp_path, src(server.add("/bomb.zip", body), body, extract=True))
-    old = fetch.archive.MAX_BYTES
-    try:
-        fetch.archive.MAX_BYTES = 2**20
-        with pytest.raises(D4CError, match="possible archive bomb"):
-            run(rec)
-    finally:
-        fetch.archive.MAX_BYTES = old
+    monkeypatch.setattr(fetch.archive, "MAX_BYTES", 2**20)  # the 32 GiB default, scaled down
+    with pytest.raises(D4CError, match="possible archive bomb"):
+        run(rec)
     assert not fetch.extracted_path(sha).exists()
+    assert fetch.cache_path(sha).exists()  # the archive itself was fine bytes; only unpacking is refused
 
 
 def test_concurrent_fetches_of_one_hash_download_once(tmp_path: Path, server: SourceServer) -> None:
