@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from d4c.catalog.build import Metadata, metadata_from
+from d4c.catalog.build import Metadata, metadata_from, paused_gc
 from d4c.catalog.collections import Collection, collection_for
 from d4c.catalog.items import item_id, link_versions, record_to_item
 from d4c.catalog.records import Record, check_record
@@ -80,7 +80,8 @@ def _append_local(record: Record, path: Path, metadata: Metadata) -> None:
     with open(path.with_name(path.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         existing, colls = read_catalog(path) if path.exists() else (None, {})
-        table, colls = merge(existing, colls, record, metadata)
+        with paused_gc():
+            table, colls = merge(existing, colls, record, metadata)
         write_parquet(table, colls, path)
 
 
@@ -106,7 +107,8 @@ def _append_s3(record: Record, url: str, metadata: Metadata, client: Any, attemp
             if _code(exc) not in {"NoSuchKey", "404"}:
                 raise D4CError(f"cannot read catalog {url}: {_code(exc)}") from None
             etag, existing, colls = None, None, {}
-        table, colls = merge(existing, colls, record, metadata)
+        with paused_gc():
+            table, colls = merge(existing, colls, record, metadata)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "catalog.parquet"
             write_parquet(table, colls, out)

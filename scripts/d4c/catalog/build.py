@@ -1,7 +1,9 @@
 """Regenerate the whole catalog from release records (`d4c catalog build`)."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import gc
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,22 @@ from d4c.catalog.records import Record, descriptive_metadata
 from d4c.catalog.writer import items_to_table, write_parquet
 
 Metadata = Callable[[Record], dict[str, Any]]
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many small acyclic objects.
+
+    With 100,000 records alive, each automatic collection walks them all; the mapping
+    creates no cycles, so those walks are pure overhead (about half the build time).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def metadata_from(root: Path | None) -> Metadata:
@@ -26,9 +44,11 @@ def build_catalog(
     collections_dir: Path | None = None,
 ) -> tuple[list[Item], dict[str, Collection]]:
     """Write `out` (and the static JSON tree when asked); same records, same bytes."""
-    items = items_from_records(records, metadata or metadata_from(None))
-    collections = collections_for(items)
-    write_parquet(items_to_table(items), collections, out)
+    with paused_gc():
+        items = items_from_records(records, metadata or metadata_from(None))
+        collections = collections_for(items)
+        table = items_to_table(items)
+    write_parquet(table, collections, out)
     if collections_dir is not None:
         write_static(items, collections, collections_dir)
     return items, collections

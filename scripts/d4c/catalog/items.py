@@ -128,15 +128,16 @@ def _assets(record: Record) -> dict[str, Any]:
                            hint="give each file in the record a distinct name")
         # Primary href: an https mirror first, then by target name (JSON key order is not
         # meaningful: records may be written with sorted keys).
-        pairs = sorted(((str(t), str(u)) for t, u in (f.get("urls") or {}).items()),
-                       key=lambda tu: (not tu[1].startswith("https://"), tu[0]))
-        targets, urls = [t for t, _ in pairs], [u for _, u in pairs]
+        by_name = sorted((f.get("urls") or {}).items())
+        pairs = [p for p in by_name if p[1][:8] == "https://"]
+        pairs += [p for p in by_name if p[1][:8] != "https://"]
+        targets, urls = [str(t) for t, _ in pairs], [str(u) for _, u in pairs]
         asset: dict[str, Any] = {
             "href": urls[0] if urls else str(f["file"]),
             "type": MEDIA_TYPES.get(str(formats.get(f["file"])))
             or f.get("media_type") or ROLE_MEDIA.get(role, "application/octet-stream"),
             "title": str(f["file"]),
-            "roles": ASSET_ROLES.get(role, [role]),
+            "roles": list(ASSET_ROLES.get(role, [role])),
             "file:size": int(f["size"]),
             "file:checksum": "1220" + str(f["sha256"]),
         }
@@ -206,18 +207,13 @@ def record_to_item(record: Record, meta: dict[str, Any]) -> Item:
 
 def extensions_used(item: Item) -> list[str]:
     """The extension schema URLs an item's fields need: no more, no fewer."""
-    props, assets = item["properties"], item.get("assets") or {}
-    used = {"version"}  # version and deprecated are always set
-    if any("file:size" in a or "file:checksum" in a for a in assets.values()):
+    assets = (item.get("assets") or {}).values()
+    prefixes = {k.partition(":")[0] for k in item["properties"] if ":" in k}
+    used = {"version"} | (prefixes & {"sci", "processing", "d4c"})  # version: always set
+    if any("file:size" in a or "file:checksum" in a for a in assets):
         used.add("file")
-    if any(k.startswith("sci:") for k in props):
-        used.add("sci")
-    if any(k.startswith("processing:") for k in props):
-        used.add("processing")
-    if any(a.get("alternate") for a in assets.values()):
+    if any(a.get("alternate") for a in assets):
         used.add("alternate")
-    if any(k.startswith("d4c:") for k in props):
-        used.add("d4c")
     return sorted(EXT[name] for name in used)
 
 
