@@ -3,6 +3,7 @@ crash-and-rerun at every side effect, faults, limits, and no token in any output
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,7 @@ def fake() -> Iterator[FakeZenodo]:
 
 def target(fake: FakeZenodo, **options: Any) -> Any:
     cfg = TargetConfig(kind="zenodo", name="zenodo", url="{key}", credentials={"token": "ZENODO_TOKEN"},
-                       options={"base_url": fake.url, "retry_wait_max": 2, **options})
+                       options={"base_url": fake.url, "retry_wait_max": 2, "index_lag_seconds": 0, **options})
     return make_target(cfg, {"ZENODO_TOKEN": TOKEN})
 
 
@@ -228,3 +229,36 @@ def test_crash_from_the_side_effect_hook_then_rerun(tmp_path: Path) -> None:
 
 def test_public_url_before_prepare_names_the_missing_id(fake: FakeZenodo) -> None:
     assert target(fake).public_url("a b.csv") == f"{fake.url}/records/{{record_id}}/files/a%20b.csv?download=1"
+
+
+def test_search_lag_after_a_lost_create_does_not_duplicate(tmp_path: Path) -> None:
+    with FakeZenodo(TOKEN, search_lag=0.5) as fake:
+        fake.drop_after_mutation(1)  # the draft is made, the answer lost, search does not see it yet
+        with pytest.raises(D4CError):
+            run_release(target(fake, index_lag_seconds=1.0), make_context(tmp_path))
+        fake.drop_after_mutation(None)
+        run_release(target(fake, index_lag_seconds=1.0), make_context(tmp_path))
+        assert len(fake.records) == 1 and len(fake.published()) == 1
+
+
+def test_new_version_of_a_concept_known_only_from_the_release_record(
+        fake: FakeZenodo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A concept made by hand before d4c (no urn identifiers): found through releases/."""
+    hdr = {"Authorization": f"Bearer {TOKEN}"}
+    meta = {"title": "Hand-made", "creators": [{"person_or_org": {"name": "x"}}],
+            "publication_date": "2025-01-01", "resource_type": {"id": "dataset"}, "version": "0.9.0"}
+    rid = requests.post(f"{fake.url}/api/records", json={"metadata": meta}, headers=hdr, timeout=10).json()["id"]
+    base = f"{fake.url}/api/records/{rid}/draft"
+    requests.post(f"{base}/files", json=[{"key": "old.csv"}], headers=hdr, timeout=10)
+    requests.put(f"{base}/files/old.csv/content", data=b"old", headers=hdr, timeout=10)
+    requests.post(f"{base}/files/old.csv/commit", headers=hdr, timeout=10)
+    assert requests.post(f"{base}/actions/publish", headers=hdr, timeout=10).status_code == 202
+    record = {"files": [{"file": "old.csv", "urls": {"zenodo": f"{fake.url}/records/{rid}/files/old.csv?download=1"}}]}
+    (tmp_path / "repo/releases/ca_test_demo").mkdir(parents=True)
+    (tmp_path / "repo/releases/ca_test_demo/0.9.0.json").write_text(json.dumps(record))
+    monkeypatch.setenv("D4C_REPO", str(tmp_path / "repo"))
+    ctx = make_context(tmp_path)
+    facts = run_release(target(fake), ctx)
+    (new,) = [r for r in fake.published() if r.id != rid]
+    assert new.parent == fake.records[rid].parent and facts["concept_doi"] == f"10.5072/zenodo.{new.parent}"
+    assert published_files(fake, "1.0.0") == expected(ctx)  # not the old version's file

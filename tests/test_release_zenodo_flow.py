@@ -47,7 +47,7 @@ class Services:
         return write_config(
             path, local_target_yaml("mirror", publish),
             f"  - name: zenodo\n    kind: zenodo\n    credentials: {{token: ZENODO_TOKEN}}\n"
-            f"    options: {{base_url: \"{self.zenodo.url}\"}}\n",
+            f"    options: {{base_url: \"{self.zenodo.url}\", index_lag_seconds: 0.1}}\n",
             f"  - name: ia\n    kind: internet-archive\n"
             f"    credentials: {{access: IA_ACCESS_KEY, secret: IA_SECRET_KEY}}\n"
             f"    options: {{s3_url: \"{self.ia.url}\", archive_url: \"{self.ia.url}\", settle_seconds: 5}}\n",

@@ -10,7 +10,8 @@
   (`POST /draft/actions/files-import` links the previous ones); only one such draft
   at a time: asking again returns the same draft;
 - `GET /api/records/{id}/versions[/latest]`, `GET /api/user/records?q=...` (the user's
-  drafts and records; `q` supports `field:"value"` terms joined by AND);
+  drafts and records; `q` supports `field:"value"` terms joined by AND; with `search_lag`
+  a new draft shows in search only that many seconds after it was made, as on Zenodo);
 - limits: 100 files and 50 GB per record (configurable); `X-RateLimit-*` headers and 429
   with Retry-After past the limit; Bearer token auth.
 Published files are served at `/records/{id}/files/{key}` (the web-seed form).
@@ -52,15 +53,17 @@ class _Record:
     published: bool = False
     doi: str | None = None
     index: int = 0
+    indexed_at: float = 0.0  # when the search index sees it
 
 
 class FakeZenodo(FakeServer):
     def __init__(self, token: str, *, max_files: int = 100, max_bytes: int = 50 * 10**9,
                  rate_limit: int = 10_000, rate_window: float = 60.0,
-                 doi_prefix: str = "10.5072") -> None:
+                 doi_prefix: str = "10.5072", search_lag: float = 0.0) -> None:
         super().__init__()
         self.token, self.max_files, self.max_bytes = token, max_files, max_bytes
         self.rate_limit, self.rate_window, self.doi_prefix = rate_limit, rate_window, doi_prefix
+        self.search_lag = search_lag  # the search index trails writes (about 1 s on Zenodo)
         self.records: dict[str, _Record] = {}
         self.parents: dict[str, dict[str, Any]] = {}  # id -> {"doi", "next_draft"}
         self._next_id = 100
@@ -147,7 +150,8 @@ class FakeZenodo(FakeServer):
         body = req.json() or {}
         parent = self._new_id()
         self.parents[parent] = {"doi": None, "next_draft": None}
-        rec = _Record(self._new_id(), parent, dict(body.get("metadata") or {}), index=1)
+        rec = _Record(self._new_id(), parent, dict(body.get("metadata") or {}), index=1,
+                      indexed_at=time.monotonic() + self.search_lag)
         self.records[rec.id] = rec
         self.parents[parent]["next_draft"] = rec.id
         return json_response(201, self._json(rec))
@@ -271,7 +275,8 @@ class FakeZenodo(FakeServer):
             return json_response(201, self._json(self.records[parent["next_draft"]]))
         meta = {k: v for k, v in src.metadata.items() if k not in ("publication_date", "version")}
         top = max(r.index for r in self.records.values() if r.parent == src.parent)
-        rec = _Record(self._new_id(), src.parent, meta, index=top + 1)  # starts with NO files
+        rec = _Record(self._new_id(), src.parent, meta, index=top + 1,  # starts with NO files
+                      indexed_at=time.monotonic() + self.search_lag)
         self.records[rec.id] = rec
         parent["next_draft"] = rec.id
         return json_response(201, self._json(rec))
@@ -307,8 +312,9 @@ class FakeZenodo(FakeServer):
         rest = re.sub(r'([\w.]+):"((?:[^"\\]|\\.)*)"|\bAND\b|\s', "", req.query.get("q", ""))
         if rest:
             return self._error(f"Unsupported query syntax: {rest!r}")
-        hits = [self._json(r) for r in self.records.values()
-                if all(_matches(self._json(r), f.split("."), v.replace('\\"', '"')) for f, v in terms)]
+        now = time.monotonic()
+        hits = [self._json(r) for r in self.records.values() if r.indexed_at <= now
+                and all(_matches(self._json(r), f.split("."), v.replace('\\"', '"')) for f, v in terms)]
         return json_response(200, {"hits": {"hits": hits, "total": len(hits)}})
 
     def _download(self, req: Request) -> Response:

@@ -45,6 +45,8 @@ class ZenodoTarget(BaseTarget):
         self.max_files = int(opts.get("max_files", MAX_FILES))
         self.max_bytes = int(opts.get("max_bytes", MAX_BYTES))
         self.retry_wait_max = float(opts.get("retry_wait_max", 60))
+        # Zenodo's search index trails writes by about a second: look twice before a create.
+        self.index_lag = float(opts.get("index_lag_seconds", 2))
         self._session: requests.Session | None = None
         self.record_id: str | None = None
         self._md5: dict[str, str] = {}  # sha256 -> md5 of files this run uploaded
@@ -101,8 +103,11 @@ class ZenodoTarget(BaseTarget):
         if ctx.dry_run:
             return {}
         rec = self._find_version(ctx)
+        concept = None if rec else self._find_concept(ctx)
+        if rec is None and concept is None and self.index_lag > 0:
+            time.sleep(self.index_lag)  # a draft made just before a crash may not be indexed yet
+            rec = self._find_version(ctx)
         if rec is None:
-            concept = self._find_concept(ctx)
             if concept is None:
                 rec = self._call("POST", "/records", json=self._body(ctx, None)).json()
             else:  # the server hands back the pending new-version draft if there is one
@@ -190,11 +195,12 @@ class ZenodoTarget(BaseTarget):
 
     def _entries(self, all_states: bool = False) -> dict[str, str]:
         """key -> "md5:<hex>" for committed files (or "pending" when `all_states`)."""
-        rec = self._state()
-        if rec.get("is_published"):
+        resp = self._call("GET", f"/records/{self._need_id()}/draft/files", ok=(200, 404))
+        if resp.status_code == 200:
+            items = list(resp.json().get("entries", []))
+        else:  # no draft any more: the published record lists its files
+            rec = self._call("GET", f"/records/{self.record_id}").json()
             items = list((rec.get("files") or {}).get("entries", {}).values())
-        else:
-            items = self._call("GET", f"/records/{self.record_id}/draft/files").json().get("entries", [])
         out = {e["key"]: e.get("checksum", "") for e in items if e.get("status") == "completed"}
         if all_states:
             out.update({e["key"]: "pending" for e in items if e.get("status") != "completed"})
