@@ -164,8 +164,9 @@ def test_faults_429_503_and_resets_are_absorbed(tmp_path: Path) -> None:
 
 
 def test_limits_are_checked_before_any_call(fake: FakeZenodo, tmp_path: Path) -> None:
-    ctx = make_context(tmp_path, contents={f"f{i:03}.csv": b"x" for i in range(101)})
-    with pytest.raises(D4CError, match="101 files"):
+    # 60 data files + the 60 torrents made after prepare() exceed 100 files
+    ctx = make_context(tmp_path, contents={f"f{i:03}.csv": b"x" for i in range(60)})
+    with pytest.raises(D4CError, match="120 files"):
         target(fake).prepare(ctx)
     big = make_context(tmp_path / "big")
     f = big.files[0]
@@ -262,3 +263,16 @@ def test_new_version_of_a_concept_known_only_from_the_release_record(
     (new,) = [r for r in fake.published() if r.id != rid]
     assert new.parent == fake.records[rid].parent and facts["concept_doi"] == f"10.5072/zenodo.{new.parent}"
     assert published_files(fake, "1.0.0") == expected(ctx)  # not the old version's file
+
+
+def test_duplicate_drafts_of_this_version_are_discarded(fake: FakeZenodo, tmp_path: Path) -> None:
+    t = target(fake)
+    t.prepare(make_context(tmp_path))
+    # a second draft for the same version, as a create lost in the search lag would leave
+    hdr = {"Authorization": f"Bearer {TOKEN}"}
+    body = {"metadata": fake.records[t.record_id].metadata}
+    requests.post(f"{fake.url}/api/records", json=body, headers=hdr, timeout=10).raise_for_status()
+    assert len(fake.drafts()) == 2
+    ctx = make_context(tmp_path)
+    run_release(target(fake), ctx)
+    assert len(fake.records) == 1 and published_files(fake, "1.0.0") == expected(ctx)

@@ -1,6 +1,7 @@
 """A fake Zenodo (InvenioRDM REST API) faithful to the documented behaviour we rely on.
 
 - `POST /api/records` creates a draft; `PUT /api/records/{id}/draft` replaces its metadata;
+  `DELETE /api/records/{id}/draft` discards an unpublished draft;
 - files in three steps: `POST /draft/files` with `[{"key": ...}]` (400 if the key exists),
   `PUT /draft/files/{key}/content`, `POST /draft/files/{key}/commit` (then the entry
   reports `checksum: "md5:<hex>"`);
@@ -71,7 +72,7 @@ class FakeZenodo(FakeServer):
         api, d = "/api/records", f"/api/records/{ID}/draft"
         for method, pattern, handler in [
             ("POST", api, self._create), ("GET", f"{api}/{ID}", self._get_record),
-            ("GET", d, self._get_draft), ("PUT", d, self._put_draft),
+            ("GET", d, self._get_draft), ("PUT", d, self._put_draft), ("DELETE", d, self._discard),
             ("POST", f"{d}/pids/doi", self._reserve_doi),
             ("GET", f"{d}/files", self._list_files), ("POST", f"{d}/files", self._init_files),
             ("GET", f"{d}/files/{KEY}", self._get_file), ("DELETE", f"{d}/files/{KEY}", self._del_file),
@@ -170,6 +171,15 @@ class FakeZenodo(FakeServer):
             return rec
         rec.metadata = dict((req.json() or {}).get("metadata") or {})
         return json_response(200, self._json(rec))
+
+    def _discard(self, req: Request) -> Response:
+        rec = self._rec(req, draft=True)
+        if isinstance(rec, Response):
+            return rec
+        del self.records[rec.id]  # an unpublished draft disappears with its files
+        if self.parents[rec.parent]["next_draft"] == rec.id:
+            self.parents[rec.parent]["next_draft"] = None
+        return Response(204)
 
     def _reserve_doi(self, req: Request) -> Response:
         rec = self._rec(req, draft=True)
