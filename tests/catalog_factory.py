@@ -93,6 +93,7 @@ def make_record(
         "doi": f"10.5281/zenodo.{n}" if doi == "auto" else doi,
         "concept_doi": "10.5281/zenodo.1000" if doi else None,
         "github_release": f"https://github.com/dataforcanada/d4c/releases/tag/{dataset_id}/v{version}",
+        "bundle_sha256": next(f["sha256"] for f in files if f["role"] == "bundle"),
         "files": files, "torrents": torrents,
         "sources": [{"name": "src", "sha256": _h("src" + seed), "size": 975,
                      "urls": {"s3": "https://s3.example.org/sources/x"}}],

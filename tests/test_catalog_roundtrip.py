@@ -188,3 +188,14 @@ def test_metadata_from_recipe_when_record_has_none(tmp_path: Path) -> None:
     items, _ = build_catalog([rec], tmp_path / "c.parquet", metadata=metadata_from(root))
     assert items[0]["properties"]["d4c:title_fr"].startswith("Provinces et territoires")
     assert items[0]["properties"]["datetime"] == "2021-01-01T00:00:00.000000Z"
+
+
+def test_factory_records_follow_the_release_schema() -> None:
+    """The records these tests make are the records `d4c release` writes (same schema)."""
+    import jsonschema
+
+    schema = json.loads((Path(__file__).resolve().parent.parent / "schemas" /
+                         "release.schema.json").read_text())
+    for record in five_records():
+        errors = list(jsonschema.Draft202012Validator(schema).iter_errors(record))
+        assert not errors, (record["id"], [e.message for e in errors][:3])
