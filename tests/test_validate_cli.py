@@ -69,7 +69,7 @@ def test_warnings_alone_exit_zero(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "D4C203 unknown key `colour`" in out
 
 
-@pytest.mark.parametrize("args", [["no/such/path"], ["--format", "xml"], ["--bogus"]])
+@pytest.mark.parametrize("args", [["no/such/path"], ["/dev/null"], ["--format", "xml"], ["--bogus"]])
 def test_usage_errors_exit_two(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, *args)
     assert code == 2

@@ -49,8 +49,9 @@ def test_yaml_punctuation_soup(text: str) -> None:
 @SETTINGS
 @given(json_values)
 def test_arbitrary_structures(tmp_path_factory: object, value: object) -> None:
-    folder = tmp_path_factory.mktemp("datasets") / "ca_fuzz"  # type: ignore[attr-defined]
-    folder.mkdir()
+    root = tmp_path_factory.mktemp("repo")  # type: ignore[attr-defined]
+    folder = root / "datasets" / "ca_fuzz"  # a repo layout, so release and docker lints run too
+    folder.mkdir(parents=True)
     recipe = folder / "recipe.yaml"
     recipe.write_text(json.dumps(value))  # JSON is YAML 1.2
     findings, _ = check_file(recipe)
@@ -61,8 +62,9 @@ def test_arbitrary_structures(tmp_path_factory: object, value: object) -> None:
 @SETTINGS
 @given(st.integers(0, len(DEMO)), st.integers(0, 40), st.binary(max_size=20))
 def test_mutated_demo_recipe(tmp_path_factory: object, at: int, cut: int, insert: bytes) -> None:
-    folder = tmp_path_factory.mktemp("datasets") / "ca_d4c_provinces-territories"  # type: ignore[attr-defined]
-    folder.mkdir()
+    root = tmp_path_factory.mktemp("repo")  # type: ignore[attr-defined]
+    folder = root / "datasets" / "ca_d4c_provinces-territories"
+    folder.mkdir(parents=True)
     recipe = folder / "recipe.yaml"
     recipe.write_bytes(DEMO[:at] + insert + DEMO[at + cut:])
     findings, _ = check_file(recipe)

@@ -11,6 +11,7 @@ from d4c.validate.context import SEMVER, Context, semver_key
 from d4c.validate.lints import Finding
 
 _ORCID = re.compile(r"^(?:https://orcid\.org/)?(\d{4}-\d{4}-\d{4}-\d{3}[\dX])$")
+_ID = re.compile(r"^[a-z]{2}(-[a-z]{2})?_[a-z0-9]+(?:[_-][a-z0-9]+)*$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SPDX_FILE = Path(__file__).with_name("spdx-licenses.txt")
 
@@ -46,8 +47,10 @@ def check_identity(ctx: Context) -> None:
     root = ctx.root
     if root is None or rid is None or version is None or not SEMVER.match(version):
         return
+    if not _ID.match(rid):  # the schema reports it; never build paths from a bad id
+        return
     folder = root / "releases" / rid
-    if "/" in rid or rid.startswith(".") or not folder.is_dir():
+    if not folder.is_dir():
         return
     newest: tuple[tuple[object, ...], str] | None = None
     for record in sorted(folder.glob("*.json")):

@@ -37,6 +37,8 @@ def discover(targets: Sequence[Path]) -> list[Path]:
                 raise UsageError(f"no {RECIPE} found in {target} or its subfolders",
                                  hint="pass a recipe file, a dataset folder or a folder of datasets")
             found.extend(recipes)
+        elif target.exists():
+            raise UsageError(f"{target}: not a regular file or folder", hint="pass a recipe file")
         else:
             raise UsageError(f"{target}: no such file or folder", hint="check the path")
     return list(dict.fromkeys(found))
