@@ -177,3 +177,13 @@ def test_config_errors(fake: FakeGitHub) -> None:
     with pytest.raises(D4CError, match="every version"):
         make_target(TargetConfig(kind="github", name="g", url="{key}", retain="latest",
                                  options={"repo": "o/r"}), {})
+
+
+def test_journal_hint_spares_listing_every_release(fake: FakeGitHub, tmp_path: Path) -> None:
+    first = target(fake).prepare(make_context(tmp_path))
+    fake.log.clear()
+    ctx = make_context(tmp_path, state={"release_id": first["release_id"]})
+    assert target(fake).prepare(ctx) == first
+    assert not [p for m, p, _ in fake.log if m == "GET" and p.endswith("/releases")]
+    stale = make_context(tmp_path, state={"release_id": 999999})  # a hint, never the truth
+    assert target(fake).prepare(stale) == first and len(fake.releases) == 1

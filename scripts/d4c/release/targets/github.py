@@ -106,7 +106,7 @@ class GitHubTarget(BaseTarget):
     def prepare(self, ctx: ReleaseContext) -> dict[str, Any]:
         if ctx.dry_run:
             return {}
-        rel = self._find(ctx.tag)
+        rel = self._find(ctx.tag, ctx.state.get("release_id"))
         if rel is None:
             body = {"tag_name": ctx.tag, "name": _title(ctx), "body": _body(ctx, self.name), "draft": True}
             commit = (ctx.manifest.get("code") or {}).get("commit")
@@ -125,7 +125,7 @@ class GitHubTarget(BaseTarget):
     def finalize(self, ctx: ReleaseContext) -> dict[str, Any]:
         if ctx.dry_run:
             return {}
-        rel = self._find(ctx.tag)
+        rel = self._find(ctx.tag, ctx.state.get("release_id"))
         if rel is None:
             raise D4CError(f"target {self.name!r}: no release {ctx.tag} to publish", hint="run prepare first")
         facts = {"github_release": self._release_page(ctx.tag), "release_id": rel["id"]}
@@ -181,11 +181,17 @@ class GitHubTarget(BaseTarget):
         return []  # retain: all is enforced in __init__
 
     # -- helpers --------------------------------------------------------------------------
-    def _find(self, tag: str) -> dict[str, Any] | None:
-        """The published release of `tag`, else the oldest draft for it (extra drafts removed)."""
+    def _find(self, tag: str, hint: Any = None) -> dict[str, Any] | None:
+        """The published release of `tag`, else the oldest draft for it (extra drafts removed).
+
+        `hint` (the journal's release id) spares listing every release of the repository."""
         resp = self._call("GET", f"/repos/{self.repo}/releases/tags/{quote(tag, safe='/')}", ok=(200, 404))
         if resp.status_code == 200:
             return dict(resp.json())
+        if hint:
+            got = self._call("GET", f"/repos/{self.repo}/releases/{int(hint)}", ok=(200, 404))
+            if got.status_code == 200 and got.json().get("draft") and got.json().get("tag_name") == tag:
+                return dict(got.json())
         drafts = sorted((r for r in self._pages(f"/repos/{self.repo}/releases")
                          if r.get("draft") and r.get("tag_name") == tag), key=lambda r: r["id"])
         for extra in drafts[1:]:  # duplicates from an earlier crashed run: keep one draft

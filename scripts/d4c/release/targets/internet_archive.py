@@ -61,6 +61,7 @@ class InternetArchiveTarget(BaseTarget):
         self.mediatype = str(opts.get("mediatype", "data"))
         self.settle_seconds = float(opts.get("settle_seconds", 120))
         self._session: requests.Session | None = None
+        self._reader = http.session()  # public reads carry no credentials
         self._files: list[ReleaseFile] = []
         self._meta: dict[str, str] = {}  # item metadata headers, sent with the creating PUT
 
@@ -81,7 +82,8 @@ class InternetArchiveTarget(BaseTarget):
 
     def _call(self, method: str, url: str, ok: tuple[int, ...] = (200,), **kw: Any) -> requests.Response:
         try:
-            resp = self._http().request(method, url, **kw)
+            session = self._reader if method == "GET" else self._http()
+            resp = session.request(method, url, **kw)
         except requests.RequestException as exc:
             raise D4CError(f"target {self.name!r}: {method} {url}: {http.describe(exc)}",
                            hint="rerun `d4c release`: it resumes from what is already there") from None
@@ -108,6 +110,7 @@ class InternetArchiveTarget(BaseTarget):
         ident = identifier(self.template, ctx.dataset_id, ctx.version)
         if ctx.dry_run:
             return {}
+        self._http()  # missing keys fail here, before any upload anywhere
         meta = self._item(ident).get("metadata") or {}
         if meta and meta.get("d4c-dataset") != f"{ctx.dataset_id}/v{ctx.version}":
             raise D4CError(f"target {self.name!r}: archive.org item {ident} exists and is not this release",
