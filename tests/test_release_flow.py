@@ -183,7 +183,7 @@ def test_canary_secret_never_appears_anywhere(repo: Path, moto_s3: MotoS3, tmp_p
     caplog.set_level(logging.DEBUG)
     assert main(["-v", "release", DEMO, "--targets", str(world.config)]) == 0
     # and a failing run: the error line must not carry it either
-    bad = write_config(tmp_path / "bad.yaml", s3_target_yaml("x", "http://127.0.0.1:9", "nobkt"))
+    bad = write_config(tmp_path / "bad.yaml", s3_target_yaml("x", moto_s3.endpoint, "no-such-bucket"))
     assert main(["release", DEMO, "--targets", str(bad)]) == 1
     out, err = capfd.readouterr()
     assert "boto" in caplog.text.lower() or "s3" in caplog.text.lower()  # debug logs did flow

@@ -24,7 +24,14 @@ from d4c.release.bundle import make_bundle
 from d4c.release.files import build_dir_for, digest_small, ensure_built, source_file
 from d4c.release.journal import Journal
 from d4c.release.record import build_record, write_record
-from d4c.release.targets import ReleaseContext, ReleaseFile, StateStore, Target, make_target
+from d4c.release.targets import (
+    BaseTarget,
+    ReleaseContext,
+    ReleaseFile,
+    StateStore,
+    Target,
+    make_target,
+)
 from d4c.release.targets.base import source_key
 from d4c.release.torrent import TorrentInfo, make_torrent
 
@@ -134,11 +141,7 @@ def release(dataset_id: str, *, targets_file: Path | None = None, dry_run: bool 
 
     # 2. prepare (draft records, DOI reservation): each hook looks at the world first
     for t in targets:
-        facts = t.prepare(ctxs[t.name])
-        effect(f"prepare {t.name}")
-        journal.set_target_state(t.name, facts)
-        journal.save()
-        effect("journal")
+        _hook(t, "prepare", ctxs[t.name], journal, effect)
 
     # 3. torrents: deterministic, so simply made again on a rerun
     torrents: list[TorrentInfo] = []
@@ -178,10 +181,9 @@ def release(dataset_id: str, *, targets_file: Path | None = None, dry_run: bool 
             if not t.verify(key, sha):
                 raise D4CError(f"target {t.name!r}: {key} does not match sha256 {sha} after upload",
                                hint="the store damaged or replaced it; rerun to retry")
-            if not journal.done(step):
-                journal.mark(step)
-                journal.save()
-                effect("journal")
+            journal.mark(step)
+        journal.save()  # once per target: the journal is a hint, existence checks are the truth
+        effect("journal")
 
     # 5. retain: latest -- only now that every new file is verified everywhere
     for t in targets:
@@ -196,11 +198,7 @@ def release(dataset_id: str, *, targets_file: Path | None = None, dry_run: bool 
         journal.put("released_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     for t in targets:
         ctxs[t.name].state = journal.target_state(t.name)
-        facts = t.finalize(ctxs[t.name])
-        effect(f"finalize {t.name}")
-        journal.set_target_state(t.name, facts)
-        journal.save()
-        effect("journal")
+        _hook(t, "finalize", ctxs[t.name], journal, effect)
 
     # 7. the record, then the catalog
     for s in sources:
@@ -217,6 +215,18 @@ def release(dataset_id: str, *, targets_file: Path | None = None, dry_run: bool 
     journal.put("complete", True)
     journal.save()
     return rec
+
+
+def _hook(t: Target, which: str, ctx: ReleaseContext, journal: Journal, effect: SideEffect) -> None:
+    """Run a lifecycle hook; journal its facts when they are new."""
+    if getattr(type(t), which) is getattr(BaseTarget, which, None):
+        return  # the no-op default: nothing to run, nothing to record
+    facts = getattr(t, which)(ctx)
+    effect(f"{which} {t.name}")
+    if any(journal.target_state(t.name).get(k) != v for k, v in facts.items()):
+        journal.set_target_state(t.name, facts)
+        journal.save()
+        effect("journal")
 
 
 def digest_md5(path: Path) -> str:

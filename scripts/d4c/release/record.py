@@ -79,5 +79,5 @@ def write_record(path: Path, record: dict[str, Any], root: Path | None = None) -
     raw = dumps(record)
     if path.is_file() and path.read_bytes() == raw:
         return False
-    atomic_write(path, data=raw)
+    atomic_write(path, data=raw, durable=True)
     return True

@@ -20,8 +20,13 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def atomic_write(dest: Path, data: bytes | None = None, src: Path | None = None) -> None:
-    """Write bytes (or copy a file) to `dest` via a temp file + rename: never half-written."""
+def atomic_write(dest: Path, data: bytes | None = None, src: Path | None = None,
+                 durable: bool = False) -> None:
+    """Write bytes (or copy a file) to `dest` via a temp file + rename: never half-written.
+
+    `durable` adds an fsync before the rename, for published files that must survive a
+    power cut; working files (staging, journal copies) are re-derived on a rerun anyway.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dest.parent)
     try:
@@ -31,8 +36,9 @@ def atomic_write(dest: Path, data: bytes | None = None, src: Path | None = None)
                     shutil.copyfileobj(inp, out, 1 << 20)
             else:
                 out.write(data or b"")
-            out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                out.flush()
+                os.fsync(out.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
     except BaseException:
@@ -65,7 +71,7 @@ class LocalTarget(BaseTarget):
         return True
 
     def upload(self, key: str, path: Path, sha256: str, md5: str) -> None:
-        atomic_write(self._path(key), src=path)
+        atomic_write(self._path(key), src=path, durable=True)
 
     def verify(self, key: str, sha256: str) -> bool:
         path = self._path(key)
