@@ -273,3 +273,13 @@ def test_check_result_without_verdict_is_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "check").write_text("Traceback (most recent call last):\n")
     with pytest.raises(D4CError, match="not a --check result"):
         load_check(tmp_path / "check")
+
+
+def test_duplicate_keys_are_counted() -> None:
+    old = pa.table({"id": [1, 1, 2], "v": ["a", "b", "c"]})
+    same = compare_rows(old, old, ["id"])
+    assert same["duplicate_keys"] == {"old": 1, "new": 1}
+    new = pa.table({"id": [1, 2, 2], "v": ["b", "c", "c"]})
+    r = compare_rows(old.slice(1), new, ["id"])
+    assert r["duplicate_keys"] == {"old": 0, "new": 1} and r["examples"]["changed"] == []
+    assert compare_rows(towns(), towns(), ["id"])["duplicate_keys"] == {"old": 0, "new": 0}

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from d4c.errors import D4CError
 
 MAX_EXAMPLES = 3
+IN = "__d4c_present"  # marks the side a joined row came from (no user column is called this)
 
 
 @dataclass
@@ -151,44 +152,57 @@ def compare_rows(old: pa.Table, new: pa.Table, keys: list[str]) -> dict[str, Any
                 "only_new": only_new[0] if only_new else 0}
 
     kq = ", ".join(_q(k) for k in keys)
-    on = " AND ".join(f"o.{_q(k)} IS NOT DISTINCT FROM n.{_q(k)}" for k in keys)
-    dup = con.execute(
-        f"SELECT (SELECT count(*) - count(DISTINCT ({kq})) FROM o), "
-        f"(SELECT count(*) - count(DISTINCT ({kq})) FROM n)").fetchone()
-
-    def anti(a: str, b: str) -> tuple[int, list[str]]:
-        cond = " AND ".join(f"{a}.{_q(k)} IS NOT DISTINCT FROM {b}.{_q(k)}" for k in keys)
-        base = f"FROM {a} WHERE NOT EXISTS (SELECT 1 FROM {b} WHERE {cond})"
-        count = con.execute(f"SELECT count(*) {base}").fetchone()
-        rows = con.execute(f"SELECT {kq} {base} ORDER BY {kq} LIMIT {MAX_EXAMPLES}").fetchall()
-        return (count[0] if count else 0), [_key_text(keys, r) for r in rows]
-
-    added, added_ex = anti("n", "o")
-    removed, removed_ex = anti("o", "n")
     values = [c for c in common if c not in keys]
-    changed_cols: dict[str, int] = {}
-    changed, changed_ex = 0, []
-    if values:
-        diff = [f"o.{_q(c)} IS DISTINCT FROM n.{_q(c)}" for c in values]
-        per_col = ", ".join(f"count(*) FILTER (WHERE {d})" for d in diff)
-        row = con.execute(f"SELECT count(*) FILTER (WHERE {' OR '.join(diff)}), {per_col} "
-                          f"FROM o JOIN n ON {on}").fetchone() or (0,)
-        changed = row[0]
-        changed_cols = {c: n for c, n in zip(values, row[1:], strict=False) if n}
-        show = [c for c in values if c in changed_cols][:3]
-        picked = ", ".join([*(f"n.{_q(k)}" for k in keys), *(f"o.{_q(c)}, n.{_q(c)}" for c in show)])
-        for r in con.execute(f"SELECT {picked} FROM o JOIN n ON {on} WHERE {' OR '.join(diff)} "
-                             f"ORDER BY {', '.join(f'n.{_q(k)}' for k in keys)} LIMIT {MAX_EXAMPLES}").fetchall():
+    on = " AND ".join(f"o.{_q(k)} IS NOT DISTINCT FROM n.{_q(k)}" for k in keys)
+    differs = [f"o.{_q(c)} IS DISTINCT FROM n.{_q(c)}" for c in values]
+    flags = "".join(f", coalesce(o.{IN} AND n.{IN} AND {d}, FALSE) AS f{i}" for i, d in enumerate(differs))
+    # One full outer join over both tables; only the rows that differ are kept (usually few),
+    # so the counts and examples below read a small table instead of joining again.
+    con.execute(
+        f"CREATE TEMP TABLE d AS SELECT {', '.join(f'coalesce(n.{_q(k)}, o.{_q(k)}) AS {_q(k)}' for k in keys)}, "
+        f"o.{IN} IS NULL AS added, n.{IN} IS NULL AS removed{flags} "
+        f"FROM (SELECT *, TRUE AS {IN} FROM o) o FULL OUTER JOIN (SELECT *, TRUE AS {IN} FROM n) n ON {on} "
+        f"WHERE o.{IN} IS NULL OR n.{IN} IS NULL OR {' OR '.join(differs) or 'FALSE'}")
+    per_col = "".join(f", count(*) FILTER (WHERE f{i})" for i in range(len(values)))
+    row = con.execute("SELECT count(*) FILTER (WHERE added), count(*) FILTER (WHERE removed), "
+                      f"count(*) FILTER (WHERE NOT added AND NOT removed){per_col} FROM d").fetchone()
+    added, removed, changed, *per = row or (0, 0, 0)
+    changed_cols = {c: n for c, n in zip(values, per, strict=False) if n}
+
+    def keys_where(cond: str) -> list[tuple[Any, ...]]:
+        return con.execute(f"SELECT {kq} FROM d WHERE {cond} ORDER BY {kq} LIMIT {MAX_EXAMPLES}").fetchall()
+
+    changed_ex: list[str] = []
+    show = [c for c in values if c in changed_cols][:3]
+    if changed and show:
+        def on_k(t: str) -> str:
+            return " AND ".join(f"k.{_q(k)} IS NOT DISTINCT FROM {t}.{_q(k)}" for k in keys)
+
+        picked = ", ".join([*(f"k.{_q(k)}" for k in keys), *(f"o.{_q(c)}, n.{_q(c)}" for c in show)])
+        top = f"SELECT DISTINCT {kq} FROM d WHERE NOT added AND NOT removed ORDER BY {kq} LIMIT {MAX_EXAMPLES}"
+        for r in con.execute(f"SELECT {picked} FROM ({top}) k JOIN o ON {on_k('o')} JOIN n ON {on_k('n')} "
+                             f"ORDER BY {', '.join(f'k.{_q(k)}' for k in keys)} LIMIT {MAX_EXAMPLES * 3}").fetchall():
             vals = r[len(keys):]
             parts = [f"{c}: {_show(vals[2 * i])} -> {_show(vals[2 * i + 1])}"
                      for i, c in enumerate(show) if vals[2 * i] != vals[2 * i + 1]]
-            changed_ex.append(f"{_key_text(keys, r[:len(keys)])} ({'; '.join(parts)})")
+            if parts:  # with duplicate keys, some joined pairs are equal
+                changed_ex.append(f"{_key_text(keys, r[:len(keys)])} ({'; '.join(parts)})")
+    # Unique keys on both sides match one-to-one; anything else means duplicates, counted exactly.
+    repeated = con.execute(f"SELECT count(*) FROM (SELECT 1 FROM d WHERE NOT added AND NOT removed "
+                           f"GROUP BY {kq} HAVING count(*) > 1)").fetchone()
+    dup = (0, 0)
+    if old.num_rows - removed != new.num_rows - added or (repeated and repeated[0]):
+        dup = con.execute(f"SELECT (SELECT count(*) - count(DISTINCT ({kq})) FROM o), "
+                          f"(SELECT count(*) - count(DISTINCT ({kq})) FROM n)").fetchone() or (0, 0)
+    examples = {"added": [_key_text(keys, r) for r in keys_where("added")],
+                "removed": [_key_text(keys, r) for r in keys_where("removed")],
+                "changed": changed_ex[:MAX_EXAMPLES]}
     con.close()
     return {
         "by": "key", "key": keys, "added": added, "removed": removed, "changed": changed,
         "changed_columns": dict(sorted(changed_cols.items(), key=lambda kv: (-kv[1], kv[0]))),
-        "duplicate_keys": {"old": dup[0] if dup else 0, "new": dup[1] if dup else 0},
-        "examples": {"added": added_ex, "removed": removed_ex, "changed": changed_ex},
+        "duplicate_keys": {"old": dup[0], "new": dup[1]},
+        "examples": examples,
     }
 
 
