@@ -85,6 +85,8 @@ def test_duplicate_ids_across_recipes(tmp_path: Path, capsys: pytest.CaptureFixt
     dataset(tmp_path)
     dataset(tmp_path / "other")
     a, b = tmp_path / "datasets", tmp_path / "other" / "datasets"
+    recipe = a / "ca_d4c_provinces-territories" / "recipe.yaml"
+    assert cli(capsys, str(a), str(recipe.parent), str(recipe))[0] == 0  # one file, named 3 ways
     code, out, _ = cli(capsys, str(a), str(b))
     assert code == 1
     assert out.count("D4C303") == 1 and f"{b}/ca_d4c_provinces-territories/recipe.yaml:3:5: D4C303" in out

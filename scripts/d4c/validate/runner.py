@@ -41,7 +41,10 @@ def discover(targets: Sequence[Path]) -> list[Path]:
             raise UsageError(f"{target}: not a regular file or folder", hint="pass a recipe file")
         else:
             raise UsageError(f"{target}: no such file or folder", hint="check the path")
-    return list(dict.fromkeys(found))
+    unique: dict[Path, Path] = {}
+    for path in found:  # the same file named twice (relative and absolute) is checked once
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
 
 
 def display_path(path: Path) -> str:
