@@ -116,7 +116,8 @@ def check_outputs(ctx: Context) -> None:
             seen.add(name)
         fmt = out.get("format")
         if fmt in TABULAR_FORMATS and "sort_by" not in out:
-            ctx.add("D4C603", ("outputs", i), f"{fmt} output `{str(name)[:60]}` declares no `sort_by`")
+            label = name[:60] if isinstance(name, str) else f"outputs[{i}]"
+            ctx.add("D4C603", ("outputs", i), f"{fmt} output `{label}` declares no `sort_by`")
 
 
 def check_transform(ctx: Context) -> None:

@@ -32,6 +32,7 @@ _RULES: dict[tuple[str, str], str] = {
     ("creators/*/orcid", "pattern"): "D4C404",
     ("outputs/*/name", "pattern"): "D4C602",
     ("outputs/*/name", "maxLength"): "D4C602",
+    ("outputs/*/sort_by", "minItems"): "D4C603",
     ("transform/python", "pattern"): "D4C604",
     ("transform/command", "minItems"): "D4C606",
     ("transform/command", "type"): "D4C606",
@@ -124,6 +125,8 @@ def findings(loaded: Loaded, display: str) -> list[Finding]:
         if err.validator == "additionalProperties" and isinstance(err.instance, dict):
             out.extend(_unknown(err, path, loaded, display))
             continue
+        if err.validator == "oneOf" and not isinstance(err.instance, dict):
+            continue  # "url or path" on a non-mapping: its type error already says it
         line, col = loaded.pos(path, key=err.validator == "required")
         general = "/".join("*" if isinstance(p, int) else p for p in path)
         if err.validator == "required":
