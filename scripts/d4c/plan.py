@@ -58,6 +58,13 @@ class _Git:
 
     def __init__(self, root: Path):
         self.root = root
+        self._batch: subprocess.Popen[bytes] | None = None
+        self._blobs: dict[str, bytes] = {}
+
+    def close(self) -> None:
+        if self._batch is not None:
+            self._batch.communicate()
+            self._batch = None
 
     def run(self, *args: str) -> bytes:
         proc = subprocess.run(["git", *args], cwd=self.root, capture_output=True, check=False)
@@ -83,7 +90,42 @@ class _Git:
         return {p for p in out.decode().split("\0") if p}
 
     def read(self, commit: str, path: str) -> bytes:
-        return self.run("cat-file", "blob", f"{commit}:{path}")
+        """One blob, through a single `git cat-file --batch` (one process, not one per file)."""
+        spec = f"{commit}:{path}"
+        if spec in self._blobs:
+            return self._blobs[spec]
+        if "\n" in spec:  # the batch protocol is line-based
+            return self.run("cat-file", "blob", spec)
+        if self._batch is None:
+            self._batch = subprocess.Popen(["git", "cat-file", "--batch"], cwd=self.root,
+                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert self._batch.stdin is not None and self._batch.stdout is not None
+        self._batch.stdin.write(spec.encode() + b"\n")
+        self._batch.stdin.flush()
+        header = self._batch.stdout.readline().split()
+        if len(header) != 3 or header[1] != b"blob":
+            raise D4CError(f"git cannot read {spec} ({b' '.join(header[1:]).decode() or 'no answer'})")
+        data = self._batch.stdout.read(int(header[2]))
+        self._batch.stdout.read(1)  # the newline after each object
+        self._blobs[spec] = data
+        return data
+
+    def preload(self, commit: str, paths: list[str]) -> None:
+        """Read many blobs with one `git cat-file --batch` run (recipes, transforms, helpers)."""
+        specs = [f"{commit}:{p}" for p in paths if "\n" not in p]
+        if not specs:
+            return
+        out = subprocess.run(["git", "cat-file", "--batch"], cwd=self.root, check=False,
+                             input="".join(f"{s}\n" for s in specs).encode(), capture_output=True).stdout
+        pos = 0
+        for spec in specs:
+            end = out.index(b"\n", pos)
+            header = out[pos:end].split()
+            pos = end + 1
+            if len(header) == 3 and header[1] == b"blob":
+                size = int(header[2])
+                self._blobs[spec] = out[pos:pos + size]
+                pos += size + 1
 
     def changes(self, base: str | None, head: str) -> list[tuple[str, str]]:
         """(status letter, path) for base...head (None: from nothing); renames are delete + add."""
@@ -180,10 +222,19 @@ def _released(files: set[str], dataset: str) -> list[str]:
 def plan(root: Path, base: str, head: str = "HEAD") -> Plan:
     """Compute the plan for the change base...head in the repository at `root`."""
     git = _Git(root)
+    try:
+        return _plan(git, base, head)
+    finally:
+        git.close()
+
+
+def _plan(git: _Git, base: str, head: str) -> Plan:
     base_c = None if NULL_SHA.match(base) else git.commit(base)
     head_c = git.commit(head)
     changes = git.changes(base_c, head_c)
     base_files, head_files = git.files(base_c) if base_c else set(), git.files(head_c)
+    git.preload(head_c, sorted(p for p in head_files if p.startswith("datasets/")
+                               and (p.endswith(".py") or _RECIPE.match(p))))
     recipes = {
         m.group(1): _yaml(git.read(head_c, p), p)
         for p in sorted(head_files) if (m := _RECIPE.match(p))
