@@ -283,3 +283,16 @@ def test_duplicate_keys_are_counted() -> None:
     r = compare_rows(old.slice(1), new, ["id"])
     assert r["duplicate_keys"] == {"old": 0, "new": 1} and r["examples"]["changed"] == []
     assert compare_rows(towns(), towns(), ["id"])["duplicate_keys"] == {"old": 0, "new": 0}
+
+
+def test_failed_check_diffs_the_kept_first_run(repo: Path, tmp_path: Path) -> None:
+    (repo / "datasets" / DS / "recipe.yaml").write_text(recipe_text("1.0.1"))
+    write_build(tmp_path / "out.check-differs" / "run1", "1.0.1", towns())
+    log = tmp_path / "check.log"
+    log.write_text("--check: x.parquet differs between two builds:\n  row 3\n"
+                   "error: build is not reproducible: x.parquet differs between two builds\n")
+    env = {**os.environ, "D4C_REPO": str(repo)}
+    p = subprocess.run([sys.executable, "-m", "d4c", "diff", DS, "--build", str(tmp_path / "out"),
+                        "--check-result", str(log)], capture_output=True, text=True, env=env, check=False)
+    assert p.returncode == 1, p.stderr
+    assert "**NOT reproducible**" in p.stdout and "- row 3" in p.stdout and "**SemVer: pass**" in p.stdout

@@ -22,7 +22,7 @@ FILES = sorted(WORKFLOWS.glob("*.yml"))
 PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 EXPR = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
 # Every `run:` line is a d4c command, a make target or plain wiring (docs/workflows.md).
-RUN_LINE = re.compile(r"^(\.venv/bin/d4c |make |mkdir -p |git |cat report/|\|\||commit )")
+RUN_LINE = re.compile(r"^(\.venv/bin/d4c |make |mkdir -p |git |cat report/|commit -m )")
 
 
 def tool(name: str) -> str:

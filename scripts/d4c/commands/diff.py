@@ -107,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
         recipe = recipes.load_id(args.dataset, root)
         build = paths.state_dir(root) / "build" / args.dataset / f"v{recipe.version}"
     check = load_check(args.check_result) if args.check_result else None
+    kept = build.with_name(f"{build.name}.check-differs") / "run1"
+    if check is not None and not check["ok"] and not (build / "manifest.json").exists() \
+            and (kept / "manifest.json").is_file():
+        build = kept  # a failed --check publishes nothing but keeps both runs: diff the first
     report = make_report(root, args.dataset, build, args.against, check)
     md = render.markdown(report, args.limit or render.STEP_SUMMARY_LIMIT)
     js = render.to_json(report)
