@@ -69,3 +69,14 @@ def test_logical_hash_ignores_encoding_but_not_values(tmp_path: Path) -> None:
     assert a["schema_fingerprint"] == c["schema_fingerprint"]
     assert a["logical_sha256"] != c["logical_sha256"]
     assert a["columns"] == [{"name": "k", "type": "int64", "nulls": 0}, {"name": "s", "type": "string", "nulls": 0}]
+
+
+def test_logical_hash_separates_null_from_empty_and_ignores_chunking() -> None:
+    t = pa.table({"k": pa.array([2, None, 1], pa.int64()), "s": ["x", None, "yy"],
+                  "ok": [True, None, False], "d": pa.array([1, None, 3], pa.date32())})
+    base = logical.logical_sha256(t)
+    assert logical.logical_sha256(pa.concat_tables([t.slice(2), t.slice(0, 2)])) == base
+    assert logical.logical_sha256(t.set_column(1, "s", pa.array(["x", "", "yy"]))) != base
+    assert logical.logical_sha256(t.set_column(0, "k", pa.array([2, 0, 1], pa.int64()))) != base
+    assert logical.logical_sha256(t.set_column(2, "ok", pa.array([True, False, False]))) != base
+    assert logical.logical_sha256(t.rename_columns(["k", "s", "ok", "day"])) != base

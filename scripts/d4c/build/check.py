@@ -93,6 +93,7 @@ def explain_parquet(a: Path, b: Path) -> list[str]:
 
 
 def explain_csv(a: Path, b: Path) -> list[str]:
+    """First differing line of two text files (CSV, the manifest)."""
     with open(a, "rb") as fa, open(b, "rb") as fb:
         for n, (la, lb) in enumerate(zip(fa, fb), start=1):
             if la != lb:
@@ -119,7 +120,7 @@ def explain(a: Path, b: Path, fmt: str) -> list[str]:
     lines = [f"first differing byte at offset {first_byte_difference(a, b)} {sizes}"]
     if fmt in {"parquet", "geoparquet"}:
         lines += explain_parquet(a, b)
-    elif fmt == "csv":
+    elif fmt in {"csv", "json"}:
         lines += explain_csv(a, b)
     return lines + diffoscope(a, b)
 

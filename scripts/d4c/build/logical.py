@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -48,15 +49,53 @@ def _canon(value: Any) -> Any:
     return str(value)
 
 
+def _column_streams(col: pa.ChunkedArray, streams: list[Any]) -> None:
+    """Feed one column, chunk by chunk, into (validity, lengths, data) hashers.
+
+    Each stream is a plain concatenation, so the digest does not depend on how the
+    column is chunked; nulls are replaced by a fixed value and counted in validity.
+    """
+    valid, lengths, data = streams
+    for chunk in col.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            chunk = chunk.dictionary_decode()
+        valid.update(np.ascontiguousarray(chunk.is_valid().to_numpy(zero_copy_only=False)).tobytes())
+        t = chunk.type
+        if pa.types.is_binary(t) or pa.types.is_string(t) or pa.types.is_large_binary(t) \
+                or pa.types.is_large_string(t):
+            filled = chunk.cast(pa.large_binary()).fill_null(b"")
+            filled = pa.concat_arrays([filled])  # fresh buffers: offsets start at this slice
+            offsets = np.frombuffer(filled.buffers()[1], dtype=np.int64)[filled.offset:filled.offset + len(filled) + 1]
+            lengths.update(np.diff(offsets).astype("<i8").tobytes())
+            if len(filled):
+                data.update(memoryview(filled.buffers()[2])[offsets[0]:offsets[-1]])
+        elif pa.types.is_primitive(t) and not pa.types.is_boolean(t):
+            zero = pa.scalar(0, type=t) if not pa.types.is_temporal(t) else None
+            filled = chunk.fill_null(zero) if zero is not None and chunk.null_count else chunk
+            values = filled.to_numpy(zero_copy_only=False)
+            if values.dtype.kind in "mM":
+                values = values.view("<i8")
+            data.update(np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<")).tobytes())
+        else:  # booleans, decimals, nested: canonical text per value
+            for value in chunk.to_pylist():
+                data.update(json.dumps(value, separators=(",", ":"), default=_canon).encode() + b"\n")
+
+
 def logical_sha256(table: pa.Table) -> str:
-    """sha256 of the schema and the rows sorted by every column, one JSON line each."""
+    """sha256 of the schema and of every column of the rows sorted by every column.
+
+    Columnar (vectorised) rather than row by row: per column, the validity bytes,
+    the value lengths (strings, binary) and the values in a fixed little-endian or
+    text form. Any change of a value, of the row set or of the schema changes it;
+    Parquet encoding, compression, row groups and row order do not.
+    """
     h = hashlib.sha256()
     h.update(json.dumps(schema_fields(table.schema), separators=(",", ":")).encode() + b"\n")
-    for batch in sort_table(table, ()).to_batches(max_chunksize=65536):
-        cols = [c.to_pylist() for c in batch.columns]
-        for row in zip(*cols):
-            line = json.dumps(list(row), separators=(",", ":"), default=_canon, ensure_ascii=False)
-            h.update(line.encode() + b"\n")
+    ordered = sort_table(table, ())
+    for i, name in enumerate(ordered.column_names):
+        streams = [hashlib.sha256() for _ in range(3)]
+        _column_streams(ordered.column(i), streams)
+        h.update(name.encode() + b"\0" + b"".join(s.digest() for s in streams))
     return h.hexdigest()
 
 

@@ -40,7 +40,8 @@ def _sha256(path: Path) -> str | None:
 
 
 def _git(root: Path, *args: str) -> str | None:
-    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    # --no-optional-locks: never take index.lock (others may be committing in the same tree).
+    proc = subprocess.run(["git", "--no-optional-locks", *args], cwd=root, capture_output=True, text=True, check=False)
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
