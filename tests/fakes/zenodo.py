@@ -10,8 +10,9 @@
 - `POST /api/records/{id}/versions` makes a new-version draft that starts with NO files
   (`POST /draft/actions/files-import` links the previous ones); only one such draft
   at a time: asking again returns the same draft;
-- `GET /api/records/{id}/versions[/latest]`, `GET /api/user/records?q=...` (the user's
-  drafts and records; `q` supports `field:"value"` terms joined by AND; with `search_lag`
+- `GET /api/records/{id}/versions[/latest]` (latest: 200 with the record); a record's
+  JSON says only `files.enabled`: its entries come from `GET /api/records/{id}/files`;
+- `GET /api/user/records?q=...` (the user's drafts and records; `q` supports `field:"value"` terms joined by AND; with `search_lag`
   a new draft shows in search only that many seconds after it was made, as on Zenodo);
 - limits: 100 files and 50 GB per record (configurable); `X-RateLimit-*` headers and 429
   with Retry-After past the limit; Bearer token auth.
@@ -85,6 +86,7 @@ class FakeZenodo(FakeServer):
             ("GET", f"{api}/{ID}/versions", self._versions),
             ("GET", f"{api}/{ID}/versions/latest", self._latest),
             ("GET", "/api/user/records", self._search),
+            ("GET", f"{api}/{ID}/files", self._record_files),
             ("GET", f"{api}/{ID}/files/{KEY}/content", self._download),
             ("GET", f"/records/{ID}/files/{KEY}", self._download),
         ]:
@@ -99,7 +101,7 @@ class FakeZenodo(FakeServer):
             return json_response(429, {"status": 429, "message": "Too many requests"},
                                  {"Retry-After": str(wait), **self._rl_headers(now)})
         self._window.append(now)
-        public = req.method == "GET" and bool(re.match(rf"^(/api/records/{ID}(/files/.*)?|/records/.*)$", req.path))
+        public = req.method == "GET" and bool(re.match(rf"^(/api/records/{ID}(/files(/.*)?)?|/records/.*)$", req.path))
         if not public and req.headers.get("authorization") != f"Bearer {self.token}":
             resp = json_response(403 if "authorization" in req.headers else 401,
                                  {"status": 401, "message": "The server could not verify that you are authorized."})
@@ -127,7 +129,7 @@ class FakeZenodo(FakeServer):
             "parent": {"id": rec.parent, "pids": {"doi": {"identifier": parent["doi"]}} if parent["doi"] else {}},
             "pids": {"doi": {"identifier": rec.doi, "provider": "datacite"}} if rec.doi else {},
             "doi": rec.doi, "metadata": rec.metadata,
-            "files": {"enabled": True, "entries": {k: f.entry() for k, f in rec.files.items()}},
+            "files": {"enabled": True, "order": []},  # entries: GET .../files (as documented)
             "is_published": rec.published, "is_draft": not rec.published,
             "status": "published" if rec.published else ("new_version_draft" if versions else "draft"),
             "versions": {"index": rec.index, "is_latest": latest is rec,
@@ -314,8 +316,7 @@ class FakeZenodo(FakeServer):
         pub = [r for r in self.records.values() if rec and r.parent == rec.parent and r.published]
         if not pub:
             return self._error("The persistent identifier does not exist.", 404)
-        latest = max(pub, key=lambda r: r.index)
-        return Response(302, b"", {"Location": f"{self.url}/api/records/{latest.id}"})
+        return json_response(200, self._json(max(pub, key=lambda r: r.index)))
 
     def _search(self, req: Request) -> Response:
         terms = re.findall(r'([\w.]+):"((?:[^"\\]|\\.)*)"', req.query.get("q", ""))
@@ -326,6 +327,10 @@ class FakeZenodo(FakeServer):
         hits = [self._json(r) for r in self.records.values() if r.indexed_at <= now
                 and all(_matches(self._json(r), f.split("."), v.replace('\\"', '"')) for f, v in terms)]
         return json_response(200, {"hits": {"hits": hits, "total": len(hits)}})
+
+    def _record_files(self, req: Request) -> Response:
+        rec = self._rec(req, draft=False)
+        return rec if isinstance(rec, Response) else json_response(200, self._files_json(rec))
 
     def _download(self, req: Request) -> Response:
         rec = self._rec(req, draft=False)

@@ -198,8 +198,7 @@ class ZenodoTarget(BaseTarget):
         if resp.status_code == 200:
             items = list(resp.json().get("entries", []))
         else:  # no draft any more: the published record lists its files
-            rec = self._call("GET", f"/records/{self.record_id}").json()
-            items = list((rec.get("files") or {}).get("entries", {}).values())
+            items = list(self._call("GET", f"/records/{self.record_id}/files").json().get("entries", []))
         out = {e["key"]: e.get("checksum", "") for e in items if e.get("status") == "completed"}
         if all_states:
             out.update({e["key"]: "pending" for e in items if e.get("status") != "completed"})
