@@ -41,7 +41,11 @@ def _same(pair: dict[str, Any]) -> str:
 
 def _row(name: str, a: dict[str, Any]) -> str:
     if a["status"] != "compared":
-        return f"| `{_short(name, 40)}` | {a['status']} | | | | | | | |"
+        f = a.get("facts") or {}
+        return (f"| `{_short(name, 40)}` | {a['status']} | | {_num(f.get('size'), f.get('size'))} | "
+                f"{_num(f.get('rows'), f.get('rows'))} | {f.get('columns', '?')} columns | "
+                f"{_short(f.get('geometry_types') or '')} | {_short(f.get('crs') or '')} | "
+                f"{_short(f.get('bbox') or '', 40)} |")
     c = a["columns"]
     cols = f"+{len(c['added'])} -{len(c['removed'])} ~{len(c['retyped'])}"
     return (f"| `{_short(name, 40)}` | {_same(a['bytes'])} | {_same(a['logical'])} | "
@@ -129,9 +133,10 @@ def _lines(report: dict[str, Any]) -> list[str]:
         lines.append("")
     for title, key in (("Sources", "sources"), ("Environment", "environment"), ("Parameters", "params")):
         changes = report.get(key) or []
+        none = "- unchanged" if old else "- first release: nothing to compare"
         lines += [f"### {title}", ""]
         lines += _capped([f"- `{_short(c['field'], 60)}`: {_short(c['old'])} -> {_short(c['new'])}"
-                          for c in changes]) or ["- unchanged"]
+                          for c in changes]) or [none]
         lines.append("")
     rep = report.get("reproducibility")
     lines += ["### Reproducibility (`d4c build --check`)", ""]

@@ -46,8 +46,11 @@ def _environment(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any
 
 def _artifact(name: str, old: dict[str, Any] | None, new: dict[str, Any] | None,
               old_file: Path | None, new_dir: Path, keys: list[str], sample: bool) -> dict[str, Any]:
-    if old is None or new is None:
-        return {"status": "added" if old is None else "removed"}
+    if old is None or new is None:  # what there is to know about the one side that exists
+        facts = compare.profile_manifest(new if new is not None else old or {})
+        return {"status": "added" if old is None else "removed",
+                "facts": {"size": facts.size, "rows": facts.rows, "columns": len(facts.columns),
+                          "geometry_types": facts.geometry_types, "crs": facts.crs, "bbox": facts.bbox}}
     new_file = new_dir / str(new["file"])
     fmt_ok = old.get("format") in TABULAR and new.get("format") in TABULAR
     if old_file is not None and fmt_ok and new_file.is_file():
@@ -106,7 +109,9 @@ def make_report(root: Path, dataset_id: str, build_dir: Path, against: str | Non
     }
     if record is None:
         report["note"] = "First release of this dataset: nothing to compare against."
-        report["artifacts"] = {n: {"status": "added"} for n in sorted(new_outs)}
+        report["artifacts"] = {n: _artifact(n, None, new_outs[n], None, build_dir, [], sample)
+                               for n in sorted(new_outs)}
+        report["sources"] = _sources([], manifest.get("sources") or [])
     else:
         old_m = record["manifest"]
         old_outs = {str(o["name"]): o for o in old_m["outputs"]}
