@@ -62,6 +62,24 @@ def test_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert all(set(r) == {"path", "line", "col", "id", "severity", "message"} for r in rows)
 
 
+def test_github_step_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.setenv("GITHUB_SERVER_URL", "https://github.com")
+    monkeypatch.setenv("GITHUB_REPOSITORY", "dataforcanada/d4c")
+    monkeypatch.setenv("GITHUB_SHA", "abc123")
+    text = (DEMO / "recipe.yaml").read_text().replace("license: CC-BY-4.0", "license: A|B")
+    recipe = dataset(tmp_path / "r", text)
+    assert cli(capsys, "--format", "github", str(recipe))[0] == 1
+    page = summary.read_text()
+    assert page.startswith("earlier step\n### d4c validate: 1 error(s), 0 warning(s)\n")
+    assert "| [D4C401](https://github.com/dataforcanada/d4c/blob/abc123/docs/lints.md#d4c401) | error | `A\\|B` is not an SPDX license id |" in page
+    assert cli(capsys, "--format", "text", str(recipe))[0] == 1
+    assert summary.read_text() == page  # only the github format writes a summary
+
+
 def test_warnings_alone_exit_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     text = (DEMO / "recipe.yaml").read_text().replace("keywords:", "colour: blue\nkeywords:")
     code, out, _ = cli(capsys, str(dataset(tmp_path, text)))

@@ -11,7 +11,7 @@ from typing import Any
 from d4c import paths
 from d4c.errors import D4CError
 from d4c.validate import fieldref, schema, validate_paths
-from d4c.validate.formats import FORMATS
+from d4c.validate.formats import FORMATS, step_summary
 from d4c.validate.lints import render_markdown
 
 
@@ -61,6 +61,13 @@ def _schema() -> dict[str, Any]:
     return dict(schema.validator().schema)
 
 
+def _docs_url() -> str | None:
+    """The lint reference at the commit being checked, when running in GitHub Actions."""
+    env = os.environ
+    parts = [env.get(k) for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_SHA")]
+    return f"{parts[0]}/{parts[1]}/blob/{parts[2]}/docs/lints.md" if all(parts) else None
+
+
 def run(args: argparse.Namespace) -> int:
     if args.write_lint_docs or args.write_field_docs:
         _write_docs(args)
@@ -68,6 +75,13 @@ def run(args: argparse.Namespace) -> int:
     targets = args.paths or [paths.repo_root() / "datasets"]
     findings = validate_paths(targets, allow_loopback=args.allow_loopback, jobs=args.jobs or None)
     sys.stdout.write(FORMATS[args.format](findings))
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if args.format == "github" and summary:
+        try:
+            with open(summary, "a", encoding="utf-8") as fh:
+                fh.write(step_summary(findings, _docs_url()))
+        except OSError as exc:
+            print(f"warning: cannot append to GITHUB_STEP_SUMMARY: {exc.strerror}", file=sys.stderr)
     errors = sum(f.severity == "error" for f in findings)
     warnings = len(findings) - errors
     files = len({f.path for f in findings})

@@ -39,3 +39,19 @@ def as_json(findings: Sequence[Finding]) -> str:
 
 
 FORMATS = {"text": text, "github": github, "json": as_json}
+
+
+def step_summary(findings: Sequence[Finding], docs_url: str | None = None, limit: int = 500) -> str:
+    """Markdown for GITHUB_STEP_SUMMARY: GitHub shows only ~10 annotations of each kind
+    per step, the summary lists them all (capped well under its 1 MiB limit)."""
+    errors = sum(f.severity == "error" for f in findings)
+    head = [f"### d4c validate: {errors} error(s), {len(findings) - errors} warning(s)", ""]
+    if not findings:
+        return "\n".join([*head, "All recipes are valid.", ""])
+    rows = ["| where | id | severity | message |", "|---|---|---|---|"]
+    for f in findings[:limit]:
+        msg = redact(f.message).replace("|", "\\|")
+        lint = f"[{f.lint}]({docs_url}#{f.lint.lower()})" if docs_url else f.lint
+        rows.append(f"| `{f.path}:{f.line}:{f.col}` | {lint} | {f.severity} | {msg} |")
+    more = ["", f"... and {len(findings) - limit} more."] if len(findings) > limit else []
+    return "\n".join([*head, *rows, *more, ""])
