@@ -1,6 +1,7 @@
 """SemVer precedence (semver.org section 11), so 1.10.0 sorts after 1.9.0 and 2.0.0-rc.1 before 2.0.0."""
 from __future__ import annotations
 
+import functools
 import re
 
 from d4c.errors import D4CError
@@ -15,6 +16,7 @@ _SEMVER = re.compile(
 SortKey = tuple[int, int, int, int, tuple[tuple[int, int, str], ...]]
 
 
+@functools.lru_cache(maxsize=65536)  # versions repeat across datasets; sorting calls this a lot
 def version_key(version: str) -> SortKey:
     """Sort key giving SemVer precedence; build metadata is ignored, as the spec says."""
     m = _SEMVER.match(version)
