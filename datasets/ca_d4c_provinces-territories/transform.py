@@ -6,8 +6,13 @@ are sorted by the recipe's `sort_by`, the `geo` metadata is written for you).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import geopandas as gpd
 import pandas as pd
+
+if TYPE_CHECKING:  # the context type, for editors and mypy only
+    from d4c.build.context import BuildContext
 
 # Explicit column types: never let a reader guess (a code like "01" would lose its zero).
 DTYPES = {
@@ -22,7 +27,7 @@ DTYPES = {
 }
 
 
-def build(ctx) -> None:  # ctx: d4c.build.context.BuildContext
+def build(ctx: BuildContext) -> None:
     table = pd.read_csv(ctx.source("provinces-territories"), dtype=DTYPES, encoding="utf-8")
     points = gpd.points_from_xy(table["capital_lon"], table["capital_lat"])
     capitals = gpd.GeoDataFrame(

@@ -6,10 +6,15 @@ and CSV) through the context's deterministic writers.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
+if TYPE_CHECKING:  # the context type, for editors and mypy only
+    from d4c.build.context import BuildContext
 
-def build(ctx) -> None:  # ctx: d4c.build.context.BuildContext
+
+def build(ctx: BuildContext) -> None:
     population = pd.read_csv(ctx.source("population"), dtype={"pruid": "int16", "population_2021": "int64"})
     land = pd.read_csv(ctx.source("land-area"), dtype={"pruid": "int16", "land_area_km2": "float64"})
     # validate="one_to_one": a duplicated or missing key is an error, not a silent row change.

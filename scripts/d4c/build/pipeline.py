@@ -87,7 +87,10 @@ def build(recipe: Recipe, root: Path, out: Path, opts: BuildOptions) -> dict[str
         os.chmod(stage, 0o755)
         job = Job(recipe=recipe, repo_root=root, params=params, sources=sources, stage=stage,
                   work=work, source_date_epoch=epoch, sample=opts.sample)
+        log.info("running %s v%s transform with the %s runner", recipe.id, recipe.version, opts.runner)
         result = get_runner(opts.runner).run(job)
+        log.info("transform done (network isolation: %s); hashing and describing outputs",
+                 result.network_isolation)
         manifest = mf.make(recipe, root, stage, result, params, epoch, opts.sample)
         mf.write(stage / MANIFEST, manifest)
         mf.write(stage / PROVENANCE, provenance.statement(manifest))
