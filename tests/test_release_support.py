@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import itertools
+import json
 import os
 import shutil
 import socket
@@ -40,9 +41,14 @@ class MotoS3:
                             aws_access_key_id="a", aws_secret_access_key="b",
                             config=Config(s3={"addressing_style": "path"}))
 
-    def bucket(self, prefix: str = "bkt") -> str:
+    def bucket(self, prefix: str = "bkt", public: bool = False) -> str:
         name = f"{prefix}-{next(self._n)}"
         self.client().create_bucket(Bucket=name)
+        if public:  # anonymous GETs, as on an open-data bucket (web seeds, plain downloads)
+            self.client().put_bucket_policy(Bucket=name, Policy=json.dumps({
+                "Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                    "Resource": f"arn:aws:s3:::{name}/*"}]}))
         return name
 
     def keys(self, bucket: str) -> list[str]:
