@@ -73,8 +73,8 @@ _ALL = [
     _l("D4C106", "duplicate-key", "error", "A mapping has the same key twice.",
        "YAML loaders disagree on which value wins; a reviewer may read the other one.",
        "Remove or rename one of the keys."),
-    _l("D4C107", "alias-limit", "error", "The file uses more than 100 YAML aliases, or aliases "
-       "expand to more than 20,000 nodes.",
+    _l("D4C107", "alias-limit", "error", "The file uses more than 100 YAML aliases, aliases "
+       "expand to more than 20,000 nodes, or an alias refers to its own ancestor.",
        "Alias expansion is how 'billion laughs' YAML bombs exhaust memory; a recipe needs few.",
        "Write the values out instead of using `*alias` references."),
     _l("D4C108", "yaml-tag", "error", "A node has an unsupported YAML tag (`!tag`, `!!binary`, "

@@ -30,6 +30,7 @@ MAX_DEPTH = 50
 Pos = tuple[int, int]
 JPath = tuple[str | int, ...]
 _T = "tag:yaml.org,2002:"
+_KEY_TAGS = frozenset(_T + t for t in ("str", "int", "bool", "null", "float", "timestamp"))
 warnings.filterwarnings("ignore", category=ReusedAnchorWarning)  # a re-used anchor is legal YAML
 
 
@@ -141,6 +142,7 @@ def _scalar(node: ScalarNode) -> Any:
 class _Builder:
     def __init__(self, out: Loaded, display: str):
         self.out, self.display, self.count = out, display, 0
+        self.open: set[int] = set()  # collections being built: an alias to one is a cycle
 
     def build(self, node: Node, path: JPath) -> Any:
         self.count += 1
@@ -151,6 +153,15 @@ class _Builder:
         self.out.values[path] = _at(node)
         if isinstance(node, ScalarNode):
             return _scalar(node)
+        if id(node) in self.open:
+            raise _Stop("D4C107", _at(node), "an alias refers to its own ancestor (a recursive structure)")
+        self.open.add(id(node))
+        try:
+            return self._collection(node, path)
+        finally:
+            self.open.discard(id(node))
+
+    def _collection(self, node: Node, path: JPath) -> Any:
         tag = str(node.tag)
         if isinstance(node, SequenceNode):
             if tag != _T + "seq":
@@ -164,9 +175,7 @@ class _Builder:
             if str(knode.tag) == _T + "merge":
                 merges.append(vnode)
                 continue
-            if not isinstance(knode, ScalarNode) or str(knode.tag) not in (
-                _T + s for s in ("str", "int", "bool", "null", "float", "timestamp")
-            ):
+            if not isinstance(knode, ScalarNode) or str(knode.tag) not in _KEY_TAGS:
                 raise _Stop("D4C108", _at(knode), "a mapping key must be plain text")
             key = knode.value
             if key in result:
