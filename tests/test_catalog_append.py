@@ -43,6 +43,18 @@ def test_appends_equal_rebuild_byte_for_byte(tmp_path: Path) -> None:
     assert appended.read_bytes() == before
 
 
+def test_append_widens_the_schema_like_a_rebuild(tmp_path: Path) -> None:
+    """A first version with no software, mirrors or French text; then one with all three."""
+    bare = make_record("ca_a_b", "1.0.0", targets=("local",), doi=None)
+    bare["manifest"]["environment"] = {}
+    del bare["metadata"]["title"]["fr"]
+    records = [bare, make_record("ca_c_d", "1.0.0", outputs=(("dem", "cog"),))]
+    for record in records:
+        append_record(record, tmp_path / "appended.parquet", metadata=META)
+    build_catalog(records, tmp_path / "rebuilt.parquet", metadata=META)
+    assert (tmp_path / "appended.parquet").read_bytes() == (tmp_path / "rebuilt.parquet").read_bytes()
+
+
 def test_append_refuses_unknown_destinations(tmp_path: Path) -> None:
     from d4c.errors import D4CError
 

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from d4c.catalog.build import Metadata, metadata_from, paused_gc
 from d4c.catalog.collections import Collection, collection_for
-from d4c.catalog.items import item_id, link_versions, record_to_item
+from d4c.catalog.items import link_versions, record_to_item
 from d4c.catalog.records import Record, check_record
 from d4c.catalog.writer import (
     items_to_table,
@@ -58,10 +58,18 @@ def merge(existing: pa.Table | None, collections: dict[str, Collection], record:
     # Other datasets are already sorted: slot the dataset's rows in by collection id.
     before = existing.filter(pc.less(existing["collection"], cid))
     after = existing.filter(pc.greater(existing["collection"], cid))
-    table = pa.concat_tables([t.select(schema.names).cast(schema) for t in (before, rows, after)])
+    table = pa.concat_tables([_conform(t, schema) for t in (before, rows, after)])
     merged = {k: v for k, v in collections.items() if k != cid}
     merged[cid] = collection_for(linked)
     return table, {k: merged[k] for k in sorted(merged)}
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Cast to the widened schema; a column the old file lacked comes in as nulls."""
+    names = set(table.column_names)
+    return pa.Table.from_arrays(
+        [table[f.name].cast(f.type) if f.name in names else pa.nulls(len(table), f.type)
+         for f in schema], schema=schema)
 
 
 def _collections(meta: dict[bytes, bytes] | None) -> dict[str, Collection]:
@@ -149,4 +157,4 @@ def append_record(record: Record, target_or_path: str | Path, *, metadata: Metad
         _append_local(record, Path(dest), meta)
 
 
-__all__ = ["append_record", "item_id", "merge", "read_catalog"]
+__all__ = ["append_record", "merge", "read_catalog"]
