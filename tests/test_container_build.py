@@ -70,3 +70,19 @@ def test_container_and_local_builds_are_identical(
         assert [(o["file"], o["sha256"]) for o in local["outputs"]] == \
             [(o["file"], o["sha256"]) for o in container["outputs"]]
         assert local["environment"]["packages"] == container["environment"]["packages"]
+
+
+@pytest.mark.timeout(1800)
+def test_container_transform_failure_is_clear(
+    podman_env: str, repo_copy: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("D4C_REPO", str(repo_copy))
+    folder = repo_copy / "datasets" / DATASETS[1]
+    (folder / "transform.py").write_text(
+        "import socket\n\ndef build(ctx):\n    socket.create_connection(('127.0.0.1', 9), timeout=2)\n"
+    )
+    out = repo_copy / "out"
+    assert main(["build", DATASETS[1], "--runner", "container", "--out", str(out)]) == 1
+    err = capfd.readouterr().err.strip().splitlines()[-1]
+    assert "sandbox violation: the transform opened a network connection" in err and "127.0.0.1:9" in err
+    assert not out.exists()
