@@ -199,3 +199,29 @@ def test_factory_records_follow_the_release_schema() -> None:
     for record in five_records():
         errors = list(jsonschema.Draft202012Validator(schema).iter_errors(record))
         assert not errors, (record["id"], [e.message for e in errors][:3])
+
+
+def test_metadata_from_the_recipe_at_the_released_commit(tmp_path: Path) -> None:
+    """Without `metadata`, the recipe is read at the manifest's commit, not as edited since."""
+    import shutil
+    import subprocess
+
+    repo = tmp_path / "repo"
+    rel = Path("datasets/ca_d4c_provinces-territories/recipe.yaml")
+    (repo / rel).parent.mkdir(parents=True)
+    shutil.copy(Path(__file__).resolve().parent.parent / rel, repo / rel)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "recipe"]):
+        subprocess.run([*git, *cmd], cwd=repo, check=True)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True,
+                            capture_output=True, text=True).stdout.strip()
+    recipe = repo / rel
+    recipe.write_text(recipe.read_text().replace("Provinces et territoires du Canada",
+                                                 "Titre modifié après la publication"))
+    rec = make_record("ca_d4c_provinces-territories", "1.0.0", with_metadata=False)
+    rec["manifest"]["code"]["commit"] = commit
+    items, _ = build_catalog([rec], tmp_path / "c.parquet", metadata=metadata_from(repo))
+    assert items[0]["properties"]["d4c:title_fr"].startswith("Provinces et territoires du Canada")
+    rec["manifest"]["code"]["commit"] = None  # no commit: the working tree's recipe
+    items, _ = build_catalog([rec], tmp_path / "c.parquet", metadata=metadata_from(repo))
+    assert items[0]["properties"]["d4c:title_fr"].startswith("Titre modifié")

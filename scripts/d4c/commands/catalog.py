@@ -37,6 +37,8 @@ def _build(args: argparse.Namespace) -> int:
     records = load_records(releases)
     if not records:
         raise D4CError(f"no release records under {releases}", hint="pass --releases DIR")
+    print(f"building the catalog from {len(records)} release records in {releases}",
+          file=sys.stderr)
     items, colls = build_catalog(records, args.out, metadata=metadata_from(releases.resolve().parent),
                                  collections_dir=args.collections_dir)
     print(f"wrote {len(items)} versions of {len(colls)} datasets to {args.out}", file=sys.stderr)
