@@ -5,7 +5,7 @@
 # tests (which fail in CI and skip locally when a tool is absent).
 set -euo pipefail
 pkgs=(podman buildah runc fuse-overlayfs uidmap slirp4netns debootstrap
-      aria2 transmission-cli transmission-daemon bubblewrap git)
+      aria2 transmission-cli transmission-daemon bubblewrap git nodejs)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
