@@ -187,3 +187,19 @@ def test_journal_hint_spares_listing_every_release(fake: FakeGitHub, tmp_path: P
     assert not [p for m, p, _ in fake.log if m == "GET" and p.endswith("/releases")]
     stale = make_context(tmp_path, state={"release_id": 999999})  # a hint, never the truth
     assert target(fake).prepare(stale) == first and len(fake.releases) == 1
+
+
+def test_assets_without_digest_are_hashed(fake: FakeGitHub, tmp_path: Path) -> None:
+    """Assets uploaded before GitHub reported digests: the bytes are fetched and hashed."""
+    ctx = make_context(tmp_path)
+    run_release(target(fake), ctx)
+    (rel,) = fake.releases.values()
+    for a in rel["assets"].values():
+        a["digest"] = None
+    before = fake.mutations
+    run_release(target(fake), make_context(tmp_path))
+    assert fake.mutations == before
+    rel["assets"][ctx.files[0].file]["id"] = next(iter(rel["assets"].values()))["id"]  # wrong bytes
+    fake.blobs[rel["assets"][ctx.files[0].file]["id"]] = b"tampered"
+    with pytest.raises(D4CError, match="other bytes"):
+        run_release(target(fake), make_context(tmp_path))

@@ -10,6 +10,7 @@ blindly. Options: `repo` ("owner/name", required), `api_url` (https://api.github
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -132,7 +133,7 @@ class GitHubTarget(BaseTarget):
         if not rel["draft"]:
             return facts
         assets = self._assets(rel)
-        missing = [f.file for f in ctx.files if _digest(assets.get(f.file)) != f.sha256]
+        missing = [f.file for f in ctx.files if self._sha256(assets.get(f.file)) != f.sha256]
         if missing:
             raise D4CError(f"target {self.name!r}: release {ctx.tag} lacks {', '.join(missing)}",
                            hint="rerun `d4c release`: uploads resume before publishing")
@@ -150,7 +151,7 @@ class GitHubTarget(BaseTarget):
     def exists(self, key: str, sha256: str) -> bool:
         rel = self._current(key)
         asset = self._assets(rel).get(key.rpartition("/")[2])
-        if asset is None or _digest(asset) == sha256:
+        if asset is None or self._sha256(asset) == sha256:
             return asset is not None
         if not rel["draft"]:
             raise D4CError(f"target {self.name!r}: published asset {key} has other bytes",
@@ -158,13 +159,13 @@ class GitHubTarget(BaseTarget):
         return False  # a draft's wrong or half-uploaded asset: upload() replaces it
 
     def verify(self, key: str, sha256: str) -> bool:
-        return _digest(self._assets(self._current(key)).get(key.rpartition("/")[2])) == sha256
+        return self._sha256(self._assets(self._current(key)).get(key.rpartition("/")[2])) == sha256
 
     def upload(self, key: str, path: Path, sha256: str, md5: str) -> None:
         rel = self._current(key)
         name = key.rpartition("/")[2]
         old = self._assets(rel).get(name)
-        if old is not None and _digest(old) == sha256:
+        if old is not None and self._sha256(old) == sha256:
             return
         if old is not None:  # wrong bytes or a failed upload ("starter") block the name
             self._call("DELETE", f"/repos/{self.repo}/releases/assets/{old['id']}", ok=(204,))
@@ -174,7 +175,7 @@ class GitHubTarget(BaseTarget):
                 self._call("POST", url, params={"name": name}, data=fh,
                            headers={"Content-Type": "application/octet-stream"})
         except D4CError:
-            if _digest(self._assets(rel).get(name)) != sha256:  # lost answer or 422 duplicate
+            if self._sha256(self._assets(rel).get(name)) != sha256:  # lost answer or 422 duplicate
                 raise
 
     def delete_older_versions(self, dataset_id: str, keep_version: str) -> list[str]:
@@ -205,6 +206,16 @@ class GitHubTarget(BaseTarget):
         if self.release is None:
             raise D4CError(f"target {self.name!r}: no release {tag} yet", hint="prepare() creates the draft")
         return self.release
+
+    def _sha256(self, asset: Mapping[str, Any] | None) -> str | None:
+        """The asset's sha256: GitHub's `digest`, or (assets from before digests) its bytes hashed."""
+        if not asset or asset.get("state") != "uploaded" or asset.get("digest"):
+            return _digest(asset)
+        resp = self._call("GET", str(asset["url"]), stream=True, headers={"Accept": "application/octet-stream"})
+        h = hashlib.sha256()
+        for chunk in resp.iter_content(1 << 20):
+            h.update(chunk)
+        return h.hexdigest()
 
     def _assets(self, rel: dict[str, Any]) -> dict[str, dict[str, Any]]:
         return {a["name"]: a for a in self._pages(f"/repos/{self.repo}/releases/{rel['id']}/assets")}
