@@ -76,8 +76,8 @@ def explain_parquet(a: Path, b: Path) -> list[str]:
         if key in kvb and kva[key] != kvb[key]:
             off = next((i for i, (x, y) in enumerate(zip(kva[key], kvb[key])) if x != y), None)
             at = off if off is not None else min(len(kva[key]), len(kvb[key]))
-            lines.append(f"footer metadata {key.decode()!r} differs at character {at}: "
-                         f"{_short(kva[key][max(0, at - 40):at + 40])} vs {_short(kvb[key][max(0, at - 40):at + 40])}")
+            va, vb = (v[max(0, at - 40):at + 40].decode("utf-8", "replace") for v in (kva[key], kvb[key]))
+            lines.append(f"footer metadata {key.decode()!r} differs at byte {at}: {_short(va)} vs {_short(vb)}")
     if ma.created_by != mb.created_by:
         lines.append(f"created_by: {ma.created_by!r} vs {mb.created_by!r}")
     if ma.num_row_groups != mb.num_row_groups:
