@@ -44,6 +44,8 @@ class GitHubTarget(BaseTarget):
         self.web = str(opts.get("web_url", "https://github.com")).rstrip("/")
         self.retry_wait_max = float(opts.get("retry_wait_max", 60))
         self._session: requests.Session | None = None
+        # Masked from the moment the target exists, before any request or error can show it.
+        register_secret(self.environ.get(self.config.credentials.get("token", "GITHUB_TOKEN")))
         self.release: dict[str, Any] | None = None
 
     # -- HTTP -----------------------------------------------------------------------------

@@ -61,6 +61,9 @@ class InternetArchiveTarget(BaseTarget):
         self.mediatype = str(opts.get("mediatype", "data"))
         self.settle_seconds = float(opts.get("settle_seconds", 120))
         self._session: requests.Session | None = None
+        for role, default in (("access", "IA_ACCESS_KEY"), ("secret", "IA_SECRET_KEY")):
+            # masked from the moment the target exists, before any request or error can show it
+            register_secret(self.environ.get(self.config.credentials.get(role, default)))
         self._reader = http.session()  # public reads carry no credentials
         self._files: list[ReleaseFile] = []
         self._meta: dict[str, str] = {}  # item metadata headers, sent with the creating PUT

@@ -47,6 +47,8 @@ class ZenodoTarget(BaseTarget):
         # Zenodo's search index trails writes by about a second: look twice before a create.
         self.index_lag = float(opts.get("index_lag_seconds", 2))
         self._session: requests.Session | None = None
+        # Masked from the moment the target exists, before any request or error can show it.
+        register_secret(self.environ.get(self.config.credentials.get("token", "ZENODO_TOKEN")))
         self.record_id: str | None = None
         self._md5: dict[str, str] = {}  # sha256 -> md5 of files this run uploaded
         self._files: list[ReleaseFile] = []  # the release's files (torrents join later)
