@@ -15,7 +15,8 @@ from d4c.errors import D4CError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", type=Path, help="a manifest.json or a release record releases/<id>/<version>.json")
+    parser.add_argument("file", type=Path, help="a manifest.json, a release record releases/<id>/<version>.json, "
+                        "or a source bundle <id>_v<version>_source.tar.gz")
     parser.add_argument("--sources", choices=["auto", "mirrors"], default="auto",
                         help="fetch sources from cache, mirrors and recipe URLs (auto) or mirrors only")
     parser.add_argument("--runner", choices=["local", "container"],
@@ -52,7 +53,37 @@ def rebuild(expected: dict[str, Any], runner: str | None, sources: str) -> dict[
         shutil.rmtree(out.parent, ignore_errors=True)
 
 
+def _run_bundle(args: argparse.Namespace) -> int:
+    """A source bundle: unpack it, make it a one-commit git repo dated at the manifest's
+    SOURCE_DATE_EPOCH (what the build reads), and verify from it alone."""
+    import os
+    import subprocess
+
+    from d4c.release.bundle import extract_bundle
+
+    tmp = Path(tempfile.mkdtemp(prefix="d4c-bundle-"))
+    old = os.environ.get("D4C_REPO")
+    try:
+        top = extract_bundle(args.file, tmp)
+        epoch = f"@{int(json.loads((top / 'manifest.json').read_text()).get('source_date_epoch') or 0)} +0000"
+        env = {**os.environ, "GIT_AUTHOR_DATE": epoch, "GIT_COMMITTER_DATE": epoch}
+        git = ["git", "-c", "user.name=d4c verify", "-c", "user.email=verify@dataforcanada.org"]
+        for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "source bundle"]):
+            subprocess.run([*git, *cmd], cwd=top, env=env, check=True, capture_output=True)
+        os.environ["D4C_REPO"] = str(top)
+        print(f"unpacked {args.file.name}; rebuilding from it alone")
+        return run(argparse.Namespace(**{**vars(args), "file": top / "manifest.json"}))
+    finally:
+        if old is None:
+            os.environ.pop("D4C_REPO", None)
+        else:
+            os.environ["D4C_REPO"] = old
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.file.name.endswith(".tar.gz"):
+        return _run_bundle(args)
     expected = expected_manifest(args.file)
     actual = {o["name"]: o for o in rebuild(expected, args.runner, args.sources)["outputs"]}
     different = 0
