@@ -9,7 +9,7 @@ Only declared names are accepted, so a typo fails with the list of valid names.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,6 @@ class BuildContext:
     outputs: dict[str, OutputSpec]
     source_date_epoch: int
     sample: bool = False
-    written: set[str] = field(default_factory=set)
 
     def source(self, name: str) -> Path:
         """The verified local path of a declared source."""
@@ -58,20 +57,16 @@ class BuildContext:
 
     def output_path(self, name: str) -> Path:
         """Where a declared output must be written (for formats without a writer here)."""
-        self.written.add(name)
         return self.output(name).path
 
     def write_geoparquet(self, name: str, gdf: Any) -> None:
         spec = self.output(name, "geoparquet")
         writers.write_geoparquet(spec.path, gdf, spec.sort_by)
-        self.written.add(name)
 
     def write_parquet(self, name: str, data: Any) -> None:
         spec = self.output(name, "parquet")
         writers.write_parquet(spec.path, data, spec.sort_by)
-        self.written.add(name)
 
     def write_csv(self, name: str, data: Any) -> None:
         spec = self.output(name, "csv")
         writers.write_csv(spec.path, data, spec.sort_by)
-        self.written.add(name)

@@ -70,7 +70,6 @@ def _run_command(spec: dict[str, Any], ctx: BuildContext) -> None:
     proc = subprocess.run(argv, env=env, check=False)
     if proc.returncode:
         raise CommandFailed(f"transform command {argv[0]} exited with status {proc.returncode}")
-    ctx.written.update(ctx.outputs)
 
 
 def _check_outputs(spec: dict[str, Any], ctx: BuildContext) -> str | None:
