@@ -68,7 +68,8 @@ def test_pr_workflow_commands_semver_fail_then_pass(released: tuple[Path, str], 
     log = tmp_path / "check.log"
     build = d4c(repo, "build", ID, "--check", "--out", str(tmp_path / "pr"), log=log)
     assert build.returncode == 0, build.stderr
-    diff = d4c(repo, "diff", ID, "--build", str(tmp_path / "pr"), "--check-result", str(log))
+    diff = d4c(repo, "diff", ID, "--build", str(tmp_path / "pr"), "--check-result", str(log),
+               "--save", str(tmp_path / "results" / ID))
     assert diff.returncode == 1, diff.stderr
     md = diff.stdout
     for expected in (
@@ -83,6 +84,14 @@ def test_pr_workflow_commands_semver_fail_then_pass(released: tuple[Path, str], 
         f".venv/bin/d4c build {ID} --runner local --check",
     ):
         assert expected in md, f"missing {expected!r} in:\n{md}"
+
+    # the report job: one bounded comment for every dataset, with the PR number
+    comment = d4c(repo, "diff", "--combine", str(tmp_path / "results"), "--save", str(tmp_path / "pr-report"),
+                  "--pr-number", "7")
+    assert comment.returncode == 0, comment.stderr
+    assert comment.stdout.startswith("<!-- d4c-build-diff -->\n### d4c build diff")
+    assert f"SemVer failures: `{ID}`" in comment.stdout and "- columns removed: `kind`" in comment.stdout
+    assert (tmp_path / "pr-report" / "pr-number.txt").read_text() == "7\n"
 
     # without the published files the diff still judges from the record's manifest, and says so
     publish = repo / ".d4c" / "publish"
