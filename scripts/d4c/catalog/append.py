@@ -11,6 +11,7 @@ ETag read (`IfNoneMatch='*'` when there was none), and on 412/409 re-read and re
 """
 from __future__ import annotations
 
+import bisect
 import fcntl
 import json
 import random
@@ -21,7 +22,6 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from d4c.catalog.build import Metadata, metadata_from, paused_gc
@@ -49,15 +49,15 @@ def merge(existing: pa.Table | None, collections: dict[str, Collection], record:
     if existing is None or existing.num_rows == 0:
         linked = link_versions([new])
         return items_to_table(linked), {cid: collection_for(linked)}
-    mask = pc.equal(existing["collection"], cid)
-    same = [i for i in table_to_items(existing.filter(mask)) if i["id"] != new["id"]]
+    # Rows are sorted by collection: the dataset is one slice (zero-copy, no filtering).
+    ids = existing["collection"].to_pylist()
+    lo, hi = bisect.bisect_left(ids, cid), bisect.bisect_right(ids, cid)
+    same = [i for i in table_to_items(existing.slice(lo, hi - lo)) if i["id"] != new["id"]]
     linked = link_versions([*same, new])
     rows = items_to_table(linked)
     old_keys, new_keys = keys_of_schema(existing.schema), keys_of_items(linked)
     schema = schema_from_keys(tuple(a | b for a, b in zip(old_keys, new_keys)))  # type: ignore[arg-type]
-    # Other datasets are already sorted: slot the dataset's rows in by collection id.
-    before = existing.filter(pc.less(existing["collection"], cid))
-    after = existing.filter(pc.greater(existing["collection"], cid))
+    before, after = existing.slice(0, lo), existing.slice(hi)
     table = pa.concat_tables([_conform(t, schema) for t in (before, rows, after)])
     merged = {k: v for k, v in collections.items() if k != cid}
     merged[cid] = collection_for(linked)

@@ -179,9 +179,8 @@ def write_parquet(table: pa.Table, collections: Mapping[str, Any], dest: Path) -
     os.close(fd)
     try:
         with pq.ParquetWriter(tmp, table.schema, **PARQUET_OPTIONS) as writer:
-            # One chunk first: row groups must not depend on how the table was assembled.
-            for batch in table.combine_chunks().to_batches(max_chunksize=ROW_GROUP_SIZE):
-                writer.write_batch(batch)
+            # Row groups of exactly ROW_GROUP_SIZE rows, however the table is chunked.
+            writer.write_table(table, row_group_size=ROW_GROUP_SIZE)
             writer.add_key_value_metadata(meta)
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
