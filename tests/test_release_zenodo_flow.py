@@ -145,3 +145,14 @@ def test_canary_credentials_never_appear(world: tuple[Path, Services, Path], tmp
     blobs += list(services.github.blobs.values()) + [r["body"] for r in services.github.releases.values()]
     for blob in blobs:
         assert CANARY not in (blob.decode("latin-1") if isinstance(blob, bytes) else json.dumps(blob))
+
+
+def test_dry_run_plans_the_service_targets_without_a_request(world: tuple[Path, Services, Path],
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    _, services, config = world
+    assert main(["release", DEMO, "--targets", str(config), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"{services.zenodo.url}/records/{{record_id}}/files/{DEMO}_v1.0.0.parquet?download=1" in out
+    assert f"{services.ia.url}/download/{DEMO}_v1.0.0/{DEMO}_v1.0.0.parquet" in out
+    assert f"{services.github.url}/dataforcanada/d4c/releases/download/{DEMO}/v1.0.0/{DEMO}_v1.0.0.parquet" in out
+    assert services.zenodo.log == services.ia.log == services.github.log == []
