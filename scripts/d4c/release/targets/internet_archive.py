@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 
@@ -183,8 +183,20 @@ class InternetArchiveTarget(BaseTarget):
                    "Content-Type": "application/octet-stream"}
         if not item_exists:
             headers.update(self._meta)
-        with path.open("rb") as fh:
-            self._call("PUT", f"{self.s3}/{quote(key, safe='/~-._')}", data=fh, headers=headers)
+        url = f"{self.s3}/{quote(key, safe='/~-._')}"
+        for _ in range(4):
+            with path.open("rb") as fh:
+                resp = self._call("PUT", url, ok=(200, 307), data=fh, headers=headers, allow_redirects=False)
+            if resp.status_code == 200:
+                return
+            # IA sends a PUT on to a storage node with 307; requests would drop the LOW
+            # credentials on a host change, so follow it here, and only within archive.org.
+            url = urljoin(url, resp.headers.get("Location", ""))
+            host = urlsplit(url).hostname or ""
+            if host != urlsplit(self.s3).hostname and not host.endswith(".archive.org"):
+                raise D4CError(f"target {self.name!r}: IA-S3 redirected {key} to {host}",
+                               hint="check options.s3_url")
+        raise D4CError(f"target {self.name!r}: too many redirects for {key}", hint="retry later")
 
     def verify(self, key: str, sha256: str) -> bool:
         deadline = time.monotonic() + self.settle_seconds
