@@ -27,6 +27,7 @@ const calls = [];
 const github = {
   rest: {
     pulls: { get: async (a) => { calls.push(['pulls.get', a]); return { data: { head: { sha: state.head } } }; } },
+    repos: { listPullRequestsAssociatedWithCommit: async (a) => { calls.push(['prs', a]); return { data: state.prs || [] }; } },
     issues: {
       listComments: 'listComments',
       updateComment: async (a) => { calls.push(['update', a]); },
@@ -36,20 +37,38 @@ const github = {
   paginate: async (fn, a) => { calls.push(['paginate', a]); return state.comments; },
 };
 const core = { setFailed: (m) => calls.push(['failed', m]) };
-const context = { repo: { owner: 'o', repo: 'r' } };
+const context = { repo: { owner: 'o', repo: 'r' }, sha: state.head };
 const AsyncFunction = Object.getPrototypeOf(async function () {}).constructor;
 new AsyncFunction('require', 'github', 'context', 'core', script)(require, github, context, core)
   .then(() => console.log(JSON.stringify(calls)), (e) => { console.error(e); process.exit(2); });
 """
 
 
-@pytest.fixture
-def run_script(tmp_path: Path, require_tool: Callable[..., str]) -> Callable[..., list[Any]]:
-    node = require_tool("node", "nodejs")
-    steps = YAML(typ="safe", pure=True).load(WORKFLOW.read_text())["jobs"]["comment"]["steps"]
-    script = next(s["with"]["script"] for s in steps if "github-script" in s.get("uses", ""))
+def node(require_tool: Callable[..., str]) -> str:
+    return require_tool("node", "nodejs")
+
+
+def script_of(workflow: Path, job: str) -> str:
+    steps = YAML(typ="safe", pure=True).load(workflow.read_text())["jobs"][job]["steps"]
+    return str(next(s["with"]["script"] for s in steps if "github-script" in s.get("uses", "")))
+
+
+def run_node(node: str, tmp_path: Path, script: str, state: dict[str, Any], env: dict[str, str]) -> list[Any]:
     (tmp_path / "script.js").write_text(script)
     (tmp_path / "harness.js").write_text(HARNESS)
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    proc = subprocess.run([node, str(tmp_path / "harness.js"), str(tmp_path / "script.js"),
+                           str(tmp_path / "state.json")], capture_output=True, text=True,
+                          env={**os.environ, **env}, check=False, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    calls: list[Any] = json.loads(proc.stdout)
+    return calls
+
+
+@pytest.fixture
+def run_script(tmp_path: Path, require_tool: Callable[..., str]) -> Callable[..., list[Any]]:
+    exe = node(require_tool)
+    script = script_of(WORKFLOW, "comment")
 
     def run(number: str, body: str = f"{MARKER}\n### d4c build diff\n", head: str = HEAD,
             comments: list[dict[str, Any]] | None = None) -> list[Any]:
@@ -57,14 +76,8 @@ def run_script(tmp_path: Path, require_tool: Callable[..., str]) -> Callable[...
         report.mkdir(exist_ok=True)
         (report / "pr-number.txt").write_text(number)
         (report / "comment.md").write_text(body)
-        (tmp_path / "state.json").write_text(json.dumps({"head": head, "comments": comments or []}))
-        env = {**os.environ, "REPORT_DIR": str(report), "HEAD_SHA": HEAD}
-        proc = subprocess.run([node, str(tmp_path / "harness.js"), str(tmp_path / "script.js"),
-                               str(tmp_path / "state.json")], capture_output=True, text=True, env=env,
-                              check=False, timeout=60)
-        assert proc.returncode == 0, proc.stderr
-        calls: list[Any] = json.loads(proc.stdout)
-        return calls
+        return run_node(exe, tmp_path, script, {"head": head, "comments": comments or []},
+                        {"REPORT_DIR": str(report), "HEAD_SHA": HEAD})
 
     return run
 
@@ -99,3 +112,16 @@ def test_body_is_kept_under_the_comment_limit(run_script: Callable[..., list[Any
     calls = run_script("5", body="x" * 200_000)
     body = calls[-1][1]["body"]
     assert body.startswith(MARKER) and len(body) < 65_536 and body.endswith("_... cut to fit a comment._\n")
+
+
+def test_merge_diff_goes_to_the_merged_pr_only(tmp_path: Path, require_tool: Callable[..., str]) -> None:
+    script = script_of(WORKFLOW.with_name("release.yml"), "diff-comment")
+    (tmp_path / "comment.md").write_text(f"{MARKER}\n### d4c build diff\n\nbody\n")
+    prs = [{"number": 3, "merged_at": None}, {"number": 4, "merged_at": "2026-11-26T00:00:00Z"}]
+    calls = run_node(node(require_tool), tmp_path, script, {"head": HEAD, "prs": prs},
+                     {"COMMENT_FILE": str(tmp_path / "comment.md")})
+    assert calls[0] == ["prs", {"owner": "o", "repo": "r", "commit_sha": HEAD}]
+    (create,) = [c for c in calls if c[0] == "create"]
+    assert create[1]["issue_number"] == 4
+    assert create[1]["body"].startswith("<!-- d4c-merge-build-diff -->")  # not the PR's sticky one
+    assert "full build on merge, before publishing" in create[1]["body"]
