@@ -153,14 +153,17 @@ def test_lost_publish_answer_is_read_back_not_resent(fake: FakeZenodo, tmp_path:
 
 
 def test_faults_429_503_and_resets_are_absorbed(tmp_path: Path) -> None:
-    with FakeZenodo(TOKEN, rate_limit=12, rate_window=1.0) as fake:
+    with FakeZenodo(TOKEN, rate_limit=6, rate_window=1.0) as fake:
         fake.fail("GET", r"/draft/files$", 503, times=2, headers={"Retry-After": "0"})
+        # a refused POST (429 = not applied) is the one POST that may simply be sent again
+        fake.fail("POST", r"/commit$", 429, headers={"Retry-After": "0"})
         fake.reset("PUT", r"/content$", times=1)
         fake.reset("GET", r"/api/user/records$", times=1)
         ctx = make_context(tmp_path)
         run_release(target(fake), ctx)
         assert published_files(fake, "1.0.0") == expected(ctx)
-        assert any(status == 429 for _, _, status in fake.log)  # the limiter did bite
+        assert sum(status == 429 for _, _, status in fake.log) >= 2  # the limiter bit too
+        assert ("POST", 429) in {(m, s) for m, p, s in fake.log if p.endswith("/commit")}
         assert any(status == 503 for _, _, status in fake.log)
 
 
