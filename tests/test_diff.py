@@ -18,8 +18,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from d4c.diff import render, semver
-from d4c.diff.compare import compare_rows, profile_manifest, profile_table, read_table
+from d4c.diff.compare import (
+    compare_profiles,
+    compare_rows,
+    profile_manifest,
+    profile_table,
+    read_table,
+)
 from d4c.diff.report import make_report
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from shapely.geometry import LineString, Point
 
 DS = "ca_test_towns"
@@ -296,3 +304,49 @@ def test_failed_check_diffs_the_kept_first_run(repo: Path, tmp_path: Path) -> No
                         "--check-result", str(log)], capture_output=True, text=True, env=env, check=False)
     assert p.returncode == 1, p.stderr
     assert "**NOT reproducible**" in p.stdout and "- row 3" in p.stdout and "**SemVer: pass**" in p.stdout
+
+
+def test_previous_release_is_the_newest_on_the_builds_line(tmp_path: Path) -> None:
+    from d4c.diff.previous import find_record
+
+    for v in ("1.0.0", "1.1.0", "2.0.0", "not-semver"):
+        p = tmp_path / "releases" / DS / f"{v}.json"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps({"version": v, "manifest": {"outputs": []}}))
+    assert find_record(tmp_path, DS, "1.1.1", None)["version"] == "1.1.0"  # a backport
+    assert find_record(tmp_path, DS, "2.1.0", None)["version"] == "2.0.0"
+    assert find_record(tmp_path, DS, "0.9.0", None)["version"] == "2.0.0"  # -> a downgrade verdict
+    assert find_record(tmp_path, DS, "2.1.0", "1.0.0")["version"] == "1.0.0"
+    assert find_record(tmp_path, "ca_test_other", "1.0.0", None) is None
+
+
+def test_csv_artifacts_compare_by_key(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("id,name\n1,a\n2,b\n3,c\n")
+    (tmp_path / "b.csv").write_text("id,name,extra\n2,B,x\n3,c,y\n4,d,z\n")
+    old, new = read_table(tmp_path / "a.csv", "csv"), read_table(tmp_path / "b.csv", "csv")
+    r = compare_rows(old, new, ["id"])
+    assert (r["added"], r["removed"], r["changed"]) == (1, 1, 1)
+    assert r["examples"]["changed"] == ["id=2 (name: 'b' -> 'B')"]
+    p = compare_profiles(profile_table(old, profile_manifest({})), profile_table(new, profile_manifest({})))
+    assert p["columns"]["added"] == ["extra"] and p["rows"] == {"old": 3, "new": 3, "same": True}
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.text(min_size=0, max_size=3000), min_size=0, max_size=400), st.integers(2_000, 200_000))
+def test_markdown_never_exceeds_its_limit(names: list[str], limit: int) -> None:
+    cols = {"added": names, "removed": names[::-1], "retyped": [{"name": n, "old": n, "new": n} for n in names]}
+    pair = {"old": names[:50], "new": names[-50:], "same": False}
+    art = {"status": "compared", "columns": cols, "nulls": [{"name": n, "old": 0, "new": 1} for n in names],
+           "bytes": pair, "logical": pair, "size": {"old": 1, "new": 2, "same": False},
+           "rows": {"old": 1, "new": 2, "same": False}, "geometry_types": pair, "crs": pair, "bbox": pair,
+           "row_diff": {"by": "key", "key": names[:20] or ["id"], "added": 1, "removed": 1, "changed": 1,
+                        "changed_columns": {n: 1 for n in names}, "duplicate_keys": {"old": 0, "new": 0},
+                        "examples": {"added": names[:3], "removed": names[:3], "changed": names[:3]}}}
+    report = {"dataset": "ca_x", "version": "2.0.0", "against": "1.0.0", "note": "".join(names)[:5000],
+              "artifacts": {n or "x": art for n in names[:100]} or {"x": art},
+              "sources": [{"field": n, "old": n, "new": n} for n in names], "environment": [], "params": [],
+              "reproducibility": {"ok": False, "details": names}, "reproduce": ["d4c diff ca_x"],
+              "semver": {"ok": False, "message": "m", "bump": "major", "reasons": [
+                  {"kind": "major", "reason": n} for n in names]}}
+    assert len(render.markdown(report, limit).encode()) <= limit
+    assert len(render.combined([report] * 3, limit).encode()) <= limit
