@@ -8,7 +8,7 @@ summary facts but no rows. Everything returned is plain JSON-able data for rende
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -204,7 +204,3 @@ def compare_rows(old: pa.Table, new: pa.Table, keys: list[str]) -> dict[str, Any
         "duplicate_keys": {"old": dup[0], "new": dup[1]},
         "examples": examples,
     }
-
-
-def profile_dict(p: Profile) -> dict[str, Any]:
-    return asdict(p)
