@@ -148,6 +148,7 @@ def compare_rows(old: pa.Table, new: pa.Table, keys: list[str]) -> dict[str, Any
         only_old = con.execute(f"SELECT count(*) FROM (SELECT {cols} FROM o EXCEPT ALL SELECT {cols} FROM n)").fetchone()
         only_new = con.execute(f"SELECT count(*) FROM (SELECT {cols} FROM n EXCEPT ALL SELECT {cols} FROM o)").fetchone()
         why = "no primary key declared" if not keys else "primary key not comparable on both sides"
+        con.close()
         return {"by": "rows", "note": why, "only_old": only_old[0] if only_old else 0,
                 "only_new": only_new[0] if only_new else 0}
 
