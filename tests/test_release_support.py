@@ -23,6 +23,7 @@ import pytest
 from botocore.config import Config
 
 DEMO = "ca_d4c_provinces-territories"
+_BUCKETS = itertools.count()
 S3_ENV = {"D4C_TEST_S3_KEY": "testing-key-id", "D4C_TEST_S3_SECRET": "testing-secret-key"}
 
 
@@ -34,7 +35,6 @@ class MotoS3:
         self.server.start()
         host, port = self.server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
-        self._n = itertools.count()
 
     def client(self) -> Any:
         return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
@@ -42,7 +42,8 @@ class MotoS3:
                             config=Config(s3={"addressing_style": "path"}))
 
     def bucket(self, prefix: str = "bkt", public: bool = False) -> str:
-        name = f"{prefix}-{next(self._n)}"
+        # moto's backends are per process, shared by every server instance: unique names
+        name = f"{prefix}-{next(_BUCKETS)}-{os.getpid()}"
         self.client().create_bucket(Bucket=name)
         if public:  # anonymous GETs, as on an open-data bucket (web seeds, plain downloads)
             self.client().put_bucket_policy(Bucket=name, Policy=json.dumps({
