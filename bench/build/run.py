@@ -45,7 +45,10 @@ def table() -> pa.Table:
 
 def cli(*args: str) -> float:
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "d4c", *args], check=True, capture_output=True, cwd=REPO)
+    proc = subprocess.run([sys.executable, "-m", "d4c", *args], capture_output=True, text=True, cwd=REPO,
+                          check=False)
+    if proc.returncode:
+        sys.exit(f"d4c {' '.join(args)} failed:\n{proc.stderr}")
     return time.perf_counter() - t
 
 
@@ -68,7 +71,7 @@ def main() -> None:
         ds = "ca_statcan_2021_population-density_provinces"
         one = min(cli("build", ds, "--out", env_out) for _ in range(3))  # best of 3: a shared machine
         two = min(cli("build", ds, "--out", env_out, "--check") for _ in range(3))
-        print(f"(c) demo build {one:.2f} s, build --check {two:.2f} s: ratio {two / one:.2f} (goal <= 2.2)")
+        print(f"(c) demo build {one:.2f} s, build --check {two:.2f} s: ratio {two / one:.2f} (two builds + compare)")
 
 
 if __name__ == "__main__":

@@ -15,13 +15,14 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
 from d4c.build.logical import read_table
+from d4c.build.manifest import code_state
 from d4c.build.pipeline import MANIFEST, PROVENANCE, BuildOptions, build, publish
 from d4c.errors import D4CError
 from d4c.recipe import Recipe
@@ -176,6 +177,7 @@ def varied_host(index: int) -> Iterator[None]:
 def build_twice(recipe: Recipe, root: Path, out: Path, opts: BuildOptions) -> dict[str, Any]:
     """Build twice under varied host conditions; publish into `out` only when identical."""
     out = out.resolve()
+    opts = replace(opts, code=opts.code if opts.code is not None else code_state(root, recipe))
     runs = [out.with_name(f".{out.name}.check-{i + 1}") for i in range(2)]
     manifests = []
     for i, folder in enumerate(runs):

@@ -73,7 +73,7 @@ def output_entry(recipe: Recipe, output: Output, folder: Path) -> dict[str, Any]
 
 def make(
     recipe: Recipe, root: Path, folder: Path, run: RunResult, params: dict[str, Any],
-    source_date_epoch: int, sample: bool,
+    source_date_epoch: int, sample: bool, code: dict[str, Any],
 ) -> dict[str, Any]:
     env_file = str(recipe.data.get("environment") or "docker/Dockerfile")
     manifest = {
@@ -81,7 +81,7 @@ def make(
         "dataset": {"id": recipe.id, "version": recipe.version,
                     "recipe_path": recipe.path.relative_to(root).as_posix(),
                     "recipe_sha256": recipe.sha256},
-        "code": code_state(root, recipe),
+        "code": code,
         "environment": {
             "runner": run.runner, "network_isolation": run.network_isolation,
             "dockerfile": env_file, "dockerfile_sha256": _sha256(root / env_file),

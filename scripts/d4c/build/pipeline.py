@@ -32,6 +32,9 @@ class BuildOptions:
     runner: str = "local"
     sources: str = "auto"  # auto | mirrors
     sample: bool = False
+    # The checkout's commit/tree/dirty, taken once when the build starts (--check takes it
+    # once for both runs: a commit landing in between is not a reproducibility failure).
+    code: dict[str, Any] | None = None
 
 
 def source_date_epoch(root: Path, recipe: Recipe) -> int:
@@ -76,6 +79,7 @@ def build(recipe: Recipe, root: Path, out: Path, opts: BuildOptions) -> dict[str
     """Build `recipe` into `out`; return the manifest. Raises D4CError on any failure."""
     if not recipe.outputs:
         raise D4CError(f"{recipe.path}: the recipe declares no outputs", hint="add `outputs:`")
+    code = opts.code if opts.code is not None else mf.code_state(root, recipe)
     sources = resolve_sources(recipe, opts.sources)
     epoch = source_date_epoch(root, recipe)
     params = effective_params(recipe, opts.sample)
@@ -91,7 +95,7 @@ def build(recipe: Recipe, root: Path, out: Path, opts: BuildOptions) -> dict[str
         result = get_runner(opts.runner).run(job)
         log.info("transform done (network isolation: %s); hashing and describing outputs",
                  result.network_isolation)
-        manifest = mf.make(recipe, root, stage, result, params, epoch, opts.sample)
+        manifest = mf.make(recipe, root, stage, result, params, epoch, opts.sample, code)
         mf.write(stage / MANIFEST, manifest)
         mf.write(stage / PROVENANCE, provenance.statement(manifest))
         publish(stage, out)
