@@ -52,7 +52,8 @@ def test_transform_that_raises_shows_its_traceback_under_one_line(repo: Path, ca
     ))
     code, err, out = build(repo, ds, capfd)
     assert code == 1
-    assert "Traceback" in err and "transform.py\", line 2, in helper" in err
+    assert "transform transform.py:build raised ValueError: column density has 3 bad values\n    Traceback" in err
+    assert "transform.py\", line 2, in helper" in err
     assert "d4c/build/worker.py" not in err  # the contributor's frames only
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: ") and "transform failed: ValueError: column density has 3 bad values" in last

@@ -112,8 +112,10 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             frames = list(tb.stack)
             first = next((i for i, f in enumerate(frames) if f.filename.startswith(spec["dataset_dir"])), 0)
             tb.stack = traceback.StackSummary.from_list(frames[first:])
-            sys.stderr.write("".join(tb.format()))
-            outcome.update(status="error", message=f"{type(exc).__name__}: {exc}")
+            summary = f"{type(exc).__name__}: {exc}"
+            sys.stderr.write(f"transform {spec['transform']['python']} raised {summary}\n")
+            sys.stderr.write("".join("    " + line for line in "".join(tb.format()).splitlines(True)))
+            outcome.update(status="error", message=summary)
     policy.active = False
     if policy.violations:
         outcome.update(status="violation", message=policy.violations[0])
