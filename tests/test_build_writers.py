@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import duckdb
 import geopandas as gpd
 import pandas as pd
 import pyarrow as pa
@@ -46,6 +47,8 @@ def test_geoparquet_metadata_is_ours_and_readable(tmp_path: Path) -> None:
     assert back.crs.to_epsg() == 4326
     assert back["pruid"].tolist() == [10, 24, 35, 62]
     assert shapely.equals(back.geometry.iloc[0], shapely.Point(-52.7, 47.6))
+    rows = duckdb.sql(f"SELECT pruid, name FROM read_parquet('{path}') ORDER BY pruid").fetchall()
+    assert rows == [(10, "NL"), (24, "QC"), (35, "ON"), (62, "NU")]
     facts = logical.describe(path, "geoparquet")
     assert facts["crs"] == "EPSG:4326" and facts["geometry_types"] == ["Point"] and facts["rows"] == 4
 
