@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -133,17 +134,29 @@ def main() -> int:
     out, bare = tmp / "catalog.parquet", tmp / "bare.parquet"
     *head, last = records  # the appended version: the newest of the last dataset
 
-    t_build = timed(lambda: build_catalog(head, out))
-    items = items_from_records(head, lambda r: r["metadata"])
+    # Build and the bare write alternate, best of two each: on a shared machine the
+    # minimum is the figure least disturbed by other work.
     with paused_gc():
-        t_map = timed(lambda: items_from_records(head, lambda r: r["metadata"]))
-        t_arrow = timed(lambda: items_to_table(items))
+        items = items_from_records(head, lambda r: r["metadata"])
+        table = items_to_table(items)
+    builds, bares = [], []
+    for _ in range(2):
+        builds.append(timed(lambda: build_catalog(head, out)))
+        bares.append(timed(lambda: pq.write_table(table, bare, row_group_size=ROW_GROUP_SIZE,
+                                                  **PARQUET_OPTIONS)))
+    t_build, t_bare = min(builds), min(bares)
+    with paused_gc():
+        t_map = min(timed(lambda: items_from_records(head, lambda r: r["metadata"]))
+                    for _ in range(2))
+        t_arrow = min(timed(lambda: items_to_table(items)) for _ in range(2))
         t_coll = timed(lambda: collections_for(items))
-    table = items_to_table(items)
-    t_bare = timed(lambda: pq.write_table(table, bare, row_group_size=ROW_GROUP_SIZE,
-                                          **PARQUET_OPTIONS), repeat=3)
     size = out.stat().st_size
-    t_append = timed(lambda: append_record(last, out))
+    appended = tmp / "appended.parquet"
+    appends = []
+    for _ in range(2):
+        appended.write_bytes(out.read_bytes())
+        appends.append(timed(lambda: append_record(last, appended)))
+    t_append = min(appends)
 
     probe = records[len(records) // 2]["id"]
     t_point = timed(lambda: query(str(out), dataset=probe), repeat=5)
@@ -180,6 +193,7 @@ def main() -> int:
           f"   {remote.bytes_read:,} of {size:,} bytes in {remote.requests} requests"
           f" ({remote.bytes_read / size:.1%}); footer {footer:,} bytes")
     print(f"{'file size':44} {size / 1e6:8.1f}MB   {size / n:,.0f} bytes per item")
+    shutil.rmtree(tmp)
     return 0
 
 
