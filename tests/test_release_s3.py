@@ -32,9 +32,12 @@ def _file(path: Path, data: bytes) -> tuple[Path, str, str]:
     return path, hashlib.sha256(data).hexdigest(), hashlib.md5(data).hexdigest()
 
 
-def test_multipart_upload_verifies_and_is_immutable(moto_s3: MotoS3, tmp_path: Path) -> None:
+@pytest.mark.parametrize("part_checksum", ["SHA256", "CRC32"])
+def test_multipart_upload_verifies_and_is_immutable(moto_s3: MotoS3, tmp_path: Path,
+                                                    part_checksum: str) -> None:
     bucket = moto_s3.bucket()
-    t = _target(moto_s3, bucket, multipart_chunksize=5 * MiB, max_concurrency=3)
+    t = _target(moto_s3, bucket, multipart_chunksize=5 * MiB, max_concurrency=3,
+                part_checksum=part_checksum)
     path, sha, md5 = _file(tmp_path / "big.bin", os.urandom(12 * MiB + 123))
     key = "ca_x/v1.0.0/ca_x_v1.0.0.bin"
     assert not t.exists(key, sha)
@@ -42,8 +45,9 @@ def test_multipart_upload_verifies_and_is_immutable(moto_s3: MotoS3, tmp_path: P
     head = moto_s3.client().head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     assert head["ContentLength"] == path.stat().st_size
     assert head["Metadata"]["sha256"] == sha
-    assert head.get("ChecksumSHA256")  # per-part SHA-256s were sent and kept
+    assert head.get(f"Checksum{part_checksum}")  # per-part checksums were sent and kept
     assert t.verify(key, sha) and t.exists(key, sha)
+    assert t._composite[key] == head[f"Checksum{part_checksum}"].split("-")[0]  # proven at upload
     # a fresh target (no memory of the upload) verifies by reading the object back
     assert _target(moto_s3, bucket).verify(key, sha)
     # same bytes again: the conditional write fails, our checksum matches, nothing changes

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import logging
 import threading
+import zlib
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -49,6 +50,12 @@ def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode()
 
 
+def _part_digest(algo: str, data: bytes) -> bytes:
+    if algo == "CRC32":
+        return zlib.crc32(data).to_bytes(4, "big")
+    return hashlib.sha256(data).digest()
+
+
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -63,6 +70,7 @@ class S3Target(BaseTarget):
         self.chunk = int(opts.get("multipart_chunksize", DEFAULT_CHUNK))
         self.concurrency = int(opts.get("max_concurrency", DEFAULT_CONCURRENCY))
         self.conditional = bool(opts.get("conditional_writes", True))
+        self.part_checksum = str(opts.get("part_checksum", "SHA256")).upper()
         self._composite: dict[str, str] = {}  # key -> composite checksum we proved at upload
         creds: dict[str, Any] = {}
         if "access_key_id" in config.credentials or "secret_access_key" in config.credentials:
@@ -133,18 +141,19 @@ class S3Target(BaseTarget):
                    cond: dict[str, str]) -> None:
         chunk = max(self.chunk, -(-size // MAX_PARTS))
         count = -(-size // chunk)
+        algo, field = self.part_checksum, f"Checksum{self.part_checksum}"
         up = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, Metadata=meta,
-                                                 ChecksumAlgorithm="SHA256")
+                                                 ChecksumAlgorithm=algo)
         uid = up["UploadId"]
 
         def part(n: int) -> tuple[dict[str, Any], bytes]:
             with path.open("rb") as fh:  # one handle per part: parallel reads, bounded memory
                 fh.seek((n - 1) * chunk)
                 body = fh.read(chunk)
-            digest = hashlib.sha256(body).digest()
+            digest = _part_digest(algo, body)
             r = self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=uid, PartNumber=n,
-                                        Body=body, ChecksumSHA256=_b64(digest))
-            return {"PartNumber": n, "ETag": r["ETag"], "ChecksumSHA256": _b64(digest)}, digest
+                                        Body=body, **{field: _b64(digest)})
+            return {"PartNumber": n, "ETag": r["ETag"], field: _b64(digest)}, digest
 
         try:
             with ThreadPoolExecutor(self.concurrency) as pool:
@@ -158,8 +167,9 @@ class S3Target(BaseTarget):
             except (ClientError, BotoCoreError):
                 pass
             raise
-        ours = _b64(hashlib.sha256(b"".join(d for _, d in results)).digest())
-        if done.get("ChecksumSHA256") and done["ChecksumSHA256"].split("-")[0] != ours:
+        # S3's composite: the same checksum over the concatenated binary part checksums
+        ours = _b64(_part_digest(algo, b"".join(d for _, d in results)))
+        if done.get(field) and done[field].split("-")[0] != ours:
             raise D4CError(f"target {self.name!r}: s3://{self.bucket}/{key}: composite checksum "
                            f"mismatch after upload", hint="rerun; the object will be re-checked")
         self._composite[key] = ours
@@ -174,7 +184,8 @@ class S3Target(BaseTarget):
         server = str(head.get("ChecksumSHA256") or "").split("-")[0]
         if server and server == _b64(bytes.fromhex(sha256)):  # full-object SHA-256: decisive
             return True
-        if server and self._composite.get(key) == server:  # the parts we hashed and sent
+        composite = str(head.get(f"Checksum{self.part_checksum}") or "").split("-")[0]
+        if composite and self._composite.get(key) == composite:  # the parts we hashed and sent
             return True
         return self._read_hash(key) == sha256  # no usable server checksum: read it back
 
