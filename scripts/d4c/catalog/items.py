@@ -137,11 +137,12 @@ def _assets(record: Record) -> dict[str, Any]:
         if key in assets:
             raise D4CError(f"{record['id']} {record['version']}: two files map to asset {key!r}",
                            hint="give each file in the record a distinct name")
-        # Primary href: an https mirror first, then by target name (JSON key order is not
-        # meaningful: records may be written with sorted keys).
-        pairs = sorted((f.get("urls") or {}).items(), key=_https_first)
+        # Primary href: the first https mirror by target name, else the first by name
+        # (JSON key order is not meaningful: records may be written with sorted keys).
+        pairs = sorted((f.get("urls") or {}).items())
+        primary = next((p for p in pairs if p[1][:8] == "https://"), pairs[0]) if pairs else None
         asset: dict[str, Any] = {
-            "href": pairs[0][1] if pairs else file,
+            "href": primary[1] if primary else file,
             "type": MEDIA_TYPES.get(formats.get(file))  # type: ignore[arg-type]
             or f.get("media_type") or ROLE_MEDIA.get(role, "application/octet-stream"),
             "title": file,
@@ -149,14 +150,10 @@ def _assets(record: Record) -> dict[str, Any]:
             "file:size": f["size"],
             "file:checksum": "1220" + f["sha256"],
         }
-        if len(pairs) > 1:  # the first URL is the href; the other mirrors are alternates
-            asset["alternate"] = {t: {"href": u} for t, u in pairs[1:]}
+        if len(pairs) > 1:  # every other mirror is an alternate
+            asset["alternate"] = {t: {"href": u} for t, u in pairs if t != primary[0]}  # type: ignore[index]
         assets[key] = asset
     return assets
-
-
-def _https_first(pair: tuple[str, str]) -> tuple[bool, str]:
-    return pair[1][:8] != "https://", pair[0]
 
 
 def record_to_item(record: Record, meta: dict[str, Any]) -> Item:
