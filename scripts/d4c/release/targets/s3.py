@@ -1,8 +1,8 @@
 """`s3`: any S3-compatible store via boto3 (Source Cooperative, Data for Canada's store, MinIO...).
 
 Integrity: our sha256 (and size) ride in object metadata; single-part uploads also send
-ChecksumSHA256 (the server checks the bytes), multipart uploads send a SHA-256 per part
-and we compare the server's composite checksum with our own. Immutability: writes carry
+ChecksumSHA256 (the server checks the bytes), multipart uploads send a checksum per part
+(CRC32 by default, SHA-256 on request) and we compare the server's composite with ours. Immutability: writes carry
 If-None-Match: * so an existing key is never replaced; on PreconditionFailed the existing
 object's checksum decides: ours = already done, different = an error naming the key.
 """
@@ -70,7 +70,11 @@ class S3Target(BaseTarget):
         self.chunk = int(opts.get("multipart_chunksize", DEFAULT_CHUNK))
         self.concurrency = int(opts.get("max_concurrency", DEFAULT_CONCURRENCY))
         self.conditional = bool(opts.get("conditional_writes", True))
-        self.part_checksum = str(opts.get("part_checksum", "SHA256")).upper()
+        # CRC32 per part (what AWS SDKs send by default) guards each part in transit at a
+        # fraction of SHA-256's CPU (bench/upload: SHA-256 parts ~20-30% slower on 2 cores);
+        # the object's identity is our sha256 in metadata, and single PUTs carry it as
+        # a full-object ChecksumSHA256 the server checks.
+        self.part_checksum = str(opts.get("part_checksum", "CRC32")).upper()
         self._composite: dict[str, str] = {}  # key -> composite checksum we proved at upload
         creds: dict[str, Any] = {}
         if "access_key_id" in config.credentials or "secret_access_key" in config.credentials:
