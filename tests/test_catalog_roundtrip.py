@@ -18,7 +18,9 @@ import pytest
 import shapely
 from catalog_factory import five_records, make_record, write_records
 from d4c.catalog import build_catalog, load_records, metadata_from
+from d4c.catalog.items import items_from_records
 from d4c.catalog.validation import validate_collection, validate_item
+from d4c.catalog.writer import table_to_items
 from d4c.cli import main
 from stac_geoparquet.arrow import stac_table_to_items
 
@@ -63,8 +65,10 @@ def _from_pandas(value: Any) -> Any:
 @pytest.fixture
 def built(tmp_path: Path) -> tuple[Path, list[dict], dict]:
     out = tmp_path / "catalog.parquet"
-    items, colls = build_catalog(five_records(), out, metadata=META,
+    count, colls = build_catalog(five_records(), out, metadata=META,
                                  collections_dir=tmp_path / "stac")
+    items = items_from_records(five_records(), META)
+    assert count == len(items) == 5
     return out, items, colls
 
 
@@ -185,7 +189,8 @@ def test_metadata_from_recipe_when_record_has_none(tmp_path: Path) -> None:
     """Records without `metadata` take it from datasets/<id>/recipe.yaml (the demo recipe)."""
     root = Path(__file__).resolve().parent.parent
     rec = make_record("ca_d4c_provinces-territories", "1.0.0", with_metadata=False)
-    items, _ = build_catalog([rec], tmp_path / "c.parquet", metadata=metadata_from(root))
+    build_catalog([rec], tmp_path / "c.parquet", metadata=metadata_from(root))
+    items = table_to_items(pq.read_table(tmp_path / "c.parquet"))
     assert items[0]["properties"]["d4c:title_fr"].startswith("Provinces et territoires")
     assert items[0]["properties"]["datetime"] == "2021-01-01T00:00:00.000000Z"
 
@@ -220,8 +225,10 @@ def test_metadata_from_the_recipe_at_the_released_commit(tmp_path: Path) -> None
                                                  "Titre modifié après la publication"))
     rec = make_record("ca_d4c_provinces-territories", "1.0.0", with_metadata=False)
     rec["manifest"]["code"]["commit"] = commit
-    items, _ = build_catalog([rec], tmp_path / "c.parquet", metadata=metadata_from(repo))
+    build_catalog([rec], tmp_path / "c.parquet", metadata=metadata_from(repo))
+    items = table_to_items(pq.read_table(tmp_path / "c.parquet"))
     assert items[0]["properties"]["d4c:title_fr"].startswith("Provinces et territoires du Canada")
     rec["manifest"]["code"]["commit"] = None  # no commit: the working tree's recipe
-    items, _ = build_catalog([rec], tmp_path / "c.parquet", metadata=metadata_from(repo))
+    build_catalog([rec], tmp_path / "c.parquet", metadata=metadata_from(repo))
+    items = table_to_items(pq.read_table(tmp_path / "c.parquet"))
     assert items[0]["properties"]["d4c:title_fr"].startswith("Titre modifié")

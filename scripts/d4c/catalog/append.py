@@ -29,6 +29,7 @@ from d4c.catalog.collections import Collection, collection_for
 from d4c.catalog.items import link_versions, record_to_item
 from d4c.catalog.records import Record, check_record
 from d4c.catalog.writer import (
+    conform,
     items_to_table,
     keys_of_items,
     keys_of_schema,
@@ -58,18 +59,10 @@ def merge(existing: pa.Table | None, collections: dict[str, Collection], record:
     old_keys, new_keys = keys_of_schema(existing.schema), keys_of_items(linked)
     schema = schema_from_keys(tuple(a | b for a, b in zip(old_keys, new_keys)))  # type: ignore[arg-type]
     before, after = existing.slice(0, lo), existing.slice(hi)
-    table = pa.concat_tables([_conform(t, schema) for t in (before, rows, after)])
+    table = pa.concat_tables([conform(t, schema) for t in (before, rows, after)])
     merged = {k: v for k, v in collections.items() if k != cid}
     merged[cid] = collection_for(linked)
     return table, {k: merged[k] for k in sorted(merged)}
-
-
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Cast to the widened schema; a column the old file lacked comes in as nulls."""
-    names = set(table.column_names)
-    return pa.Table.from_arrays(
-        [table[f.name].cast(f.type) if f.name in names else pa.nulls(len(table), f.type)
-         for f in schema], schema=schema)
 
 
 def _collections(meta: dict[bytes, bytes] | None) -> dict[str, Collection]:

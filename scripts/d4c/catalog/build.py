@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import gc
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from d4c.catalog.collections import Collection, collections_for, write_static
-from d4c.catalog.items import Item, items_from_records
+from d4c.catalog.collections import Collection, collection_for, write_dataset, write_root
+from d4c.catalog.items import items_from_records
 from d4c.catalog.records import Record, descriptive_metadata
-from d4c.catalog.writer import items_to_table, write_parquet
+from d4c.catalog.writer import concat_parts, items_to_table, write_parquet
 
 Metadata = Callable[[Record], dict[str, Any]]
 
@@ -47,13 +48,26 @@ def build_catalog(
     *,
     metadata: Metadata | None = None,
     collections_dir: Path | None = None,
-) -> tuple[list[Item], dict[str, Collection]]:
-    """Write `out` (and the static JSON tree when asked); same records, same bytes."""
+) -> tuple[int, dict[str, Collection]]:
+    """Write `out` (and the static JSON tree when asked); same records, same bytes.
+
+    One dataset at a time: its items live only until they are Arrow rows, which keeps
+    memory flat and the many small objects cache-warm. Returns (versions, collections).
+    """
+    meta = metadata or metadata_from(None)
+    grouped: dict[str, list[Record]] = defaultdict(list)
+    for record in records:
+        grouped[record["id"]].append(record)
+    parts, collections = [], {}
     with paused_gc():
-        items = items_from_records(records, metadata or metadata_from(None))
-        collections = collections_for(items)
-        table = items_to_table(items)
+        for cid in sorted(grouped):
+            items = items_from_records(grouped[cid], meta)
+            collections[cid] = collection_for(items)
+            parts.append(items_to_table(items))
+            if collections_dir is not None:
+                write_dataset(items, collections[cid], collections_dir)
+        table = concat_parts(parts)
     write_parquet(table, collections, out)
     if collections_dir is not None:
-        write_static(items, collections, collections_dir)
-    return items, collections
+        write_root(collections, collections_dir)
+    return table.num_rows, collections

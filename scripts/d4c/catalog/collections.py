@@ -49,7 +49,7 @@ def collection_for(items: list[Item]) -> Collection:
             "temporal": {"interval": [[min(starts) if starts else None,
                                        max(ends) if ends else None]]},
         },
-        # Item links only in the static tree (write_static): embedded in the footer, which
+        # Item links only in the static tree (write_dataset): embedded in the footer, which
         # every query reads, they would grow it by one link per version.
         "links": [],
     }
@@ -74,8 +74,8 @@ def _write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def write_static(items: list[Item], collections: dict[str, Collection], out_dir: Path) -> None:
-    """Root catalog, one collection.json per dataset and one JSON file per item."""
+def write_root(collections: dict[str, Collection], out_dir: Path) -> None:
+    """The root catalog.json of the static tree, linking every collection."""
     root = {
         "type": "Catalog", "stac_version": STAC_VERSION, "id": "d4c",
         "description": "Data for Canada: every released version of every dataset.",
@@ -84,12 +84,12 @@ def write_static(items: list[Item], collections: dict[str, Collection], out_dir:
                   for cid, c in collections.items()],
     }
     _write_json(out_dir / "catalog.json", root)
-    versions: dict[str, list[Item]] = defaultdict(list)
+
+
+def write_dataset(items: list[Item], coll: Collection, out_dir: Path) -> None:
+    """One dataset's collection.json (with item links) and one JSON file per version."""
+    links = [{"rel": "item", "href": f"./v{i['properties']['version']}.json",
+              "type": "application/geo+json", "title": i["id"]} for i in items]
+    _write_json(out_dir / coll["id"] / "collection.json", {**coll, "links": links})
     for item in items:
-        versions[item["collection"]].append(item)
-    for cid, coll in collections.items():
-        links = [{"rel": "item", "href": f"./v{i['properties']['version']}.json",
-                  "type": "application/geo+json", "title": i["id"]} for i in versions[cid]]
-        _write_json(out_dir / cid / "collection.json", {**coll, "links": links})
-    for item in items:
-        _write_json(out_dir / item["collection"] / f"v{item['properties']['version']}.json", item)
+        _write_json(out_dir / coll["id"] / f"v{item['properties']['version']}.json", item)

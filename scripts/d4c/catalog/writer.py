@@ -22,7 +22,6 @@ from stac_geoparquet.arrow._crs import WGS84_CRS_JSON  # the CRS stac-geoparquet
 from stac_geoparquet.arrow._to_parquet import create_parquet_metadata
 
 from d4c.catalog.items import Item
-from d4c.catalog.versions import version_key
 from d4c.errors import D4CError
 
 ROW_GROUP_SIZE = 2048  # ~50 row groups for 100k versions: min/max on `collection` prunes
@@ -159,11 +158,23 @@ def items_to_table(items: list[Item]) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def sort_table(table: pa.Table) -> pa.Table:
-    """Rows by collection, then SemVer precedence (not string order: 1.10.0 after 1.9.0)."""
-    keys = list(zip(table["collection"].to_pylist(), table["version"].to_pylist()))
-    order = sorted(range(len(keys)), key=lambda i: (keys[i][0], version_key(keys[i][1])))
-    return table.take(pa.array(order, pa.int64()))
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Cast to a widened schema; a column the table lacks comes in as nulls."""
+    names = set(table.column_names)
+    return pa.Table.from_arrays(
+        [table[f.name].cast(f.type) if f.name in names else pa.nulls(len(table), f.type)
+         for f in schema], schema=schema)
+
+
+def concat_parts(parts: list[pa.Table]) -> pa.Table:
+    """Per-dataset tables (each with its own key sets) -> one table, canonical schema."""
+    keys: Keys = (set(), set(), set())
+    for part in parts:
+        for acc, more in zip(keys, keys_of_schema(part.schema)):
+            acc |= more
+    schema = schema_from_keys(keys)
+    merged = pa.concat_tables(parts, promote_options="permissive")  # unions struct fields
+    return conform(merged.select([n for n in schema.names if n in merged.column_names]), schema)
 
 
 def write_parquet(table: pa.Table, collections: Mapping[str, Any], dest: Path) -> None:

@@ -39,9 +39,9 @@ def _build(args: argparse.Namespace) -> int:
         raise D4CError(f"no release records under {releases}", hint="pass --releases DIR")
     print(f"building the catalog from {len(records)} release records in {releases}",
           file=sys.stderr)
-    items, colls = build_catalog(records, args.out, metadata=metadata_from(releases.resolve().parent),
+    count, colls = build_catalog(records, args.out, metadata=metadata_from(releases.resolve().parent),
                                  collections_dir=args.collections_dir)
-    print(f"wrote {len(items)} versions of {len(colls)} datasets to {args.out}", file=sys.stderr)
+    print(f"wrote {count} versions of {len(colls)} datasets to {args.out}", file=sys.stderr)
     return 0
 
 
