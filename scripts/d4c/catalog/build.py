@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from d4c.catalog.collections import Collection, collection_for, write_dataset, write_root
-from d4c.catalog.items import items_from_records
+from d4c.catalog.items import Item, items_from_records
 from d4c.catalog.records import Record, descriptive_metadata
 from d4c.catalog.writer import concat_parts, items_to_table, write_parquet
 
 Metadata = Callable[[Record], dict[str, Any]]
+BATCH = 4096  # items converted to Arrow at a time
 
 
 @contextmanager
@@ -51,21 +52,28 @@ def build_catalog(
 ) -> tuple[int, dict[str, Collection]]:
     """Write `out` (and the static JSON tree when asked); same records, same bytes.
 
-    One dataset at a time: its items live only until they are Arrow rows, which keeps
-    memory flat and the many small objects cache-warm. Returns (versions, collections).
+    Datasets are mapped one at a time and converted to Arrow a few thousand items at a
+    time: items live only until they are Arrow rows, which keeps memory flat and the
+    many small objects cache-warm. Returns (versions, collections).
     """
     meta = metadata or metadata_from(None)
     grouped: dict[str, list[Record]] = defaultdict(list)
     for record in records:
         grouped[record["id"]].append(record)
     parts, collections = [], {}
+    pending: list[Item] = []
     with paused_gc():
         for cid in sorted(grouped):
             items = items_from_records(grouped[cid], meta)
             collections[cid] = collection_for(items)
-            parts.append(items_to_table(items))
             if collections_dir is not None:
                 write_dataset(items, collections[cid], collections_dir)
+            pending += items
+            if len(pending) >= BATCH:  # a few thousand rows per conversion: small overhead
+                parts.append(items_to_table(pending))
+                pending = []
+        if pending or not parts:
+            parts.append(items_to_table(pending))
         table = concat_parts(parts)
     write_parquet(table, collections, out)
     if collections_dir is not None:
