@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pyarrow.parquet as pq
 import pytest
 from d4c.cli import main
 from d4c.release.orchestrate import release
@@ -129,6 +130,9 @@ def test_release_publishes_once_and_reruns_change_nothing(repo: Path, moto_s3: M
     assert not [e for e in fresh if e.startswith(("upload", "cleanup"))]
     assert (repo / "releases" / DEMO / "1.0.0.json").read_bytes() == raw
     _check(world)
+    # the catalog got the version once, however many runs appended it
+    catalog = pq.read_table(repo / ".d4c" / "catalog" / "catalog.parquet", columns=["id"])
+    assert catalog.num_rows == 1
 
 
 def test_a_crash_after_any_side_effect_is_resumed_by_a_rerun(repo: Path, moto_s3: MotoS3) -> None:
