@@ -199,3 +199,18 @@ def test_canary_secret_never_appears_anywhere(repo: Path, moto_s3: MotoS3, tmp_p
     for key in moto_s3.keys(world.bucket):
         body = moto_s3.client().get_object(Bucket=world.bucket, Key=key)["Body"].read()
         assert canary.encode() not in body, key
+
+
+def test_dry_run_without_credentials_still_plans_and_names_the_variable(
+        repo: Path, moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    world = World(repo, moto_s3, "nocreds")
+    monkeypatch.delenv("D4C_TEST_S3_SECRET")
+    assert main(["release", DEMO, "--targets", str(world.config), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"dataforcanada/{DEMO}/processed/{DEMO}_v1.0.0.parquet" in out
+    assert "D4C_TEST_S3_SECRET" in out
+    # the real run refuses before its first side effect
+    assert main(["release", DEMO, "--targets", str(world.config)]) == 1
+    assert "D4C_TEST_S3_SECRET" in capsys.readouterr().err
+    assert not world.local.exists() and moto_s3.keys(world.bucket) == [OLD]

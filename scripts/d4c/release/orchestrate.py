@@ -43,7 +43,10 @@ def _noop(what: str) -> None:
     return None
 
 
-def select_targets(rcp: recipes.Recipe, cfg: cfgmod.TargetsConfig) -> list[Target]:
+def select_targets(rcp: recipes.Recipe, cfg: cfgmod.TargetsConfig,
+                   notes: list[str] | None = None) -> list[Target]:
+    """The recipe's targets, made. With `notes` (dry run), a target that cannot be made
+    (e.g. its credentials are not set here) is planned from its config alone."""
     wanted = (rcp.data.get("distribution") or {}).get("targets", "all")
     configs = [c for c in cfg.targets if wanted == "all" or c.name in wanted]
     if wanted != "all":
@@ -53,7 +56,18 @@ def select_targets(rcp: recipes.Recipe, cfg: cfgmod.TargetsConfig) -> list[Targe
                            hint="add it to the targets config or fix the name")
     if not configs:
         raise D4CError(f"{rcp.path}: no configured target matches distribution.targets")
-    return [make_target(c) for c in configs]
+    if notes is None:
+        return [make_target(c) for c in configs]
+    made: list[Target] = []
+    for c in configs:
+        try:
+            made.append(make_target(c))
+        except D4CError as exc:
+            notes.append(f"note: {exc.line()}")
+            plain = BaseTarget(c)
+            plain.kind = c.kind
+            made.append(plain)  # type: ignore[arg-type]
+    return made
 
 
 def _names(dataset_id: str, version: str) -> dict[str, str]:
@@ -92,12 +106,14 @@ def release(dataset_id: str, *, targets_file: Path | None = None, dry_run: bool 
     root = paths.repo_root()
     rcp = recipes.load_id(dataset_id, root)
     cfg = cfgmod.load(targets_file, root)
-    targets = select_targets(rcp, cfg)
     build_dir = build_dir_for(root, rcp)
     if dry_run:
-        for line in plan_lines(rcp, targets, build_dir):
+        notes: list[str] = []
+        planned = select_targets(rcp, cfg, notes)
+        for line in [*plan_lines(rcp, planned, build_dir), *notes]:
             echo(line)
         return None
+    targets = select_targets(rcp, cfg)  # every credential checked before any side effect
     ident, version = rcp.id, rcp.version
     names = _names(ident, version)
     effect = on_side_effect
