@@ -184,6 +184,7 @@ def test_canary_secret_never_appears_anywhere(repo: Path, moto_s3: MotoS3, tmp_p
     monkeypatch.setenv("D4C_TEST_S3_KEY", canary + "KEYID")
     monkeypatch.setenv("D4C_TEST_S3_SECRET", canary + "SECRET")
     world = World(repo, moto_s3, "canary")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "step-summary.md"))
     caplog.set_level(logging.DEBUG)
     assert main(["-v", "release", DEMO, "--targets", str(world.config)]) == 0
     # and a failing run: the error line must not carry it either
@@ -193,6 +194,7 @@ def test_canary_secret_never_appears_anywhere(repo: Path, moto_s3: MotoS3, tmp_p
     assert "boto" in caplog.text.lower() or "s3" in caplog.text.lower()  # debug logs did flow
     for text in (out, err, caplog.text):
         assert canary not in text
+    assert f"Released {DEMO} v1.0.0" in (tmp_path / "step-summary.md").read_text()
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert canary.encode() not in path.read_bytes(), path

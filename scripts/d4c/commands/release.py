@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
+from d4c.redact import redact
 from d4c.release.orchestrate import release
 
 
@@ -17,7 +19,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print what would be published where, and touch nothing")
 
 
+def summary(rec: dict[str, Any]) -> str:
+    """Markdown for the CI step summary: what went where."""
+    lines = [f"### Released {rec['id']} v{rec['version']}", ""]
+    if rec.get("doi"):
+        lines.append(f"DOI: [{rec['doi']}](https://doi.org/{rec['doi']})  ")
+    if rec.get("github_release"):
+        lines.append(f"GitHub release: {rec['github_release']}  ")
+    lines += ["", "| file | sha256 | mirrors |", "|---|---|---|"]
+    for f in rec["files"]:
+        links = " ".join(f"[{name}]({url})" for name, url in sorted(f["urls"].items()))
+        lines.append(f"| {f['file']} | `{f['sha256'][:16]}...` | {links} |")
+    lines += [""] + [f"Torrent `{t['infohash']}`: {t['magnet'].split('&')[0]}" for t in rec["torrents"]]
+    return "\n".join(lines) + "\n"
+
+
 def run(args: argparse.Namespace) -> int:
     targets = args.targets or (Path(os.environ["D4C_TARGETS"]) if os.environ.get("D4C_TARGETS") else None)
-    release(args.id, targets_file=targets, dry_run=args.dry_run)
+    rec = release(args.id, targets_file=targets, dry_run=args.dry_run)
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if rec is not None and step_summary:
+        with open(step_summary, "a", encoding="utf-8") as fh:
+            fh.write(redact(summary(rec)))
     return 0
