@@ -38,8 +38,8 @@ MEDIA_TYPES = {
 }
 ROLE_MEDIA = {"torrent": "application/x-bittorrent", "manifest": "application/json",
               "provenance": "application/json", "bundle": "application/gzip"}
-ASSET_ROLES = {"data": ["data"], "torrent": ["torrent"], "manifest": ["metadata"],
-               "provenance": ["metadata"], "bundle": ["source"]}
+ASSET_ROLE = {"data": "data", "torrent": "torrent", "manifest": "metadata",
+              "provenance": "metadata", "bundle": "source"}
 RELATION_RELS = ("latest-version", "predecessor-version", "successor-version")
 _CRS84 = {"EPSG:4326", "OGC:CRS84", "CRS84"}
 
@@ -139,40 +139,47 @@ def _assets(record: Record) -> dict[str, Any]:
                            hint="give each file in the record a distinct name")
         # Primary href: the first https mirror by target name, else the first by name
         # (JSON key order is not meaningful: records may be written with sorted keys).
-        pairs = sorted((f.get("urls") or {}).items())
-        primary = next((p for p in pairs if p[1][:8] == "https://"), pairs[0]) if pairs else None
+        pairs = sorted(f["urls"].items()) if f.get("urls") else []
+        primary = pairs[0] if pairs else ("", file)
+        if primary[1][:8] != "https://":
+            primary = next((p for p in pairs if p[1][:8] == "https://"), primary)
         asset: dict[str, Any] = {
-            "href": primary[1] if primary else file,
+            "href": primary[1],
             "type": MEDIA_TYPES.get(formats.get(file))  # type: ignore[arg-type]
             or f.get("media_type") or ROLE_MEDIA.get(role, "application/octet-stream"),
             "title": file,
-            "roles": list(ASSET_ROLES.get(role) or [role]),
+            "roles": [ASSET_ROLE.get(role, role)],
             "file:size": f["size"],
             "file:checksum": "1220" + f["sha256"],
         }
         if len(pairs) > 1:  # every other mirror is an alternate
-            asset["alternate"] = {t: {"href": u} for t, u in pairs if t != primary[0]}  # type: ignore[index]
+            asset["alternate"] = {t: {"href": u} for t, u in pairs if t != primary[0]}
         assets[key] = asset
     return assets
+
+
+def _provider(p: dict[str, Any]) -> dict[str, Any]:
+    out = {"name": p["name"], "roles": list(p.get("roles") or ())}
+    if p.get("url") is not None:
+        out["url"] = p["url"]
+    return out
 
 
 def record_to_item(record: Record, meta: dict[str, Any]) -> Item:
     """One record -> one item, without the version relations (see `link_versions`)."""
     title, desc = meta.get("title") or {}, meta.get("description") or {}
     env = record["manifest"].get("environment") or {}
-    software = {**({"python": str(env["python"])} if env.get("python") else {}),
-                **{str(k): str(v) for k, v in (env.get("packages") or {}).items()}}
+    software = dict(env.get("packages") or {})
+    if env.get("python"):
+        software["python"] = env["python"]
     props: dict[str, Any] = {
         **_times(record, meta),
         "created": stac_time(str(record["released_at"])),
         "title": str(title.get("en") or record["id"]),
         "description": str(desc.get("en") or title.get("en") or record["id"]),
         "license": str(meta.get("license") or "other"),
-        "keywords": [str(k) for k in meta.get("keywords") or []],
-        "providers": [{k: v for k, v in (("name", str(p["name"])),
-                                          ("roles", [str(r) for r in p.get("roles") or []]),
-                                          ("url", p.get("url"))) if v is not None}
-                      for p in meta.get("providers") or []],
+        "keywords": list(meta.get("keywords") or ()),
+        "providers": [_provider(p) for p in meta.get("providers") or ()],
         "version": str(record["version"]),
         "deprecated": False,
     }
@@ -210,7 +217,17 @@ def record_to_item(record: Record, meta: dict[str, Any]) -> Item:
         "assets": _assets(record),
         "collection": record["id"],
     }
-    item["stac_extensions"] = extensions_used(item)
+    # What extensions_used(item) finds, known here without walking the item again.
+    used = ["version", "sci"]  # version, deprecated and sci:citation are always set
+    if item["assets"]:
+        used.append("file")
+    if "processing:software" in props:
+        used.append("processing")
+    if any(k in props for k in ("d4c:title_fr", "d4c:description_fr", "d4c:concept_doi")):
+        used.append("d4c")
+    if any("alternate" in a for a in item["assets"].values()):
+        used.append("alternate")
+    item["stac_extensions"] = sorted(EXT[name] for name in used)
     return item
 
 
