@@ -10,7 +10,7 @@ import pytest
 from d4c.errors import D4CError
 from d4c.release.targets import TargetConfig, make_target
 from d4c.release.targets.s3 import S3Target
-from test_release_support import S3_ENV, MotoS3, moto_s3  # noqa: F401 - fixture
+from test_release_support import S3_ENV, FaultProxy, MotoS3, moto_s3  # noqa: F401 - fixture
 
 MiB = 1 << 20
 
@@ -128,3 +128,35 @@ def test_state_objects_round_trip(moto_s3: MotoS3) -> None:
     t.write_state("j.json", b"{}")
     t.write_state("j.json", b'{"a": 1}')  # the journal is the one mutable object
     assert t.read_state("j.json") == b'{"a": 1}'
+
+
+def test_multipart_survives_throttling_and_lost_responses(moto_s3: MotoS3, tmp_path: Path) -> None:
+    """503/429 and resets before or after the server acted, on every kind of request: the
+    upload converges on exactly our bytes (a lost complete answer ends in a 412 that our
+    checksum resolves), with no multipart upload left behind."""
+    proxy = FaultProxy(moto_s3.endpoint)
+    kinds = ["503", "429", "reset-before", "reset-after"]
+    completes: list[int] = []
+
+    def plan(n: int, method: str, path: str) -> str | None:
+        if method == "POST" and "uploadId=" in path:  # complete_multipart_upload
+            completes.append(n)
+            return "reset-after" if len(completes) == 1 else None  # its answer is lost once
+        return kinds[(n // 2) % 4] if n % 2 == 0 else None
+
+    proxy.plan = plan
+    bucket = moto_s3.bucket()
+    try:
+        cfg = TargetConfig(kind="s3", name="s3", url="http://x/{key}", credentials={
+            "access_key_id": "D4C_TEST_S3_KEY", "secret_access_key": "D4C_TEST_S3_SECRET"},
+            options={"bucket": bucket, "endpoint_url": proxy.url, "multipart_chunksize": 5 * MiB,
+                     "max_concurrency": 2, "max_attempts": 10})
+        t = make_target(cfg, S3_ENV)
+        path, sha, md5 = _file(tmp_path / "big", os.urandom(11 * MiB))
+        t.upload("k/big", path, sha, md5)
+        assert t.verify("k/big", sha)
+    finally:
+        proxy.close()
+    assert {f.split()[0] for f in proxy.faults} == set(kinds) and len(completes) >= 2
+    assert moto_s3.client().get_object(Bucket=bucket, Key="k/big")["Body"].read() == path.read_bytes()
+    assert moto_s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
