@@ -137,12 +137,14 @@ def test_multipart_survives_throttling_and_lost_responses(moto_s3: MotoS3, tmp_p
     proxy = FaultProxy(moto_s3.endpoint)
     kinds = ["503", "429", "reset-before", "reset-after"]
     completes: list[int] = []
+    others: list[int] = []
 
     def plan(n: int, method: str, path: str) -> str | None:
         if method == "POST" and "uploadId=" in path:  # complete_multipart_upload
             completes.append(n)
             return "reset-after" if len(completes) == 1 else None  # its answer is lost once
-        return kinds[(n // 2) % 4] if n % 2 == 0 else None
+        others.append(n)  # every other request gets the next fault in turn
+        return kinds[(len(others) // 2) % 4] if len(others) % 2 == 0 else None
 
     proxy.plan = plan
     bucket = moto_s3.bucket()
