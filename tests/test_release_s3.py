@@ -48,8 +48,13 @@ def test_multipart_upload_verifies_and_is_immutable(moto_s3: MotoS3, tmp_path: P
     assert head.get(f"Checksum{part_checksum}")  # per-part checksums were sent and kept
     assert t.verify(key, sha) and t.exists(key, sha)
     assert t._composite[key] == head[f"Checksum{part_checksum}"].split("-")[0]  # proven at upload
-    # a fresh target (no memory of the upload) verifies by reading the object back
+    # a fresh target (no memory of the upload) verifies by reading the object back ...
     assert _target(moto_s3, bucket).verify(key, sha)
+    # ... or, told what the journal remembered, by the server's composite alone
+    fresh = _target(moto_s3, bucket)
+    fresh.recall(t.remembered())
+    fresh._read_hash = lambda key: pytest.fail("read back although the composite was known")  # type: ignore[method-assign]
+    assert fresh.verify(key, sha)
     # same bytes again: the conditional write fails, our checksum matches, nothing changes
     t.upload(key, path, sha, md5)
     # different bytes at the same key: refused, naming the key

@@ -179,7 +179,10 @@ def release(dataset_id: str, *, targets_file: Path | None = None, dry_run: bool 
     # 4. uploads, each verified; raw sources to source mirrors by hash
     sources = [dict(s) for s in manifest.get("sources") or []]
     source_urls: dict[str, dict[str, str]] = {s["sha256"]: {} for s in sources}
+    memo = journal.data.setdefault("memo", {})  # per-target working facts, not for the record
     for t in targets:
+        if hasattr(t, "recall"):
+            t.recall(memo.get(t.name, {}))
         todo = [(t.key_for(ident, version, f.file), f.path, f.sha256, f.md5) for f in files]
         if t.source_mirror:
             for s in sources:
@@ -198,6 +201,8 @@ def release(dataset_id: str, *, targets_file: Path | None = None, dry_run: bool 
                 raise D4CError(f"target {t.name!r}: {key} does not match sha256 {sha} after upload",
                                hint="the store damaged or replaced it; rerun to retry")
             journal.mark(step)
+        if hasattr(t, "remembered"):
+            memo[t.name] = t.remembered()
         journal.save()  # once per target: the journal is a hint, existence checks are the truth
         effect("journal")
 
