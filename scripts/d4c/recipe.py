@@ -84,12 +84,12 @@ class Recipe:
         return output.file_name(self.id, self.version, single=len(self.outputs) == 1)
 
 
-def _plain(node: Any) -> Any:
-    """ruamel's safe loader already gives dicts and lists; dates become ISO strings."""
+def plain(node: Any) -> Any:
+    """YAML to JSON-like values: ruamel's safe loader gives dicts and lists; dates become ISO strings."""
     if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
+        return {str(k): plain(v) for k, v in node.items()}
     if isinstance(node, list):
-        return [_plain(v) for v in node]
+        return [plain(v) for v in node]
     if hasattr(node, "isoformat"):
         return node.isoformat()
     return node
@@ -102,11 +102,14 @@ def load(path: Path) -> Recipe:
     except OSError as exc:
         raise D4CError(f"cannot read recipe {path}: {exc.strerror}") from None
     try:
-        data = _plain(YAML(typ="safe", pure=True).load(raw))
+        data = plain(YAML(typ="safe", pure=True).load(raw))
     except YAMLError as exc:
         raise D4CError(f"{path}: not valid YAML", hint="run `d4c validate` for details") from exc
     if not isinstance(data, dict):
         raise D4CError(f"{path}: a recipe must be a mapping", hint="run `d4c validate`")
+    missing = [key for key in ("id", "version") if key not in data]
+    if missing:
+        raise D4CError(f"{path}: recipe lacks {', '.join(missing)}", hint="run `d4c validate`")
     try:
         sources = tuple(
             Source(
@@ -129,7 +132,6 @@ def load(path: Path) -> Recipe:
             )
             for o in data.get("outputs") or []
         )
-        data["id"], data["version"]  # noqa: B018 - presence check
     except (KeyError, TypeError, AttributeError) as exc:
         raise D4CError(f"{path}: recipe is incomplete ({exc})", hint="run `d4c validate`") from None
     return Recipe(

@@ -16,6 +16,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from d4c.errors import D4CError
+from d4c.recipe import plain
 
 Record = dict[str, Any]
 
@@ -95,15 +96,5 @@ def descriptive_metadata(record: Record, root: Path | None) -> dict[str, Any]:
         recipe = YAML(typ="safe", pure=True).load(text)
     except YAMLError:
         raise D4CError(f"recipe of {record['id']} is not valid YAML", hint="run `d4c validate`") from None
-    return {k: _plain(recipe[k]) for k in DESCRIPTIVE if isinstance(recipe, dict) and k in recipe}
+    return {k: plain(recipe[k]) for k in DESCRIPTIVE if isinstance(recipe, dict) and k in recipe}
 
-
-def _plain(node: Any) -> Any:
-    """YAML dates become ISO strings, like the JSON a record would carry."""
-    if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    if hasattr(node, "isoformat"):
-        return node.isoformat()
-    return node
