@@ -12,9 +12,8 @@ Usage: python bench/diff/run.py [--rows 2000000] [--repeat 3]
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _timing import measure
 from d4c.diff import render, semver
 from d4c.diff.compare import compare_profiles, compare_rows, profile_manifest, profile_table
 
@@ -51,16 +53,6 @@ def pandas_compare(old: pa.Table, new: pa.Table) -> dict[str, Any]:
     diff = pd.concat([both[f"{c}_o"] != both[f"{c}_n"] for c in cols], axis=1).any(axis=1)
     return {"added": int((m["_merge"] == "right_only").sum()),
             "removed": int((m["_merge"] == "left_only").sum()), "changed": int(diff.sum())}
-
-
-def measure(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
-    best = {name: float("inf") for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
 
 
 def main() -> None:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
+import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _timing import measure
 from d4c import plan as planmod
 
 GIT = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.org"]
@@ -55,16 +56,6 @@ class OneProcessPerBlob(planmod._Git):
 
     def read(self, commit: str, path: str) -> bytes:
         return self.run("cat-file", "blob", f"{commit}:{path}")
-
-
-def measure(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
-    best = {name: float("inf") for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
 
 
 def main() -> None:
