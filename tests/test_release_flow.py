@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from d4c.cli import main
@@ -216,3 +217,18 @@ def test_dry_run_without_credentials_still_plans_and_names_the_variable(
     assert main(["release", DEMO, "--targets", str(world.config)]) == 1
     assert "D4C_TEST_S3_SECRET" in capsys.readouterr().err
     assert not world.local.exists() and moto_s3.keys(world.bucket) == [OLD]
+
+
+def test_catalog_on_s3_is_appended_with_the_targets_own_client(repo: Path, moto_s3: MotoS3) -> None:
+    """`catalog: s3://...` in the targets config uses the matching s3 target's endpoint and
+    credentials (not boto3's defaults, which point at AWS and would fail here)."""
+    world = World(repo, moto_s3, "s3cat")
+    key = "catalog/catalog.parquet"
+    text = world.config.read_text()
+    world.config.write_text(f"catalog: s3://{world.bucket}/{key}\n{text}")
+    rec = world.run()
+    assert rec is not None
+    body = moto_s3.client().get_object(Bucket=world.bucket, Key=key)["Body"].read()
+    table = pq.read_table(pa.BufferReader(body), columns=["id", "collection"])
+    assert table.to_pylist() == [{"id": f"{DEMO}/v1.0.0", "collection": DEMO}]
+    assert not (repo / ".d4c" / "catalog" / "catalog.parquet").exists()

@@ -1,13 +1,13 @@
 """The local side of a release: the build folder, the small release files, raw sources."""
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from d4c import paths
+from d4c.digest import digest_file, sha256_file
 from d4c.errors import D4CError
 from d4c.recipe import Recipe
 from d4c.release.targets.base import ReleaseFile
@@ -19,22 +19,13 @@ def build_dir_for(root: Path, rcp: Recipe) -> Path:
     return paths.state_dir(root) / "build" / rcp.id / f"v{rcp.version}"
 
 
-def _hashes(path: Path) -> tuple[str, str]:
-    sha, md5 = hashlib.sha256(), hashlib.md5()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            sha.update(chunk)
-            md5.update(chunk)
-    return sha.hexdigest(), md5.hexdigest()
-
-
 def digest_small(role: str, name: str, path: Path, raw: bytes | None, media_type: str) -> ReleaseFile:
     """Write `raw` to `path` (when given) and describe the file for upload and the record."""
     if raw is not None and (not path.is_file() or path.read_bytes() != raw):
         atomic_write(path, data=raw)
-    sha, md5 = _hashes(path)
-    return ReleaseFile(role=role, name=name, file=path.name, path=path, size=path.stat().st_size,
-                       sha256=sha, md5=md5, media_type=media_type)
+    d = digest_file(path)  # one read for both hashes (d4c.digest)
+    return ReleaseFile(role=role, name=name, file=path.name, path=path, size=d.size,
+                       sha256=d.sha256, md5=d.md5, media_type=media_type)
 
 
 def ensure_built(rcp: Recipe, root: Path, build_dir: Path,
@@ -61,7 +52,7 @@ def ensure_built(rcp: Recipe, root: Path, build_dir: Path,
     for out in outputs:
         path = build_dir / out["file"]
         # A release publishes exactly the bytes the manifest describes: read them once to check.
-        if not path.is_file() or path.stat().st_size != out["size"] or _hashes(path)[0] != out["sha256"]:
+        if not path.is_file() or path.stat().st_size != out["size"] or sha256_file(path) != out["sha256"]:
             raise D4CError(f"{path} is missing or does not match the manifest's sha256",
                            hint=f"run `d4c build {rcp.id}` again")
     return raw, dict(manifest)
@@ -79,7 +70,7 @@ def source_file(rcp: Recipe, source: dict[str, Any]) -> Path:
         return cached
     if source.get("path"):
         kept = rcp.folder / str(source["path"])
-        if kept.is_file() and _hashes(kept)[0] == sha:
+        if kept.is_file() and sha256_file(kept) == sha:
             return kept
     raise D4CError(f"{rcp.id}: source {source.get('name')!r} ({sha[:12]}...) is not available locally",
                    hint=f"run `d4c fetch {rcp.id}`")

@@ -18,6 +18,8 @@ from typing import Any
 
 from d4c import paths
 from d4c import recipe as recipes
+from d4c.catalog.append import append_record
+from d4c.digest import digest_file
 from d4c.errors import D4CError
 from d4c.release import config as cfgmod
 from d4c.release.bundle import make_bundle
@@ -187,7 +189,7 @@ def release(dataset_id: str, *, targets_file: Path | None = None, dry_run: bool 
         if t.source_mirror:
             for s in sources:
                 path = source_file(rcp, s)
-                todo.append((source_key(s["sha256"]), path, s["sha256"], digest_md5(path)))
+                todo.append((source_key(s["sha256"]), path, s["sha256"], digest_file(path).md5))
                 source_urls[s["sha256"]][t.name] = t.public_url(source_key(s["sha256"]))
         for key, path, sha, md5 in todo:
             step = f"upload:{t.name}:{key}"
@@ -232,7 +234,7 @@ def release(dataset_id: str, *, targets_file: Path | None = None, dry_run: bool 
     if write_record(record_path, rec, root):
         effect("record")
     echo(f"record {record_path.relative_to(root)}")
-    update_catalog(rec, cfg, root, echo)
+    update_catalog(rec, cfg, targets, root, echo)
     journal.put("complete", True)
     journal.save()
     return rec
@@ -250,24 +252,15 @@ def _hook(t: Target, which: str, ctx: ReleaseContext, journal: Journal, effect: 
         effect("journal")
 
 
-def digest_md5(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.md5()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def update_catalog(rec: dict[str, Any], cfg: cfgmod.TargetsConfig, root: Path,
-                   echo: Callable[[str], None]) -> None:
-    """Append the record to the catalog when the catalog step is installed (it lands separately)."""
-    try:
-        from d4c.catalog.append import append_record
-    except ImportError:
-        log.info("catalog step not available; run `d4c catalog build` later")
-        return
+def update_catalog(rec: dict[str, Any], cfg: cfgmod.TargetsConfig, targets: list[Target],
+                   root: Path, echo: Callable[[str], None]) -> None:
+    """Append the record to the catalog (a local file, or an s3:// object of a configured target)."""
     dest = cfg.catalog or str(paths.state_dir(root) / "catalog" / "catalog.parquet")
-    append_record(rec, dest)
+    client = None
+    if dest.startswith("s3://"):
+        # Use the matching s3 target's client, so its endpoint and credentials apply.
+        bucket = dest[len("s3://"):].split("/", 1)[0]
+        client = next((getattr(t, "client", None) for t in targets
+                       if getattr(t, "kind", "") == "s3" and getattr(t, "bucket", None) == bucket), None)
+    append_record(rec, dest, s3_client=client)
     echo(f"catalog {dest}")
