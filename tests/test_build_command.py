@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import missing_tool
 from d4c.build import sandbox
 from d4c.cli import main
 
@@ -48,7 +49,7 @@ def test_command_transform_builds(repo_copy: Path, monkeypatch: pytest.MonkeyPat
 def test_command_transform_cannot_write_outside(repo_copy: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capfd: pytest.CaptureFixture[str]) -> None:
     if sandbox.isolation_prefix([str(repo_copy)])[0] != "bwrap":
-        pytest.skip("a read-only file system for child processes needs bubblewrap")
+        missing_tool("a read-only file system for child processes needs bubblewrap (bwrap)")
     monkeypatch.setenv("D4C_REPO", str(repo_copy))
     leak = repo_copy / "leak.txt"
     ds = add_command_dataset(repo_copy, "command-leak", str(leak))
@@ -56,3 +57,14 @@ def test_command_transform_cannot_write_outside(repo_copy: Path, monkeypatch: py
     err = capfd.readouterr().err
     assert "Read-only file system" in err and "transform command" in err and "exited with status 1" in err
     assert not leak.exists() and not (repo_copy / "out").exists()
+
+
+def test_outside_git_source_date_epoch_comes_from_the_environment(
+        repo_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = tmp_path / "plain"  # the same files with no .git: e.g. an unpacked tarball
+    shutil.copytree(repo_copy, plain, ignore=shutil.ignore_patterns(".git"))
+    monkeypatch.setenv("D4C_REPO", str(plain))
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    out = plain / "out"
+    assert main(["build", TEMPLATE, "--out", str(out)]) == 0
+    assert json.loads((out / "manifest.json").read_text())["source_date_epoch"] == 1700000000

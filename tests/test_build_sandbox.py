@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from conftest import missing_tool
 from d4c.cli import main
 
 TEMPLATE = "ca_statcan_2021_population-density_provinces"
@@ -142,7 +143,7 @@ def test_native_code_cannot_see_undeclared_repo_files(repo: Path, capfd: pytest.
     from d4c.build import sandbox
 
     if sandbox.isolation_prefix([str(repo)])[0] != "bwrap":
-        pytest.skip("hiding the repository from native code needs bubblewrap")
+        missing_tool("hiding the repository from native code needs bubblewrap (bwrap)")
     other = repo / "datasets" / "ca_d4c_provinces-territories" / "sources" / "provinces-territories.csv"
     ds = add_dataset(repo, "native-read", (
         "import pyarrow.csv as pacsv\n\n"

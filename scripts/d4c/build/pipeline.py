@@ -45,6 +45,12 @@ def source_date_epoch(root: Path, recipe: Recipe) -> int:
     )
     if proc.returncode == 0 and proc.stdout.strip():
         return int(proc.stdout.strip())
+    # Outside git (an unpacked bundle, a tarball), the reproducible-builds convention applies.
+    env = os.environ.get("SOURCE_DATE_EPOCH", "")
+    if env.isdigit():
+        log.info("%s is not committed to git: SOURCE_DATE_EPOCH=%s from the environment",
+                 recipe.folder, env)
+        return int(env)
     log.warning("%s is not committed to git: SOURCE_DATE_EPOCH=0", recipe.folder)
     return 0
 
