@@ -25,7 +25,7 @@ demo: env
 test-tools:
 	bash scripts/install-test-tools.sh
 
-test: env test-tools
+test: env test-tools lint
 	$(BIN)/python -m pytest
 
 lint: env
