@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -77,6 +79,30 @@ def session(
     sess.mount("http://", adapter)
     sess.headers["User-Agent"] = USER_AGENT
     return sess
+
+
+def send_while_refused(
+    send: Callable[[], requests.Response],
+    refused: Callable[[requests.Response], bool],
+    *,
+    wait_max: float,
+    attempts: int = 6,
+    rewind: Callable[[], None] | None = None,
+) -> requests.Response:
+    """Send again while the server answers that it refused the request (rate limits).
+
+    A refused request was never applied, so even a create or a publish may be re-sent;
+    any other answer is returned for the caller to judge (the session's own retries
+    cover idempotent methods). Waits honour Retry-After, capped at `wait_max`.
+    """
+    for attempt in range(attempts):
+        resp = send()
+        if not refused(resp) or attempt == attempts - 1:
+            return resp
+        if rewind:
+            rewind()
+        time.sleep(min(float(resp.headers.get("Retry-After") or 2**attempt), wait_max))
+    raise AssertionError("unreachable: attempts >= 1")
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

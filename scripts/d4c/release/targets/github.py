@@ -11,7 +11,6 @@ blindly. Options: `repo` ("owner/name", required), `api_url` (https://api.github
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -65,20 +64,22 @@ class GitHubTarget(BaseTarget):
 
     def _call(self, method: str, url: str, ok: tuple[int, ...] = (200, 201), **kw: Any) -> requests.Response:
         url = url if url.startswith("http") else f"{self.api}{url}"
-        for attempt in range(6):
+
+        def send() -> requests.Response:
             try:
-                resp = self._http().request(method, url, **kw)
+                return self._http().request(method, url, **kw)
             except requests.RequestException as exc:
                 raise D4CError(f"target {self.name!r}: {method} {url.split('?')[0]}: {http.describe(exc)}",
                                hint="rerun `d4c release`: it resumes from what is already there") from None
+
+        def limited(resp: requests.Response) -> bool:
             # Rate-limited requests were refused before being applied: safe to send again.
-            limited = resp.status_code == 429 or (resp.status_code == 403 and (
+            return resp.status_code == 429 or (resp.status_code == 403 and (
                 "Retry-After" in resp.headers or resp.headers.get("X-RateLimit-Remaining") == "0"))
-            if not limited or attempt == 5:
-                break
-            if hasattr(kw.get("data"), "seek"):
-                kw["data"].seek(0)
-            time.sleep(min(float(resp.headers.get("Retry-After") or 2**attempt), self.retry_wait_max))
+
+        data: Any = kw.get("data")
+        rewind = (lambda: data.seek(0)) if hasattr(data, "seek") else None  # re-send a file body
+        resp = http.send_while_refused(send, limited, wait_max=self.retry_wait_max, rewind=rewind)
         if resp.status_code not in ok:
             raise D4CError(f"target {self.name!r}: {method} {url.split('?')[0]} answered "
                            f"{resp.status_code}: {redact(_message(resp))}",

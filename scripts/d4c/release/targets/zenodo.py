@@ -68,16 +68,19 @@ class ZenodoTarget(BaseTarget):
 
     def _call(self, method: str, path: str, ok: tuple[int, ...] = (200, 201), **kw: Any) -> requests.Response:
         url = path if path.startswith("http") else f"{self.base}/api{path}"
-        for attempt in range(6):
+
+        def send() -> requests.Response:
             try:
-                resp = self._http().request(method, url, **kw)
+                return self._http().request(method, url, **kw)
             except requests.RequestException as exc:
                 raise D4CError(f"target {self.name!r}: {method} {path}: {http.describe(exc)}",
                                hint="rerun `d4c release`: it resumes from what is already there") from None
-            # A 429 was refused before being applied, so even a POST may be sent again.
-            if resp.status_code != 429 or method not in ("POST", "PATCH") or attempt == 5:
-                break
-            time.sleep(min(float(resp.headers.get("Retry-After") or 2**attempt), self.retry_wait_max))
+
+        # A 429 was refused before being applied, so even a POST may be sent again (the
+        # session already retries idempotent methods).
+        resp = http.send_while_refused(
+            send, lambda r: r.status_code == 429 and method in ("POST", "PATCH"),
+            wait_max=self.retry_wait_max)
         if resp.status_code not in ok:
             try:
                 msg = str(resp.json().get("message", ""))
