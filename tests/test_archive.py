@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import stat
 import struct
 import tarfile
@@ -191,3 +192,95 @@ def test_module_caps_are_read_at_call_time(tmp_path: Path, monkeypatch: pytest.M
     arc = make_zip(tmp_path / "two.zip", {"a": b"", "b": b""})
     with pytest.raises(ArchiveError, match="more than 1 entries"):
         extract(arc, tmp_path / "out")
+
+
+# Links judged against each other (issue 9): each of these looks harmless alone.
+CHAIN = {"y": ".", "x": "y/..", "x2": "x/.."}
+
+
+def make_links(path: Path, fmt: str, links: dict[str, str], files: dict[str, bytes] | None = None) -> Path:
+    """A real zip or tar holding `files` then the symlinks `links`, in that order."""
+    files = files or {}
+    if fmt == "zip":
+        return make_zip(path.with_suffix(".zip"), files, links=links)
+    return make_tar(path.with_suffix(".tar"), "w", [
+        *((member(n), data) for n, data in files.items()),
+        *((member(n, tarfile.SYMTYPE, t), None) for n, t in links.items()),
+    ])
+
+
+@pytest.mark.parametrize("fmt", ["zip", "tar"])
+@pytest.mark.parametrize("order", [["y", "x", "x2"], ["x2", "x", "y"], ["x2", "y", "x"]])
+def test_symlink_chain_out_is_refused(tmp_path: Path, fmt: str, order: list[str]) -> None:
+    arc = make_links(tmp_path / "chain", fmt, {n: CHAIN[n] for n in order}, {"ok.txt": b"fine"})
+    with pytest.raises(ArchiveError) as err:
+        extract(arc, tmp_path / "x" / "out")
+    line = err.value.line()
+    assert "\n" not in line and line.startswith(f"{arc.name}: symlink ")
+    assert "points outside the extraction folder; refused" in line
+    assert leftovers(tmp_path / "x") == []
+
+
+@pytest.mark.parametrize("fmt", ["zip", "tar"])
+def test_x2_alone_is_judged_through_the_other_links(tmp_path: Path, fmt: str) -> None:
+    # `x2 -> x/..` is fine while x is a folder; it is an escape once x -> y/.. and y -> .
+    ok = make_links(tmp_path / "ok", fmt, {"x2": "x/.."}, {"x/f": b"1"})
+    assert (extract(ok, tmp_path / "ok_out") / "x2" / "x" / "f").read_bytes() == b"1"
+    bad = make_links(tmp_path / "bad", fmt, {"y": ".", "x": "y/..", "x2": "x/.."})
+    with pytest.raises(ArchiveError, match="symlink 'x' -> 'y/..' points outside"):
+        extract(bad, tmp_path / "bad_out")
+    assert not (tmp_path / "bad_out").exists()
+
+
+@pytest.mark.parametrize("fmt", ["zip", "tar"])
+def test_symlink_chain_inside_is_kept(tmp_path: Path, fmt: str) -> None:
+    arc = make_links(tmp_path / "in", fmt, {"here": ".", "a": "b", "b": "data", "up": "data/.."},
+                     {"data/f.csv": b"1,2\n"})
+    out = extract(arc, tmp_path / "out")
+    assert (out / "a" / "f.csv").read_bytes() == b"1,2\n"
+    assert (out / "here" / "up" / "data" / "f.csv").read_bytes() == b"1,2\n"
+    assert os.readlink(out / "a") == "b"
+
+
+@pytest.mark.parametrize("fmt", ["zip", "tar"])
+@pytest.mark.parametrize("links,why", [
+    ({"l": "/etc/passwd"}, "absolute target"),
+    ({"abs": "/", "l": "abs/etc"}, "absolute"),
+    ({"d": "..", "l": "d"}, "points outside"),
+    ({"a": "b", "b": "a"}, "loop of symlinks"),
+    ({"l": "..\\..\\evil"}, "backslash"),
+], ids=["absolute", "through-absolute", "through-up", "loop", "backslash"])
+def test_symlink_targets_refused(tmp_path: Path, fmt: str, links: dict[str, str], why: str) -> None:
+    arc = make_links(tmp_path / "l", fmt, links, {"ok.txt": b"fine"})
+    with pytest.raises(ArchiveError, match=why):
+        extract(arc, tmp_path / "x" / "out")
+    assert leftovers(tmp_path / "x") == []
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")  # the zip holds 'f' twice on purpose
+@pytest.mark.parametrize("fmt", ["zip", "tar"])
+def test_member_under_or_over_a_symlink_is_refused(tmp_path: Path, fmt: str) -> None:
+    under = make_links(tmp_path / "under", fmt, {"d": "sub"}, {"sub/.keep": b"", "d/f": b"x"})
+    with pytest.raises(ArchiveError, match="'d/f' is written through the symlink 'd'"):
+        extract(under, tmp_path / "x" / "out")
+    over = make_links(tmp_path / "over", fmt, {"f": "g"}, {"f": b"x", "g": b"y"})
+    with pytest.raises(ArchiveError, match="'f' appears twice and one is a symlink"):
+        extract(over, tmp_path / "x" / "out")
+    assert leftovers(tmp_path / "x") == []
+
+
+def test_tar_hardlink_is_refused_even_inside(tmp_path: Path) -> None:
+    arc = make_tar(tmp_path / "h.tar", "w", [(member("ok.txt"), b"fine"),
+                                            (member("same.txt", tarfile.LNKTYPE, "ok.txt"), None)])
+    with pytest.raises(ArchiveError) as err:
+        extract(arc, tmp_path / "x" / "out")
+    assert err.value.line() == ("h.tar: member 'same.txt' is a hard link (to 'ok.txt'); "
+                                "hard links are refused")
+    assert leftovers(tmp_path / "x") == []
+
+
+def test_zip_symlink_with_a_huge_target_is_refused(tmp_path: Path) -> None:
+    arc = make_zip(tmp_path / "big.zip", {}, links={"l": "a/" * 3000})
+    with pytest.raises(ArchiveError, match="target longer than 4096 bytes"):
+        extract(arc, tmp_path / "x" / "out")
+    assert leftovers(tmp_path / "x") == []

@@ -1,8 +1,10 @@
 """Safe extraction of source archives (zip, tar, tar.gz/bz2/xz).
 
-Refused: absolute paths, `..`, links (symbolic or hard) that point outside the
-folder, device files, more entries than `max_entries`, and more uncompressed bytes
-than `max_bytes`. Declared sizes are checked before anything is unpacked (a zip bomb
+Refused: absolute paths, `..`, symlinks whose target resolves outside the folder
+(following the archive's own links, so `y -> .`, `x -> y/..` is caught), members
+written through a symlink, hard links (always), device files, more entries than
+`max_entries`, and more uncompressed bytes than `max_bytes`. Links are judged from
+the member list before anything is unpacked, not from what is on disk meanwhile. Declared sizes are checked before anything is unpacked (a zip bomb
 is refused, not unpacked), and the bytes actually written are counted too, so a lying
 header cannot get past the cap. Everything is unpacked into a temporary folder beside
 `dest` and renamed into place, so a failure leaves nothing that looks complete.
@@ -24,6 +26,8 @@ from d4c.errors import D4CError
 MAX_BYTES = 32 * 2**30  # 32 GiB uncompressed
 MAX_ENTRIES = 100_000
 _CHUNK = 2**20
+_LINK_MAX = 4096  # PATH_MAX: no real symlink target is longer
+_SYMLOOP_MAX = 40  # as Linux: more hops than this in one lookup is a loop
 
 
 class ArchiveError(D4CError):
@@ -38,6 +42,83 @@ def _safe_name(name: str, archive: Path) -> PurePosixPath:
     if ".." in rel.parts:
         raise ArchiveError(f"{archive.name}: member {name!r} climbs out with '..'; refused")
     return rel
+
+
+def _parts(path: str) -> tuple[str, ...]:
+    """Path components as the OS reads them ('/' only), without '' and '.'."""
+    return tuple(p for p in path.split("/") if p not in ("", "."))
+
+
+def _resolve_link(archive: Path, name: str, where: tuple[str, ...], target: str,
+                  links: dict[tuple[str, ...], str]) -> None:
+    """Refuse the symlink `name` (at `where`) unless `target` lands inside the folder.
+
+    Resolved the way the kernel will once everything is unpacked: component by
+    component from the link's folder, each component that is another symlink of the
+    archive replaced by its target. Any step above the folder's top is an escape, even
+    if a later step would come back in (the folder is renamed after extraction).
+    """
+    def refused(why: str) -> ArchiveError:
+        return ArchiveError(f"{archive.name}: symlink {name!r} -> {target!r} {why}; refused")
+
+    if not where:
+        raise refused("replaces the extraction folder itself")
+    # A backslash is a separator on Windows and a plain character here: refuse the ambiguity.
+    if "\\" in target or "\0" in target:
+        raise refused("has a backslash or NUL in its target")
+    if target.startswith("/"):
+        raise refused("points outside (absolute target)")
+    here = list(where[:-1])
+    todo = list(reversed(_parts(target)))
+    hops = 0
+    while todo:
+        step = todo.pop()
+        if step == "..":
+            if not here:
+                raise refused("points outside the extraction folder")
+            here.pop()
+            continue
+        here.append(step)
+        via = links.get(tuple(here))
+        if via is None:
+            continue
+        hops += 1
+        if hops > _SYMLOOP_MAX:
+            raise refused("is a loop of symlinks")
+        if via.startswith("/"):
+            raise refused(f"points outside through the absolute symlink {'/'.join(here)!r}")
+        here.pop()  # the link's target is read from the link's own folder
+        todo.extend(reversed(_parts(via)))
+
+
+def _check_links(archive: Path, members: list[tuple[str, tuple[str, ...], str | None]]) -> None:
+    """Judge every member against the archive's symlinks: (name, path parts, link target or None).
+
+    Members under a symlink and names that collide with one are refused, so each
+    symlink sits exactly where its name says and the resolution above is exact.
+    """
+    links = {parts: target for _, parts, target in members if target is not None}
+    seen: set[tuple[str, ...]] = set()
+    for name, parts, target in members:
+        for i in range(1, len(parts)):
+            if parts[:i] in links:
+                raise ArchiveError(f"{archive.name}: member {name!r} is written through the symlink "
+                                   f"{'/'.join(parts[:i])!r}; refused")
+        if parts in seen and parts in links:
+            raise ArchiveError(f"{archive.name}: member {name!r} appears twice and one is a symlink; refused")
+        seen.add(parts)
+        if target is not None:
+            _resolve_link(archive, name, parts, target, links)
+
+
+def _zip_link(zf: zipfile.ZipFile, info: zipfile.ZipInfo, archive: Path) -> str:
+    """The target stored as a zip symlink's data, read with a cap (the header may lie)."""
+    with zf.open(info) as src:
+        raw = src.read(_LINK_MAX + 1)
+    if len(raw) > _LINK_MAX:
+        raise ArchiveError(f"{archive.name}: symlink {info.filename!r} has a target longer than "
+                           f"{_LINK_MAX} bytes; refused")
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def _inside(root: Path, target: Path) -> bool:
@@ -61,24 +142,25 @@ def _extract_zip(archive: Path, out: Path, max_entries: int, max_bytes: int) -> 
         infos = zf.infolist()
         # Declared sizes first: nothing is unpacked from a bomb.
         _caps(archive, len(infos), sum(i.file_size for i in infos), max_entries, max_bytes)
-        written = 0
+        # Then every name and link target, before anything is written.
+        plan: list[tuple[zipfile.ZipInfo, PurePosixPath, str | None]] = []
         for info in infos:
             rel = _safe_name(info.filename, archive)
+            # Unix zips keep the mode in the high 16 bits; S_IFLNK there means the data is a target.
+            is_link = not info.is_dir() and stat.S_ISLNK(info.external_attr >> 16)
+            plan.append((info, rel, _zip_link(zf, info, archive) if is_link else None))
+        _check_links(archive, [(i.filename, rel.parts, link) for i, rel, link in plan])
+        written = 0
+        for info, rel, link in plan:
             target = out / rel
-            mode = info.external_attr >> 16
             if info.is_dir():
                 target.mkdir(parents=True, exist_ok=True)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            # A symlink extracted earlier could redirect a later member: check the real path.
+            # Belt and braces on top of _check_links: the real path, as it is on disk now.
             if not _inside(out, target.parent):
                 raise ArchiveError(f"{archive.name}: member {info.filename!r} leads outside; refused")
-            if stat.S_ISLNK(mode):
-                link = zf.read(info).decode("utf-8", "surrogateescape")
-                if os.path.isabs(link) or not _inside(out, target.parent / link):
-                    raise ArchiveError(
-                        f"{archive.name}: symlink {info.filename!r} -> {link!r} points outside; refused"
-                    )
+            if link is not None:
                 os.symlink(link, target)
                 continue
             try:
@@ -92,7 +174,7 @@ def _extract_zip(archive: Path, out: Path, max_entries: int, max_bytes: int) -> 
             # Timestamps from the archive, not the clock: same input, same tree.
             when = datetime(*info.date_time, tzinfo=UTC).timestamp()
             os.utime(target, (when, when))
-            if mode & 0o111:
+            if (info.external_attr >> 16) & 0o111:
                 os.chmod(target, 0o755)
 
 
@@ -106,13 +188,21 @@ def _extract_tar(archive: Path, out: Path, max_entries: int, max_bytes: int) -> 
                 members.append(member)
                 total += member.size if member.isfile() else 0
                 _caps(archive, len(members), total, max_entries, max_bytes)
-                _safe_name(member.name, archive)  # links are judged by the filter below
+                _safe_name(member.name, archive)
+                if member.islnk():
+                    # A hard link shares the inode of what it names: never useful in a data
+                    # archive, and the classic way to reach a file outside the folder.
+                    raise ArchiveError(f"{archive.name}: member {member.name!r} is a hard link "
+                                       f"(to {member.linkname!r}); hard links are refused")
+            # tarfile joins names to the folder as they are: the parts must be read the same way.
+            _check_links(archive, [(m.name, _parts(m.name), m.linkname if m.issym() else None)
+                                   for m in members])
             written = 0
 
             def data_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
                 nonlocal written
                 try:
-                    # The stdlib 'data' filter: no absolute paths, no links out, no devices.
+                    # The stdlib 'data' filter as well: no devices, sane modes, links checked on disk.
                     safe = tarfile.data_filter(member, dest)
                 except tarfile.FilterError as exc:
                     raise ArchiveError(f"{archive.name}: {exc}; refused") from None
