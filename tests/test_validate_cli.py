@@ -44,6 +44,7 @@ def test_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                  monkeypatch: pytest.MonkeyPatch) -> None:
     text = (DEMO / "recipe.yaml").read_text().replace("license: CC-BY-4.0", "license: CC-BY")
     text = text.replace("  torrent: true", "  torrent: true\n  seeders: 3")
+    text = text.replace("environment: docker/Dockerfile", "environment: docker/Nope.dockerfile")
     recipe = dataset(tmp_path, text)
     monkeypatch.chdir(tmp_path)
     rel = str(recipe.relative_to(tmp_path))
@@ -55,10 +56,12 @@ def test_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     code, out, _ = cli(capsys, "--format", "github", rel)
     assert code == 1
     assert f"::error file={rel},line={line},col=10,title=D4C401::`CC-BY` is not" in out
-    assert re.search(r"^::warning file=.*,title=D4C203::unknown key", out, re.MULTILINE)
+    assert re.search(r"^::error file=.*,title=D4C203::unknown key", out, re.MULTILINE)
+    assert re.search(r"^::warning file=.*,title=D4C607::docker/Nope.dockerfile", out, re.MULTILINE)
     code, out, _ = cli(capsys, "--format", "json", rel)
     rows = json.loads(out)
-    assert {(r["id"], r["severity"]) for r in rows} == {("D4C401", "error"), ("D4C203", "warning")}
+    assert {(r["id"], r["severity"]) for r in rows} == {
+        ("D4C401", "error"), ("D4C203", "error"), ("D4C607", "warning")}
     assert all(set(r) == {"path", "line", "col", "id", "severity", "message"} for r in rows)
 
 
@@ -81,10 +84,17 @@ def test_github_step_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str],
 
 
 def test_warnings_alone_exit_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    text = (DEMO / "recipe.yaml").read_text().replace("keywords:", "colour: blue\nkeywords:")
+    text = (DEMO / "recipe.yaml").read_text().replace("license: CC-BY-4.0", "license: GPL-2.0")
     code, out, _ = cli(capsys, str(dataset(tmp_path, text)))
     assert code == 0
-    assert "D4C203 unknown key `colour`" in out
+    assert "D4C402 SPDX has deprecated `GPL-2.0`" in out and "(warning)" in out
+
+
+def test_unknown_key_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (DEMO / "recipe.yaml").read_text().replace("keywords:", "colour: blue\nkeywords:")
+    code, out, _ = cli(capsys, str(dataset(tmp_path, text)))
+    assert code == 1
+    assert "D4C203 unknown key `colour`; known keys: id, version," in out and "(warning)" not in out
 
 
 @pytest.mark.parametrize("args", [["no/such/path"], ["/dev/null"], ["--format", "xml"], ["--bogus"]])
@@ -201,3 +211,50 @@ def test_warnings_for_deprecated_license_missing_environment_bad_record(
     (releases / "1.0.1.json").write_text('{"version": "1.0.1"}')
     code, out, _ = cli(capsys, str(recipe))
     assert code == 1 and "D4C305 version 1.0.0 is below the newest release 1.0.1" in out
+
+
+def test_every_url_in_the_recipe_follows_the_source_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    params = """    crs: EPSG:4326
+    publisher: Statistics Canada
+    crs_urn: "urn:ogc:def:crs:EPSG::4326"
+    entry: transform.py:build
+    note: "see https://127.0.0.1/ in prose"
+    mirror: https://data.source.coop/dataforcanada/x.csv
+    nested:
+      - {endpoint: "HTTP://10.1.2.3/api"}
+      - [ftp://example.org/x]
+    "https://user:pw@example.org/": as a key
+"""
+    text = (DEMO / "recipe.yaml").read_text().replace("    crs: EPSG:4326\n", params)
+    text = text.replace("url: https://dataforcanada.org", "url: http://127.0.0.1:8000/")
+    recipe = dataset(tmp_path, text)
+    monkeypatch.chdir(tmp_path)
+    lines = text.splitlines()
+
+    def at(needle: str) -> int:
+        return next(n for n, line in enumerate(lines, 1) if needle in line)
+
+    code, out, _ = cli(capsys, str(recipe.relative_to(tmp_path)))
+    assert code == 1
+    found = sorted(re.findall(r":(\d+):(\d+): (D4C\d{3}) (.*)", out))
+    assert found == sorted([
+        (str(at("url: http://127.0.0.1")), "10", "D4C503", "URL points at the loopback host 127.0.0.1"),
+        (str(at("endpoint:")), "20", "D4C503", "URL points at the private or local host 10.1.2.3"),
+        (str(at("ftp://")), "10", "D4C501", "URL scheme is ftp; use https"),
+        (str(at("user:pw")), "5", "D4C502", "URL carries credentials (user:password@); remove them"),
+    ]), out  # one finding each (no schema pattern error on the provider too); prose is not a URL
+    code, out, _ = cli(capsys, "--allow-loopback", str(recipe.relative_to(tmp_path)))
+    assert "127.0.0.1" not in out and out.count("D4C50") == 3  # --allow-loopback: loopback only
+
+
+def test_unknown_keys_give_one_finding_each(tmp_path: Path) -> None:
+    text = (DEMO / "recipe.yaml").read_text()
+    text = text.replace("    sha256: ", "    Sha-256: ").replace("  python:", "  pyhton:")
+    text = text.replace("  torrent: true", "  torrent: true\n  torrents: true")
+    findings = validate_paths([dataset(tmp_path, text)])
+    assert sorted((f.lint, f.message) for f in findings) == [
+        ("D4C203", "unknown key `distribution.torrents`; did you mean `torrent`?"),  # present keys last
+        ("D4C203", "unknown key `sources[0].Sha-256`; did you mean `sha256`?"),
+        ("D4C203", "unknown key `transform.pyhton`; did you mean `python`?"),
+    ]  # and neither "missing `sha256`" nor "needs `python` or `command`"

@@ -1,5 +1,6 @@
 """The broken-recipe corpus: each file in tests/broken_recipes/ must give exactly the
-findings its header announces (`# expect: ID line N`), exit 1, and no traceback.
+findings its header announces (`# expect: ID line N`, optionally followed by text the
+finding's message must contain), exit 1, and no traceback.
 
 Header directives set up the dataset folder the recipe is validated in:
 `# folder: NAME` (default ca_test_broken), `# transform: SOURCE | none` (default a
@@ -31,7 +32,10 @@ def directives(raw: bytes) -> dict[str, list[str]]:
     return found
 
 
-def stage(case: Path, root: Path) -> tuple[Path, set[tuple[str, int]]]:
+Expect = tuple[str, int, str]  # lint id, line, text the message contains ("" for any)
+
+
+def stage(case: Path, root: Path) -> tuple[Path, set[Expect]]:
     """Lay the case out as <root>/datasets/<folder>/recipe.yaml; return it and the expectations."""
     raw = case.read_bytes()
     d = directives(raw)
@@ -53,9 +57,9 @@ def stage(case: Path, root: Path) -> tuple[Path, set[tuple[str, int]]]:
     (folder / "recipe.yaml").write_bytes(raw)
     expects = set()
     for e in d.get("expect", []):
-        m = re.fullmatch(r"(D4C\d{3}) line (\d+)", e.strip())
+        m = re.fullmatch(r"(D4C\d{3}) line (\d+)(?: (.+))?", e.strip())
         assert m, f"{case.name}: bad expect directive {e!r}"
-        expects.add((m.group(1), int(m.group(2))))
+        expects.add((m.group(1), int(m.group(2)), m.group(3) or ""))
     assert expects, f"{case.name} announces no expected finding"
     return folder / "recipe.yaml", expects
 
@@ -68,7 +72,7 @@ def test_corpus_is_large_enough() -> None:
 
 def stage_expectations(case: Path) -> set[tuple[str, int]]:
     return {(m.group(1), int(m.group(2))) for m in
-            re.finditer(r"^# expect: (D4C\d{3}) line (\d+)$", case.read_text("utf-8", "replace"), re.MULTILINE)}
+            re.finditer(r"^# expect: (D4C\d{3}) line (\d+)(?: .+)?$", case.read_text("utf-8", "replace"), re.MULTILINE)}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
@@ -81,10 +85,12 @@ def test_broken_recipe(case: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     out, err = capsys.readouterr()
     assert code == 1, (out, err)
     assert "Traceback" not in out + err
-    got = set()
+    got: dict[tuple[str, int], str] = {}
     for line in out.splitlines():
-        m = re.fullmatch(r"datasets/[^:]+/recipe\.yaml:(\d+):(\d+): (D4C\d{3}) .+", line)
+        m = re.fullmatch(r"datasets/[^:]+/recipe\.yaml:(\d+):(\d+): (D4C\d{3}) (.+)", line)
         assert m, f"not a path:line:col: ID finding: {line!r}"
-        got.add((m.group(3), int(m.group(1))))
-    assert got == expects, out
+        got[(m.group(3), int(m.group(1)))] = got.get((m.group(3), int(m.group(1))), "") + m.group(4)
+    assert set(got) == {(lint, n) for lint, n, _ in expects}, out
+    for lint, n, text in expects:
+        assert text in got[(lint, n)], (lint, n, text, out)
     assert sorted(p for p in tmp_path.rglob("*")) == before  # nothing written

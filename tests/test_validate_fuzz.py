@@ -14,12 +14,14 @@ DEMO = (REPO / "datasets" / "ca_d4c_provinces-territories" / "recipe.yaml").read
 FIELDS = ["id", "version", "title", "description", "en", "fr", "license", "creators", "orcid",
           "sources", "url", "path", "sha256", "size", "alternate_urls", "transform", "python",
           "command", "params", "outputs", "name", "format", "sort_by", "distribution", "spatial",
-          "bbox", "temporal", "start", "end", "environment", "sample"]
+          "bbox", "temporal", "start", "end", "environment", "sample", "providers", "limits",
+          "wall_time", "memory", "processes", "output_size"]
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
     | st.sampled_from(["../x", "/etc/passwd", "transform.py:build", "https://127.0.0.1/",
+                       "https://[::ffff:a9fe:a9fe]:x/", "javascript:", "https://u@[v1.x]/", "90m", "8 GiB",
                        "CC-BY-4.0", "0000-0002-1825-0097", "1.0.0", "geoparquet", "a" * 64]),
     lambda children: st.lists(children, max_size=5)
     | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), children, max_size=6),

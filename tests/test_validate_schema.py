@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = REPO / "schemas" / "recipe.schema.json"
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
 # docs/architecture.md "Recipe" and DESIGN section 4.
-FIELDS = ["id", "version", "title.en", "title.fr", "description.en", "description.fr", "license", "creators[].name", "creators[].affiliation", "creators[].orcid", "providers[].name", "providers[].roles", "providers[].url", "keywords", "temporal.start", "temporal.end", "spatial.bbox", "sources[].name", "sources[].url", "sources[].path", "sources[].sha256", "sources[].size", "sources[].alternate_urls", "sources[].extract", "transform.python", "transform.command", "transform.params", "environment", "outputs[].name", "outputs[].format", "outputs[].sort_by", "outputs[].primary_key", "distribution.targets", "distribution.torrent", "sample.params"]
+FIELDS = ["id", "version", "title.en", "title.fr", "description.en", "description.fr", "license", "creators[].name", "creators[].affiliation", "creators[].orcid", "providers[].name", "providers[].roles", "providers[].url", "keywords", "temporal.start", "temporal.end", "spatial.bbox", "sources[].name", "sources[].url", "sources[].path", "sources[].sha256", "sources[].size", "sources[].alternate_urls", "sources[].extract", "transform.python", "transform.command", "transform.params", "environment", "outputs[].name", "outputs[].format", "outputs[].sort_by", "outputs[].primary_key", "distribution.targets", "distribution.torrent", "sample.params", "limits.wall_time", "limits.memory", "limits.processes", "limits.output_size"]
 
 
 def properties(node: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
@@ -62,3 +62,15 @@ def test_demo_recipes_pass_check_jsonschema() -> None:
 def test_contributor_guide_field_reference_is_fresh() -> None:
     page = (REPO / "docs" / "contributing.md").read_text()
     assert fieldref.splice(page, SCHEMA) == page, "run `make docs`"
+
+
+def test_limits_forms() -> None:
+    check = Draft202012Validator(SCHEMA["properties"]["limits"])
+    good = [{}, {"wall_time": "90m", "memory": "8GiB", "processes": 8, "output_size": "512 MiB"},
+            {"wall_time": "2h", "memory": "1 TiB", "processes": 65536}, {"wall_time": "45s"}]
+    bad = [{"wall_time": "0m"}, {"wall_time": "1.5h"}, {"wall_time": "2H"}, {"wall_time": 90},
+           {"memory": "8GB"}, {"memory": "8  GiB"}, {"memory": "08GiB"}, {"output_size": "-1GiB"},
+           {"processes": 7}, {"processes": 65537}, {"processes": "512"}, {"processes": 8.5},
+           {"cpu": 2}, "2h"]
+    assert [v for v in good if not check.is_valid(v)] == []
+    assert [v for v in bad if check.is_valid(v)] == []

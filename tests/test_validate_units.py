@@ -33,6 +33,34 @@ from d4c.validate.context import inside, semver_key
     ("https://100.64.0.1/x", None),  # shared address space (CGNAT) is not private in RFC 6890 terms
     ("https://printer.local/x", "D4C503"),
     ("https://db.internal/x", "D4C503"),
+    # cloud metadata, in every spelling a client would connect to
+    ("https://169.254.169.254/latest/meta-data/", "D4C503"),
+    ("https://[fd00:ec2::254]/latest/meta-data/", "D4C503"),
+    ("https://2852039166/", "D4C503"),
+    ("https://0xa9.0xfe.0xa9.0xfe/", "D4C503"),
+    ("https://[::ffff:169.254.169.254]/", "D4C503"),  # IPv4-mapped
+    ("https://[::ffff:127.0.0.1]/", "D4C503"),
+    ("https://[::127.0.0.1]/", "D4C503"),  # IPv4-compatible
+    ("https://[64:ff9b::a9fe:a9fe]/", "D4C503"),  # NAT64 of 169.254.169.254
+    ("https://[2002:7f00:1::]/", "D4C503"),  # 6to4 of 127.0.0.1
+    ("https://[fec0::1]/", "D4C503"),  # site-local
+    ("https://[ff02::1]/", "D4C503"),
+    ("https://[::ffff:8.8.8.8]/x", None),  # mapped, but what it reaches is public
+    ("https://１２７.０.０.１/x", "D4C503"),  # fullwidth digits: NFKC, as IDNA clients do
+    ("https://ｌｏｃａｌｈｏｓｔ/x", "D4C503"),
+    ("https://bücher.example/x", None),  # IDN host names are fine
+    ("https://169.254.169.254\\.example.org/x", "D4C501"),  # `\` is `/` to WHATWG parsers
+    ("https://127。0。0。1/x", "D4C501"),
+    ("https://ex ample.org/x", "D4C501"),
+    ("https://[v1.x]/x", "D4C501"),  # IPvFuture: no client should guess
+    # schemes that need no `//`
+    ("javascript:alert(1)", "D4C501"),
+    ("data:text/html,<b>x</b>", "D4C501"),
+    ("file:///etc/passwd", "D4C501"),
+    ("s3://bucket/key", "D4C501"),
+    ("gs://bucket/key", "D4C501"),
+    ("https:example.org", "D4C501"),
+    (" http://example.org/x", "D4C501"),  # leading space is stripped by URL parsers
 ])
 def test_url_problem(url: str, lint: str | None) -> None:
     found = url_problem(url, allow_loopback=False)

@@ -6,7 +6,9 @@ import hashlib
 import ipaddress
 import re
 import socket
+import unicodedata
 import warnings
+from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
 from d4c.recipe import TABULAR_FORMATS
@@ -14,11 +16,23 @@ from d4c.validate.context import SHA256, Context, inside
 from d4c.validate.yamlpos import JPath
 
 # Host names that never resolve publicly (RFC 6761, 6762, 8375 and common internal zones).
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _LOCAL_SUFFIXES = (".local", ".internal", ".lan", ".home.arpa", ".intranet", ".corp")
+# A host name after NFKC: letters (IDN too), digits, `.`, `-`, `_`. Anything else (`\`, `%`,
+# spaces) is read differently by different URL parsers, which is how host checks are dodged.
+_HOST = re.compile(r"^[\w.-]+$")
+# A string is judged as a URL when it starts with `scheme://`, or with `scheme:` for schemes
+# that need no `//` (`javascript:`, `data:`, `file:/x`). Leading C0/space is skipped because
+# URL parsers strip it too. Plain text ("Statistics Canada", "EPSG:4326") is not a URL.
+_URL_SCHEMES = ("http", "https", "ftp", "ftps", "sftp", "tftp", "file", "s3", "gs", "data",
+                "javascript", "vbscript", "blob", "ws", "wss", "gopher", "dict", "ldap", "ldaps",
+                "smb", "ssh", "git", "jar")
+_URL_LIKE = re.compile(r"^[\x00-\x20]*(?:[A-Za-z][A-Za-z0-9+.-]*://|(?:" + "|".join(_URL_SCHEMES) + "):)",
+                       re.IGNORECASE)
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+_IP: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _ip(host: str) -> _IP | None:
     """An IP literal, including the legacy IPv4 forms browsers and curl accept
     (`127.1`, `0x7f.0.0.1`, `2130706433`); parsing only, never DNS."""
     try:
@@ -33,29 +47,85 @@ def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return None
 
 
+def _reached(ip: _IP) -> list[_IP]:
+    """The IPv4 addresses an IPv6 literal carries (mapped, compatible, NAT64, 6to4, Teredo):
+    those are what the packets reach, so they are what is judged; else the address itself."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return [ip]
+    if ip.ipv4_mapped:
+        return [ip.ipv4_mapped]
+    if ip.sixtofour:
+        return [ip.sixtofour]
+    if ip.teredo:
+        return list(ip.teredo)
+    if any(ip in net for net in _NAT64) or (int(ip) >> 32 == 0 and int(ip) > 1):  # ::a.b.c.d
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    return [ip]
+
+
+def _local(ip: _IP) -> bool:
+    return (ip.is_private or ip.is_link_local or ip.is_reserved or ip.is_unspecified
+            or ip.is_multicast or (isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local))
+
+
 def url_problem(url: str, allow_loopback: bool) -> tuple[str, str] | None:
-    """(lint id, message) for a source URL that must not be used, else None."""
+    """(lint id, message) for a URL that must not be in a recipe, else None. The one rule
+    for every URL: sources, alternates, provider and creator pages, any other field."""
     try:
         parts = urlsplit(url)
-        host = (parts.hostname or "").rstrip(".")
+        # NFKC: fullwidth `１２７.０.０.１` or `ｌｏｃａｌｈｏｓｔ` is what an IDNA-aware client connects to
+        host = unicodedata.normalize("NFKC", parts.hostname or "").lower().rstrip(".")
         parts.port  # noqa: B018 - raises on a malformed port
     except ValueError:
         return ("D4C501", "not a valid URL")
     if parts.username is not None or parts.password is not None:
         return ("D4C502", "URL carries credentials (user:password@); remove them")
     ip = _ip(host)
-    loopback = host == "localhost" or host.endswith(".localhost") or bool(ip and ip.is_loopback)
+    if "[" in parts.netloc:  # brackets hold IPv6 only; `[v1.x]` (IPvFuture) is for no client to guess
+        odd_host = not isinstance(ip, ipaddress.IPv6Address)
+    else:
+        odd_host = ip is None and not _HOST.match(host)
+    if host and odd_host:
+        return ("D4C501", f"URL host `{host[:60]}` is not a valid host name")
+    reached = _reached(ip) if ip is not None else []
+    loopback = host == "localhost" or host.endswith(".localhost") or any(a.is_loopback for a in reached)
     if loopback and not allow_loopback:
         return ("D4C503", f"URL points at the loopback host {host}")
-    if not loopback and (host.endswith(_LOCAL_SUFFIXES) or (ip is not None and (
-        ip.is_private or ip.is_link_local or ip.is_reserved or ip.is_unspecified or ip.is_multicast
-    ))):
+    if not loopback and (host.endswith(_LOCAL_SUFFIXES) or any(_local(a) for a in reached)):
         return ("D4C503", f"URL points at the private or local host {host}")
     if parts.scheme.lower() != "https" and not (loopback and parts.scheme.lower() == "http"):
         return ("D4C501", f"URL scheme is {parts.scheme or 'missing'!s}; use https")
     if not host:
         return ("D4C501", "URL has no host")
     return None
+
+
+def check_urls(ctx: Context) -> set[JPath]:
+    """Every URL-looking string anywhere in the recipe (keys of free-form mappings too)
+    follows `url_problem`: metadata URLs end up in STAC, DOI records and catalog pages, and
+    `params` reach the transform. Returns the paths reported, so the schema's pattern
+    errors on the same values are not reported a second time."""
+    flagged: set[JPath] = set()
+
+    def judge(text: str, path: JPath, key: bool) -> None:
+        problem = url_problem(text, ctx.allow_loopback) if _URL_LIKE.match(text) else None
+        if problem:
+            ctx.add(problem[0], path, problem[1], key=key)
+            if not key:  # the schema's patterns apply to values only
+                flagged.add(path)
+
+    stack: list[tuple[JPath, Any]] = [((), ctx.loaded.data)]
+    while stack:  # iterative, so no recursion limit to think about
+        path, node = stack.pop()
+        if isinstance(node, dict):
+            for k, v in node.items():
+                judge(str(k), (*path, k), key=True)
+                stack.append(((*path, k), v))
+        elif isinstance(node, list):
+            stack.extend(((*path, i), v) for i, v in enumerate(node))
+        elif isinstance(node, str):
+            judge(node, path, key=False)
+    return flagged
 
 
 def _file_digest(path: object) -> tuple[int, str]:
@@ -76,15 +146,7 @@ def check_sources(ctx: Context) -> None:
             if name in seen:
                 ctx.add("D4C508", ("sources", i, "name"), f"source name `{name[:60]}` is used twice")
             seen.add(name)
-        urls: list[tuple[JPath, object]] = [(("sources", i, "url"), src.get("url"))]
-        alternates = src.get("alternate_urls")
-        if isinstance(alternates, list):
-            urls += [(("sources", i, "alternate_urls", j), u) for j, u in enumerate(alternates)]
-        for where, url in urls:
-            if isinstance(url, str) and _SCHEME.match(url):  # else the schema reports it
-                problem = url_problem(url, ctx.allow_loopback)
-                if problem:
-                    ctx.add(problem[0], where, problem[1])
+        # the URLs are judged by check_urls, with every other URL in the recipe
         rel = src.get("path")
         if isinstance(rel, str):
             _check_local(ctx, i, rel, src)

@@ -89,9 +89,11 @@ _ALL = [
     _l("D4C202", "missing-field", "error", "A required field is missing.",
        "The build and the release cannot proceed without it.",
        "Add the field; see the field reference in `docs/contributing.md`."),
-    _l("D4C203", "unknown-key", "warning", "A key that the schema does not define.",
-       "Usually a typo (`sort-by` for `sort_by`): the value would be silently ignored.",
-       "Rename it to the field you meant (the message suggests one) or remove it."),
+    _l("D4C203", "unknown-key", "error", "A key that the schema does not define, at any level "
+       "(only `transform.params` and `sample.params` hold free-form keys).",
+       "Usually a typo (`sort-by` for `sort_by`, `sha265` for `sha256`): the value would be "
+       "silently ignored, and a reviewer would read it as if it counted.",
+       "Rename it to the field you meant (the message suggests the closest one) or remove it."),
     # -- identity ------------------------------------------------------------------------------
     _l("D4C301", "id-pattern", "error", "The dataset id does not match "
        "`^[a-z]{2}(-[a-z]{2})?_[a-z0-9]+(?:[_-][a-z0-9]+)*$`.",
@@ -136,15 +138,23 @@ _ALL = [
        "with south <= north and values within range.",
        "Catalog search uses the bbox; a wrong one hides the dataset or shows it everywhere.",
        "Write `[min longitude, min latitude, max longitude, max latitude]` in WGS 84."),
-    # -- sources -------------------------------------------------------------------------------
-    _l("D4C501", "url-https", "error", "A source URL is not an https URL.",
-       "Plain http can be tampered with in transit (the hash check catches it, but late).",
-       "Use the https address of the file."),
-    _l("D4C502", "url-credentials", "error", "A source URL carries a user name or password.",
+    # -- sources and every other URL ------------------------------------------------------------
+    _l("D4C501", "url-https", "error", "A URL anywhere in the recipe (a source or alternate URL, "
+       "a provider or creator page, a parameter, any field) is not a valid https URL: another "
+       "scheme (`http:`, `ftp:`, `file:`, `s3:`, `data:`, `javascript:`...), no host, or a host "
+       "that is not a plain host name.",
+       "Plain http can be tampered with in transit (for sources the hash check catches it, but "
+       "late); other schemes read local files or run script where catalogs and DOI pages show "
+       "the link; hosts with odd characters are read differently by different URL parsers.",
+       "Use the https address."),
+    _l("D4C502", "url-credentials", "error", "A URL anywhere in the recipe carries a user name "
+       "or password.",
        "Recipes are public; credentials in them leak.",
-       "Remove the credentials; sources must be publicly downloadable."),
-    _l("D4C503", "url-private-host", "error", "A source URL points at localhost, a loopback, "
-       "private, link-local or reserved address, or a local-only host name.",
+       "Remove the credentials; sources must be publicly downloadable and pages public."),
+    _l("D4C503", "url-private-host", "error", "A URL anywhere in the recipe points at localhost, "
+       "a loopback, private, link-local, reserved or cloud-metadata address (`169.254.169.254`, "
+       "`fd00:ec2::254`; legacy forms like `0x7f.1` or `2130706433` and IPv4 inside IPv6 count), "
+       "or a local-only host name.",
        "CI and other people cannot reach it, and it can probe the builder's network.",
        "Use a public URL (tests may pass `--allow-loopback` to accept 127.0.0.1)."),
     _l("D4C504", "sha256", "error", "A source `sha256` is not 64 lowercase hex digits.",

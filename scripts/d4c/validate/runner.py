@@ -10,7 +10,7 @@ from pathlib import Path
 
 from d4c.errors import UsageError
 from d4c.validate import schema
-from d4c.validate.checks_files import check_outputs, check_sources, check_transform
+from d4c.validate.checks_files import check_outputs, check_sources, check_transform, check_urls
 from d4c.validate.checks_meta import check_identity, check_metadata
 from d4c.validate.context import Context
 from d4c.validate.lints import Finding
@@ -71,7 +71,9 @@ def check_file(path: Path, allow_loopback: bool = False) -> tuple[list[Finding],
         return loaded.findings, None
     ctx = Context(loaded, shown, path, allow_loopback)
     ctx.found.extend(loaded.findings)
-    ctx.found.extend(schema.findings(loaded, shown))
+    # URLs first: a URL they report is not also reported as a schema pattern mismatch
+    judged = check_urls(ctx) if isinstance(loaded.data, dict) else set()
+    ctx.found.extend(schema.findings(loaded, shown, judged))
     if isinstance(loaded.data, dict):
         for check in (check_identity, check_metadata, check_sources, check_outputs, check_transform):
             check(ctx)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ _RULES: dict[tuple[str, str], str] = {
     ("sources/*/sha256", "pattern"): "D4C504",
     ("sources/*/url", "pattern"): "D4C501",
     ("sources/*/alternate_urls/*", "pattern"): "D4C501",
+    ("providers/*/url", "pattern"): "D4C501",
     ("creators/*/orcid", "pattern"): "D4C404",
     ("outputs/*/name", "pattern"): "D4C602",
     ("outputs/*/name", "maxLength"): "D4C602",
@@ -83,7 +84,9 @@ def _message(err: ValidationError, path: JPath) -> str:
     name, v, kw = _field(path), err.validator_value, err.validator
     if kw == "type":
         want = " or ".join(_TYPES.get(t, t) for t in ([v] if isinstance(v, str) else v))
-        quote = "; put it in quotes" if v == "string" and isinstance(err.instance, (int, float)) else ""
+        # quoting helps a hash of digits, not `wall_time: 90` (the pattern still refuses "90")
+        quote = "; put it in quotes" if v == "string" and isinstance(err.instance, (int, float)) and re.search(
+            err.schema.get("pattern", ""), str(err.instance)) else ""
         return f"`{name}` must be {want}, not {_kind(err.instance)}{quote}"
     if kw == "enum":
         return f"`{name}` must be one of: {', '.join(map(str, v))}"
@@ -108,25 +111,68 @@ def _message(err: ValidationError, path: JPath) -> str:
     return f"`{name}`: {err.message[:160]}"
 
 
-def _unknown(err: ValidationError, path: JPath, loaded: Loaded, display: str) -> Iterator[Finding]:
+def _suggest(key: str, known: list[str], present: Iterable[str]) -> str | None:
+    """The known key closest to `key`: spelled `Sort-By` it is still `sort_by`; keys the
+    mapping does not already have are preferred (a duplicate is rarely what was meant)."""
+    norm = key.lower().replace("-", "_")
+    absent = [k for k in known if k not in present]
+    for pool in (absent, known):
+        hint = difflib.get_close_matches(norm, pool, n=1)
+        if hint:
+            return hint[0]
+    return None
+
+
+def _unknown(err: ValidationError, path: JPath, loaded: Loaded,
+             display: str) -> Iterator[tuple[Finding, str | None]]:
+    """One finding per unknown key, with the key it most likely meant."""
     known = list(err.schema.get("properties", {}))
     for key in err.instance:
         if key not in known:
-            hint = difflib.get_close_matches(key, known, n=1)
-            tail = f"; did you mean `{hint[0]}`?" if hint else f"; known keys: {', '.join(known)}"
+            hint = _suggest(key, known, err.instance)
+            tail = f"; did you mean `{hint}`?" if hint else f"; known keys: {', '.join(known)}"
             line, col = loaded.pos((*path, key), key=True)
-            yield Finding(display, line, col, "D4C203", f"unknown key `{_field((*path, key))}`{tail}")
+            yield Finding(display, line, col, "D4C203", f"unknown key `{_field((*path, key))}`{tail}"), hint
 
 
-def findings(loaded: Loaded, display: str) -> list[Finding]:
+def _explained(err: ValidationError, path: JPath, meant: dict[JPath, set[str]]) -> bool:
+    """A missing key (or `url`/`path`, `python`/`command`) that an unknown-key finding at the
+    same place already names: `sha265:` gives one finding, not also "missing `sha256`"."""
+    hints = meant.get(path)
+    if not hints:
+        return False
+    if err.validator == "required":
+        m = _REQUIRED.match(err.message)
+        return bool(m and m.group(1) in hints)
+    if err.validator == "oneOf" and isinstance(err.instance, dict):
+        wanted = {k for branch in err.validator_value for k in branch.get("required", [])}
+        return not (wanted & err.instance.keys()) and bool(wanted & hints)
+    return False
+
+
+def findings(loaded: Loaded, display: str, judged: Collection[JPath] = frozenset()) -> list[Finding]:
+    """Schema findings. `judged`: paths whose URL the URL lint reported already, so a
+    pattern mismatch on the same value is not a second finding."""
+    errors = list(validator().iter_errors(loaded.data))
     out: list[Finding] = []
-    for err in validator().iter_errors(loaded.data):
-        path: JPath = tuple(err.absolute_path)
+    meant: dict[JPath, set[str]] = {}  # where unknown keys are -> the keys they suggest
+    for err in errors:
         if err.validator == "additionalProperties" and isinstance(err.instance, dict):
-            out.extend(_unknown(err, path, loaded, display))
+            path: JPath = tuple(err.absolute_path)
+            for finding, hint in _unknown(err, path, loaded, display):
+                out.append(finding)
+                if hint:
+                    meant.setdefault(path, set()).add(hint)
+    for err in errors:
+        path = tuple(err.absolute_path)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
             continue
         if err.validator == "oneOf" and not isinstance(err.instance, dict):
             continue  # "url or path" on a non-mapping: its type error already says it
+        if err.validator == "pattern" and path in judged:
+            continue
+        if _explained(err, path, meant):
+            continue
         line, col = loaded.pos(path, key=err.validator == "required")
         general = "/".join("*" if isinstance(p, int) else p for p in path)
         if err.validator == "required":
