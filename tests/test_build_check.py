@@ -7,7 +7,6 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from d4c.build import sandbox
 from d4c.cli import main
 
 DATASETS = ("ca_d4c_provinces-territories", "ca_statcan_2021_population-density_provinces")
@@ -29,8 +28,10 @@ def test_demo_dataset_check_passes(repo: Path, dataset: str, capfd: pytest.Captu
     assert (out / "manifest.json").read_text() == json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
     assert manifest["source_date_epoch"] == 1767225600  # the repo_copy commit: 2026-01-01T00:00:00Z
     assert manifest["code"]["dirty"] is False and len(manifest["code"]["commit"]) == 40
-    # What this machine allows (bwrap here; "none" is recorded, not hidden, where nothing works).
-    assert manifest["environment"]["network_isolation"] == sandbox.isolation_prefix([str(repo)])[0]
+    # The local runner always runs in bubblewrap; a machine without it fails the build instead.
+    assert manifest["environment"]["sandbox"] == "bubblewrap"
+    assert manifest["environment"]["network_isolation"] == "bwrap"
+    assert set(manifest["dataset"]["files"]) == {"recipe.yaml", "transform.py"}
     files = sorted(p.name for p in out.iterdir())
     assert files == sorted([*(o["file"] for o in manifest["outputs"]), "manifest.json", "provenance.json"])
     for o in manifest["outputs"]:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from conftest import missing_tool
-from d4c.build import sandbox
 from d4c.cli import main
 
 TEMPLATE = "ca_statcan_2021_population-density_provinces"
@@ -48,14 +47,15 @@ def test_command_transform_builds(repo_copy: Path, monkeypatch: pytest.MonkeyPat
 
 def test_command_transform_cannot_write_outside(repo_copy: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capfd: pytest.CaptureFixture[str]) -> None:
-    if sandbox.isolation_prefix([str(repo_copy)])[0] != "bwrap":
+    if not shutil.which("bwrap"):
         missing_tool("a read-only file system for child processes needs bubblewrap (bwrap)")
     monkeypatch.setenv("D4C_REPO", str(repo_copy))
     leak = repo_copy / "leak.txt"
     ds = add_command_dataset(repo_copy, "command-leak", str(leak))
     assert main(["build", ds, "--out", str(repo_copy / "out")]) == 1
     err = capfd.readouterr().err
-    assert "Read-only file system" in err and "transform command" in err and "exited with status 1" in err
+    # The repository is not even there: the host's paths do not exist in the sandbox.
+    assert "No such file or directory" in err and "transform command" in err and "exited with status 1" in err
     assert not leak.exists() and not (repo_copy / "out").exists()
 
 

@@ -10,6 +10,7 @@ the file size. The release step takes `pieces` from here instead of re-reading.
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -101,7 +102,8 @@ def digest_file(
         w.start()
     size = 0
     try:
-        with open(path, "rb", buffering=0) as fh:
+        # No-follow: an artifact is hashed only as the regular file it is, never through a link.
+        with open(path, "rb", buffering=0, opener=_nofollow) as fh:
             while True:
                 block = fh.read(block_size)
                 if not block or any(w.error for w in workers):
@@ -124,6 +126,10 @@ def digest_file(
         piece_size=piece_size,
         pieces=pieces.finish(),
     )
+
+
+def _nofollow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW)
 
 
 def sha256_file(path: Path | str, *, block_size: int = 2**20) -> str:

@@ -59,6 +59,7 @@ class Recipe:
     sha256: str
     sources: tuple[Source, ...] = field(default=())
     outputs: tuple[Output, ...] = field(default=())
+    raw: bytes = field(default=b"", repr=False)  # the bytes `sha256` was taken of (the build runs these)
 
     @property
     def id(self) -> str:
@@ -135,7 +136,8 @@ def load(path: Path) -> Recipe:
     except (KeyError, TypeError, AttributeError) as exc:
         raise D4CError(f"{path}: recipe is incomplete ({exc})", hint="run `d4c validate`") from None
     return Recipe(
-        path=path, data=data, sha256=hashlib.sha256(raw).hexdigest(), sources=sources, outputs=outputs
+        path=path, data=data, sha256=hashlib.sha256(raw).hexdigest(), sources=sources, outputs=outputs,
+        raw=raw,
     )
 
 

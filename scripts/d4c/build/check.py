@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from d4c.build.logical import read_table
 from d4c.build.manifest import code_state
-from d4c.build.pipeline import MANIFEST, PROVENANCE, BuildOptions, build, publish
+from d4c.build.pipeline import MANIFEST, PROVENANCE, BuildOptions, build, check_out_dir, publish
 from d4c.errors import D4CError
 from d4c.recipe import Recipe
 
@@ -176,9 +176,12 @@ def varied_host(index: int) -> Iterator[None]:
 
 def build_twice(recipe: Recipe, root: Path, out: Path, opts: BuildOptions) -> dict[str, Any]:
     """Build twice under varied host conditions; publish into `out` only when identical."""
-    out = out.resolve()
+    out = out.absolute()
+    check_out_dir(out)
     opts = replace(opts, code=opts.code if opts.code is not None else code_state(root, recipe))
     runs = [out.with_name(f".{out.name}.check-{i + 1}") for i in range(2)]
+    for folder in runs:  # our own leftovers from an interrupted check
+        shutil.rmtree(folder, ignore_errors=True)
     manifests = []
     for i, folder in enumerate(runs):
         log.info("--check: build %d of 2 (TZ=%s, umask %o)", i + 1, VARIATIONS[i].tz, VARIATIONS[i].umask)

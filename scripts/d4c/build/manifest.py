@@ -67,7 +67,7 @@ def output_entry(recipe: Recipe, output: Output, folder: Path) -> dict[str, Any]
         "rows": None, "columns": [], "schema_fingerprint": None, "logical_sha256": None,
         "geometry_types": [], "crs": None, "bbox": None,
     }
-    entry.update(describe(path, output.format))
+    entry.update(describe(path, output.format))  # `accept` made it a plain file of ours first
     return entry
 
 
@@ -80,10 +80,10 @@ def make(
         "manifest_version": MANIFEST_VERSION,
         "dataset": {"id": recipe.id, "version": recipe.version,
                     "recipe_path": recipe.path.relative_to(root).as_posix(),
-                    "recipe_sha256": recipe.sha256},
+                    "recipe_sha256": recipe.sha256, "files": dict(sorted(run.files.items()))},
         "code": code,
         "environment": {
-            "runner": run.runner, "network_isolation": run.network_isolation,
+            "runner": run.runner, "sandbox": run.sandbox, "network_isolation": run.network_isolation,
             "dockerfile": env_file, "dockerfile_sha256": _sha256(root / env_file),
             "lock_sha256": _sha256(root / "requirements.lock"), "image_id": run.image_id,
             "python": run.python, "packages": dict(sorted(run.packages.items())),

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from d4c import fetch
+from d4c.build import limits as lim
 from d4c.build import manifest as mf
-from d4c.build import provenance
+from d4c.build import outputs, provenance
 from d4c.build.runners import Job, get_runner
 from d4c.errors import D4CError
 from d4c.recipe import Recipe
@@ -32,6 +33,7 @@ class BuildOptions:
     runner: str = "local"
     sources: str = "auto"  # auto | mirrors
     sample: bool = False
+    sandbox: bool = True  # False: `--no-sandbox`, recorded in the manifest and refused by release
     # The checkout's commit/tree/dirty, taken once when the build starts (--check takes it
     # once for both runs: a commit landing in between is not a reproducibility failure).
     code: dict[str, Any] | None = None
@@ -70,6 +72,24 @@ def resolve_sources(recipe: Recipe, mode: str) -> dict[str, Path]:
     return fetch.fetch_sources(recipe, mode="mirrors" if mode == "mirrors" else "auto", jobs=4)
 
 
+def check_out_dir(out: Path) -> None:
+    """Refuse to replace anything but an earlier d4c build: `--out ~` must not cost a home folder."""
+    if not os.path.lexists(out):
+        return
+    if out.is_symlink() or not out.is_dir():
+        raise D4CError(f"--out {out} exists and is not a folder", hint="choose a new or empty folder")
+    entries = set(os.listdir(out))
+    if not entries:
+        return
+    try:
+        known = {o["file"] for o in mf.load(out / MANIFEST)["outputs"]} | {MANIFEST, PROVENANCE}
+    except (D4CError, KeyError, TypeError):
+        known = set()
+    if not known or not entries <= known:
+        raise D4CError(f"--out {out} is not empty and is not an earlier d4c build output",
+                       hint="choose a new or empty folder; d4c replaces only its own builds")
+
+
 def publish(stage: Path, out: Path) -> None:
     """Swap the finished staging folder into `out` (the old build is removed after)."""
     old = out.with_name(f".{out.name}.old")
@@ -89,18 +109,23 @@ def build(recipe: Recipe, root: Path, out: Path, opts: BuildOptions) -> dict[str
     sources = resolve_sources(recipe, opts.sources)
     epoch = source_date_epoch(root, recipe)
     params = effective_params(recipe, opts.sample)
-    out = out.resolve()
+    limits = lim.from_recipe(recipe.data)
+    out = out.absolute()
+    check_out_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     work = Path(tempfile.mkdtemp(prefix="d4c-build-"))
     try:
-        os.chmod(stage, 0o755)
         job = Job(recipe=recipe, repo_root=root, params=params, sources=sources, stage=stage,
-                  work=work, source_date_epoch=epoch, sample=opts.sample)
-        log.info("running %s v%s transform with the %s runner", recipe.id, recipe.version, opts.runner)
+                  work=work, source_date_epoch=epoch, sample=opts.sample, limits=limits,
+                  sandbox=opts.sandbox)
+        log.info("running %s v%s transform with the %s runner (%s)", recipe.id, recipe.version,
+                 opts.runner, limits.describe())
+        if not opts.sandbox:
+            log.warning("--no-sandbox: the transform runs with no isolation; release refuses this build")
         result = get_runner(opts.runner).run(job)
-        log.info("transform done (network isolation: %s); hashing and describing outputs",
-                 result.network_isolation)
+        outputs.accept(stage, [recipe.artifact_name(o) for o in recipe.outputs], where=str(recipe.folder.name))
+        log.info("transform done (sandbox: %s); hashing and describing outputs", result.sandbox)
         manifest = mf.make(recipe, root, stage, result, params, epoch, opts.sample, code)
         mf.write(stage / MANIFEST, manifest)
         mf.write(stage / PROVENANCE, provenance.statement(manifest))

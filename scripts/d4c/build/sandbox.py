@@ -1,17 +1,16 @@
 """Keep a transform inside its lane, and say clearly when it leaves it.
 
-Two layers. The process layer (a network namespace via bubblewrap or `unshare -n`,
-or the container) is the hard boundary. Inside the worker, a Python audit hook
-(PEP 578) turns the three mistakes contributors actually make into one clear
-message: writing outside the output folder, reading a repository file that the
-recipe does not declare, and opening a network connection. The hook records the
-first violation, so a transform that swallows the exception still fails.
+Two layers. The process layer (bubblewrap or the container: see
+`d4c.build.runners` and docs/security.md) is the security boundary. Inside the
+worker, a Python audit hook (PEP 578) turns the three mistakes contributors
+actually make into one clear message: writing outside the output folder, reading
+a dataset file that the recipe does not declare, and opening a network connection.
+The hook records the first violation, so a transform that swallows the exception
+still fails. The hook is a courtesy, not a wall: native code never reaches it.
 """
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,51 +80,3 @@ class Policy:
 def install(policy: Policy) -> None:
     """Install the hook for the rest of this process (audit hooks cannot be removed)."""
     sys.addaudithook(policy.hook)
-
-
-def python_roots() -> list[str]:
-    """Where this Python and its packages live: always readable, even inside the repo."""
-    import d4c
-
-    roots = {sys.prefix, sys.exec_prefix, sys.base_prefix, os.path.dirname(os.path.dirname(d4c.__file__))}
-    roots.update(p for p in sys.path if p and "site-packages" in p)
-    return sorted(os.path.realpath(r) for r in roots)
-
-
-def _works(argv: list[str]) -> bool:
-    try:
-        return subprocess.run([*argv, "true"], check=False, capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-def isolation_prefix(
-    writable: list[str], hide: str | None = None, expose: list[str] | None = None
-) -> tuple[str, list[str]]:
-    """(kind, argv prefix) of the best network-less wrapper this machine allows.
-
-    bubblewrap also mounts the whole file system read-only except `writable`, and
-    covers `hide` (the repository) with an empty folder in which only `expose`
-    reappears, so that native code (which the audit hook cannot see) can neither
-    write outside the output folder nor read an undeclared repository file.
-    """
-    bwrap = shutil.which("bwrap")
-    if bwrap:
-        argv = [bwrap, "--die-with-parent", "--unshare-net", "--ro-bind", "/", "/",
-                "--dev", "/dev", "--proc", "/proc"]
-        if hide and os.path.realpath(hide) != "/":
-            argv += ["--tmpfs", os.path.realpath(hide)]
-            for path in sorted({os.path.realpath(p) for p in expose or [] if os.path.exists(p)}):
-                argv += ["--ro-bind", path, path]
-        for w in writable:
-            argv += ["--bind", w, w]
-        if hide and os.path.realpath(hide) != "/":
-            argv += ["--remount-ro", os.path.realpath(hide)]  # the cover itself is not a scratch pad
-        if _works(argv):
-            return "bwrap", argv
-    unshare = shutil.which("unshare")
-    if unshare:
-        for flags in (["-n"], ["-rn"]):
-            if _works([unshare, *flags]):
-                return "unshare", [unshare, *flags]
-    return "none", []

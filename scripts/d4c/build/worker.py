@@ -1,16 +1,19 @@
-"""The process a runner starts: run one transform under the sandbox policy.
+"""The process a runner starts inside the sandbox: run one transform under its limits.
 
-`python -m d4c.build.worker SPEC.json` (paths in the spec are as this process
-sees them: host paths for the local runner, mount points in a container). The
-outcome goes to the spec's `result` file as JSON; the transform's own traceback
-goes to stderr, because that is the contributor's code and their best clue.
+`python -m d4c.build.worker` reads its spec (JSON, paths as this process sees them)
+on stdin and writes its outcome (JSON) on stdout; everything the transform prints
+goes to stderr, which the host relays with a prefix. Before any dataset code runs,
+the worker drops root (when it has it) and sets the resource limits, so the
+transform cannot undo either.
 """
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import traceback
@@ -96,7 +99,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     policy = sandbox.Policy(
         writable=[os.path.realpath(p) for p in (spec["out_dir"], spec["scratch"])],
         guarded=[os.path.realpath(p) for p in spec["guarded"]],
-        readable=[os.path.realpath(p) for p in spec["readable"]] + sandbox.python_roots(),
+        readable=[os.path.realpath(p) for p in spec["readable"]],
     )
     outcome: dict[str, Any] = {"status": "ok", **versions()}
     sandbox.install(policy)
@@ -113,6 +116,12 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             first = next((i for i, f in enumerate(frames) if f.filename.startswith(spec["dataset_dir"])), 0)
             tb.stack = traceback.StackSummary.from_list(frames[first:])
             summary = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, MemoryError):
+                summary += f" (the build's memory limit is {spec['limits']['memory'] >> 20} MiB: `limits.memory`)"
+            elif isinstance(exc, OSError) and exc.errno == errno.EAGAIN:
+                summary += f" (the build's process limit is {spec['limits']['processes']}: `limits.processes`)"
+            elif isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+                summary += " (past the build's output-size limit: `limits.output_size`)"
             sys.stderr.write(f"transform {spec['transform']['python']} raised {summary}\n")
             sys.stderr.write("".join("    " + line for line in "".join(tb.format()).splitlines(True)))
             outcome.update(status="error", message=summary)
@@ -126,14 +135,38 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     return outcome
 
 
+def drop_privileges(uid: int | None) -> None:
+    """Become `uid` for good (real, effective, saved; no groups): all capabilities go with root."""
+    if uid is None or os.getuid() != 0:
+        return
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    if os.getuid() == 0 or os.geteuid() == 0:
+        raise SystemExit("d4c worker: could not drop root")
+
+
+def set_limits(limits: dict[str, int]) -> None:
+    """Hard limits (soft = hard): an unprivileged process can lower them, never raise them."""
+    for res, value in ((resource.RLIMIT_AS, limits["memory"]), (resource.RLIMIT_NPROC, limits["processes"]),
+                       (resource.RLIMIT_FSIZE, limits["output_size"]), (resource.RLIMIT_CORE, 0)):
+        resource.setrlimit(res, (value, value))
+
+
 def main(argv: list[str]) -> int:
-    spec = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
+    result = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)  # print() in a transform goes to the log; stdout carries only the outcome
+    spec = json.loads(sys.stdin.read())
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    drop_privileges(spec.get("drop_to"))
+    set_limits(spec["limits"])
     os.umask(0o022)
+    os.makedirs(spec["workdir"], exist_ok=True)
     os.chdir(spec["workdir"])
     outcome = run(spec)
-    tmp = Path(spec["result"] + ".tmp")
-    tmp.write_text(json.dumps(outcome, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, spec["result"])
+    result.write(json.dumps(outcome, sort_keys=True))
+    result.close()
     return 0 if outcome["status"] == "ok" else 1
 
 

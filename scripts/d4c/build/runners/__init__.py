@@ -1,19 +1,40 @@
-"""Runners: where a transform's worker process runs (a Protocol and a registry).
+"""Runners: where a transform's worker process runs (a Protocol, a registry, shared parts).
 
-Adding a runner is one module and one entry in `RUNNERS`. Both runners hand the
-worker the same spec and the same fixed environment; only the paths differ.
+Both runners give the worker the same view: the dataset's code at /d4c/dataset (a
+read-only copy of the bytes that were hashed), each source at /d4c/sources/<n>-<name>,
+the output folder at /d4c/out (the only writable place besides a size-capped tmpfs
+/tmp), the same fixed environment, and the same limits. The worker reads its spec
+on stdin and writes its outcome on stdout; the transform's own output is relayed
+line by line with a prefix, so it cannot pose as d4c (or as a CI workflow command).
+Docs: docs/security.md.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
+from d4c.build.limits import DEFAULTS, Limits, human
 from d4c.errors import D4CError
 from d4c.recipe import Recipe
+
+MOUNT = Path("/d4c")
+SANDBOX_UID = 65534  # "nobody": the uid a transform runs as when d4c itself runs as root
+RESULT_MAX = 1 << 20  # the outcome is a few hundred bytes; anything past this is a forgery
+LOG_MAX = 16 << 20  # bytes of transform output relayed to the log before it is cut
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x9b]")
 
 
 @dataclass(frozen=True)
@@ -25,18 +46,22 @@ class Job:
     params: dict[str, Any]
     sources: dict[str, Path]  # verified source paths (files or extracted folders)
     stage: Path  # empty output folder; renamed into place by the caller on success
-    work: Path  # private folder: spec, result, the transform's cwd and scratch space
+    work: Path  # private host folder: the dataset snapshot (and scratch without a sandbox)
     source_date_epoch: int
     sample: bool = False
+    limits: Limits = DEFAULTS
+    sandbox: bool = True  # False only with `d4c build --no-sandbox`: recorded, refused by release
 
 
 @dataclass(frozen=True)
 class RunResult:
     runner: str
-    network_isolation: str  # unshare | bwrap | container | none
+    sandbox: str  # bubblewrap | container | none
+    network_isolation: str  # bwrap | container | none
     python: str
     packages: dict[str, str]
     image_id: str | None = None
+    files: dict[str, str] = field(default_factory=dict)  # dataset file -> sha256 of what ran
 
 
 class Runner(Protocol):
@@ -60,7 +85,7 @@ def get_runner(name: str) -> Runner:
 
 
 def fixed_env(source_date_epoch: int, scratch: str, path: str) -> dict[str, str]:
-    """The whole environment a transform sees: nothing leaks in from the host."""
+    """The whole environment a transform sees: an allow-list, nothing inherited from the host."""
     return {
         "HOME": scratch,
         "LANG": "C.UTF-8",
@@ -73,53 +98,200 @@ def fixed_env(source_date_epoch: int, scratch: str, path: str) -> dict[str, str]
         "TMPDIR": scratch,
         "TZ": "UTC",
         "XDG_CACHE_HOME": scratch,
+        "GDAL_PAM_ENABLED": "NO",  # no .aux.xml side files next to rasters
     }
 
 
-def worker_spec(job: Job, to: Callable[[Path], str], guarded: list[str]) -> dict[str, Any]:
-    """The worker's instructions, with every host path mapped through `to`."""
+def snapshot_dataset(job: Job) -> tuple[Path, dict[str, str]]:
+    """Copy the dataset's code into the work folder from the bytes that are hashed here.
+
+    The recipe comes from the very bytes whose sha256 the manifest records; every other
+    file (transform, helpers, scripts) is read once, hashed and written from that read.
+    `sources/` is not code: sources reach the sandbox by hash, one mount each.
+    """
     recipe = job.recipe
-    code = sorted(p for p in recipe.folder.rglob("*.py") if "sources" not in p.relative_to(recipe.folder).parts)
+    raw = recipe.raw or recipe.path.read_bytes()
+    if hashlib.sha256(raw).hexdigest() != recipe.sha256:
+        raise D4CError(f"{recipe.path} changed after it was read", hint="run the build again")
+    dest = job.work / "dataset"
+    dest.mkdir(parents=True)
+    files: dict[str, str] = {}
+    for path in sorted(recipe.folder.rglob("*")):
+        rel = path.relative_to(recipe.folder)
+        if rel.parts[0] in ("sources", "__pycache__") or "__pycache__" in rel.parts or path.is_dir():
+            continue
+        if path.is_symlink() or not path.is_file():
+            raise D4CError(f"{path}: dataset folders hold regular files only (a link or device was found)",
+                           hint="replace the link with the file itself")
+        data = raw if rel == Path(recipe.path.name) else path.read_bytes()
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        os.chmod(target, 0o755 if os.access(path, os.X_OK) else 0o644)
+        files[rel.as_posix()] = hashlib.sha256(data).hexdigest()
+    for folder in (dest, *(p for p in dest.rglob("*") if p.is_dir())):
+        os.chmod(folder, 0o755)
+    return dest, files
+
+
+def source_mounts(job: Job) -> list[tuple[Path, Path]]:
+    """(host path, sandbox path) of every source: one mount each, named by position and name."""
+    return [(path.resolve(), MOUNT / "sources" / f"{i}-{Path(name).name}")
+            for i, (name, path) in enumerate(sorted(job.sources.items()))]
+
+
+def worker_spec(job: Job, dataset: str, sources: dict[str, str], out: str, scratch: str,
+                drop_to: int | None, files: dict[str, str]) -> dict[str, Any]:
+    """The worker's instructions, in the paths the worker sees."""
+    recipe = job.recipe
     return {
         "dataset_id": recipe.id,
         "version": recipe.version,
         "transform": recipe.transform,
-        "dataset_dir": to(recipe.folder),
+        "dataset_dir": dataset,
         "params": job.params,
-        "sources": {n: to(p) for n, p in sorted(job.sources.items())},
+        "sources": sources,
         "outputs": {
             o.name: {"format": o.format, "file": recipe.artifact_name(o), "sort_by": list(o.sort_by)}
             for o in recipe.outputs
         },
-        "out_dir": to(job.stage),
-        "scratch": to(job.work / "scratch"),
-        "workdir": to(job.work / "cwd"),
-        "result": to(job.work / "ctl" / "result.json"),
-        "guarded": guarded,
-        # The dataset's own code, and bytecode a Python import may have cached beside it.
-        "readable": [to(p) for p in (*job.sources.values(), *code, recipe.folder / "__pycache__")],
+        "out_dir": out,
+        "scratch": scratch,
+        "workdir": os.path.join(scratch, "work"),
+        "guarded": [dataset],
+        # The audit hook's courtesy check: data comes from declared sources, code from the folder.
+        "readable": [*(os.path.join(dataset, f) for f in files if f.endswith(".py")),
+                     os.path.join(dataset, "__pycache__"), *sources.values()],
         "source_date_epoch": job.source_date_epoch,
         "sample": job.sample,
+        "limits": {"memory": job.limits.memory, "processes": job.limits.processes,
+                   "output_size": job.limits.output_size},
+        "drop_to": drop_to,
     }
 
 
-def prepare_work(job: Job) -> None:
-    for sub in ("scratch", "cwd", "ctl"):
-        (job.work / sub).mkdir(parents=True, exist_ok=True)
+def prepare_stage(job: Job, uid: int | None) -> None:
+    """Let the sandbox user (not root) write the output folder, and nothing else of ours."""
+    os.chmod(job.stage, 0o755)
+    if uid is not None:
+        os.chown(job.stage, uid, uid)
 
 
-def read_outcome(job: Job, returncode: int) -> dict[str, Any]:
-    """The worker's result, or one clear error naming what went wrong."""
+def _dir_size(folder: Path) -> int:
+    total = 0
+    try:
+        with os.scandir(folder) as it:
+            for entry in it:
+                st = entry.stat(follow_symlinks=False)
+                total += _dir_size(Path(entry.path)) if entry.is_dir(follow_symlinks=False) else st.st_size
+    except OSError:
+        pass  # a file vanishing under us: the next poll sees the rest
+    return total
+
+
+def _relay(stream: IO[bytes], prefix: str) -> None:
+    """Copy the transform's output to our stderr, one prefixed and cleaned line at a time."""
+    sent = 0
+    for raw in iter(stream.readline, b""):
+        if sent > LOG_MAX:
+            continue  # keep draining so the transform never blocks on a full pipe
+        sent += len(raw)
+        text = _CONTROL.sub("?", raw.decode("utf-8", "replace").rstrip("\r\n"))
+        sys.stderr.write(f"{prefix}| {text}\n" if sent <= LOG_MAX else f"{prefix}| (output cut at {LOG_MAX} bytes)\n")
+        sys.stderr.flush()
+
+
+def supervise(argv: list[str], spec: dict[str, Any], env: dict[str, str], job: Job,
+              kill: Callable[[], None] | None = None) -> tuple[int, bytes, str | None]:
+    """Run the worker under the wall-time and output-size limits.
+
+    Returns (status, what the worker wrote on stdout, why it was stopped or None).
+    The worker is the leader of its own process group, so a stop takes everything
+    it started on this side of the sandbox; the sandbox takes the rest.
+    """
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, start_new_session=True)
+    assert proc.stdin and proc.stdout and proc.stderr
+    out: list[bytes] = []
+
+    def read_result() -> None:
+        assert proc.stdout
+        got = proc.stdout.read(RESULT_MAX + 1)
+        out.append(got)
+        while proc.stdout.read(1 << 16):
+            pass
+
+    threads = [threading.Thread(target=read_result, daemon=True),
+               threading.Thread(target=_relay, args=(proc.stderr, f"  {job.recipe.id} "), daemon=True)]
+    for t in threads:
+        t.start()
+    try:
+        proc.stdin.write(json.dumps(spec, sort_keys=True).encode())
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass  # the sandbox failed to start: its status and stderr say why
+    limits, start, stopped = job.limits, time.monotonic(), None
+    while proc.poll() is None:
+        if time.monotonic() - start > limits.wall_time:
+            stopped = f"ran longer than its wall-time limit ({human(limits.wall_time, 's')})"
+        elif _dir_size(job.stage) > limits.output_size:
+            stopped = f"wrote more than its output-size limit ({human(limits.output_size, 'B')})"
+        if stopped:
+            if kill:
+                kill()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+            break
+        try:
+            proc.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            pass
+    for t in threads:
+        t.join(timeout=10)
+    if stopped is None and _dir_size(job.stage) > limits.output_size:
+        stopped = f"wrote more than its output-size limit ({human(limits.output_size, 'B')})"
+    return proc.returncode, b"".join(out), stopped
+
+
+_OUTCOME_KEYS = {"status": str, "message": str, "python": str, "packages": dict}
+
+
+def read_outcome(job: Job, returncode: int, stdout: bytes, stopped: str | None) -> dict[str, Any]:
+    """The worker's outcome, checked like any untrusted answer, or one clear error."""
     tf = job.recipe.transform
     where = f"{job.recipe.folder.name}/{tf['python']}" if "python" in tf else f"{job.recipe.folder.name} command"
-    result = job.work / "ctl" / "result.json"
-    if not result.is_file():
-        raise D4CError(f"the transform process ended (status {returncode}) without a result",
+    hint_limits = "raise it under `limits:` in recipe.yaml if the build really needs more"
+    if stopped:
+        raise D4CError(f"the build was stopped: the transform {stopped}", where=where, hint=hint_limits)
+    try:
+        outcome = json.loads(stdout) if len(stdout) <= RESULT_MAX else None
+    except ValueError:
+        outcome = None
+    if not isinstance(outcome, dict) or not all(
+            isinstance(outcome.get(k, "" if k == "message" else None), t) for k, t in _OUTCOME_KEYS.items()):
+        if returncode < 0 or returncode in (137, 139):
+            sig = -returncode if returncode < 0 else returncode - 128
+            raise D4CError(f"the transform was killed by signal {sig} (past the memory limit of "
+                           f"{human(job.limits.memory, 'B')}?)", where=where, hint=hint_limits)
+        raise D4CError(f"the build sandbox ended (status {returncode}) without a result",
                        where=where, hint="see the output above")
-    outcome: dict[str, Any] = json.loads(result.read_text(encoding="utf-8"))
-    if outcome["status"] == "violation":
-        raise D4CError(f"sandbox violation: {outcome['message']}", where=where)
-    if outcome["status"] != "ok":
-        raise D4CError(f"transform failed: {outcome['message']}", where=where,
+    packages = {str(k)[:100]: str(v)[:100] for k, v in list(outcome["packages"].items())[:200]}
+    message = _CONTROL.sub("?", str(outcome.get("message", "")))[:2000]
+    clean = {"status": outcome["status"], "message": message, "python": outcome["python"][:40],
+             "packages": packages}
+    if clean["status"] == "violation":
+        raise D4CError(f"sandbox violation: {message}", where=where)
+    if clean["status"] != "ok":
+        raise D4CError(f"transform failed: {message}", where=where,
                        hint="the transform's traceback is printed above")
-    return outcome
+    return clean
+
+
+def which_or_fail(tool: str, hint: str) -> str:
+    found = shutil.which(tool)
+    if not found:
+        raise D4CError(f"the build sandbox needs {tool}, and it is not installed", hint=hint)
+    return found

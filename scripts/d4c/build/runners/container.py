@@ -2,26 +2,38 @@
 
 podman (preferred; docker works too) builds the image once per content of the
 Dockerfile, lock and package (the tag is a hash of them), then runs the worker
-with `--network=none`, sources and the dataset folder mounted read-only and only
-the output folder and a private work folder writable. The image id goes into the
-manifest.
+with no network, no capabilities, a read-only root and an unprivileged user; the
+sources and the dataset snapshot are mounted read-only and only the output folder
+is writable (`hardening` lists every flag; docs/security.md explains them). The
+image id goes into the manifest.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 
-from d4c.build.runners import Job, RunResult, fixed_env, prepare_work, read_outcome, worker_spec
+from d4c.build.runners import (
+    MOUNT,
+    SANDBOX_UID,
+    Job,
+    RunResult,
+    fixed_env,
+    prepare_stage,
+    read_outcome,
+    snapshot_dataset,
+    source_mounts,
+    supervise,
+    worker_spec,
+)
 from d4c.errors import D4CError
 
 IMAGE_REPO = "localhost/d4c-build"
 CONTEXT_FILES = ("requirements.lock", "pyproject.toml", "README.md")
-MOUNT = Path("/d4c")
 CONTAINER_PATH = "/opt/d4c/bin:/usr/local/bin:/usr/bin:/bin"
 
 
@@ -77,6 +89,17 @@ def ensure_image(root: Path, dockerfile: Path, exe: str, env: dict[str, str]) ->
     return out if out.startswith("sha256:") else f"sha256:{out}"
 
 
+def hardening(job: Job, root: bool) -> list[str]:
+    """No capabilities or privilege gain, a read-only root, tmpfs /tmp, an unprivileged user,
+    no network, and the build's limits as cgroup limits (the worker sets rlimits too)."""
+    mem = str(job.limits.memory)
+    user = ["--user", f"{SANDBOX_UID}:{SANDBOX_UID}"] if root else ["--userns=keep-id"]
+    return ["--network=none", "--cap-drop=ALL", "--security-opt=no-new-privileges", "--read-only",
+            "--read-only-tmpfs=false", "--tmpfs", f"/tmp:rw,nosuid,nodev,size={mem},mode=1777",
+            *user, f"--pids-limit={job.limits.processes}", f"--memory={mem}", f"--memory-swap={mem}",
+            "--ipc=private", "--hostname=d4c-build", "--log-driver=none"]
+
+
 class ContainerRunner:
     name = "container"
 
@@ -85,32 +108,26 @@ class ContainerRunner:
         env = _engine_env(job.repo_root, exe)
         env_file = str(job.recipe.data.get("environment") or "docker/Dockerfile")
         image = ensure_image(job.repo_root, job.repo_root / env_file, exe, env)
-        prepare_work(job)
-        # Host path -> container path; sources get one mount each, by name.
-        mounts: list[tuple[Path, Path, str]] = [
-            (job.recipe.folder.resolve(), MOUNT / "dataset", "ro"),
-            (job.stage.resolve(), MOUNT / "out", "rw"),
-            (job.work.resolve(), MOUNT / "work", "rw"),
-        ]
-        for i, (name, path) in enumerate(sorted(job.sources.items())):
-            mounts.append((path.resolve(), MOUNT / "sources" / f"{i}-{Path(name).name}", "ro"))
-
-        def to(p: Path) -> str:
-            p = Path(p).resolve()
-            for host, inside, _ in sorted(mounts, key=lambda m: len(str(m[0])), reverse=True):
-                if p == host or host in p.parents:
-                    return str(inside / p.relative_to(host))
-            raise D4CError(f"{p} is not mounted into the build container")
-
-        spec = worker_spec(job, to, guarded=[str(MOUNT / "dataset")])
-        (job.work / "ctl" / "spec.json").write_text(json.dumps(spec, sort_keys=True), encoding="utf-8")
-        argv = [exe, "run", "--rm", "--network=none", "--workdir", spec["workdir"]]
-        for host, inside, mode in mounts:
-            argv += ["--volume", f"{host}:{inside}:{mode}"]
-        for key, value in fixed_env(job.source_date_epoch, spec["scratch"], CONTAINER_PATH).items():
+        dataset, files = snapshot_dataset(job)
+        root = os.geteuid() == 0
+        prepare_stage(job, SANDBOX_UID if root else None)
+        mounts = [(dataset.resolve(), MOUNT / "dataset", "ro"), (job.stage.resolve(), MOUNT / "out", "rw")]
+        mounts += [(host, inside, "ro") for host, inside in source_mounts(job)]
+        inside = dict(zip(sorted(job.sources), (str(s) for _, s in source_mounts(job))))
+        spec = worker_spec(job, str(MOUNT / "dataset"), inside, str(MOUNT / "out"), "/tmp", drop_to=None, files=files)
+        name = f"d4c-build-{uuid.uuid4().hex[:12]}"
+        argv = [exe, "run", "--rm", "-i", "--name", name, *hardening(job, root), "--workdir", "/tmp"]
+        for host, target, mode in mounts:
+            argv += ["--volume", f"{host}:{target}:{mode}"]
+        for key, value in fixed_env(job.source_date_epoch, "/tmp", CONTAINER_PATH).items():
             argv += ["--env", f"{key}={value}"]
-        argv += [image, "/opt/d4c/bin/python", "-m", "d4c.build.worker", to(job.work / "ctl" / "spec.json")]
-        proc = subprocess.run(argv, env=env, check=False)
-        outcome = read_outcome(job, proc.returncode)
-        return RunResult(runner=self.name, network_isolation="container", python=outcome["python"],
-                         packages=outcome["packages"], image_id=image)
+        argv += [image, "/opt/d4c/bin/python", "-m", "d4c.build.worker"]
+
+        def kill() -> None:
+            subprocess.run([exe, "rm", "--force", "--time", "0", name], env=env, capture_output=True, check=False)
+
+        code, stdout, stopped = supervise(argv, spec, env, job, kill=kill)
+        kill()  # --rm already removed it; a container never outlives its build
+        outcome = read_outcome(job, code, stdout, stopped)
+        return RunResult(runner=self.name, sandbox="container", network_isolation="container",
+                         python=outcome["python"], packages=outcome["packages"], image_id=image, files=files)

@@ -1,36 +1,154 @@
-"""The local runner: this Python environment, a fresh folder, no network."""
+"""The local runner: this Python environment inside a bubblewrap sandbox.
+
+The sandbox has every namespace (pid, net, ipc, uts, cgroup; user unless d4c runs
+as root), no capabilities, its own /proc and /dev, and a root file system made of
+read-only binds of /usr, a few loader files of /etc, this interpreter and its
+packages, the dataset snapshot and the sources. The output folder is the only
+writable bind; /tmp is a size-capped tmpfs. When d4c runs as root, the worker
+drops to uid 65534 before any dataset code runs (root's process limit is not
+enforced by the kernel, and a root-owned file must stay out of reach). When the
+worker ends, the pid namespace ends, and with it every process the build started.
+"""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 
-from d4c.build import sandbox
-from d4c.build.runners import Job, RunResult, fixed_env, prepare_work, read_outcome, worker_spec
+from d4c.build.runners import (
+    MOUNT,
+    SANDBOX_UID,
+    Job,
+    RunResult,
+    fixed_env,
+    prepare_stage,
+    read_outcome,
+    snapshot_dataset,
+    source_mounts,
+    supervise,
+    which_or_fail,
+    worker_spec,
+)
+from d4c.errors import D4CError
+
+# /etc holds secrets on some hosts; the dynamic loader needs only these.
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime")
+HOW_TO_FIX = ("install bubblewrap (apt-get install bubblewrap) and allow user namespaces "
+              "(sysctl kernel.unprivileged_userns_clone=1, or kernel.apparmor_restrict_unprivileged_userns=0), "
+              "or build with --runner container")
+
+
+def python_binds() -> list[str]:
+    """This interpreter, its standard library, its packages and d4c: read-only, at their paths."""
+    import d4c
+
+    roots = {sys.prefix, sys.exec_prefix, sys.base_prefix, os.path.dirname(d4c.__file__)}
+    roots.update(p for p in sys.path if p and "site-packages" in p)
+    real = sorted({os.path.realpath(r) for r in roots if os.path.isdir(r)})
+    home = os.path.realpath(os.path.expanduser("~"))
+    kept: list[str] = []
+    for r in real:
+        if r in ("/", home) or r.startswith("/usr/") or r == "/usr":
+            continue  # /usr is bound whole; never the whole home folder
+        if not any(r.startswith(k.rstrip("/") + "/") for k in kept):
+            kept.append(r)
+    return kept
+
+
+def _parents(paths: list[str]) -> list[str]:
+    """Every folder above the bind points, made 0755 (bubblewrap copies the host's modes,
+    and /root is 0700: the unprivileged sandbox user could not pass through it)."""
+    found: set[str] = set()
+    for p in paths:
+        parent = os.path.dirname(p)
+        while parent not in ("/", ""):
+            found.add(parent)
+            parent = os.path.dirname(parent)
+    return sorted(found, key=lambda p: (p.count("/"), p))
+
+
+def bwrap_argv(job: Job, dataset: Path, root: bool) -> list[str]:
+    bwrap = which_or_fail("bwrap", HOW_TO_FIX)
+    argv = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+            "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv",
+            "--hostname", "d4c-build", "--cap-drop", "ALL"]
+    if root:  # the worker needs exactly these two to become uid 65534, then has none
+        argv += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    else:
+        argv += ["--unshare-user", "--disable-userns"]
+    ro: list[tuple[str, str]] = [("/usr", "/usr")]
+    ro += [(f"/etc/{n}", f"/etc/{n}") for n in ETC_FILES if os.path.exists(f"/etc/{n}")]
+    ro += [(p, p) for p in python_binds()]
+    ro += [(str(dataset), str(MOUNT / "dataset"))]
+    ro += [(str(h), str(s)) for h, s in source_mounts(job)]
+    dests = [d for _, d in ro] + [str(MOUNT / "out")]
+    for parent in _parents(dests):
+        argv += ["--perms", "0755", "--dir", parent]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        link = f"/{name}"
+        if os.path.islink(link):
+            argv += ["--symlink", os.readlink(link), link]
+        elif os.path.isdir(link):
+            argv += ["--ro-bind", link, link]
+    for host, inside in ro:
+        argv += ["--ro-bind", host, inside]
+    argv += ["--bind", str(job.stage), str(MOUNT / "out"),
+             "--proc", "/proc", "--dev", "/dev",
+             "--perms", "1777", "--size", str(job.limits.memory), "--tmpfs", "/tmp",
+             "--perms", "1777", "--size", str(64 << 20), "--tmpfs", "/dev/shm",
+             "--remount-ro", "/", "--chdir", "/tmp"]
+    return argv
+
+
+@cache
+def _probe(argv0: str, root: bool) -> str | None:
+    """Why a minimal sandbox cannot be made here, or None when it can."""
+    argv = [argv0, "--unshare-pid", "--unshare-net", "--die-with-parent", "--ro-bind", "/usr", "/usr",
+            *([] if root else ["--unshare-user", "--disable-userns"]),
+            *(["--symlink", os.readlink("/lib64"), "/lib64"] if os.path.islink("/lib64") else []),
+            *(["--symlink", os.readlink("/lib"), "/lib"] if os.path.islink("/lib") else []),
+            "--proc", "/proc", "--dev", "/dev", "/usr/bin/true"]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    return None if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["no output"])[-1]
 
 
 class LocalRunner:
     name = "local"
 
     def run(self, job: Job) -> RunResult:
-        prepare_work(job)
-        scratch = str(job.work / "scratch")
-        # The worker writes its result into ctl/, so the OS-level sandbox lets it write there.
-        spec = worker_spec(job, lambda p: str(Path(p).resolve()), guarded=[str(job.repo_root.resolve())])
-        kind, prefix = sandbox.isolation_prefix(
-            [str(job.stage), scratch, str(job.work / "ctl")],
-            hide=str(job.repo_root), expose=[*spec["readable"], *sandbox.python_roots()],
-        )
-        spec_path = job.work / "ctl" / "spec.json"
-        spec_path.write_text(json.dumps(spec, sort_keys=True), encoding="utf-8")
-        path = os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"])
-        proc = subprocess.run(
-            [*prefix, sys.executable, "-m", "d4c.build.worker", str(spec_path)],
-            env=fixed_env(job.source_date_epoch, scratch, path),
-            cwd=job.work / "cwd", umask=0o022, check=False,
-        )
-        outcome = read_outcome(job, proc.returncode)
-        return RunResult(runner=self.name, network_isolation=kind, python=outcome["python"],
-                         packages=outcome["packages"])
+        dataset, files = snapshot_dataset(job)
+        python = sys.executable
+        if not job.sandbox:  # `--no-sandbox`: host paths, nothing between the transform and this machine
+            scratch = job.work / "scratch"
+            scratch.mkdir()
+            spec = worker_spec(job, str(dataset), {n: str(p.resolve()) for n, p in job.sources.items()},
+                               str(job.stage), str(scratch), drop_to=None, files=files)
+            argv = [python, "-m", "d4c.build.worker"]
+            env = fixed_env(job.source_date_epoch, str(scratch), os.pathsep.join(
+                [os.path.dirname(python), "/usr/local/bin", "/usr/bin", "/bin"]))
+            kind = "none"
+        else:
+            root = os.geteuid() == 0
+            argv = bwrap_argv(job, dataset, root)
+            why = _probe(argv[0], root)
+            if why:
+                raise D4CError(f"cannot create the build sandbox: bubblewrap says {why!r}", hint=HOW_TO_FIX)
+            prepare_stage(job, SANDBOX_UID if root else None)
+            mounts = dict(zip(sorted(job.sources), (str(s) for _, s in source_mounts(job))))
+            spec = worker_spec(job, str(MOUNT / "dataset"), mounts, str(MOUNT / "out"), "/tmp",
+                               drop_to=SANDBOX_UID if root else None, files=files)
+            env = fixed_env(job.source_date_epoch, "/tmp", os.pathsep.join(
+                [os.path.dirname(python), "/usr/local/bin", "/usr/bin", "/bin"]))
+            for key, value in sorted(env.items()):
+                argv += ["--setenv", key, value]
+            argv += [python, "-m", "d4c.build.worker"]
+            kind = "bubblewrap"
+        code, stdout, stopped = supervise(argv, spec, env, job)
+        outcome = read_outcome(job, code, stdout, stopped)
+        return RunResult(runner=self.name, sandbox=kind, network_isolation="bwrap" if job.sandbox else "none",
+                         python=outcome["python"], packages=outcome["packages"], files=files)
