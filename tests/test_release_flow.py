@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from d4c.cli import main
+from d4c.errors import D4CError
 from d4c.release.orchestrate import release
 from test_release_support import (  # noqa: F401 - fixtures
     DEMO,
@@ -107,6 +108,79 @@ def test_dry_run_prints_the_plan_and_touches_nothing(repo: Path, moto_s3: MotoS3
     assert "then delete older versions" in out
     assert sorted(str(p) for p in repo.parent.rglob("*")) == before
     assert moto_s3.keys(world.bucket) == [OLD]
+
+
+def test_no_build_fails_with_the_way_to_make_one_and_never_builds(
+        repo: Path, moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # release holds every credential: it must never run a transform, so never build
+    import d4c.build.pipeline
+
+    def no_build(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("release ran a build")
+
+    monkeypatch.setattr(d4c.build.pipeline, "build", no_build)
+    world = World(repo, moto_s3, "nobuild")
+    build_dir = repo / ".d4c" / "build" / DEMO / "v1.0.0"
+    shutil.rmtree(build_dir)
+    assert main(["release", DEMO, "--targets", str(world.config), "--dry-run"]) == 0
+    assert f"build: {build_dir} (missing: build it first with `d4c build {DEMO} --check`)" in \
+        capsys.readouterr().out
+    assert main(["release", DEMO, "--targets", str(world.config)]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"error: no build of {DEMO} v1.0.0 at {build_dir} (hint: run `d4c build {DEMO} "
+                   "--check` (in a shell or CI job without release credentials), then release)\n")
+    assert not build_dir.exists() and not world.local.exists() and moto_s3.keys(world.bucket) == [OLD]
+    assert not (repo / "releases" / DEMO).exists()
+
+
+def _set_environment(build_dir: Path, **fields: str | None) -> None:
+    """Rewrite the build's manifest `environment` (None deletes a field), as another build would."""
+    mpath = build_dir / "manifest.json"
+    manifest = json.loads(mpath.read_text())
+    for key, value in fields.items():
+        if value is None:
+            manifest["environment"].pop(key, None)
+        else:
+            manifest["environment"][key] = value
+    mpath.write_text(json.dumps(manifest))
+
+
+def test_an_unsandboxed_build_is_refused(repo: Path, moto_s3: MotoS3,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    world = World(repo, moto_s3, "nosandbox")
+    build_dir = repo / ".d4c" / "build" / DEMO / "v1.0.0"
+    _set_environment(build_dir, sandbox="none")
+    assert main(["release", DEMO, "--targets", str(world.config)]) == 1
+    assert capsys.readouterr().err == (
+        f"error: {build_dir / 'manifest.json'} was built without a sandbox (--no-sandbox); "
+        f"release refuses it (hint: rebuild with `d4c build {DEMO} --check`)\n")
+    assert not world.local.exists() and moto_s3.keys(world.bucket) == [OLD]
+
+
+@pytest.mark.parametrize("fields,refused", [
+    ({"sandbox": "none"}, True),
+    ({"sandbox": "none", "network_isolation": "bwrap"}, True),  # the new field decides
+    ({"sandbox": "bubblewrap"}, False),
+    ({"sandbox": "container", "network_isolation": "container"}, False),
+    ({"sandbox": None, "network_isolation": "none"}, True),  # an old manifest, run bare
+    ({"sandbox": None, "network_isolation": "bwrap"}, False),  # an old manifest, isolated
+    ({"sandbox": None, "network_isolation": "container"}, False),
+], ids=["none", "none-over-old", "bubblewrap", "container", "old-none", "old-bwrap", "old-container"])
+def test_sandbox_field_decides_what_release_accepts(repo: Path, fields: dict[str, str | None],
+                                                    refused: bool) -> None:
+    from d4c.recipe import load_id
+    from d4c.release.files import build_dir_for, read_build
+
+    rcp = load_id(DEMO, repo)
+    build_dir = build_dir_for(repo, rcp)
+    _set_environment(build_dir, **fields)
+    if refused:
+        with pytest.raises(D4CError, match=r"was built without a sandbox \(--no-sandbox\); release refuses it"):
+            read_build(rcp, build_dir)
+    else:
+        raw, manifest = read_build(rcp, build_dir)
+        assert raw == (build_dir / "manifest.json").read_bytes() and manifest["dataset"]["id"] == DEMO
 
 
 def test_release_publishes_once_and_reruns_change_nothing(repo: Path, moto_s3: MotoS3) -> None:

@@ -167,6 +167,19 @@ def write_config(path: Path, *targets: str, trackers: tuple[str, ...] = ()) -> P
     return path
 
 
+def build_in(root: Path, ident: str) -> Path:
+    """Build `ident` where `d4c release` looks for it, with the real build (release never builds)."""
+    from d4c.build.pipeline import BuildOptions, build
+    from d4c.recipe import load_id
+    from d4c.release.files import build_dir_for
+
+    rcp = load_id(ident, root)
+    out = build_dir_for(root, rcp)
+    if not (out / "manifest.json").is_file():
+        build(rcp, root, out, BuildOptions())
+    return out
+
+
 @pytest.fixture(scope="session")
 def demo_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo dataset built once per session (a git copy of the project, built in place)."""
@@ -187,16 +200,12 @@ def demo_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([*git, "init", "-q", "-b", "main"], cwd=dst, check=True)
     subprocess.run([*git, "add", "-A"], cwd=dst, check=True)
     subprocess.run([*git, "commit", "-q", "-m", "base"], cwd=dst, check=True, env=env)
-    from d4c.build.pipeline import BuildOptions, build
-    from d4c.recipe import load_id
-
     old = os.environ.get("D4C_REPO")
     old_cache = os.environ.get("D4C_CACHE")
     os.environ["D4C_REPO"] = str(dst)
     os.environ["D4C_CACHE"] = str(tmp_path_factory.mktemp("demo-cache"))
     try:
-        rcp = load_id(DEMO, dst)
-        build(rcp, dst, dst / ".d4c" / "build" / DEMO / "v1.0.0", BuildOptions())
+        build_in(dst, DEMO)
     finally:
         for name, value in (("D4C_REPO", old), ("D4C_CACHE", old_cache)):
             if value is None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +27,25 @@ def digest_small(role: str, name: str, path: Path, raw: bytes | None, media_type
                        sha256=d.sha256, md5=d.md5, media_type=media_type)
 
 
-def ensure_built(rcp: Recipe, root: Path, build_dir: Path,
-                 echo: Callable[[str], None]) -> tuple[bytes, dict[str, Any]]:
-    """The build's manifest (building first when there is none), checked against its files."""
+def _sandbox(manifest: dict[str, Any]) -> str:
+    """How the build was isolated: `environment.sandbox`, or for manifests written before
+    that field, "none" exactly when `network_isolation` was "none" (nothing else ran bare)."""
+    env = manifest.get("environment")
+    if not isinstance(env, dict):
+        return "none"  # nothing says it was isolated
+    if "sandbox" in env:
+        return str(env["sandbox"])
+    return "none" if env.get("network_isolation") == "none" else str(env.get("network_isolation"))
+
+
+def read_build(rcp: Recipe, build_dir: Path) -> tuple[bytes, dict[str, Any]]:
+    """The build's manifest, checked against its files. Never builds: a release holds every
+    credential, so a transform (untrusted code) must have run elsewhere, in a sandbox."""
     mpath = build_dir / "manifest.json"
     if not mpath.is_file():
-        echo(f"no build at {build_dir}: building {rcp.id} v{rcp.version} first")
-        from d4c.build.pipeline import BuildOptions, build
-
-        build(rcp, root, build_dir, BuildOptions())
+        raise D4CError(f"no build of {rcp.id} v{rcp.version} at {build_dir}",
+                       hint=f"run `d4c build {rcp.id} --check` (in a shell or CI job without "
+                            "release credentials), then release")
     raw = mpath.read_bytes()
     try:
         manifest = json.loads(raw)
@@ -49,6 +58,9 @@ def ensure_built(rcp: Recipe, root: Path, build_dir: Path,
                        f"{rcp.id} v{rcp.version}", hint=f"run `d4c build {rcp.id}` again")
     if not outputs:
         raise D4CError(f"{mpath} lists no outputs", hint=f"run `d4c build {rcp.id}` again")
+    if _sandbox(manifest) == "none":
+        raise D4CError(f"{mpath} was built without a sandbox (--no-sandbox); release refuses it",
+                       hint=f"rebuild with `d4c build {rcp.id} --check`")
     for out in outputs:
         path = build_dir / out["file"]
         # A release publishes exactly the bytes the manifest describes: read them once to check.

@@ -1,6 +1,7 @@
 """`d4c release`: publish one built version to every target, exactly once, resumable.
 
-Order: read the build (build it if missing) -> source bundle -> prepare every target
+Order: read the build (made beforehand by `d4c build`, never here: this process holds
+the credentials, and a transform is untrusted code) -> source bundle -> prepare every target
 (e.g. reserve the DOI) -> torrents (web seeds need the prepared URLs; they sit outside
 the infohash) -> upload + verify every file on every target, raw sources to source
 mirrors -> `retain: latest` cleanup (only after all verified) -> finalize (publish) ->
@@ -23,7 +24,7 @@ from d4c.digest import digest_file
 from d4c.errors import D4CError
 from d4c.release import config as cfgmod
 from d4c.release.bundle import make_bundle
-from d4c.release.files import build_dir_for, digest_small, ensure_built, source_file
+from d4c.release.files import build_dir_for, digest_small, read_build, source_file
 from d4c.release.journal import Journal
 from d4c.release.record import build_record, write_record
 from d4c.release.targets import (
@@ -87,7 +88,7 @@ def plan_lines(rcp: recipes.Recipe, targets: list[Target], build_dir: Path) -> l
     files += [names["manifest"], names["provenance"], names["bundle"]]
     lines = [f"release {rcp.id} v{rcp.version} (tag {rcp.id}/v{rcp.version})",
              f"build: {build_dir}" + ("" if (build_dir / "manifest.json").is_file()
-                                      else " (missing: would build first)")]
+                                      else f" (missing: build it first with `d4c build {rcp.id} --check`)")]
     for t in targets:
         lines.append(f"target {t.name} ({t.kind}, retain {t.retain}"
                      + (", source mirror)" if t.source_mirror else ")"))
@@ -121,7 +122,7 @@ def release(dataset_id: str, *, targets_file: Path | None = None, dry_run: bool 
     effect = on_side_effect
 
     # 1. the build and the bundle
-    manifest_bytes, manifest = ensure_built(rcp, root, build_dir, echo)
+    manifest_bytes, manifest = read_build(rcp, build_dir)
     stage = paths.state_dir(root) / "release" / ident / f"v{version}"
     files = [ReleaseFile(role="data", name=o["name"], file=o["file"], path=build_dir / o["file"],
                          size=int(o["size"]), sha256=o["sha256"], md5=o["md5"],
