@@ -84,7 +84,9 @@ def bwrap_argv(job: Job, dataset: Path, root: bool) -> list[str]:
     ro += [(str(dataset), str(MOUNT / "dataset"))]
     ro += [(str(h), str(s)) for h, s in source_mounts(job)]
     dests = [d for _, d in ro] + [str(MOUNT / "out")]
-    for parent in _parents(dests):
+    # The scratch tmpfs first: a Python install under /tmp must be bound on top of it, not hidden.
+    argv += ["--perms", "1777", "--size", str(job.limits.memory), "--tmpfs", "/tmp"]
+    for parent in (p for p in _parents(dests) if p != "/tmp"):
         argv += ["--perms", "0755", "--dir", parent]
     for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         link = f"/{name}"
@@ -96,7 +98,6 @@ def bwrap_argv(job: Job, dataset: Path, root: bool) -> list[str]:
         argv += ["--ro-bind", host, inside]
     argv += ["--bind", str(job.stage), str(MOUNT / "out"),
              "--proc", "/proc", "--dev", "/dev",
-             "--perms", "1777", "--size", str(job.limits.memory), "--tmpfs", "/tmp",
              "--perms", "1777", "--size", str(64 << 20), "--tmpfs", "/dev/shm",
              "--remount-ro", "/", "--chdir", "/tmp"]
     return argv
