@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import site
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import shutil
-import site
 
 import numpy as np
 import pyarrow as pa
@@ -29,7 +28,7 @@ import pyarrow.parquet as pq
 from d4c.build import logical, writers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _timing import measure  # noqa: E402
+from _timing import measure
 
 ROWS = 1_000_000
 # The last commit before the hardened sandbox (its local runner bound `/` read-only).
