@@ -178,6 +178,18 @@ def _extract_zip(archive: Path, out: Path, max_entries: int, max_bytes: int) -> 
                 os.chmod(target, 0o755)
 
 
+def _normalise_modes(top: Path) -> None:
+    """Folders 0755, files 0644 (0755 when executable), whatever the umask: the same tree on
+    every machine, readable by the build sandbox's unprivileged user. Links are left alone."""
+    for folder, dirs, files in os.walk(top):
+        os.chmod(folder, 0o755)
+        for name in files:
+            path = os.path.join(folder, name)
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode):
+                os.chmod(path, 0o755 if st.st_mode & 0o100 else 0o644)
+
+
 def _extract_tar(archive: Path, out: Path, max_entries: int, max_bytes: int) -> None:
     try:
         with tarfile.open(archive, "r:*") as tf:
@@ -255,7 +267,7 @@ def extract(
                 raise ArchiveError(f"{archive.name}: not a readable zip archive ({exc})") from None
         else:
             _extract_tar(archive, tmp, max_entries, max_bytes)
-        os.chmod(tmp, 0o755)
+        _normalise_modes(tmp)
         try:
             os.rename(tmp, dest)
         except OSError:

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -132,6 +132,21 @@ def snapshot_dataset(job: Job) -> tuple[Path, dict[str, str]]:
     for folder in (dest, *(p for p in dest.rglob("*") if p.is_dir())):
         os.chmod(folder, 0o755)
     return dest, files
+
+
+def shareable(job: Job) -> Job:
+    """The job with every source readable by the sandbox's unprivileged user: a file kept in
+    git under a strict umask (0600) is copied into the work folder as 0444 (the cache already
+    is; extracted folders are normalised when unpacked)."""
+    sources = dict(job.sources)
+    for i, (name, path) in enumerate(sorted(job.sources.items())):
+        if path.is_file() and not path.stat().st_mode & 0o004:
+            copy = job.work / "sources" / f"{i}-{path.name}"
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, copy)
+            os.chmod(copy, 0o444)
+            sources[name] = copy
+    return replace(job, sources=sources)
 
 
 def source_mounts(job: Job) -> list[tuple[Path, Path]]:

@@ -25,6 +25,7 @@ from d4c.build.runners import (
     fixed_env,
     prepare_stage,
     read_outcome,
+    shareable,
     snapshot_dataset,
     source_mounts,
     supervise,
@@ -108,6 +109,7 @@ class ContainerRunner:
         env = _engine_env(job.repo_root, exe)
         env_file = str(job.recipe.data.get("environment") or "docker/Dockerfile")
         image = ensure_image(job.repo_root, job.repo_root / env_file, exe, env)
+        job = shareable(job)
         dataset, files = snapshot_dataset(job)
         root = os.geteuid() == 0
         prepare_stage(job, SANDBOX_UID if root else None)

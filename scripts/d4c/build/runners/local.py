@@ -25,6 +25,7 @@ from d4c.build.runners import (
     fixed_env,
     prepare_stage,
     read_outcome,
+    shareable,
     snapshot_dataset,
     source_mounts,
     supervise,
@@ -122,6 +123,7 @@ class LocalRunner:
     name = "local"
 
     def run(self, job: Job) -> RunResult:
+        job = shareable(job)
         dataset, files = snapshot_dataset(job)
         python = sys.executable
         if not job.sandbox:  # `--no-sandbox`: host paths, nothing between the transform and this machine
