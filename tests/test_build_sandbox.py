@@ -153,3 +153,41 @@ def test_native_code_cannot_see_undeclared_repo_files(repo: Path, capfd: pytest.
     assert code == 1
     assert "Failed to open local file" in err and "transform failed" in err
     assert_no_output(out)
+
+
+def test_no_bubblewrap_fails_with_the_fix_and_no_silent_downgrade(repo: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    capfd: pytest.CaptureFixture[str]) -> None:
+    bin_dir = tmp_path / "bin"  # git, but no bwrap
+    bin_dir.mkdir()
+    (bin_dir / "git").symlink_to(shutil.which("git") or "/usr/bin/git")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    code, err, out = build(repo, TEMPLATE, capfd)
+    assert code == 1
+    last = err.strip().splitlines()[-1]
+    assert "the build sandbox needs bwrap, and it is not installed" in last
+    assert "apt-get install bubblewrap" in last and "--runner container" in last
+    assert_no_output(out)
+
+
+def test_no_sandbox_is_explicit_and_recorded(repo: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import json
+
+    out = repo / "out" / "plain"
+    assert main(["build", TEMPLATE, "--out", str(out), "--no-sandbox"]) == 0
+    assert "--no-sandbox: the transform runs with no isolation; release refuses this build" in caplog.text
+    env = json.loads((out / "manifest.json").read_text())["environment"]
+    assert (env["sandbox"], env["network_isolation"]) == ("none", "none")
+    assert main(["build", TEMPLATE, "--runner", "container", "--no-sandbox"]) == 2
+
+
+def test_out_refuses_a_folder_that_is_not_an_earlier_build(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    precious = repo / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    assert main(["build", TEMPLATE, "--out", str(precious)]) == 1
+    assert "is not empty and is not an earlier d4c build output" in capfd.readouterr().err
+    assert (precious / "thesis.tex").read_text() == "years of work"
+    out = repo / "out" / "again"
+    assert main(["build", TEMPLATE, "--out", str(out)]) == 0
+    assert main(["build", TEMPLATE, "--out", str(out)]) == 0  # its own earlier build is replaced
