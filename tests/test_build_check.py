@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -92,3 +93,45 @@ def test_check_catches_a_wall_clock_transform(repo: Path, capfd: pytest.CaptureF
     assert not out.exists()
     kept = out.with_name("wall-clock.check-differs")
     assert (kept / "run1" / artifact).is_file() and (kept / "run2" / artifact).is_file()
+
+
+RECORDER = '''import json, os, socket, time
+import pandas as pd
+
+def build(ctx):
+    seen = {"tz": os.environ.get("TZ"), "tzname": time.tzname[0], "locale": os.environ.get("LC_ALL"),
+            "umask": os.umask(0o022), "build_path": str(ctx.source("population")), "cwd": os.getcwd(),
+            "hostname": socket.gethostname(), "user": os.environ.get("USER"),
+            "cpus": len(os.sched_getaffinity(0))}
+    df = pd.DataFrame({"pruid": [1], "seen": [json.dumps(seen, sort_keys=True)]})
+    ctx.write_parquet("table", df)
+    ctx.write_csv("table-csv", df)
+'''
+
+
+def test_check_variations_reach_the_transform(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A transform that records its world sees a different value in the second build for every
+    variation, so --check fails for it, and both builds are kept for the report."""
+    import subprocess
+
+    import pyarrow.parquet as pq
+
+    template = "ca_statcan_2021_population-density_provinces"
+    folder = repo / "datasets" / "ca_test_recorder"
+    shutil.copytree(repo / "datasets" / template, folder)
+    recipe = folder / "recipe.yaml"
+    recipe.write_text(recipe.read_text().replace(f"id: {template}", "id: ca_test_recorder"))
+    (folder / "transform.py").write_text(RECORDER)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "recorder"], cwd=repo, check=True)
+    assert main(["build", "ca_test_recorder", "--check"]) == 1
+    assert "build is not reproducible" in capfd.readouterr().err
+    kept = repo / ".d4c" / "build" / "ca_test_recorder" / "v1.0.0.check-differs"
+    runs = [json.loads(pq.read_table(next((kept / f"run{i}").glob("*.parquet"))).column("seen")[0].as_py())
+            for i in (1, 2)]
+    assert runs[0]["tz"] == "UTC" and runs[0]["umask"] == 0o022 and runs[0]["build_path"].startswith("/d4c/")
+    one_cpu = len(os.sched_getaffinity(0)) == 1  # nothing to take away on a one-CPU machine
+    for key in runs[0]:
+        if not (key == "cpus" and one_cpu):
+            assert runs[0][key] != runs[1][key], f"{key} is the same in both builds: {runs[0][key]!r}"

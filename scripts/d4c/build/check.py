@@ -15,7 +15,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from d4c.build.logical import read_table
 from d4c.build.manifest import code_state
 from d4c.build.pipeline import MANIFEST, PROVENANCE, BuildOptions, build, check_out_dir, publish
+from d4c.build.runners import NORMAL, VARIED
 from d4c.errors import D4CError
 from d4c.recipe import Recipe
 
@@ -138,19 +139,10 @@ def compare(a: Path, b: Path, files: list[tuple[str, str]]) -> list[tuple[str, l
     return diffs
 
 
-# Host conditions for the two runs: every one differs between them, none may matter.
-@dataclass(frozen=True)
-class Variation:
-    tz: str
-    locale: str
-    umask: int
-    reverse_env: bool
-
-
-VARIATIONS = (
-    Variation("America/St_Johns", "en_CA.UTF-8", 0o002, reverse_env=False),
-    Variation("Pacific/Chatham", "fr_CA.UTF-8", 0o077, reverse_env=True),
-)
+# The two runs: the normal build, then one where everything the transform can see differs
+# (runners.VARIED: TZ, locale, umask, build path, hostname, user, CPUs), and so does this
+# process's own TZ, locale, umask, cwd and environment order (the host side of the build).
+VARIATIONS = (NORMAL, VARIED)
 
 
 @contextmanager
@@ -161,7 +153,7 @@ def varied_host(index: int) -> Iterator[None]:
     saved_umask = os.umask(v.umask)
     items = list({**saved_env, "TZ": v.tz, "LANG": v.locale, "LC_ALL": v.locale}.items())
     os.environ.clear()
-    os.environ.update(reversed(items) if v.reverse_env else items)
+    os.environ.update(reversed(items) if index else items)
     cwd = tempfile.mkdtemp(prefix=f"d4c-check-cwd{index}-")
     os.chdir(cwd)
     try:
@@ -184,9 +176,11 @@ def build_twice(recipe: Recipe, root: Path, out: Path, opts: BuildOptions) -> di
         shutil.rmtree(folder, ignore_errors=True)
     manifests = []
     for i, folder in enumerate(runs):
-        log.info("--check: build %d of 2 (TZ=%s, umask %o)", i + 1, VARIATIONS[i].tz, VARIATIONS[i].umask)
+        v = VARIATIONS[i]
+        log.info("--check: build %d of 2 (TZ=%s, locale %s, umask %03o, build path %s, hostname %s, "
+                 "user %s, CPUs %s)", i + 1, v.tz, v.locale, v.umask, v.mount, v.hostname, v.user, v.cpus or "all")
         with varied_host(i):
-            manifests.append(build(recipe, root, folder, opts))
+            manifests.append(build(recipe, root, folder, replace(opts, variation=v)))
     files = [(o["file"], o["format"]) for o in manifests[0]["outputs"]]
     diffs = compare(runs[0], runs[1], [*files, (MANIFEST, "json"), (PROVENANCE, "json")])
     if diffs:

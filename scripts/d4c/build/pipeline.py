@@ -19,7 +19,7 @@ from d4c import fetch
 from d4c.build import limits as lim
 from d4c.build import manifest as mf
 from d4c.build import outputs, provenance
-from d4c.build.runners import Job, get_runner
+from d4c.build.runners import NORMAL, Job, Variation, get_runner
 from d4c.errors import D4CError
 from d4c.recipe import Recipe
 
@@ -34,6 +34,7 @@ class BuildOptions:
     sources: str = "auto"  # auto | mirrors
     sample: bool = False
     sandbox: bool = True  # False: `--no-sandbox`, recorded in the manifest and refused by release
+    variation: Variation = NORMAL  # what the transform's world looks like (`--check` varies it)
     # The checkout's commit/tree/dirty, taken once when the build starts (--check takes it
     # once for both runs: a commit landing in between is not a reproducibility failure).
     code: dict[str, Any] | None = None
@@ -118,7 +119,7 @@ def build(recipe: Recipe, root: Path, out: Path, opts: BuildOptions) -> dict[str
     try:
         job = Job(recipe=recipe, repo_root=root, params=params, sources=sources, stage=stage,
                   work=work, source_date_epoch=epoch, sample=opts.sample, limits=limits,
-                  sandbox=opts.sandbox)
+                  sandbox=opts.sandbox, variation=opts.variation)
         log.info("running %s v%s transform with the %s runner (%s)", recipe.id, recipe.version,
                  opts.runner, limits.describe())
         if not opts.sandbox:

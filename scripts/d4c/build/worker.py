@@ -161,7 +161,10 @@ def main(argv: list[str]) -> int:
     os.dup2(devnull, 0)
     drop_privileges(spec.get("drop_to"))
     set_limits(spec["limits"])
-    os.umask(0o022)
+    os.umask(int(spec.get("umask", 0o022)))
+    if spec.get("cpus") and hasattr(os, "sched_setaffinity"):
+        allowed = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, allowed[: int(spec["cpus"])])
     os.makedirs(spec["workdir"], exist_ok=True)
     os.chdir(spec["workdir"])
     outcome = run(spec)

@@ -30,11 +30,30 @@ from d4c.build.limits import DEFAULTS, Limits, human
 from d4c.errors import D4CError
 from d4c.recipe import Recipe
 
-MOUNT = Path("/d4c")
+MOUNT = Path("/d4c")  # where the worker sees its files in a normal build
 SANDBOX_UID = 65534  # "nobody": the uid a transform runs as when d4c itself runs as root
 RESULT_MAX = 1 << 20  # the outcome is a few hundred bytes; anything past this is a forgery
 LOG_MAX = 16 << 20  # bytes of transform output relayed to the log before it is cut
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x9b]")
+
+
+@dataclass(frozen=True)
+class Variation:
+    """What the transform's world looks like. A normal build uses NORMAL; `--check` builds a
+    second time with every field changed (as reprotest does), and the bytes must not move."""
+
+    tz: str = "UTC"
+    locale: str = "C.UTF-8"
+    umask: int = 0o022
+    mount: str = str(MOUNT)  # the build path: where dataset, sources and outputs appear
+    hostname: str = "d4c-build"
+    user: str = "d4c"
+    cpus: int | None = None  # CPUs the transform may run on (None: all of this machine's)
+
+
+NORMAL = Variation()
+VARIED = Variation(tz="Pacific/Chatham", locale="fr_CA.UTF-8", umask=0o077, mount="/build/check-2/d4c",
+                   hostname="d4c-check-2", user="d4c-check", cpus=1)
 
 
 @dataclass(frozen=True)
@@ -51,6 +70,11 @@ class Job:
     sample: bool = False
     limits: Limits = DEFAULTS
     sandbox: bool = True  # False only with `d4c build --no-sandbox`: recorded, refused by release
+    variation: Variation = NORMAL
+
+    @property
+    def mount(self) -> Path:
+        return Path(self.variation.mount)
 
 
 @dataclass(frozen=True)
@@ -84,19 +108,21 @@ def get_runner(name: str) -> Runner:
     return runner
 
 
-def fixed_env(source_date_epoch: int, scratch: str, path: str) -> dict[str, str]:
+def fixed_env(source_date_epoch: int, scratch: str, path: str, v: Variation = NORMAL) -> dict[str, str]:
     """The whole environment a transform sees: an allow-list, nothing inherited from the host."""
     return {
         "HOME": scratch,
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
+        "LANG": v.locale,
+        "LC_ALL": v.locale,
+        "LOGNAME": v.user,
+        "USER": v.user,
         "PATH": path,
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONHASHSEED": "0",
         "PYTHONNOUSERSITE": "1",
         "SOURCE_DATE_EPOCH": str(source_date_epoch),
         "TMPDIR": scratch,
-        "TZ": "UTC",
+        "TZ": v.tz,
         "XDG_CACHE_HOME": scratch,
         "GDAL_PAM_ENABLED": "NO",  # no .aux.xml side files next to rasters
     }
@@ -151,7 +177,7 @@ def shareable(job: Job) -> Job:
 
 def source_mounts(job: Job) -> list[tuple[Path, Path]]:
     """(host path, sandbox path) of every source: one mount each, named by position and name."""
-    return [(path.resolve(), MOUNT / "sources" / f"{i}-{Path(name).name}")
+    return [(path.resolve(), job.mount / "sources" / f"{i}-{Path(name).name}")
             for i, (name, path) in enumerate(sorted(job.sources.items()))]
 
 
@@ -172,7 +198,9 @@ def worker_spec(job: Job, dataset: str, sources: dict[str, str], out: str, scrat
         },
         "out_dir": out,
         "scratch": scratch,
-        "workdir": os.path.join(scratch, "work"),
+        "workdir": os.path.join(scratch, "work" if job.variation == NORMAL else "work-check-2"),
+        "umask": job.variation.umask,
+        "cpus": job.variation.cpus,
         "guarded": [dataset],
         # The audit hook's courtesy check: data comes from declared sources, code from the folder.
         "readable": [*(os.path.join(dataset, f) for f in files if f.endswith(".py")),

@@ -18,7 +18,6 @@ import uuid
 from pathlib import Path
 
 from d4c.build.runners import (
-    MOUNT,
     SANDBOX_UID,
     Job,
     RunResult,
@@ -98,7 +97,7 @@ def hardening(job: Job, root: bool) -> list[str]:
     return ["--network=none", "--cap-drop=ALL", "--security-opt=no-new-privileges", "--read-only",
             "--read-only-tmpfs=false", "--tmpfs", f"/tmp:rw,nosuid,nodev,size={mem},mode=1777",
             *user, f"--pids-limit={job.limits.processes}", f"--memory={mem}", f"--memory-swap={mem}",
-            "--ipc=private", "--hostname=d4c-build", "--log-driver=none"]
+            "--ipc=private", f"--hostname={job.variation.hostname}", "--log-driver=none"]
 
 
 class ContainerRunner:
@@ -113,15 +112,15 @@ class ContainerRunner:
         dataset, files = snapshot_dataset(job)
         root = os.geteuid() == 0
         prepare_stage(job, SANDBOX_UID if root else None)
-        mounts = [(dataset.resolve(), MOUNT / "dataset", "ro"), (job.stage.resolve(), MOUNT / "out", "rw")]
+        mounts = [(dataset.resolve(), job.mount / "dataset", "ro"), (job.stage.resolve(), job.mount / "out", "rw")]
         mounts += [(host, inside, "ro") for host, inside in source_mounts(job)]
         inside = dict(zip(sorted(job.sources), (str(s) for _, s in source_mounts(job))))
-        spec = worker_spec(job, str(MOUNT / "dataset"), inside, str(MOUNT / "out"), "/tmp", drop_to=None, files=files)
+        spec = worker_spec(job, str(job.mount / "dataset"), inside, str(job.mount / "out"), "/tmp", drop_to=None, files=files)
         name = f"d4c-build-{uuid.uuid4().hex[:12]}"
         argv = [exe, "run", "--rm", "-i", "--name", name, *hardening(job, root), "--workdir", "/tmp"]
         for host, target, mode in mounts:
             argv += ["--volume", f"{host}:{target}:{mode}"]
-        for key, value in fixed_env(job.source_date_epoch, "/tmp", CONTAINER_PATH).items():
+        for key, value in fixed_env(job.source_date_epoch, "/tmp", CONTAINER_PATH, job.variation).items():
             argv += ["--env", f"{key}={value}"]
         argv += [image, "/opt/d4c/bin/python", "-m", "d4c.build.worker"]
 

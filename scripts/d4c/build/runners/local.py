@@ -18,7 +18,6 @@ from functools import cache
 from pathlib import Path
 
 from d4c.build.runners import (
-    MOUNT,
     SANDBOX_UID,
     Job,
     RunResult,
@@ -74,7 +73,7 @@ def bwrap_argv(job: Job, dataset: Path, root: bool) -> list[str]:
     bwrap = which_or_fail("bwrap", HOW_TO_FIX)
     argv = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv",
-            "--hostname", "d4c-build", "--cap-drop", "ALL"]
+            "--hostname", job.variation.hostname, "--cap-drop", "ALL"]
     if root:  # the worker needs exactly these two to become uid 65534, then has none
         argv += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
@@ -82,9 +81,9 @@ def bwrap_argv(job: Job, dataset: Path, root: bool) -> list[str]:
     ro: list[tuple[str, str]] = [("/usr", "/usr")]
     ro += [(f"/etc/{n}", f"/etc/{n}") for n in ETC_FILES if os.path.exists(f"/etc/{n}")]
     ro += [(p, p) for p in python_binds()]
-    ro += [(str(dataset), str(MOUNT / "dataset"))]
+    ro += [(str(dataset), str(job.mount / "dataset"))]
     ro += [(str(h), str(s)) for h, s in source_mounts(job)]
-    dests = [d for _, d in ro] + [str(MOUNT / "out")]
+    dests = [d for _, d in ro] + [str(job.mount / "out")]
     # The scratch tmpfs first: a Python install under /tmp must be bound on top of it, not hidden.
     argv += ["--perms", "1777", "--size", str(job.limits.memory), "--tmpfs", "/tmp"]
     for parent in (p for p in _parents(dests) if p != "/tmp"):
@@ -97,7 +96,7 @@ def bwrap_argv(job: Job, dataset: Path, root: bool) -> list[str]:
             argv += ["--ro-bind", link, link]
     for host, inside in ro:
         argv += ["--ro-bind", host, inside]
-    argv += ["--bind", str(job.stage), str(MOUNT / "out"),
+    argv += ["--bind", str(job.stage), str(job.mount / "out"),
              "--proc", "/proc", "--dev", "/dev",
              "--perms", "1777", "--size", str(64 << 20), "--tmpfs", "/dev/shm",
              "--remount-ro", "/", "--chdir", "/tmp"]
@@ -133,7 +132,7 @@ class LocalRunner:
                                str(job.stage), str(scratch), drop_to=None, files=files)
             argv = [python, "-m", "d4c.build.worker"]
             env = fixed_env(job.source_date_epoch, str(scratch), os.pathsep.join(
-                [os.path.dirname(python), "/usr/local/bin", "/usr/bin", "/bin"]))
+                [os.path.dirname(python), "/usr/local/bin", "/usr/bin", "/bin"]), job.variation)
             kind = "none"
         else:
             root = os.geteuid() == 0
@@ -143,10 +142,10 @@ class LocalRunner:
                 raise D4CError(f"cannot create the build sandbox: bubblewrap says {why!r}", hint=HOW_TO_FIX)
             prepare_stage(job, SANDBOX_UID if root else None)
             mounts = dict(zip(sorted(job.sources), (str(s) for _, s in source_mounts(job))))
-            spec = worker_spec(job, str(MOUNT / "dataset"), mounts, str(MOUNT / "out"), "/tmp",
+            spec = worker_spec(job, str(job.mount / "dataset"), mounts, str(job.mount / "out"), "/tmp",
                                drop_to=SANDBOX_UID if root else None, files=files)
             env = fixed_env(job.source_date_epoch, "/tmp", os.pathsep.join(
-                [os.path.dirname(python), "/usr/local/bin", "/usr/bin", "/bin"]))
+                [os.path.dirname(python), "/usr/local/bin", "/usr/bin", "/bin"]), job.variation)
             for key, value in sorted(env.items()):
                 argv += ["--setenv", key, value]
             argv += [python, "-m", "d4c.build.worker"]
