@@ -257,28 +257,25 @@ def test_sample_build_compares_only_the_shape(repo: Path, tmp_path: Path) -> Non
     assert not r2["semver"]["ok"] and r2["semver"]["required"] == "major"
 
 
-@pytest.mark.parametrize(("text", "ok"), [
-    ('{"reproducible": false, "differences": ["a.parquet: row 3"]}', False),
-    (("x.parquet  sha256:ab  10 bytes\nbuilt ca_x v1.0.0 with the local runner into out; "
-     "identical in both builds\n"), True),
-    (("--check: x.parquet differs between two builds:\n  footer metadata differs\n"
-     "error: build is not reproducible: x.parquet differs between two builds\n"), False),
+@pytest.mark.parametrize(("doc", "ok"), [
+    ({"reproducible": False, "differences": ["a.parquet: row 3"]}, False),
+    ({"reproducible": True, "differences": [], "variations": [{"tz": "UTC", "umask": "022"}]}, True),
 ])
-def test_check_result_json_or_build_log(tmp_path: Path, text: str, ok: bool) -> None:
+def test_check_result_is_json(tmp_path: Path, doc: dict[str, object], ok: bool) -> None:
     from d4c.commands.diff import load_check
 
-    (tmp_path / "check").write_text(text)
-    got = load_check(tmp_path / "check")
+    (tmp_path / "check.json").write_text(json.dumps(doc))
+    got = load_check(tmp_path / "check.json")
     assert got["ok"] is ok and got["details"]
-    if not ok and not text.startswith("{"):
-        assert got["details"][:2] == ["--check: x.parquet differs between two builds:", "footer metadata differs"]
+    assert got["details"] == (["a.parquet: row 3"] if not ok else ["two builds, the second with other tz, umask"])
 
 
 def test_check_result_without_verdict_is_one_line_error(tmp_path: Path) -> None:
     from d4c.commands.diff import load_check
     from d4c.errors import D4CError
 
-    (tmp_path / "check").write_text("Traceback (most recent call last):\n")
+    # A build log is not a result: diff never scrapes text for a verdict.
+    (tmp_path / "check").write_text("built ca_x v1.0.0 with the local runner into out; identical in both builds\n")
     with pytest.raises(D4CError, match="not a --check result"):
         load_check(tmp_path / "check")
 
@@ -296,14 +293,13 @@ def test_duplicate_keys_are_counted() -> None:
 def test_failed_check_diffs_the_kept_first_run(repo: Path, tmp_path: Path) -> None:
     (repo / "datasets" / DS / "recipe.yaml").write_text(recipe_text("1.0.1"))
     write_build(tmp_path / "out.check-differs" / "run1", "1.0.1", towns())
-    log = tmp_path / "check.log"
-    log.write_text("--check: x.parquet differs between two builds:\n  row 3\n"
-                   "error: build is not reproducible: x.parquet differs between two builds\n")
+    log = tmp_path / "out.check.json"
+    log.write_text(json.dumps({"reproducible": False, "differences": ["x.parquet: row 3"]}))
     env = {**os.environ, "D4C_REPO": str(repo)}
     p = subprocess.run([sys.executable, "-m", "d4c", "diff", DS, "--build", str(tmp_path / "out"),
                         "--check-result", str(log)], capture_output=True, text=True, env=env, check=False)
     assert p.returncode == 1, p.stderr
-    assert "**NOT reproducible**" in p.stdout and "- row 3" in p.stdout and "**SemVer: pass**" in p.stdout
+    assert "**NOT reproducible**" in p.stdout and "- x.parquet: row 3" in p.stdout and "**SemVer: pass**" in p.stdout
 
 
 def test_previous_release_is_the_newest_on_the_builds_line(tmp_path: Path) -> None:

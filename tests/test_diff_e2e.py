@@ -6,6 +6,7 @@ change under a major bump passes.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -68,7 +69,10 @@ def test_pr_workflow_commands_semver_fail_then_pass(released: tuple[Path, str], 
     log = tmp_path / "check.log"
     build = d4c(repo, "build", ID, "--check", "--out", str(tmp_path / "pr"), log=log)
     assert build.returncode == 0, build.stderr
-    diff = d4c(repo, "diff", ID, "--build", str(tmp_path / "pr"), "--check-result", str(log),
+    result = json.loads((tmp_path / "pr.check.json").read_text())
+    assert result["reproducible"] is True and all(a["identical"] for a in result["artifacts"])
+    assert [v["tz"] for v in result["variations"]] == ["UTC", "Pacific/Chatham"]
+    diff = d4c(repo, "diff", ID, "--build", str(tmp_path / "pr"), "--check-result", str(tmp_path / "pr.check.json"),
                "--save", str(tmp_path / "results" / ID))
     assert diff.returncode == 1, diff.stderr
     md = diff.stdout
@@ -104,7 +108,7 @@ def test_pr_workflow_commands_semver_fail_then_pass(released: tuple[Path, str], 
     commit(repo, "PR: major bump")
     build2 = d4c(repo, "build", ID, "--check", "--out", str(tmp_path / "pr2"), log=log)
     assert build2.returncode == 0, build2.stderr
-    ok = d4c(repo, "diff", ID, "--build", str(tmp_path / "pr2"), "--check-result", str(log))
+    ok = d4c(repo, "diff", ID, "--build", str(tmp_path / "pr2"), "--check-result", str(tmp_path / "pr2.check.json"))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "**SemVer: pass** (major bump covers the major change)" in ok.stdout
     assert f"## Build diff: `{ID}` 1.0.0 -> 2.0.0" in ok.stdout

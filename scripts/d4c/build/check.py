@@ -7,6 +7,7 @@ installed (it knows many more formats than we do).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -15,7 +16,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,31 @@ def varied_host(index: int) -> Iterator[None]:
         os.environ.update(saved_env)
 
 
+def check_result_path(out: Path) -> Path:
+    """Where `--check` writes its result, beside the output folder: `<out>.check.json`."""
+    return out.with_name(f"{out.name}.check.json")
+
+
+def write_result(path: Path, recipe: Recipe, files: list[str], diffs: list[tuple[str, list[str]]],
+                 kept: Path | None) -> None:
+    """The --check verdict as data (what `d4c diff --check-result` reads)."""
+    differing = {name: why for name, why in diffs}
+    doc = {
+        "check_version": 1,
+        "dataset": recipe.id, "version": recipe.version,
+        "reproducible": not diffs,
+        "variations": [{**asdict(v), "umask": f"{v.umask:03o}"} for v in VARIATIONS],
+        "artifacts": [{"file": n, "identical": n not in differing} for n in files],
+        "differences": [f"{name}: {why[0]}" if why else name for name, why in diffs],
+        "first_difference": {"file": diffs[0][0], "explanation": diffs[0][1]} if diffs else None,
+        "kept": str(kept) if kept else None,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, sort_keys=True, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def build_twice(recipe: Recipe, root: Path, out: Path, opts: BuildOptions) -> dict[str, Any]:
     """Build twice under varied host conditions; publish into `out` only when identical."""
     out = out.absolute()
@@ -175,26 +201,34 @@ def build_twice(recipe: Recipe, root: Path, out: Path, opts: BuildOptions) -> di
     for folder in runs:  # our own leftovers from an interrupted check
         shutil.rmtree(folder, ignore_errors=True)
     manifests = []
+    result_path = check_result_path(out)
     for i, folder in enumerate(runs):
         v = VARIATIONS[i]
         log.info("--check: build %d of 2 (TZ=%s, locale %s, umask %03o, build path %s, hostname %s, "
                  "user %s, CPUs %s)", i + 1, v.tz, v.locale, v.umask, v.mount, v.hostname, v.user, v.cpus or "all")
-        with varied_host(i):
-            manifests.append(build(recipe, root, folder, replace(opts, variation=v)))
+        try:
+            with varied_host(i):
+                manifests.append(build(recipe, root, folder, replace(opts, variation=v)))
+        except D4CError as exc:
+            write_result(result_path, recipe, [], [(f"build {i + 1} of 2", [exc.line()])], None)
+            raise
     files = [(o["file"], o["format"]) for o in manifests[0]["outputs"]]
     diffs = compare(runs[0], runs[1], [*files, (MANIFEST, "json"), (PROVENANCE, "json")])
+    names = [name for name, _ in [*files, (MANIFEST, "json"), (PROVENANCE, "json")]]
     if diffs:
         kept = out.with_name(f"{out.name}.check-differs")
         shutil.rmtree(kept, ignore_errors=True)
         kept.mkdir(parents=True)
         for i, folder in enumerate(runs):
             os.replace(folder, kept / f"run{i + 1}")
+        write_result(result_path, recipe, names, diffs, kept)
         name, why = diffs[0]
         also = [f"also differing: {', '.join(n for n, _ in diffs[1:])}"] if len(diffs) > 1 else []
         report = "\n".join([f"--check: {name} differs between two builds:", *("  " + w for w in why), *also])
         print(report, file=sys.stderr)
         raise D4CError(f"build is not reproducible: {name} differs between two builds",
-                       hint=f"see the report above; both builds are kept in {kept}")
+                       hint=f"see the report above (and {result_path.name}); both builds are kept in {kept}")
+    write_result(result_path, recipe, names, [], None)
     publish(runs[0], out)
     shutil.rmtree(runs[1], ignore_errors=True)
     return manifests[0]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from d4c import paths, recipe
 from d4c.build import BuildOptions, build, build_twice
+from d4c.build.check import check_result_path
 from d4c.build.runners import RUNNERS
 from d4c.errors import UsageError
 
@@ -37,6 +38,6 @@ def run(args: argparse.Namespace) -> int:
     for o in manifest["outputs"]:
         rows = "" if o["rows"] is None else f"  {o['rows']} rows"
         print(f"{o['file']}  sha256:{o['sha256']}  {o['size']} bytes{rows}")
-    note = "; identical in both builds" if args.check else ""
+    note = f"; identical in both builds (result: {check_result_path(Path(out).absolute())})" if args.check else ""
     print(f"built {rec.id} v{rec.version} with the {args.runner} runner into {out}{note}")
     return 0

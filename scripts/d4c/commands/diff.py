@@ -21,8 +21,6 @@ from d4c.diff.report import make_report
 from d4c.errors import D4CError, UsageError
 
 MARKER = "<!-- d4c-build-diff -->"
-CHECK_PASSED = "identical in both builds"  # the last line of a passing `d4c build --check`
-CHECK_FAILED = "build is not reproducible"  # the error line of a failing one
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--build", metavar="DIR", type=Path,
                         help="the build to compare (default: .d4c/build/<id>/v<version>/)")
     parser.add_argument("--check-result", metavar="FILE", type=Path,
-                        help="JSON written by `d4c build --check` (reproducibility result)")
+                        help="the <out>.check.json that `d4c build --check` writes (reproducibility result)")
     parser.add_argument("--format", choices=("markdown", "json"), default="markdown")
     parser.add_argument("--save", metavar="DIR", type=Path,
                         help="also write diff.md and diff.json into DIR (CI artifacts)")
@@ -43,30 +41,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_check(path: Path) -> dict[str, Any]:
-    """Normalize a --check result to {"ok": bool, "details": [str]}.
-
-    FILE is either JSON ({"reproducible": bool, "differences": [str]}) or the captured
-    output of `d4c build --check` (what CI tees to a file), read by its fixed phrases.
-    """
+    """Normalize the JSON result of `d4c build --check` to {"ok": bool, "details": [str]}."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise D4CError(f"{path}: cannot read the --check result ({exc.strerror})") from None
-    try:
-        data = json.loads(text)
     except ValueError:
         data = None
-    if isinstance(data, dict) and isinstance(data.get("reproducible"), bool):
-        return {"ok": data["reproducible"], "details": [str(d) for d in data.get("differences") or []]}
-    lines = text.splitlines()
-    if any(CHECK_FAILED in line for line in lines):
-        start = next((i for i, line in enumerate(lines) if line.startswith("--check: ")), 0)
-        details = [line.strip() for line in lines[start:] if line.strip()][:20]
-        return {"ok": False, "details": details}
-    if any(line.endswith(CHECK_PASSED) for line in lines):
-        return {"ok": True, "details": ["two builds under varied host conditions (TZ, umask)"]}
-    raise D4CError(f"{path}: not a --check result (no verdict of `d4c build --check` in it)",
-                   hint="pass the output of `d4c build --check` or a JSON {\"reproducible\": bool}")
+    if not isinstance(data, dict) or not isinstance(data.get("reproducible"), bool):
+        raise D4CError(f"{path}: not a --check result (JSON with a boolean `reproducible`)",
+                       hint="pass the <out>.check.json that `d4c build --check --out <out>` writes")
+    details = [str(d) for d in data.get("differences") or []]
+    if data["reproducible"]:
+        varied = sorted({k for v in data.get("variations") or [] if isinstance(v, dict) for k in v})
+        details = [f"two builds, the second with other {', '.join(varied) or 'host conditions'}"]
+    return {"ok": data["reproducible"], "details": details}
 
 
 def _write(path: Path, text: str) -> None:
