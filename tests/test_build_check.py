@@ -42,7 +42,19 @@ def test_demo_dataset_check_passes(repo: Path, dataset: str, capfd: pytest.Captu
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["predicateType"] == "https://slsa.dev/provenance/v1"
     assert [s["digest"]["sha256"] for s in prov["subject"]] == [o["sha256"] for o in manifest["outputs"]]
-    assert not [p for p in out.parent.iterdir() if p.name != out.name], "check folders left behind"
+    assert prov["predicate"]["buildDefinition"]["buildType"].endswith("/docs/build-type.md")
+    assert (repo / "docs" / "build-type.md").is_file()
+    commit = manifest["code"]["commit"]
+    for dep in prov["predicate"]["buildDefinition"]["resolvedDependencies"]:
+        assert dep["digest"], dep
+        if "uri" in dep:  # a URI with a scheme: a download URL, a pinned git URL or urn:sha256
+            assert dep["uri"].startswith(("https://", f"git+https://github.com/dataforcanada/d4c@{commit}#",
+                                          "git+https://github.com/dataforcanada/d4c", "urn:sha256:")), dep
+    names = {d["name"] for d in prov["predicate"]["buildDefinition"]["resolvedDependencies"]}
+    assert f"datasets/{dataset}/transform.py" in names and f"datasets/{dataset}/recipe.yaml" in names
+    left = [p.name for p in out.parent.iterdir() if p.name != out.name]
+    assert left == ["v1.0.0.check.json"], "check folders left behind"
+    assert json.loads((out.parent / "v1.0.0.check.json").read_text())["reproducible"] is True
 
 
 def test_population_density_values(repo: Path) -> None:

@@ -7,25 +7,46 @@ from __future__ import annotations
 
 from typing import Any
 
-BUILD_TYPE = "https://github.com/dataforcanada/d4c/blob/main/docs/architecture.md#build-v1"
+REPOSITORY = "https://github.com/dataforcanada/d4c"
+BUILD_TYPE = f"{REPOSITORY}/blob/main/docs/build-type.md"  # describes the parameters below
+
+
+def _in_repo(commit: str | None, path: str, sha256: str) -> str:
+    """A repository file at the commit that built it, or by content alone when there is none."""
+    return f"git+{REPOSITORY}@{commit}#{path}" if commit else f"urn:sha256:{sha256}"
+
+
+def dependencies(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """SLSA ResourceDescriptors: every `uri` is a URI (a download URL, a git URL pinned to the
+    commit, or `urn:sha256:`), every one has a digest."""
+    ds, env, code = manifest["dataset"], manifest["environment"], manifest["code"]
+    commit = code["commit"]
+    folder = ds["recipe_path"].rsplit("/", 1)[0]
+    deps: list[dict[str, Any]] = [
+        {"name": s["name"], "digest": {"sha256": s["sha256"]},
+         "uri": s["url"] or _in_repo(commit, f"{folder}/{s['path']}", s["sha256"])}
+        for s in manifest["sources"]
+    ]
+    deps.append({"name": ds["recipe_path"], "digest": {"sha256": ds["recipe_sha256"]},
+                 "uri": _in_repo(commit, ds["recipe_path"], ds["recipe_sha256"])})
+    for rel, digest in sorted((ds.get("files") or {}).items()):
+        if f"{folder}/{rel}" != ds["recipe_path"]:
+            deps.append({"name": f"{folder}/{rel}", "digest": {"sha256": digest},
+                         "uri": _in_repo(commit, f"{folder}/{rel}", digest)})
+    if commit:
+        deps.append({"name": "code", "uri": f"git+{REPOSITORY}", "digest": {"gitCommit": commit}})
+    for name, key in ((env["dockerfile"], "dockerfile_sha256"), ("requirements.lock", "lock_sha256")):
+        if env.get(key):
+            deps.append({"name": name, "digest": {"sha256": env[key]},
+                         "uri": _in_repo(commit, name, env[key])})
+    if env.get("image_id"):  # a local image id has no registry URI: the digest names it
+        deps.append({"name": "image", "digest": {"sha256": env["image_id"].removeprefix("sha256:")}})
+    return deps
 
 
 def statement(manifest: dict[str, Any]) -> dict[str, Any]:
-    ds, env, code = manifest["dataset"], manifest["environment"], manifest["code"]
-    deps: list[dict[str, Any]] = [
-        {"name": s["name"], "uri": s["url"] or s["path"], "digest": {"sha256": s["sha256"]}}
-        for s in manifest["sources"]
-    ]
-    deps.append({"name": ds["recipe_path"], "uri": ds["recipe_path"], "digest": {"sha256": ds["recipe_sha256"]}})
-    if code["commit"]:
-        deps.append({"name": "code", "uri": "git+repository", "digest": {"gitCommit": code["commit"]}})
-    for key in ("dockerfile", "lock"):
-        digest = env.get(f"{key}_sha256")
-        if digest:
-            deps.append({"name": env["dockerfile"] if key == "dockerfile" else "requirements.lock",
-                         "digest": {"sha256": digest}})
-    if env.get("image_id"):
-        deps.append({"name": "image", "digest": {"sha256": env["image_id"].removeprefix("sha256:")}})
+    ds, env = manifest["dataset"], manifest["environment"]
+    deps = dependencies(manifest)
     return {
         "_type": "https://in-toto.io/Statement/v1",
         "subject": [{"name": o["file"], "digest": {"sha256": o["sha256"]}} for o in manifest["outputs"]],
