@@ -45,7 +45,17 @@ class UsageError(D4CError):
 def _crash_log(exc: BaseException) -> Path:
     from d4c import __version__
 
-    fd, name = tempfile.mkstemp(prefix="d4c-crash-", suffix=".log")
+    # In the checkout's .d4c/logs/ (CI keeps the workspace, and uploads it on failure), else tmp.
+    folder: str | None = None
+    try:
+        from d4c import paths
+
+        logs = paths.state_dir() / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        folder = str(logs)
+    except (D4CError, OSError):
+        folder = None
+    fd, name = tempfile.mkstemp(prefix="d4c-crash-", suffix=".log", dir=folder)
     with os.fdopen(fd, "w") as fh:
         fh.write(f"d4c {__version__}\npython {sys.version}\nplatform {platform.platform()}\n")
         fh.write(f"argv {redact(' '.join(sys.argv))}\n\n")
@@ -67,9 +77,9 @@ def run_guarded(func: Callable[[], int]) -> int:
         return 1
     except Exception as exc:  # noqa: BLE001 - the last-resort handler
         log = _crash_log(exc)
-        print(
-            f"error: unexpected {type(exc).__name__}: {redact(str(exc))[:300]} "
-            f"(this is a bug in d4c; details in {log})",
-            file=sys.stderr,
-        )
+        line = f"unexpected {type(exc).__name__}: {redact(str(exc))[:300]} (this is a bug in d4c; details in {log})"
+        print(f"error: {line}", file=sys.stderr)
+        from d4c import ci
+
+        ci.annotate("error", line, title="d4c crashed")
         return 3

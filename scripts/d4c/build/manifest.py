@@ -16,6 +16,7 @@ from typing import Any
 
 import jsonschema
 
+from d4c import schemas
 from d4c.build.logical import describe
 from d4c.build.runners import RunResult
 from d4c.digest import digest_file
@@ -24,7 +25,6 @@ from d4c.recipe import Output, Recipe
 
 MANIFEST_VERSION = 1
 PIECE_SIZE = 16 * 2**20
-SCHEMA = Path(__file__).resolve().parents[3] / "schemas" / "manifest.schema.json"
 MEDIA_TYPES = {
     "geoparquet": "application/vnd.apache.parquet",
     "parquet": "application/vnd.apache.parquet",
@@ -101,8 +101,7 @@ def make(
 
 @cache
 def _schema() -> dict[str, Any]:
-    schema: dict[str, Any] = json.loads(SCHEMA.read_text(encoding="utf-8"))
-    return schema
+    return schemas.load("manifest")
 
 
 def validate(manifest: dict[str, Any], where: str = "manifest") -> None:

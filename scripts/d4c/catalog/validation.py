@@ -1,5 +1,5 @@
 """Validate items and collections offline: STAC 1.1 core schemas bundled with pystac,
-plus schemas/stac-extensions.schema.json for the extension fields we use.
+plus the stac-extensions schema (d4c.schemas) for the extension fields we use.
 
 No schema is ever fetched: the registry's `retrieve` refuses every URI it was not
 given, so a missing schema is an error here rather than a network call.
@@ -7,8 +7,6 @@ given, so a missing schema is an error here rather than a network call.
 from __future__ import annotations
 
 import functools
-import json
-from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft7Validator
@@ -17,9 +15,9 @@ from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource
 from referencing.jsonschema import DRAFT7
 
+from d4c import schemas
 from d4c.catalog.items import extensions_used
 
-SCHEMA_FILE = Path(__file__).resolve().parents[3] / "schemas" / "stac-extensions.schema.json"
 _CORE = "https://schemas.stacspec.org/v1.1.0/{0}-spec/json-schema/{0}.json"
 
 
@@ -42,7 +40,7 @@ def _core(kind: str) -> Draft7Validator:
 
 @functools.cache
 def _extensions() -> tuple[dict[str, str], dict[str, Any]]:
-    doc = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    doc = schemas.load("stac-extensions")
     return dict(doc["x-extensions"]), dict(doc["definitions"])
 
 

@@ -4,17 +4,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from d4c import ci
 from d4c.redact import redact
 from d4c.validate.lints import Finding
-
-
-def _escape_data(text: str) -> str:
-    # GitHub workflow-command escaping (actions/toolkit `escapeData` / `escapeProperty`)
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_prop(text: str) -> str:
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
 def text(findings: Sequence[Finding]) -> str:
@@ -24,11 +16,8 @@ def text(findings: Sequence[Finding]) -> str:
 
 
 def github(findings: Sequence[Finding]) -> str:
-    lines = [
-        f"::{f.severity} file={_escape_prop(f.path)},line={f.line},col={f.col},"
-        f"title={f.lint}::{_escape_data(redact(f.message))}"
-        for f in findings
-    ]
+    lines = [ci.annotation(f.severity, f.message, file=f.path, line=f.line, col=f.col, title=f.lint)
+             for f in findings]
     return "".join(line + "\n" for line in lines)
 
 

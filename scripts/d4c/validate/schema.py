@@ -7,18 +7,14 @@ finding under the id the docs explain.
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from collections.abc import Collection, Iterable, Iterator
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
+from jsonschema.protocols import Validator
 
-from d4c import paths
-from d4c.errors import D4CError
+from d4c import schemas
 from d4c.validate.lints import Finding
 from d4c.validate.yamlpos import JPath, Loaded
 
@@ -51,21 +47,10 @@ _TYPES = {"object": "a mapping", "array": "a list", "string": "text", "integer":
           "number": "a number", "boolean": "true or false", "null": "empty"}
 
 
-def schema_path() -> Path:
-    """schemas/recipe.schema.json next to the package in a checkout, else in the repo root."""
-    here = Path(__file__).resolve().parents[3] / "schemas" / "recipe.schema.json"
-    return here if here.is_file() else paths.repo_root() / "schemas" / "recipe.schema.json"
-
-
-@lru_cache(maxsize=1)
-def validator() -> Draft202012Validator:
-    """Compiled once per process (and inherited by forked workers); no format checker."""
-    path = schema_path()
-    try:
-        schema = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise D4CError(f"cannot read the recipe schema {path}: {exc}") from None
-    return Draft202012Validator(schema)
+def validator() -> Validator:
+    """The recipe schema's validator (d4c.schemas compiles it once per process, and forked
+    workers inherit it); no format checker."""
+    return schemas.validator("recipe")
 
 
 def _field(path: JPath) -> str:
