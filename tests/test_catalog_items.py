@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import pytest
 from catalog_factory import make_record
+from d4c import semver
 from d4c.catalog.build import metadata_from
+from d4c.catalog.collections import collection_for
 from d4c.catalog.items import EXT, items_from_records, record_to_item, stac_time
 from d4c.catalog.validation import validate_item
-from d4c.catalog.versions import version_key
 from d4c.errors import D4CError
 
 META = metadata_from(None)
@@ -76,10 +77,10 @@ def test_stac_time_normalises_to_utc_and_rejects_garbage() -> None:
 
 def test_semver_order_not_string_order() -> None:
     versions = ["1.10.0", "1.9.0", "2.0.0-rc.1", "2.0.0", "1.9.0-alpha", "2.0.0-rc.10"]
-    assert sorted(versions, key=version_key) == [
+    assert sorted(versions, key=semver.key) == [
         "1.9.0-alpha", "1.9.0", "1.10.0", "2.0.0-rc.1", "2.0.0-rc.10", "2.0.0"]
     with pytest.raises(D4CError, match="not SemVer"):
-        version_key("1.0")
+        semver.key("1.0")
 
 
 def test_versions_deprecated_and_linked() -> None:
@@ -94,6 +95,26 @@ def test_versions_deprecated_and_linked() -> None:
     assert rels[1]["successor-version"] == "./v1.10.0.json"
     assert "predecessor-version" not in rels[0] and "successor-version" not in rels[2]
     assert all(validate_item(i) == [] for i in items)
+
+
+def test_a_newer_pre_release_is_not_the_latest() -> None:
+    records = [make_record("ca_a_b", v) for v in ("2.0.0-rc.1", "1.9.0", "1.10.0", "2.0.0-rc.10")]
+    records[0]["metadata"]["title"]["en"] = "Draft title of the release candidate"
+    items = items_from_records(records, META)
+    assert [i["properties"]["version"] for i in items] == ["1.9.0", "1.10.0", "2.0.0-rc.1", "2.0.0-rc.10"]
+    assert [i["properties"]["deprecated"] for i in items] == [True, False, False, False]
+    rels = [{lk["rel"]: lk["href"] for lk in i["links"]} for i in items]
+    assert "latest-version" not in rels[1]
+    assert rels[0]["latest-version"] == rels[2]["latest-version"] == "./v1.10.0.json"
+    assert rels[2]["successor-version"] == "./v2.0.0-rc.10.json"
+    assert collection_for(items)["title"] == "Dataset ca_a_b"  # the release speaks, not the rc
+    released = items_from_records([*records, make_record("ca_a_b", "2.0.0")], META)
+    assert [i["properties"]["deprecated"] for i in released] == [True] * 4 + [False]
+
+
+def test_only_pre_releases_the_newest_is_latest() -> None:
+    items = items_from_records([make_record("ca_a_b", v) for v in ("1.0.0-rc.2", "1.0.0-rc.1")], META)
+    assert [i["properties"]["deprecated"] for i in items] == [True, False]
 
 
 def test_duplicate_version_is_refused() -> None:

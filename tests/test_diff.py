@@ -119,9 +119,36 @@ def test_rows_without_key_are_multisets() -> None:
 @pytest.mark.parametrize(("old", "new", "kind"), [
     ("1.0.0", "2.0.0", "major"), ("1.0.0", "1.1.0", "minor"), ("1.2.3", "1.2.4", "patch"),
     ("1.2.3", "1.2.3", "none"), ("1.2.3", "1.1.9", "downgrade"), ("1.9.9", "1.10.0", "minor"),
+    ("2.0.0-rc.1", "2.0.0", "major"), ("1.1.0-rc.1", "1.1.0", "minor"),
 ])
 def test_bump(old: str, new: str, kind: str) -> None:
     assert semver.bump(old, new) == kind
+
+
+def test_release_of_a_release_candidate_is_the_bump_it_announced(repo: Path, tmp_path: Path) -> None:
+    rc_table = towns().drop_columns(["pop"])  # the major change 2.0.0 is for
+    rc = write_build(tmp_path / "rc", "2.0.0-rc.1", rc_table)
+    write_record(repo, rc, tmp_path / "rc")
+    fixed = rc_table.set_column(1, "name", pa.array(["town 1", "town 2", "TOWN 3", "town 4", "town 5"]))
+    r = diff(repo, tmp_path, "2.0.0", fixed)  # a value fixed after the rc: still the 2.0.0 release
+    sv = r["semver"]
+    assert r["against"] == "2.0.0-rc.1"
+    assert sv["ok"] and sv["required"] == "patch" and sv["bump"] == "major", sv
+    assert "2.0.0-rc.1 announced a major release" in sv["message"]
+    # even a further major change between the rc and its release is what 2.0.0 announced
+    assert diff(repo, tmp_path, "2.0.0", rc_table.drop_columns(["name"]))["semver"]["ok"]
+
+
+def test_release_candidate_of_a_minor_cannot_carry_a_major_change(repo: Path, tmp_path: Path) -> None:
+    rc = write_build(tmp_path / "rc", "1.1.0-rc.1", towns(6))
+    write_record(repo, rc, tmp_path / "rc")
+    r = diff(repo, tmp_path, "1.1.0", towns(6).drop_columns(["pop"]))
+    sv = r["semver"]
+    assert r["against"] == "1.1.0-rc.1"
+    assert not sv["ok"] and (sv["required"], sv["bump"]) == ("major", "minor")
+    assert "set version to 2.0.0" in sv["message"]
+    r2 = diff(repo, tmp_path, "1.1.0", towns(6).set_column(2, "pop", pa.array([1, 2, 3, 4, 5, 6])))
+    assert r2["semver"]["ok"], r2["semver"]  # a patch after the rc is covered by 1.1.0
 
 
 def test_column_removed_under_patch_fails_and_major_passes(repo: Path, tmp_path: Path) -> None:

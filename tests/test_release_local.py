@@ -47,3 +47,22 @@ def test_retain_latest_removes_older_versions_and_their_folders(tmp_path: Path) 
     assert not (root / "ca_x/v1.0.0").exists()
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) == [
         "ca_x/v1.1.0/ca_x_v1.1.0.parquet", "ca_xy/v1.0.0/ca_xy_v1.0.0.parquet", "sources/sha256/2d/2d71"]
+
+
+def test_retain_latest_orders_by_semver_and_keeps_the_release_a_pre_release_would_replace(
+        tmp_path: Path) -> None:
+    root = tmp_path / "pub"
+    t = _target(root)
+    f, sha, md5 = _file(tmp_path / "f", b"x")
+    versions = ["1.9.0", "1.10.0", "1.10.1-rc.1", "2.0.0-rc.1", "2.0.0-rc.2", "2.0.0", "2.1.0"]
+    for v in versions:
+        t.upload(f"ca_x/v{v}/ca_x_v{v}.parquet", f, sha, md5)
+    # a pre-release replaces older pre-releases, never the newest release users have
+    assert t.delete_older_versions("ca_x", "2.0.0-rc.2") == [
+        "ca_x/v1.10.1-rc.1/ca_x_v1.10.1-rc.1.parquet", "ca_x/v1.9.0/ca_x_v1.9.0.parquet",
+        "ca_x/v2.0.0-rc.1/ca_x_v2.0.0-rc.1.parquet"]
+    # a version released after a newer one (a backport) removes nothing above it
+    assert t.delete_older_versions("ca_x", "1.10.0") == []
+    assert t.delete_older_versions("ca_x", "2.0.0") == [
+        "ca_x/v1.10.0/ca_x_v1.10.0.parquet", "ca_x/v2.0.0-rc.2/ca_x_v2.0.0-rc.2.parquet"]
+    assert sorted(p.parent.name for p in root.rglob("*.parquet")) == ["v2.0.0", "v2.1.0"]

@@ -1,4 +1,4 @@
-"""The small pure pieces of the lints: URL hosts, ORCID check digits, SemVer order, paths."""
+"""The small pure pieces of the lints: URL hosts, ORCID check digits, paths (SemVer: test_semver)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from d4c.validate.checks_files import url_problem
 from d4c.validate.checks_meta import orcid_ok, spdx_ids
-from d4c.validate.context import inside, semver_key
+from d4c.validate.context import inside
 
 
 @pytest.mark.parametrize(("url", "lint"), [
@@ -82,16 +82,6 @@ def test_loopback_allowed_only_for_loopback() -> None:
 ])
 def test_orcid_check_digit(orcid: str, ok: bool) -> None:
     assert orcid_ok(orcid) is ok
-
-
-def test_semver_precedence_matches_the_spec() -> None:
-    # semver.org section 11, plus build metadata ignored and numeric (not text) comparison
-    ordered = ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2",
-               "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0", "1.0.1", "1.2.0", "1.10.0", "2.0.0"]
-    assert sorted(ordered, key=semver_key) == ordered
-    assert semver_key("1.0.0+build.5") == semver_key("1.0.0")
-    with pytest.raises(ValueError):
-        semver_key("1.0")
 
 
 def test_inside(tmp_path: Path) -> None:

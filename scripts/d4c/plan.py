@@ -25,13 +25,14 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from d4c import semver
 from d4c.errors import D4CError
 
 GLOBAL_PREFIXES = ("scripts/", "docker/", "schemas/")
 GLOBAL_FILES = re.compile(r"^(pyproject\.toml|requirements[^/]*\.lock)$")
 NULL_SHA = re.compile(r"^0{40}$")  # GitHub's `before` on a branch's first push
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's well-known empty tree
-_SELECTOR = re.compile(r"^(all|[a-z0-9_-]+(/[0-9]+\.[0-9]+\.[0-9]+[0-9A-Za-z.+-]*)?)$")
+_SELECTOR = re.compile(rf"^(all|[a-z0-9_-]+(/{semver.PATTERN})?)$")
 _RECIPE = re.compile(r"^datasets/([^/]+)/recipe\.yaml$")
 
 

@@ -14,8 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from d4c import semver
 from d4c.catalog.items import EXT, STAC_VERSION, Item
-from d4c.catalog.versions import version_key
 
 Collection = dict[str, Any]
 _COPIED = ("title", "description", "d4c:title_fr", "d4c:description_fr",
@@ -31,9 +31,10 @@ def _interval(item: Item) -> tuple[str | None, str | None]:
 
 def collection_for(items: list[Item]) -> Collection:
     """The collection of one dataset: text from the latest version, extent over all versions."""
-    ordered = sorted(items, key=lambda i: version_key(i["properties"]["version"]))
+    ordered = sorted(items, key=lambda i: semver.key(i["properties"]["version"]))
     current = [i for i in ordered if not i["properties"].get("deprecated")] or ordered
-    latest = current[-1]["properties"]
+    stable = [i for i in current if not semver.is_prerelease(i["properties"]["version"])]
+    latest = (stable or current)[-1]["properties"]  # a newer pre-release does not speak for it
     starts = [s for s, _ in map(_interval, ordered) if s]
     ends = [e for _, e in map(_interval, ordered) if e]
     boxes = [i["bbox"] for i in ordered]

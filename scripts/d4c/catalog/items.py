@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from d4c import semver
 from d4c.catalog.records import Record
-from d4c.catalog.versions import is_prerelease, version_key
 from d4c.errors import D4CError
 
 Item = dict[str, Any]
@@ -250,10 +250,9 @@ def _version_link(rel: str, item: Item, version: str) -> dict[str, str]:
 
 def link_versions(items: list[Item]) -> list[Item]:
     """Set deprecated and the version links across one dataset's items; SemVer order out."""
-    ordered = sorted(items, key=lambda i: version_key(i["properties"]["version"]))
+    ordered = sorted(items, key=lambda i: semver.key(i["properties"]["version"]))
     versions = [i["properties"]["version"] for i in ordered]
-    stable = [v for v in versions if not is_prerelease(v)]
-    latest = (stable or versions)[-1]
+    latest = semver.latest(versions) or ""
     for n, item in enumerate(ordered):
         v = versions[n]
         links = [lk for lk in item["links"] if lk["rel"] not in RELATION_RELS]
@@ -264,7 +263,7 @@ def link_versions(items: list[Item]) -> list[Item]:
         if n + 1 < len(ordered):
             links.append(_version_link("successor-version", item, versions[n + 1]))
         item["links"] = links
-        item["properties"]["deprecated"] = version_key(v) < version_key(latest)
+        item["properties"]["deprecated"] = semver.key(v) < semver.key(latest)
     return ordered
 
 
@@ -275,7 +274,7 @@ def items_from_records(
     by_dataset: dict[str, dict[str, Item]] = defaultdict(dict)
     for record in records:
         version = str(record["version"])
-        version_key(version)  # reject a non-SemVer version early, with its name
+        semver.parse(version)  # reject a non-SemVer version early, with its name
         if version in by_dataset[record["id"]]:
             raise D4CError(f"two release records for {record['id']} {version}")
         by_dataset[record["id"]][version] = record_to_item(record, metadata(record))

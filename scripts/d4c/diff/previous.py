@@ -17,8 +17,7 @@ from urllib.parse import unquote, urlparse
 
 import requests
 
-from d4c import paths
-from d4c.diff import semver
+from d4c import paths, semver
 from d4c.errors import D4CError
 
 log = logging.getLogger(__name__)
@@ -29,11 +28,8 @@ def _records(root: Path, dataset_id: str) -> dict[str, Path]:
     folder = paths.releases_dir(root) / dataset_id
     found: dict[str, Path] = {}
     for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            semver.parse(p.stem)
-        except ValueError:
-            continue
-        found[p.stem] = p
+        if semver.is_valid(p.stem):
+            found[p.stem] = p
     return found
 
 
@@ -43,15 +39,15 @@ def find_record(root: Path, dataset_id: str, new_version: str, against: str | No
     records = _records(root, dataset_id)
     if against is not None:
         if against not in records:
-            have = ", ".join(sorted(records, key=semver.parse)) or "none"
+            have = ", ".join(sorted(records, key=semver.key)) or "none"
             raise D4CError(f"no release record releases/{dataset_id}/{against}.json",
                            hint=f"released versions: {have}")
         path = records[against]
     else:
         if not records:
             return None
-        ordered = sorted(records, key=semver.parse)
-        below = [v for v in ordered if semver.parse(v) <= semver.parse(new_version)]
+        ordered = sorted(records, key=semver.key)
+        below = [v for v in ordered if semver.key(v) <= semver.key(new_version)]
         path = records[(below or ordered)[-1]]
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

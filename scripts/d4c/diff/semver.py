@@ -6,34 +6,18 @@ Rules (DESIGN.md section 3, the Data for Canada convention):
 - minor: an output or a column added, rows added, the bbox grew;
 - patch: any other change of content (values, nulls, row order of an unkeyed table);
 - none: the logical content is unchanged (bytes alone may differ, e.g. a new library).
-The bump must be at least the kind of change; a first release always passes.
+The bump must be at least the kind of change; a first release always passes. The release
+of a pre-release is the bump the pre-release announced (2.0.0-rc.1 -> 2.0.0 is major), so
+changes made between a release candidate and its release need no further bump.
+Versions themselves (parsing, precedence, the kind of a bump) live in `d4c.semver`.
 """
 from __future__ import annotations
 
-import re
 from typing import Any
 
-KINDS = ("none", "patch", "minor", "major")
-_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:[-+].*)?$")
+from d4c.semver import KINDS, bump, is_prerelease, suggest
 
-
-def parse(version: str) -> tuple[int, int, int]:
-    m = _SEMVER.match(version)
-    if not m:
-        raise ValueError(f"not a SemVer version: {version!r}")
-    return int(m.group(1)), int(m.group(2)), int(m.group(3))
-
-
-def bump(old: str, new: str) -> str:
-    """major | minor | patch | none | downgrade."""
-    a, b = parse(old), parse(new)
-    if b < a:
-        return "downgrade"
-    if b[0] > a[0]:
-        return "major"
-    if b[1] > a[1]:
-        return "minor"
-    return "patch" if b[2] > a[2] else "none"
+__all__ = ["KINDS", "artifact_changes", "bump", "verdict"]
 
 
 def _grew(old: list[float] | None, new: list[float] | None) -> bool:
@@ -103,6 +87,8 @@ def verdict(old_version: str | None, new_version: str, artifacts: dict[str, dict
         message = f"version went down ({old_version} -> {new_version})"
     elif ok:
         message = f"{actual} bump covers the {required} change"
+        if is_prerelease(old_version):
+            message += f" ({old_version} announced a {actual} release)"
     else:
         message = (f"the data shows a {required} change but the version bump {old_version} -> "
                    f"{new_version} is {actual}: set version to {suggest(old_version, required)}")
@@ -110,12 +96,3 @@ def verdict(old_version: str | None, new_version: str, artifacts: dict[str, dict
             "required": required, "reasons": [{"kind": k, "reason": r} for k, r in reasons],
             "ok": ok, "message": message}
 
-
-def suggest(old: str, kind: str) -> str:
-    """The smallest version after `old` that makes a `kind` bump."""
-    major, minor, patch = parse(old)
-    if kind == "major":
-        return f"{major + 1}.0.0"
-    if kind == "minor":
-        return f"{major}.{minor + 1}.0"
-    return f"{major}.{minor}.{patch + 1}"

@@ -7,7 +7,8 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from d4c.validate.context import SEMVER, Context, semver_key
+from d4c import semver
+from d4c.validate.context import Context
 from d4c.validate.lints import Finding
 
 _ORCID = re.compile(r"^(?:https://orcid\.org/)?(\d{4}-\d{4}-\d{4}-\d{3}[\dX])$")
@@ -45,25 +46,25 @@ def check_identity(ctx: Context) -> None:
     if rid is not None and ctx.recipe.name == "recipe.yaml" and ctx.folder.name != rid:
         ctx.add("D4C302", ("id",), f"id `{rid[:80]}` differs from its folder `{ctx.folder.name}`")
     root = ctx.root
-    if root is None or rid is None or version is None or not SEMVER.match(version):
+    if root is None or rid is None or version is None or not semver.is_valid(version):
         return
     if not _ID.match(rid):  # the schema reports it; never build paths from a bad id
         return
     folder = root / "releases" / rid
     if not folder.is_dir():
         return
-    newest: tuple[tuple[object, ...], str] | None = None
+    newest: tuple[semver.Version, str] | None = None
     for record in sorted(folder.glob("*.json")):
         try:
             released = json.loads(record.read_text(encoding="utf-8"))["version"]
-            key = semver_key(released)
+            key = semver.parse(released)
         except (OSError, ValueError, KeyError, TypeError):
             ctx.found.append(Finding(str(record), 1, 1, "D4C306",
                                      "not a release record with a SemVer `version`"))
             continue
-        if newest is None or key > newest[0]:  # type: ignore[operator]
+        if newest is None or key > newest[0]:
             newest = (key, released)
-    if newest is not None and semver_key(version) < newest[0]:  # type: ignore[operator]
+    if newest is not None and semver.parse(version) < newest[0]:
         ctx.add("D4C305", ("version",),
                 f"version {version} is below the newest release {newest[1]}; bump it above")
 

@@ -9,11 +9,6 @@ from typing import Any
 from d4c.validate.lints import Finding
 from d4c.validate.yamlpos import JPath, Loaded
 
-SEMVER = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
-)
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -59,18 +54,6 @@ class Context:
             else:
                 node = node.get(part) if isinstance(node, dict) else None
         return node if isinstance(node, str) else None
-
-
-def semver_key(version: str) -> tuple[Any, ...]:
-    """SemVer precedence: a pre-release sorts before its release; numeric ids before text."""
-    m = SEMVER.match(version)
-    if not m:
-        raise ValueError(version)
-    core = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
-    if m.group(4) is None:
-        return (*core, 1, ())
-    pre = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in m.group(4).split("."))
-    return (*core, 0, pre)
 
 
 def inside(folder: Path, rel: str) -> Path | None:

@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 from urllib.parse import quote
 
+from d4c import semver
 from d4c.errors import D4CError
 
 Retain = Literal["all", "latest"]
 DEFAULT_LAYOUT = "{id}/v{version}/{file}"
 SOURCE_PREFIX = "sources/sha256"
-SEMVER = r"\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?"
 
 
 @dataclass(frozen=True)
@@ -154,24 +154,31 @@ class BaseTarget:
         return {}
 
     def older_version_keys(self, keys: Iterable[str], dataset_id: str, keep_version: str) -> list[str]:
-        """Keys of `dataset_id` in this layout whose version is not `keep_version`.
+        """Keys of `dataset_id` in this layout whose version `keep_version` supersedes.
 
-        The version is read from the layout's `{version}` or, for layouts without it
-        (e.g. `dataforcanada/{id}/processed/{file}`), from the `<id>_v<version>` file name.
+        That is every version of lower SemVer precedence, except that a pre-release keeps
+        the newest release below it (2.0.0-rc.1 does not replace 1.4.0 for users); a
+        version above `keep_version` (a backport was released) is never touched. The
+        version is read from the layout's `{version}` or, for layouts without it (e.g.
+        `dataforcanada/{id}/processed/{file}`), from the `<id>_v<version>` file name.
         """
         pattern = _layout_regex(self.config.layout, dataset_id)
-        out = []
+        found: dict[str, str] = {}
         for key in keys:
             m = pattern.fullmatch(key)
             if not m:
                 continue
             version = m.groupdict().get("version")
             if version is None:
-                fm = re.match(re.escape(dataset_id) + r"_v(" + SEMVER + r")(?:[_.])", m["file"])
+                fm = re.match(re.escape(dataset_id) + r"_v(" + semver.PATTERN + r")(?:[_.])", m["file"])
                 version = fm.group(1) if fm else None
-            if version is not None and version != keep_version:
-                out.append(key)
-        return sorted(out)
+            if version is not None:
+                found[key] = version
+        keep = semver.key(keep_version)
+        below = {v for v in found.values() if semver.key(v) < keep}
+        if semver.is_prerelease(keep_version):
+            below.discard(semver.latest(v for v in below if not semver.is_prerelease(v)) or "")
+        return sorted(k for k, v in found.items() if v in below)
 
     def listing_prefix(self, dataset_id: str) -> str:
         """The longest fixed key prefix that holds every version of a dataset."""
@@ -188,7 +195,7 @@ def _layout_regex(layout: str, dataset_id: str) -> re.Pattern[str]:
             rx.append(re.escape(dataset_id))
         elif part in ("{version}", "{file}") and part[1:-1] not in seen:
             seen.add(part[1:-1])
-            rx.append(f"(?P<version>{SEMVER})" if part == "{version}" else r"(?P<file>[^/]+)")
+            rx.append(f"(?P<version>{semver.PATTERN})" if part == "{version}" else r"(?P<file>[^/]+)")
         elif part in ("{version}", "{file}"):
             rx.append(f"(?P={part[1:-1]})")
         else:

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 import requests
 
-from d4c import http, paths
+from d4c import http, paths, semver
 from d4c.errors import D4CError
 from d4c.redact import redact, register_secret
 from d4c.release.targets.base import BaseTarget, ReleaseContext, ReleaseFile, TargetConfig
@@ -283,17 +283,14 @@ def _previous_record_id(dataset_id: str, target: str) -> str | None:
         folder = paths.releases_dir() / dataset_id
     except D4CError:
         return None
-    for path in sorted(folder.glob("*.json"), key=lambda p: _semver(p.stem), reverse=True):
+    released = [p for p in folder.glob("*.json") if semver.is_valid(p.stem)]
+    for path in sorted(released, key=lambda p: semver.key(p.stem), reverse=True):
         record = json.loads(path.read_text())
         for f in record.get("files", []):
             m = _RECORD_URL.search((f.get("urls") or {}).get(target, ""))
             if m:
                 return m.group(1)
     return None
-
-
-def _semver(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in re.findall(r"\d+", text.split("-")[0])[:3])
 
 
 def metadata(ctx: ReleaseContext, self_name: str, publication_date: str) -> dict[str, Any]:
