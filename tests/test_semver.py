@@ -1,6 +1,7 @@
 """d4c.semver, the one SemVer: precedence as semver.org section 11 gives it, and bump kinds."""
 from __future__ import annotations
 
+import itertools
 import random
 import re
 
@@ -16,7 +17,7 @@ ORDER = ["0.9.9", *SPEC_ORDER, "1.0.1", "1.2.0", "1.9.0", "1.10.0", "2.0.0-rc.1"
 
 
 def test_spec_examples_in_precedence_order() -> None:
-    for low, high in zip(SPEC_ORDER, SPEC_ORDER[1:], strict=False):
+    for low, high in itertools.pairwise(SPEC_ORDER):
         assert semver.key(low) < semver.key(high), (low, high)
 
 
