@@ -1,11 +1,10 @@
-"""The targets config: one YAML file, validated by schemas/targets.schema.json, resolved once.
+"""The targets config: one YAML file, validated by the targets schema (d4c.schemas), resolved once.
 
 Without a config the default is one `local` target at <repo>/.d4c/publish (retain all,
 source mirror), so the whole flow runs offline with no account anywhere.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,12 +13,10 @@ import jsonschema
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from d4c import paths
+from d4c import paths, schemas
 from d4c.errors import D4CError
 from d4c.redact import register_env
 from d4c.release.targets.base import DEFAULT_LAYOUT, TargetConfig
-
-SCHEMA_FILE = "targets.schema.json"
 
 
 @dataclass(frozen=True)
@@ -33,11 +30,8 @@ class TargetsConfig:
 
 
 def schema(root: Path | None = None) -> dict[str, Any]:
-    # The schema ships in the repo (and in every source bundle), next to the other contracts.
-    path = (root or paths.repo_root()) / "schemas" / SCHEMA_FILE
-    if not path.is_file():
-        path = Path(__file__).resolve().parents[3] / "schemas" / SCHEMA_FILE
-    return dict(json.loads(path.read_text()))
+    """The targets schema, from the installed package (`root` is not used)."""
+    return schemas.load("targets")
 
 
 def default_config(root: Path | None = None) -> TargetsConfig:

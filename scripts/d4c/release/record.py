@@ -1,6 +1,6 @@
 """The release record (releases/<id>/<version>.json): the manifest plus where it all went.
 
-Validated against schemas/release.schema.json before it is written (temp + rename),
+Validated against the release schema (d4c.schemas) before it is written (temp + rename),
 with sorted keys and 2-space indent like the manifest, so a rerun writes the same bytes.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import jsonschema
 
-from d4c import paths
+from d4c import schemas
 from d4c.errors import D4CError
 from d4c.release.targets.base import ReleaseFile
 from d4c.release.targets.local import atomic_write
@@ -24,10 +24,8 @@ DESCRIPTIVE = ("title", "description", "license", "creators", "providers", "keyw
 
 
 def schema(root: Path | None = None) -> dict[str, Any]:
-    path = (root or paths.repo_root()) / "schemas" / "release.schema.json"
-    if not path.is_file():
-        path = Path(__file__).resolve().parents[3] / "schemas" / "release.schema.json"
-    return dict(json.loads(path.read_text()))
+    """The release record schema, from the installed package (`root` is not used)."""
+    return schemas.load("release")
 
 
 def build_record(*, dataset_id: str, version: str, released_at: str, manifest: Mapping[str, Any],
