@@ -58,7 +58,7 @@ def _tree(root: Path) -> Path:
     for rel, text in [("datasets/ca_x/recipe.yaml", "id: ca_x\n"), ("datasets/ca_x/transform.py", "x=1\n"),
                       ("datasets/ca_y/recipe.yaml", "id: ca_y\n"), ("scripts/d4c/a.py", "a\n"),
                       ("scripts/d4c/__pycache__/a.cpython-311.pyc", "junk"), ("docker/Dockerfile", "FROM x\n"),
-                      ("schemas/s.json", "{}\n"), ("pyproject.toml", "[x]\n"), ("Makefile", "all:\n"),
+                      ("scripts/d4c/schemas/s.json", "{}\n"), ("pyproject.toml", "[x]\n"), ("Makefile", "all:\n"),
                       ("requirements.lock", "a==1\n"), ("requirements-dev.in", "b\n"), ("README.md", "no\n")]:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
@@ -83,7 +83,8 @@ def test_bundle_is_deterministic_and_holds_what_a_rebuild_needs(tmp_path: Path) 
     assert names == sorted(names)
     assert set(names) == {"Makefile", "datasets/ca_x/recipe.yaml", "datasets/ca_x/transform.py",
                           "docker/Dockerfile", "manifest.json", "pyproject.toml", "requirements-dev.in",
-                          "requirements.lock", "schemas/s.json", "scripts/d4c/a.py"}
+                          "requirements.lock", "scripts/d4c/a.py",
+                          "scripts/d4c/schemas/s.json"}
     for m in members:
         assert (m.uid, m.gid, m.uname, m.gname, m.mtime) == (0, 0, "", "", 1767225600)
         assert m.mode == (0o755 if m.name.endswith("a.py") else 0o644)

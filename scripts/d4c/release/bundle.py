@@ -1,7 +1,7 @@
 """The source bundle: a deterministic .tar.gz of everything needed to rebuild a release.
 
-Holds the dataset's recipe folder, scripts/, docker/, schemas/, pyproject.toml, the
-lock files, the Makefile and the manifest, under one top folder
+Holds the dataset's recipe folder, scripts/ (the JSON Schemas are in scripts/d4c/schemas/),
+docker/, pyproject.toml, the lock files, the Makefile and the manifest, under one top folder
 `<id>_v<version>_source/`. Same inputs, same bytes: entries sorted, mtime =
 the manifest's source_date_epoch, uid/gid 0, no user/group names, modes 0644/0755,
 gzip header with no file name and mtime 0.
@@ -18,7 +18,7 @@ from pathlib import Path
 from d4c.errors import D4CError
 from d4c.release.targets.local import atomic_write
 
-TREES = ("scripts", "docker", "schemas")
+TREES = ("scripts", "docker")  # schemas/ is a symlink into scripts/d4c/schemas/
 TOP_FILES = ("pyproject.toml", "Makefile")
 SKIP_PARTS = {"__pycache__", ".git", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 MAX_MEMBER = 2 << 30  # extraction cap per file; a bundle holds code, not data
