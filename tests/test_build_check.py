@@ -6,8 +6,8 @@ import os
 import shutil
 from pathlib import Path
 
-import jsonschema
 import pytest
+from d4c import schemas
 from d4c.cli import main
 
 DATASETS = ("ca_d4c_provinces-territories", "ca_statcan_2021_population-density_provinces")
@@ -24,8 +24,7 @@ def test_demo_dataset_check_passes(repo: Path, dataset: str, capfd: pytest.Captu
     assert main(["build", dataset, "--check"]) == 0, capfd.readouterr().err
     out = repo / ".d4c" / "build" / dataset / "v1.0.0"
     manifest = json.loads((out / "manifest.json").read_text())
-    schema = json.loads((repo / "schemas" / "manifest.schema.json").read_text())
-    jsonschema.Draft202012Validator(schema).validate(manifest)
+    schemas.validator("manifest").validate(manifest)
     assert (out / "manifest.json").read_text() == json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
     assert manifest["source_date_epoch"] == 1767225600  # the repo_copy commit: 2026-01-01T00:00:00Z
     assert manifest["code"]["dirty"] is False and len(manifest["code"]["commit"]) == 40

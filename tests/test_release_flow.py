@@ -12,10 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from d4c import schemas
 from d4c.cli import main
 from d4c.errors import D4CError
 from d4c.release.orchestrate import release
@@ -91,8 +91,7 @@ def _expected(rec: dict[str, Any]) -> dict[str, list[str]]:
 
 def _check(world: World) -> dict[str, Any]:
     rec = world.record()
-    schema = json.loads((world.root / "schemas/release.schema.json").read_text())
-    jsonschema.Draft202012Validator(schema).validate(rec)
+    schemas.validator("release").validate(rec)
     assert world.state() == _expected(rec)  # each object once per target, old version gone
     assert sorted(p.name for p in (world.root / "releases").rglob("*.json")) == ["1.0.0.json"]
     return rec

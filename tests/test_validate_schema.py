@@ -13,7 +13,7 @@ from d4c.validate import fieldref
 from jsonschema import Draft202012Validator
 
 REPO = Path(__file__).resolve().parent.parent
-SCHEMA_PATH = REPO / "schemas" / "recipe.schema.json"
+SCHEMA_PATH = REPO / "scripts" / "d4c" / "schemas" / "recipe.schema.json"  # package data
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
 # docs/architecture.md "Recipe" and DESIGN section 4.
 FIELDS = ["id", "version", "title.en", "title.fr", "description.en", "description.fr", "license", "creators[].name", "creators[].affiliation", "creators[].orcid", "providers[].name", "providers[].roles", "providers[].url", "keywords", "temporal.start", "temporal.end", "spatial.bbox", "sources[].name", "sources[].url", "sources[].path", "sources[].sha256", "sources[].size", "sources[].alternate_urls", "sources[].extract", "transform.python", "transform.command", "transform.params", "environment", "outputs[].name", "outputs[].format", "outputs[].sort_by", "outputs[].primary_key", "distribution.targets", "distribution.torrent", "sample.params", "limits.wall_time", "limits.memory", "limits.processes", "limits.output_size"]
