@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 from d4c.validate.checks_files import url_problem
-from d4c.validate.checks_meta import orcid_ok, spdx_ids
+from d4c.validate.checks_meta import orcid_ok, spdx_guess, spdx_ids
 from d4c.validate.context import inside
 
 
@@ -101,3 +101,11 @@ def test_spdx_list_has_the_open_data_licenses() -> None:
     for name in ("OGL-Canada-2.0", "CC-BY-4.0", "CC0-1.0", "ODbL-1.0", "PDDL-1.0", "ODC-By-1.0", "MIT"):
         assert ids[name] is False
     assert ids["GPL-2.0"] is True  # deprecated
+
+
+def test_spdx_guess_is_the_canonical_spelling_else_the_closest_id() -> None:
+    ids = spdx_ids()
+    assert spdx_guess("cc-by-4.0", ids) == "CC-BY-4.0"
+    assert spdx_guess("ogl-canada-2.0", ids) == "OGL-Canada-2.0"
+    assert spdx_guess("CC-BY-4", ids) == "CC-BY-4.0"
+    assert spdx_guess("MIT OR Apache-2.0", ids) in (None, *ids)  # an expression is not one id

@@ -5,7 +5,9 @@ import difflib
 import json
 import re
 from functools import lru_cache
-from pathlib import Path
+
+from packaging.licenses import InvalidLicenseExpression, canonicalize_license_expression
+from packaging.licenses._spdx import LICENSES  # the list: no public deprecated flag
 
 from d4c import semver
 from d4c.validate.context import Context
@@ -14,18 +16,27 @@ from d4c.validate.lints import Finding
 _ORCID = re.compile(r"^(?:https://orcid\.org/)?(\d{4}-\d{4}-\d{4}-\d{3}[\dX])$")
 _ID = re.compile(r"^[a-z]{2}(-[a-z]{2})?_[a-z0-9]+(?:[_-][a-z0-9]+)*$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_SPDX_FILE = Path(__file__).with_name("spdx-licenses.txt")
 
 
 @lru_cache(maxsize=1)
 def spdx_ids() -> dict[str, bool]:
-    """SPDX license id -> deprecated?, from the shipped list."""
-    ids: dict[str, bool] = {}
-    for line in _SPDX_FILE.read_text(encoding="utf-8").splitlines():
-        if line and not line.startswith("#"):
-            name, _, flag = line.partition(" ")
-            ids[name] = flag == "deprecated"
-    return ids
+    """SPDX license id -> deprecated?, from the SPDX license list packaging maintains.
+
+    packaging.licenses' public API canonicalizes expressions but has no deprecated flag,
+    so the table is read from the list module it ships with it (packaging is locked).
+    """
+    return {entry["id"]: entry["deprecated"] for entry in LICENSES.values()}
+
+
+def spdx_guess(lic: str, known: dict[str, bool]) -> str | None:
+    """The SPDX id `lic` was probably meant to be: its canonical spelling, else the closest."""
+    try:
+        canonical = str(canonicalize_license_expression(lic))
+    except InvalidLicenseExpression:
+        canonical = ""
+    if canonical in known:
+        return canonical
+    return next(iter(difflib.get_close_matches(lic, list(known), n=1)), None)
 
 
 def orcid_ok(orcid: str) -> bool:
@@ -74,9 +85,7 @@ def check_metadata(ctx: Context) -> None:
     if lic:
         known = spdx_ids()
         if lic not in known:
-            by_case = {k.lower(): k for k in known}
-            guess = by_case.get(lic.lower()) or next(
-                iter(difflib.get_close_matches(lic, list(known), n=1)), None)
+            guess = spdx_guess(lic, known)
             ctx.add("D4C401", ("license",), f"`{lic[:80]}` is not an SPDX license id"
                     + (f"; did you mean `{guess}`?" if guess else ""))
         elif known[lic]:
