@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from d4c.build.manifest import MEDIA_TYPES
+
 TARGETS = ("s3", "zenodo", "local")
 
 
@@ -50,7 +52,7 @@ def make_record(
         geo = fmt in {"geoparquet", "flatgeobuf", "pmtiles", "cog"}
         manifest_outputs.append({
             "name": name, "file": file, "format": fmt,
-            "media_type": "application/octet-stream", "size": size, "sha256": sha, "md5": md5,
+            "media_type": MEDIA_TYPES[fmt], "size": size, "sha256": sha, "md5": md5,
             "piece_size": 16777216, "pieces_sha1": _h(file, "sha1"), "rows": 13,
             "columns": [{"name": "pruid", "type": "int64", "nulls": 0},
                         {"name": "name_en", "type": "string", "nulls": 0}],
@@ -59,7 +61,7 @@ def make_record(
             "crs": crs if geo else None, "bbox": (bbox or [-135.05, 43.65, -52.71, 63.74]) if geo else None,
         })
         files.append({"role": "data", "name": name, "file": file, "size": size, "sha256": sha,
-                      "md5": md5, "media_type": "application/vnd.apache.parquet", "urls": urls(file)})
+                      "md5": md5, "media_type": MEDIA_TYPES[fmt], "urls": urls(file)})
         tfile = file + ".torrent"
         files.append({"role": "torrent", "name": name, "file": tfile, "size": 400 + n,
                       "sha256": _h(tfile), "md5": _h(tfile, "md5"),

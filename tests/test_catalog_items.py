@@ -128,7 +128,7 @@ def test_assets_cover_every_file_with_size_checksum_and_mirrors() -> None:
     assert set(assets) == {"table", "table-csv", "torrent-table", "torrent-table-csv",
                            "manifest", "bundle"}
     assert assets["table"]["type"] == "application/vnd.apache.parquet"
-    assert assets["table-csv"]["type"] == "text/csv"
+    assert assets["table-csv"]["type"] == "text/csv; charset=utf-8"  # as the record holds it
     assert assets["torrent-table"]["type"] == "application/x-bittorrent"
     assert assets["table"]["roles"] == ["data"] and assets["bundle"]["roles"] == ["source"]
     by_file = {f["file"]: f for f in rec["files"]}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -17,8 +16,10 @@ from typing import Any
 import jsonschema
 
 from d4c import schemas
+from d4c.atomic import atomic_write
 from d4c.build.logical import describe
 from d4c.build.runners import RunResult
+from d4c.canonical import dumps
 from d4c.digest import digest_file
 from d4c.errors import D4CError
 from d4c.recipe import Output, Recipe
@@ -112,15 +113,9 @@ def validate(manifest: dict[str, Any], where: str = "manifest") -> None:
         raise D4CError(f"{where} does not match schemas/manifest.schema.json at {loc}: {e.message}")
 
 
-def dumps(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
-
-
 def write(path: Path, doc: dict[str, Any]) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(dumps(doc), encoding="utf-8")
-    os.replace(tmp, path)
+    """Write the canonical JSON (d4c.canonical) atomically (d4c.atomic)."""
+    atomic_write(path, data=dumps(doc))
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from d4c.atomic import publish, temp_path
 
 GEOPARQUET_VERSION = "1.1.0"
 # Fixed Parquet settings; changing any of them changes every artifact's bytes.
@@ -68,13 +69,13 @@ def _atomic_write_parquet(table: pa.Table, path: Path, metadata: dict[str, str] 
     store_schema=False drops ARROW:schema and with it all schema metadata, so our own
     keys are added to the footer explicitly (in sorted order).
     """
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = temp_path(path)
     settings = {k: v for k, v in PARQUET_SETTINGS.items() if k != "row_group_size"}
     with pq.ParquetWriter(tmp, table.schema.remove_metadata(), **settings) as writer:
         writer.write_table(table, row_group_size=PARQUET_SETTINGS["row_group_size"])
         if metadata:
             writer.add_key_value_metadata(dict(sorted(metadata.items())))
-    os.replace(tmp, path)
+    publish(tmp, path, durable=False)  # a build folder, published whole by the pipeline
 
 
 def write_parquet(path: Path, data: Any, sort_by: tuple[str, ...] | list[str] = ()) -> pa.Table:
@@ -138,12 +139,12 @@ def _cell(value: Any) -> str:
 def write_csv(path: Path, data: Any, sort_by: tuple[str, ...] | list[str] = ()) -> pa.Table:
     """Write sorted CSV: UTF-8, LF line ends, header, minimal quoting, fixed number forms."""
     table = sort_table(to_table(data), sort_by)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = temp_path(path)
     with open(tmp, "w", encoding="utf-8", newline="") as fh:
         out = csv.writer(fh, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
         out.writerow(table.column_names)
         for batch in table.to_batches(max_chunksize=65536):
             cols = [c.to_pylist() for c in batch.columns]
             out.writerows([_cell(v) for v in row] for row in zip(*cols))
-    os.replace(tmp, path)
+    publish(tmp, path, durable=False)  # a build folder, published whole by the pipeline
     return table

@@ -7,14 +7,12 @@ Static layout for STAC browsers: <dir>/catalog.json, <dir>/<id>/collection.json 
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from d4c import semver
+from d4c import canonical, semver
+from d4c.atomic import atomic_write
 from d4c.catalog.items import EXT, STAC_VERSION, Item
 
 Collection = dict[str, Any]
@@ -66,13 +64,7 @@ def collections_for(items: list[Item]) -> dict[str, Collection]:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True, ensure_ascii=False)
-        fh.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    atomic_write(path, data=canonical.encode(obj))
 
 
 def write_root(collections: dict[str, Collection], out_dir: Path) -> None:

@@ -8,9 +8,7 @@ the same bytes. Layout follows stac-geoparquet 1.0: properties at the top level,
 """
 from __future__ import annotations
 
-import os
 import struct
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from stac_geoparquet.arrow import DEFAULT_PARQUET_SCHEMA_VERSION, stac_table_to_
 from stac_geoparquet.arrow._crs import WGS84_CRS_JSON  # the CRS stac-geoparquet itself tags
 from stac_geoparquet.arrow._to_parquet import create_parquet_metadata
 
+from d4c.atomic import atomic_path
 from d4c.catalog.items import Item
 from d4c.errors import D4CError
 
@@ -186,18 +185,10 @@ def write_parquet(table: pa.Table, collections: Mapping[str, Any], dest: Path) -
     dest.parent.mkdir(parents=True, exist_ok=True)
     meta = create_parquet_metadata(table.schema, schema_version=DEFAULT_PARQUET_SCHEMA_VERSION,
                                    collections=dict(collections))
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
-        with pq.ParquetWriter(tmp, table.schema, **PARQUET_OPTIONS) as writer:
-            # Row groups of exactly ROW_GROUP_SIZE rows, however the table is chunked.
-            writer.write_table(table, row_group_size=ROW_GROUP_SIZE)
-            writer.add_key_value_metadata(meta)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(dest) as tmp, pq.ParquetWriter(tmp, table.schema, **PARQUET_OPTIONS) as writer:
+        # Row groups of exactly ROW_GROUP_SIZE rows, however the table is chunked.
+        writer.write_table(table, row_group_size=ROW_GROUP_SIZE)
+        writer.add_key_value_metadata(meta)
 
 
 def _strip_nulls(value: Any) -> Any:

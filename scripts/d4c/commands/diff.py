@@ -16,6 +16,7 @@ from typing import Any
 
 from d4c import paths
 from d4c import recipe as recipes
+from d4c.atomic import atomic_write
 from d4c.diff import render
 from d4c.diff.report import make_report
 from d4c.errors import D4CError, UsageError
@@ -59,9 +60,7 @@ def load_check(path: Path) -> dict[str, Any]:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, data=text)
 
 
 def _combine(folder: Path, limit: int, save: Path | None, pr_number: int | None) -> int:

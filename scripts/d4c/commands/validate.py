@@ -4,11 +4,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from d4c import paths
+from d4c.atomic import atomic_write
 from d4c.errors import D4CError
 from d4c.validate import fieldref, schema, validate_paths
 from d4c.validate.formats import FORMATS, step_summary
@@ -31,19 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(docs/contributing.md, between its marker lines) and exit")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Temp file in the same folder, then rename: never a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def _write_docs(args: argparse.Namespace) -> None:
     for target, make in ((args.write_lint_docs, render_markdown),
                          (args.write_field_docs, lambda: fieldref.splice(
@@ -51,7 +38,7 @@ def _write_docs(args: argparse.Namespace) -> None:
         if target is None:
             continue
         try:
-            _write_atomic(target, make())
+            atomic_write(target, data=make())
         except OSError as exc:
             raise D4CError(f"cannot write {target}: {exc.strerror}") from None
         print(f"wrote {target}", file=sys.stderr)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from d4c import canonical
+
 STEP_SUMMARY_LIMIT = 512 * 1024  # well under GitHub's 1 MiB step-summary cap
 COMMENT_LIMIT = 60_000  # under GitHub's 65,536-character comment body cap
 MAX_ITEMS = 15
@@ -162,4 +164,4 @@ def combined(reports: list[dict[str, Any]], limit: int = COMMENT_LIMIT, header: 
 
 
 def to_json(report: dict[str, Any]) -> str:
-    return json.dumps(report, sort_keys=True, indent=2) + "\n"
+    return canonical.dumps(report)

@@ -15,8 +15,8 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+from d4c.atomic import atomic_write
 from d4c.errors import D4CError
-from d4c.release.targets.local import atomic_write
 
 TREES = ("scripts", "docker")  # schemas/ is a symlink into scripts/d4c/schemas/
 TOP_FILES = ("pyproject.toml", "Makefile")
@@ -69,6 +69,14 @@ def _info(name: str, size: int, mode: int, mtime: int) -> tarfile.TarInfo:
 def make_bundle(root: Path, recipe_dir: Path, manifest_bytes: bytes, dest: Path,
                 top: str, mtime: int) -> list[str]:
     """Write the bundle to `dest` atomically; return the member names."""
+    raw, names = bundle_bytes(root, recipe_dir, manifest_bytes, top, mtime)
+    atomic_write(dest, data=raw, durable=False)  # staging: the targets hold the published copies
+    return names
+
+
+def bundle_bytes(root: Path, recipe_dir: Path, manifest_bytes: bytes, top: str,
+                 mtime: int) -> tuple[bytes, list[str]]:
+    """The bundle's bytes and member names, made in memory (a plan digests it, writing nothing)."""
     names = []
     buf = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=buf, compresslevel=6, mtime=0) as gz, \
@@ -85,8 +93,7 @@ def make_bundle(root: Path, recipe_dir: Path, manifest_bytes: bytes, dest: Path,
                 with path.open("rb") as fh:
                     tar.addfile(_info(name, path.stat().st_size, mode, mtime), fh)
             names.append(name)
-    atomic_write(dest, data=buf.getvalue())
-    return names
+    return buf.getvalue(), names
 
 
 def extract_bundle(path: Path, dest: Path) -> Path:

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from d4c import paths
+from d4c.atomic import atomic_write
 from d4c.digest import digest_file, sha256_file
 from d4c.errors import D4CError
 from d4c.recipe import Recipe
 from d4c.release.targets.base import ReleaseFile
-from d4c.release.targets.local import atomic_write
 
 
 def build_dir_for(root: Path, rcp: Recipe) -> Path:
@@ -21,7 +21,7 @@ def build_dir_for(root: Path, rcp: Recipe) -> Path:
 def digest_small(role: str, name: str, path: Path, raw: bytes | None, media_type: str) -> ReleaseFile:
     """Write `raw` to `path` (when given) and describe the file for upload and the record."""
     if raw is not None and (not path.is_file() or path.read_bytes() != raw):
-        atomic_write(path, data=raw)
+        atomic_write(path, data=raw, durable=False)  # staging: a rerun writes it again
     d = digest_file(path)  # one read for both hashes (d4c.digest)
     return ReleaseFile(role=role, name=name, file=path.name, path=path, size=d.size,
                        sha256=d.sha256, md5=d.md5, media_type=media_type)

@@ -11,8 +11,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from d4c import canonical
+from d4c.atomic import atomic_write
 from d4c.release.targets.base import StateStore, Target
-from d4c.release.targets.local import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class Journal:
         self.data["steps"][step] = True
 
     def save(self) -> None:
-        raw = (json.dumps(self.data, sort_keys=True, indent=2) + "\n").encode()
-        atomic_write(self.local, data=raw)
+        raw = canonical.encode(self.data)
+        atomic_write(self.local, data=raw, durable=False)  # the primary target's copy is the one kept
         if self.primary is not None and self.key is not None:
             self.primary.write_state(self.key, raw)  # type: ignore[attr-defined]

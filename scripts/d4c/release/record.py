@@ -5,17 +5,16 @@ with sorted keys and 2-space indent like the manifest, so a rerun writes the sam
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 
-from d4c import schemas
+from d4c import canonical, schemas
+from d4c.atomic import atomic_write
 from d4c.errors import D4CError
 from d4c.release.targets.base import ReleaseFile
-from d4c.release.targets.local import atomic_write
 from d4c.release.torrent import TorrentInfo
 
 # The recipe's descriptive fields, snapshotted so the catalog never needs the recipe.
@@ -62,10 +61,6 @@ def build_record(*, dataset_id: str, version: str, released_at: str, manifest: M
     }
 
 
-def dumps(record: Mapping[str, Any]) -> bytes:
-    return (json.dumps(record, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
-
-
 def write_record(path: Path, record: dict[str, Any], root: Path | None = None) -> bool:
     """Validate and write atomically; False when the same bytes are already there."""
     errors = sorted(jsonschema.Draft202012Validator(schema(root)).iter_errors(record),
@@ -74,8 +69,8 @@ def write_record(path: Path, record: dict[str, Any], root: Path | None = None) -
         loc = "/".join(str(p) for p in errors[0].absolute_path) or "(top level)"
         raise D4CError(f"release record would be invalid at {loc}: {errors[0].message}",
                        where=str(path), hint="this is a bug in d4c or a broken manifest")
-    raw = dumps(record)
+    raw = canonical.encode(record)
     if path.is_file() and path.read_bytes() == raw:
         return False
-    atomic_write(path, data=raw, durable=True)
+    atomic_write(path, data=raw)
     return True

@@ -14,6 +14,7 @@ from typing import Any
 
 import torf
 
+from d4c.atomic import atomic_path
 from d4c.errors import D4CError
 
 CREATED_BY = "d4c"
@@ -67,10 +68,7 @@ def make_torrent(artifact: Path, output: dict[str, Any], dest: Path,
         raise D4CError(f"{output['file']}: piece size {piece_size} is not usable ({exc})",
                        hint="use a power of two between 16 KiB and 256 MiB") from None
     t.metainfo["info"]["pieces"] = pieces
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    t.write(tmp)  # validates the metainfo (piece count vs. length) before writing
-    tmp.replace(dest)
+    with atomic_path(dest, durable=False) as tmp:  # staging: a rerun makes it again
+        t.write(tmp, overwrite=True)  # validates the metainfo (piece count vs. length) first
     return TorrentInfo(file=artifact.name, torrent_path=dest, infohash=t.infohash,
                        magnet=str(t.magnet()), piece_size=piece_size)

@@ -1,49 +1,13 @@
 """`local`: a directory with the same layout rules as a bucket (the offline default)."""
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from d4c.atomic import atomic_write
+from d4c.digest import sha256_file
 from d4c.errors import D4CError
 from d4c.release.targets.base import BaseTarget, TargetConfig
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def atomic_write(dest: Path, data: bytes | None = None, src: Path | None = None,
-                 durable: bool = False) -> None:
-    """Write bytes (or copy a file) to `dest` via a temp file + rename: never half-written.
-
-    `durable` adds an fsync before the rename, for published files that must survive a
-    power cut; working files (staging, journal copies) are re-derived on a rerun anyway.
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            if src is not None:
-                with src.open("rb") as inp:
-                    shutil.copyfileobj(inp, out, 1 << 20)
-            else:
-                out.write(data or b"")
-            if durable:
-                out.flush()
-                os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class LocalTarget(BaseTarget):
@@ -71,7 +35,7 @@ class LocalTarget(BaseTarget):
         return True
 
     def upload(self, key: str, path: Path, sha256: str, md5: str) -> None:
-        atomic_write(self._path(key), src=path, durable=True)
+        atomic_write(self._path(key), src=path)
 
     def verify(self, key: str, sha256: str) -> bool:
         path = self._path(key)
