@@ -21,7 +21,9 @@ _WELL_KNOWN = (
     "IA_SECRET_KEY",
     "IA_ACCESS_KEY",
 )
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+# A scheme starts where no scheme character precedes it and is at most 32 long: without both, a
+# long run of letters (a big log line) costs quadratic time.
+_URL_USERINFO = re.compile(r"(?<![a-zA-Z0-9+.-])(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]{0,31}://)[^/@\s]+@")
 _AUTH_HEADER = re.compile(
     r"(?i)(authorization|x-amz-security-token|access_token|token)(['\"]?\s*[:=]\s*['\"]?)"
     r"(bearer |token |low |aws4-hmac-sha256 )?[^\s'\",&]+"
