@@ -121,7 +121,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="d4c-bench-validate-") as tmp:
         root = Path(tmp)
         files = generate(root, args.recipes)
-        other = [cjs, "--schemafile", str(REPO / "schemas" / "recipe.schema.json"),
+        other = [cjs, "--schemafile", str(REPO / "scripts" / "d4c" / "schemas" / "recipe.schema.json"),
                  *[str(f.relative_to(root)) for f in files]]
         runs: dict[str, list[tuple[float, float]]] = {"d4c": [], "cjs": []}
         for _ in range(args.rounds):  # alternate, so both see the same machine load
