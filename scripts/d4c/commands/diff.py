@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from d4c import paths
+from d4c import ci, paths
 from d4c import recipe as recipes
 from d4c.atomic import atomic_write
 from d4c.diff import render
@@ -108,6 +107,6 @@ def run(args: argparse.Namespace) -> int:
         _write(args.save / "diff.json", js)
     sys.stdout.write(js if args.format == "json" else md)
     failed = not report["semver"]["ok"] or (check is not None and not check["ok"])
-    if failed and os.environ.get("GITHUB_ACTIONS") == "true":
-        print(f"::error title=d4c diff::{args.dataset}: {report['semver'].get('message', 'failed')}")
+    if failed:
+        ci.annotate("error", f"{args.dataset}: {report['semver'].get('message', 'failed')}", title="d4c diff")
     return 1 if failed else 0

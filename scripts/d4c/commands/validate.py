@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from d4c import paths
+from d4c import ci, paths
 from d4c.atomic import atomic_write
 from d4c.errors import D4CError
 from d4c.validate import fieldref, schema, validate_paths
@@ -62,13 +62,8 @@ def run(args: argparse.Namespace) -> int:
     targets = args.paths or [paths.repo_root() / "datasets"]
     findings = validate_paths(targets, allow_loopback=args.allow_loopback, jobs=args.jobs or None)
     sys.stdout.write(FORMATS[args.format](findings))
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if args.format == "github" and summary:
-        try:
-            with open(summary, "a", encoding="utf-8") as fh:
-                fh.write(step_summary(findings, _docs_url()))
-        except OSError as exc:
-            print(f"warning: cannot append to GITHUB_STEP_SUMMARY: {exc.strerror}", file=sys.stderr)
+    if args.format == "github":
+        ci.summary(step_summary(findings, _docs_url()))
     errors = sum(f.severity == "error" for f in findings)
     warnings = len(findings) - errors
     files = len({f.path for f in findings})
