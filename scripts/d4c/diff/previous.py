@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlparse
 
 import requests
 
-from d4c import paths, semver
+from d4c import http, paths, semver
 from d4c.errors import D4CError
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def _fetch_one(url: str, dest: Path, sha256: str, root: Path) -> bool:
                         digest.update(chunk)
                         out.write(chunk)
             else:
-                with requests.get(url, stream=True, timeout=TIMEOUT) as resp:
+                with http.session().get(url, stream=True, timeout=TIMEOUT) as resp:
                     resp.raise_for_status()
                     for chunk in resp.iter_content(1 << 20):
                         digest.update(chunk)
