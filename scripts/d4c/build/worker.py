@@ -86,7 +86,7 @@ def _check_outputs(spec: dict[str, Any], ctx: BuildContext) -> str | None:
     return None
 
 
-def run(spec: dict[str, Any]) -> dict[str, Any]:
+def run(spec: dict[str, Any], found: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the transform; return the outcome (never raises for the transform's faults)."""
     out_dir = Path(spec["out_dir"])
     ctx = BuildContext(
@@ -101,13 +101,21 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         guarded=[os.path.realpath(p) for p in spec["guarded"]],
         readable=[os.path.realpath(p) for p in spec["readable"]],
     )
-    outcome: dict[str, Any] = {"status": "ok", **versions()}
+    outcome: dict[str, Any] = {"status": "ok", **(found if found is not None else versions())}
     sandbox.install(policy)
     try:
         (_run_python if "python" in spec["transform"] else _run_command)(spec, ctx)
     except BaseException as exc:  # noqa: BLE001 - the contributor's code may raise anything
         if isinstance(exc, CommandFailed):
             outcome.update(status="error", message=str(exc))
+        elif isinstance(exc, MemoryError) and not policy.violations:
+            # No traceback: formatting one needs the memory that just ran out. Dropping it frees
+            # the transform's frames (and what they hold) before anything else is allocated.
+            exc.__traceback__ = None
+            del exc
+            outcome.update(status="error", message=f"MemoryError: the transform ran out of memory (the build's "
+                           f"limit is {spec['limits']['memory'] >> 20} MiB: `limits.memory`)")
+            sys.stderr.write(f"transform raised {outcome['message']}\n")
         elif not policy.violations:
             policy.active = False
             tb = traceback.TracebackException.from_exception(exc)
@@ -116,9 +124,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             first = next((i for i, f in enumerate(frames) if f.filename.startswith(spec["dataset_dir"])), 0)
             tb.stack = traceback.StackSummary.from_list(frames[first:])
             summary = f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, MemoryError):
-                summary += f" (the build's memory limit is {spec['limits']['memory'] >> 20} MiB: `limits.memory`)"
-            elif isinstance(exc, OSError) and exc.errno == errno.EAGAIN:
+            if isinstance(exc, OSError) and exc.errno == errno.EAGAIN:
                 summary += f" (the build's process limit is {spec['limits']['processes']}: `limits.processes`)"
             elif isinstance(exc, OSError) and exc.errno == errno.EFBIG:
                 summary += " (past the build's output-size limit: `limits.output_size`)"
@@ -146,9 +152,15 @@ def drop_privileges(uid: int | None) -> None:
         raise SystemExit("d4c worker: could not drop root")
 
 
+# Address space is not memory: libraries reserve far more than they touch (pandas and pyarrow
+# map ~400 MB to use ~130 MB). The host measures real use (PSS) against the limit; this cap
+# only stops one process's runaway allocation at once.
+AS_HEADROOM = 1 << 30
+
+
 def set_limits(limits: dict[str, int]) -> None:
     """Hard limits (soft = hard): an unprivileged process can lower them, never raise them."""
-    for res, value in ((resource.RLIMIT_AS, limits["memory"]), (resource.RLIMIT_NPROC, limits["processes"]),
+    for res, value in ((resource.RLIMIT_AS, limits["memory"] + AS_HEADROOM), (resource.RLIMIT_NPROC, limits["processes"]),
                        (resource.RLIMIT_FSIZE, limits["output_size"]), (resource.RLIMIT_CORE, 0)):
         resource.setrlimit(res, (value, value))
 
@@ -160,6 +172,7 @@ def main(argv: list[str]) -> int:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     drop_privileges(spec.get("drop_to"))
+    found = versions()  # before the limits: reading package metadata is the worker's cost, not the build's
     set_limits(spec["limits"])
     os.umask(int(spec.get("umask", 0o022)))
     if spec.get("cpus") and hasattr(os, "sched_setaffinity"):
@@ -167,7 +180,7 @@ def main(argv: list[str]) -> int:
         os.sched_setaffinity(0, allowed[: int(spec["cpus"])])
     os.makedirs(spec["workdir"], exist_ok=True)
     os.chdir(spec["workdir"])
-    outcome = run(spec)
+    outcome = run(spec, found)
     result.write(json.dumps(outcome, sort_keys=True))
     result.close()
     return 0 if outcome["status"] == "ok" else 1

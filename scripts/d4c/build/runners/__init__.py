@@ -232,6 +232,42 @@ def _dir_size(folder: Path) -> int:
     return total
 
 
+def _tree(root: int) -> list[int]:
+    """`root` and every process below it, from /proc (a pid namespace hides nothing from here)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue  # it ended while we looked
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, ()))
+    return found
+
+
+def tree_memory(root: int) -> int:
+    """Bytes of memory the process tree uses (the sum of PSS: shared pages counted once)."""
+    total = 0
+    for pid in _tree(root):
+        try:
+            with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
+                for line in fh:
+                    if line.startswith(b"Pss:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except (OSError, ValueError):
+            continue
+    return total
+
+
 def _relay(stream: IO[bytes], prefix: str) -> None:
     """Copy the transform's output to our stderr, one prefixed and cleaned line at a time."""
     sent = 0
@@ -245,8 +281,13 @@ def _relay(stream: IO[bytes], prefix: str) -> None:
 
 
 def supervise(argv: list[str], spec: dict[str, Any], env: dict[str, str], job: Job,
-              kill: Callable[[], None] | None = None) -> tuple[int, bytes, str | None]:
-    """Run the worker under the wall-time and output-size limits.
+              kill: Callable[[], None] | None = None,
+              watch_memory: bool = False) -> tuple[int, bytes, str | None]:
+    """Run the worker under the wall-time, output-size and (`watch_memory`) memory limits.
+
+    Memory: each process has an address-space cap, but many processes could each stay under
+    it; so the local runner's whole process tree is measured here. The container's cgroup
+    (`--memory`) does the same for the container runner.
 
     Returns (status, what the worker wrote on stdout, why it was stopped or None).
     The worker is the leader of its own process group, so a stop takes everything
@@ -279,6 +320,8 @@ def supervise(argv: list[str], spec: dict[str, Any], env: dict[str, str], job: J
             stopped = f"ran longer than its wall-time limit ({human(limits.wall_time, 's')})"
         elif _dir_size(job.stage) > limits.output_size:
             stopped = f"wrote more than its output-size limit ({human(limits.output_size, 'B')})"
+        elif watch_memory and tree_memory(proc.pid) > limits.memory:
+            stopped = f"used more than its memory limit ({human(limits.memory, 'B')})"
         if stopped:
             if kill:
                 kill()

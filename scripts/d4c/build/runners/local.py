@@ -150,7 +150,7 @@ class LocalRunner:
                 argv += ["--setenv", key, value]
             argv += [python, "-m", "d4c.build.worker"]
             kind = "bubblewrap"
-        code, stdout, stopped = supervise(argv, spec, env, job)
+        code, stdout, stopped = supervise(argv, spec, env, job, watch_memory=True)
         outcome = read_outcome(job, code, stdout, stopped)
         return RunResult(runner=self.name, sandbox=kind, network_isolation="bwrap" if job.sandbox else "none",
                          python=outcome["python"], packages=outcome["packages"], files=files)
