@@ -73,6 +73,7 @@ class FaultProxy:
         self.plan: Callable[[int, str, str], str | None] = lambda n, m, p: None
         self.count = 0
         self.faults: list[str] = []
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every request seen
         self._lock = threading.Lock()
         proxy = self
 
@@ -87,6 +88,7 @@ class FaultProxy:
                 body = self.rfile.read(length) if length else b""
                 with proxy._lock:
                     proxy.count += 1
+                    proxy.requests.append((self.command, self.path))
                     fault = proxy.plan(proxy.count, self.command, self.path)
                     if fault:
                         proxy.faults.append(f"{fault} {self.command} {self.path}")

@@ -147,12 +147,20 @@ def test_canary_credentials_never_appear(world: tuple[Path, Services, Path], tmp
         assert CANARY not in (blob.decode("latin-1") if isinstance(blob, bytes) else json.dumps(blob))
 
 
-def test_dry_run_plans_the_service_targets_without_a_request(world: tuple[Path, Services, Path],
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_plans_the_service_targets_with_reads_only(world: tuple[Path, Services, Path],
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
     _, services, config = world
     assert main(["release", DEMO, "--targets", str(config), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert f"{services.zenodo.url}/records/{{record_id}}/files/{DEMO}_v1.0.0.parquet?download=1" in out
     assert f"{services.ia.url}/download/{DEMO}_v1.0.0/{DEMO}_v1.0.0.parquet" in out
     assert f"{services.github.url}/dataforcanada/d4c/releases/download/{DEMO}/v1.0.0/{DEMO}_v1.0.0.parquet" in out
-    assert services.zenodo.log == services.ia.log == services.github.log == []
+    # each service was asked, with its credentials, a harmless read; none was written to
+    assert ("GET", "/api/user/records", 200) in services.zenodo.log
+    assert ("GET", "/", 200) in services.ia.log
+    assert ("GET", "/repos/dataforcanada/d4c", 200) in services.github.log
+    for fake in (services.zenodo, services.ia, services.github):
+        assert [e for e in fake.log if e[0] not in ("GET", "HEAD")] == []
+    assert "found: no record of this version yet: prepare makes a draft and reserves its DOI" in out
+    assert f"found: no release {DEMO}/v1.0.0 yet: prepare makes a draft" in out
+    assert "blocked:" not in out

@@ -42,7 +42,9 @@ class FakeGitHub(FakeServer):
         self._ids = itertools.count(1000)
         self._break_upload = False
         self._stale = 0
+        self.push = True  # the token's permission on the repository (GET /repos/{owner}/{repo})
         for method, pattern, handler in [
+            ("GET", REPO, self._repo),
             ("GET", f"{REPO}/releases", self._list),
             ("POST", f"{REPO}/releases", self._create),
             ("GET", f"{REPO}/releases/tags/(?P<tag>.+)", self._by_tag),
@@ -97,6 +99,12 @@ class FakeGitHub(FakeServer):
 
     def _published_tag(self, tag: str) -> dict[str, Any] | None:
         return next((r for r in self.releases.values() if not r["draft"] and r["tag_name"] == tag), None)
+
+    # -- the repository -----------------------------------------------------------------------
+    def _repo(self, req: Request) -> Response:
+        o, r = req.params["owner"], req.params["repo"]
+        return json_response(200, {"full_name": f"{o}/{r}", "private": False,
+                                   "permissions": {"admin": False, "push": self.push, "pull": True}})
 
     # -- releases -------------------------------------------------------------------------
     def _list(self, req: Request) -> Response:

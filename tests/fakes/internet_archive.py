@@ -1,6 +1,7 @@
 """A fake Internet Archive: the IA-S3 write API plus the public metadata/download read path.
 
 - `PUT /{identifier}/{file}` with `Authorization: LOW access:secret` (403 otherwise);
+- `GET /` with the same header lists the caller's items (ListAllMyBuckets; 403 otherwise);
   a missing item answers 404 NoSuchBucket unless `x-archive-auto-make-bucket: 1`;
   `x-archive-meta-<key>` / `x-archive-metaNN-<key>` headers (values ASCII, or
   `uri(<percent-encoded>)`) apply only when the item is created; `Content-MD5` is checked
@@ -39,10 +40,19 @@ class FakeInternetArchive(FakeServer):
         self.put_rate, self.redirect, self.lag_reads = put_rate, redirect, lag_reads
         self.items: dict[str, dict[str, Any]] = {}  # identifier -> {"metadata", "files", "headers"}
         self._puts: list[float] = []
+        self.route("GET", r"/", self._my_items)
         self.route("GET", r"/metadata/(?P<item>[^/]+)", self._metadata)
         self.route("GET", r"/download/(?P<item>[^/]+)/(?P<file>.+)", self._download)
         self.route("PUT", r"/(?P<node>_node/)?(?P<item>[^/_][^/]*)/(?P<file>.+)", self._put)
         self.route("DELETE", r"/(?P<item>[^/_][^/]*)/(?P<file>.+)", self._delete)
+
+    def _my_items(self, req: Request) -> Response:
+        """IA-S3 `GET /` with the keys: the caller's items (S3 ListAllMyBuckets), 403 without."""
+        if req.headers.get("authorization") != self.auth:
+            return _xml_error(403, "AccessDenied", "Access Denied")
+        names = "".join(f"<Bucket><Name>{n}</Name></Bucket>" for n in sorted(self.items))
+        body = f"<?xml version='1.0' encoding='UTF-8'?><ListAllMyBucketsResult><Buckets>{names}</Buckets></ListAllMyBucketsResult>"
+        return Response(200, body.encode(), {"Content-Type": "application/xml"})
 
     def _put(self, req: Request) -> Response:
         if req.headers.get("authorization") != self.auth:

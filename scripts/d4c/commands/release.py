@@ -1,4 +1,5 @@
-"""`d4c release ID [--targets FILE] [--dry-run]`: publish a built version to every target."""
+"""`d4c release ID [--targets FILE] [--dry-run [--format json]]`: publish a built version to
+every target, once its plan (credentials, reachability, what is there) is known to be possible."""
 from __future__ import annotations
 
 import argparse
@@ -16,7 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="targets config (YAML; default: $D4C_TARGETS, else one local "
                              "target in .d4c/publish)")
     parser.add_argument("--dry-run", action="store_true",
-                        help="print what would be published where, and touch nothing")
+                        help="print the plan (every action, what is already there, what stops "
+                             "it) after read-only checks of every target, and write nothing")
+    parser.add_argument("--format", choices=("text", "json"), default="text",
+                        help="how --dry-run prints the plan (default: text)")
 
 
 def summary(rec: dict[str, Any]) -> str:
@@ -36,7 +40,7 @@ def summary(rec: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     targets = args.targets or (Path(os.environ["D4C_TARGETS"]) if os.environ.get("D4C_TARGETS") else None)
-    rec = release(args.id, targets_file=targets, dry_run=args.dry_run)
+    rec = release(args.id, targets_file=targets, dry_run=args.dry_run, fmt=args.format)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if rec is not None and step_summary:
         with open(step_summary, "a", encoding="utf-8") as fh:

@@ -1,6 +1,7 @@
 """The local side of a release: the build folder, the small release files, raw sources."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,22 @@ from d4c.errors import D4CError
 from d4c.recipe import Recipe
 from d4c.release.targets.base import ReleaseFile
 
+# The media types of the files a release adds to the build's outputs (whose types the
+# manifest holds, from d4c.build.manifest.MEDIA_TYPES); the record keeps both, the catalog reads it.
+ROLE_MEDIA_TYPES = {"manifest": "application/json", "provenance": "application/vnd.in-toto+json",
+                    "bundle": "application/gzip", "torrent": "application/x-bittorrent"}
+
 
 def build_dir_for(root: Path, rcp: Recipe) -> Path:
     """Where `d4c build` puts a version by default: .d4c/build/<id>/v<version>/."""
     return paths.state_dir(root) / "build" / rcp.id / f"v{rcp.version}"
+
+
+def describe_bytes(role: str, path: Path, raw: bytes) -> ReleaseFile:
+    """Describe a small release file from its bytes, before it is written (the plan writes nothing)."""
+    return ReleaseFile(role=role, name=role, file=path.name, path=path, size=len(raw),
+                       sha256=hashlib.sha256(raw).hexdigest(), md5=hashlib.md5(raw).hexdigest(),
+                       media_type=ROLE_MEDIA_TYPES[role])
 
 
 def digest_small(role: str, name: str, path: Path, raw: bytes | None, media_type: str) -> ReleaseFile:

@@ -1,7 +1,16 @@
 """The Target Protocol every publishing kind implements, and a base class with the shared parts.
 
 A kind is one module in `d4c.release.targets` and one entry in `KINDS`. The release
-orchestrator (`d4c.release.orchestrate`) drives every target through the same calls:
+(`d4c.release.plan` then `d4c.release.orchestrate`) drives every target through the same calls.
+First the plan, which only reads:
+
+    t.missing_credentials()             every required variable that is unset (no network)
+    t.probe(ctx)                        reachable, and allowed to write? (a HEAD, a GET, a
+                                        harmless authenticated call); notes what is there
+    t.look(key, sha)                    per file: "present" or "absent" (raises on a key
+                                        that holds other bytes)
+
+then, only when the whole plan is possible, the run:
 
     t.prepare(ctx)                      once per run, before any upload: look at the world,
                                         create/reuse what the release needs (zenodo: the new
@@ -26,11 +35,12 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 from urllib.parse import quote
 
 from d4c import semver
 from d4c.errors import D4CError
+from d4c.redact import register_secret
 
 Retain = Literal["all", "latest"]
 DEFAULT_LAYOUT = "{id}/v{version}/{file}"
@@ -101,6 +111,9 @@ class Target(Protocol):
     def delete_older_versions(self, dataset_id: str, keep_version: str) -> list[str]: ...
     def prepare(self, ctx: ReleaseContext) -> dict[str, Any]: ...
     def finalize(self, ctx: ReleaseContext) -> dict[str, Any]: ...
+    def missing_credentials(self) -> list[D4CError]: ...
+    def probe(self, ctx: ReleaseContext) -> list[str]: ...
+    def look(self, key: str, sha256: str) -> str: ...
 
 
 @runtime_checkable
@@ -117,9 +130,17 @@ def source_key(sha256: str) -> str:
 
 
 class BaseTarget:
-    """Shared behaviour: layout keys, public URLs, credentials, no-op lifecycle hooks."""
+    """Shared behaviour: layout keys, public URLs, credentials, no-op lifecycle hooks.
+
+    Credentials are the one place tokens are handled: a kind declares the roles it needs
+    and their default variables (`CREDENTIALS`, `OPTIONAL`); the config may name others
+    under `credentials`. Every value is masked from the moment the target exists, and a
+    plan asks `missing_credentials()` of every target before anything reaches a network.
+    """
 
     kind = "base"
+    CREDENTIALS: ClassVar[Mapping[str, str]] = {}  # role -> default environment variable
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset()  # roles that may stay unset
 
     def __init__(self, config: TargetConfig, environ: Mapping[str, str] | None = None):
         self.config = config
@@ -127,6 +148,22 @@ class BaseTarget:
         self.retain: Retain = config.retain
         self.source_mirror = config.source_mirror
         self.environ = os.environ if environ is None else environ
+        for var in self.credential_vars().values():
+            register_secret(self.environ.get(var))
+
+    def credential_vars(self) -> dict[str, str]:
+        """role -> the environment variable that holds it (the config's name, else the default)."""
+        return {**self.CREDENTIALS, **self.config.credentials}
+
+    def missing_credentials(self) -> list[D4CError]:
+        """One error per required credential whose variable is unset or empty."""
+        return [self._unset(role, var) for role, var in sorted(self.credential_vars().items())
+                if role not in self.OPTIONAL and not self.environ.get(var)]
+
+    def _unset(self, role: str, var: str) -> D4CError:
+        return D4CError(f"target {self.name!r}: environment variable {var} is not set "
+                        f"(credential {role!r})",
+                        hint=f"export {var}, or name another variable under credentials.{role}")
 
     def key_for(self, dataset_id: str, version: str, file: str) -> str:
         return self.config.layout.format(id=dataset_id, version=version, file=file)
@@ -136,16 +173,28 @@ class BaseTarget:
         return self.config.url.format(key=quote(key, safe="/~-._"))
 
     def credential(self, role: str, required: bool = True) -> str | None:
-        """The value of the env var the config names for `role`; the name, never the value, in errors."""
-        var = self.config.credentials.get(role)
+        """The value of the variable for `role`; errors name the variable, never the value."""
+        var = self.credential_vars().get(role)
         value = self.environ.get(var) if var else None
         if required and not value:
-            raise D4CError(
-                f"target {self.name!r}: credential {role!r} is not set"
-                + (f" (environment variable {var})" if var else " (no variable named in config)"),
-                hint=f"export {var or 'the variable'} or name it under credentials.{role}",
-            )
+            raise self._unset(role, var) if var else D4CError(
+                f"target {self.name!r}: no environment variable named for credential {role!r}",
+                hint=f"name one under credentials.{role}")
         return value
+
+    def probe(self, ctx: ReleaseContext) -> list[str]:
+        """Read only: prove the target is reachable and these credentials may write there
+        (a HEAD, a GET, a harmless authenticated call), and say what this release finds
+        already there. Raises D4CError when the release could not succeed here."""
+        return []
+
+    def look(self, key: str, sha256: str) -> str:
+        """Read only: what is at `key` now: "present" (our bytes) or "absent". A key that
+        holds other bytes raises (published keys are immutable)."""
+        return "present" if self.exists(key, sha256) else "absent"
+
+    def exists(self, key: str, sha256: str) -> bool:
+        raise NotImplementedError
 
     def prepare(self, ctx: ReleaseContext) -> dict[str, Any]:
         return {}

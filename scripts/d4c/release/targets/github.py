@@ -13,14 +13,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import requests
 
 from d4c import http
 from d4c.errors import D4CError
-from d4c.redact import redact, register_secret
+from d4c.redact import redact
 from d4c.release.targets.base import BaseTarget, ReleaseContext, TargetConfig
 
 BODY_MAX = 100_000  # GitHub refuses release bodies over 125,000 characters
@@ -28,6 +28,7 @@ BODY_MAX = 100_000  # GitHub refuses release bodies over 125,000 characters
 
 class GitHubTarget(BaseTarget):
     kind = "github"
+    CREDENTIALS: ClassVar[Mapping[str, str]] = {"token": "GITHUB_TOKEN"}
 
     def __init__(self, config: TargetConfig, environ: Mapping[str, str] | None = None):
         super().__init__(config, environ)
@@ -43,19 +44,13 @@ class GitHubTarget(BaseTarget):
         self.web = str(opts.get("web_url", "https://github.com")).rstrip("/")
         self.retry_wait_max = float(opts.get("retry_wait_max", 60))
         self._session: requests.Session | None = None
-        # Masked from the moment the target exists, before any request or error can show it.
-        register_secret(self.environ.get(self.config.credentials.get("token", "GITHUB_TOKEN")))
         self.release: dict[str, Any] | None = None
+        self._listing: dict[str, dict[str, Any]] = {}  # the release's assets, as the plan saw them
 
     # -- HTTP -----------------------------------------------------------------------------
     def _http(self) -> requests.Session:
         if self._session is None:
-            var = self.config.credentials.get("token", "GITHUB_TOKEN")
-            token = self.environ.get(var)
-            if not token:
-                raise D4CError(f"target {self.name!r}: GitHub token not set (environment variable {var})",
-                               hint=f"export {var} (contents: write), or name another under credentials.token")
-            register_secret(token)
+            token = self.credential("token")  # contents: write on the repository
             self._session = http.session()
             self._session.headers.update({"Authorization": f"Bearer {token}",
                                           "Accept": "application/vnd.github+json",
@@ -105,6 +100,33 @@ class GitHubTarget(BaseTarget):
 
     def _release_page(self, tag: str) -> str:
         return f"{self.web}/{self.repo}/releases/tag/{quote(tag, safe='/')}"
+
+    # -- the plan: reads only -------------------------------------------------------------
+    def probe(self, ctx: ReleaseContext) -> list[str]:
+        """GET the repository with the token (reachable, authenticated, may it push?), then
+        this tag's release and its assets, if there is one."""
+        repo = self._call("GET", f"/repos/{self.repo}").json()
+        perms = repo.get("permissions") if isinstance(repo, dict) else None
+        if isinstance(perms, dict) and not perms.get("push"):
+            raise D4CError(f"target {self.name!r}: the token may not write to {self.repo}",
+                           hint="give the token contents: write on the repository")
+        self.release = self._find(ctx.tag, ctx.state.get("release_id"), tidy=False)
+        if self.release is None:
+            return [f"no release {ctx.tag} yet: prepare makes a draft"]
+        self._listing = self._assets(self.release)
+        state = "draft" if self.release["draft"] else "published release"
+        return [f"{state} {ctx.tag} exists with {len(self._listing)} asset(s)"]
+
+    def look(self, key: str, sha256: str) -> str:
+        tag, _, name = key.rpartition("/")
+        if self.release is None or self.release.get("tag_name") != tag or name not in self._listing:
+            return "absent"
+        if self._sha256(self._listing[name]) == sha256:
+            return "present"
+        if not self.release["draft"]:
+            raise D4CError(f"target {self.name!r}: published asset {key} has other bytes",
+                           hint="published releases are immutable: bump the version")
+        return "absent (the draft's other bytes are replaced)"
 
     # -- lifecycle ------------------------------------------------------------------------
     def prepare(self, ctx: ReleaseContext) -> dict[str, Any]:
@@ -185,7 +207,7 @@ class GitHubTarget(BaseTarget):
         return []  # retain: all is enforced in __init__
 
     # -- helpers --------------------------------------------------------------------------
-    def _find(self, tag: str, hint: Any = None) -> dict[str, Any] | None:
+    def _find(self, tag: str, hint: Any = None, tidy: bool = True) -> dict[str, Any] | None:
         """The published release of `tag`, else the oldest draft for it (extra drafts removed).
 
         `hint` (the journal's release id) spares listing every release of the repository."""
@@ -198,7 +220,7 @@ class GitHubTarget(BaseTarget):
                 return dict(got.json())
         drafts = sorted((r for r in self._pages(f"/repos/{self.repo}/releases")
                          if r.get("draft") and r.get("tag_name") == tag), key=lambda r: r["id"])
-        for extra in drafts[1:]:  # duplicates from an earlier crashed run: keep one draft
+        for extra in drafts[1:] if tidy else ():  # duplicates from a crashed run: keep one draft
             self._call("DELETE", f"/repos/{self.repo}/releases/{extra['id']}", ok=(204, 404))
         return drafts[0] if drafts else None
 

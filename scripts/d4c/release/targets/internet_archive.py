@@ -18,14 +18,14 @@ import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 
 from d4c import http
 from d4c.errors import D4CError
-from d4c.redact import redact, register_secret
+from d4c.redact import redact
 from d4c.release.targets.base import BaseTarget, ReleaseContext, ReleaseFile, TargetConfig
 
 _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9._-]+")
@@ -47,6 +47,7 @@ def _header_value(value: str) -> str:
 
 class InternetArchiveTarget(BaseTarget):
     kind = "internet-archive"
+    CREDENTIALS: ClassVar[Mapping[str, str]] = {"access": "IA_ACCESS_KEY", "secret": "IA_SECRET_KEY"}
 
     def __init__(self, config: TargetConfig, environ: Mapping[str, str] | None = None):
         super().__init__(config, environ)
@@ -61,31 +62,21 @@ class InternetArchiveTarget(BaseTarget):
         self.mediatype = str(opts.get("mediatype", "data"))
         self.settle_seconds = float(opts.get("settle_seconds", 120))
         self._session: requests.Session | None = None
-        for role, default in (("access", "IA_ACCESS_KEY"), ("secret", "IA_SECRET_KEY")):
-            # masked from the moment the target exists, before any request or error can show it
-            register_secret(self.environ.get(self.config.credentials.get(role, default)))
         self._reader = http.session()  # public reads carry no credentials
         self._files: list[ReleaseFile] = []
         self._meta: dict[str, str] = {}  # item metadata headers, sent with the creating PUT
 
     def _http(self) -> requests.Session:
         if self._session is None:
-            keys = []
-            for role, default in (("access", "IA_ACCESS_KEY"), ("secret", "IA_SECRET_KEY")):
-                var = self.config.credentials.get(role, default)
-                value = self.environ.get(var)
-                if not value:
-                    raise D4CError(f"target {self.name!r}: IA-S3 {role} key not set (environment variable {var})",
-                                   hint="get keys at https://archive.org/account/s3.php and export them")
-                register_secret(value)
-                keys.append(value)
+            access, secret = self.credential("access"), self.credential("secret")  # archive.org/account/s3.php
             self._session = http.session()
-            self._session.headers["Authorization"] = f"LOW {keys[0]}:{keys[1]}"
+            self._session.headers["Authorization"] = f"LOW {access}:{secret}"
         return self._session
 
-    def _call(self, method: str, url: str, ok: tuple[int, ...] = (200,), **kw: Any) -> requests.Response:
-        try:
-            session = self._reader if method == "GET" else self._http()
+    def _call(self, method: str, url: str, ok: tuple[int, ...] = (200,), auth: bool | None = None,
+              **kw: Any) -> requests.Response:
+        try:  # public reads carry no keys; writes (and `auth`) do
+            session = self._http() if (method != "GET" if auth is None else auth) else self._reader
             resp = session.request(method, url, **kw)
         except requests.RequestException as exc:
             raise D4CError(f"target {self.name!r}: {method} {url}: {http.describe(exc)}",
@@ -114,11 +105,25 @@ class InternetArchiveTarget(BaseTarget):
         if ctx.dry_run:
             return {}
         self._http()  # missing keys fail here, before any upload anywhere
+        self._own_item(ctx, ident)
+        return {"ia_item": f"{self.archive}/details/{ident}"}
+
+    def probe(self, ctx: ReleaseContext) -> list[str]:
+        """IA-S3 `GET /` with the keys (lists the caller's items: the keys work), then the
+        item: absent, or this release's (an item of something else is an error)."""
+        self._files = ctx.files
+        self._meta = self._item_headers(ctx)
+        self._call("GET", f"{self.s3}/", auth=True)
+        ident = identifier(self.template, ctx.dataset_id, ctx.version)
+        return [f"item {ident} exists" if self._own_item(ctx, ident) else f"item {ident} is made by the first upload"]
+
+    def _own_item(self, ctx: ReleaseContext, ident: str) -> bool:
+        """True when the item exists and is this release's; an error when it is another's."""
         meta = self._item(ident).get("metadata") or {}
         if meta and meta.get("d4c-dataset") != f"{ctx.dataset_id}/v{ctx.version}":
             raise D4CError(f"target {self.name!r}: archive.org item {ident} exists and is not this release",
                            hint="choose another options.identifier template")
-        return {"ia_item": f"{self.archive}/details/{ident}"}
+        return bool(meta)
 
     def _item_headers(self, ctx: ReleaseContext) -> dict[str, str]:
         r = ctx.recipe

@@ -1,13 +1,14 @@
 """`local`: a directory with the same layout rules as a bucket (the offline default)."""
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from d4c.atomic import atomic_write
 from d4c.digest import sha256_file
 from d4c.errors import D4CError
-from d4c.release.targets.base import BaseTarget, TargetConfig
+from d4c.release.targets.base import BaseTarget, ReleaseContext, TargetConfig
 
 
 class LocalTarget(BaseTarget):
@@ -22,6 +23,16 @@ class LocalTarget(BaseTarget):
         if not path.is_relative_to(self.root.resolve()):
             raise D4CError(f"target {self.name!r}: key {key!r} escapes {self.root}")
         return path
+
+    def probe(self, ctx: ReleaseContext) -> list[str]:
+        """The folder (or the nearest folder above it that exists) must be writable."""
+        here = self.root.resolve()
+        while not here.exists() and here != here.parent:
+            here = here.parent
+        if not here.is_dir() or not os.access(here, os.W_OK | os.X_OK):
+            raise D4CError(f"target {self.name!r}: {here} is not a writable folder",
+                           hint=f"fix the permissions or options.path of {self.root}")
+        return [] if self.root.is_dir() else [f"{self.root} will be made"]
 
     def exists(self, key: str, sha256: str) -> bool:
         path = self._path(key)

@@ -23,7 +23,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from d4c.errors import D4CError
-from d4c.release.targets.base import BaseTarget, TargetConfig
+from d4c.release.targets.base import BaseTarget, ReleaseContext, TargetConfig
 
 log = logging.getLogger(__name__)
 MiB = 1 << 20
@@ -62,6 +62,14 @@ def _code(exc: ClientError) -> str:
 
 class S3Target(BaseTarget):
     kind = "s3"
+    OPTIONAL = frozenset({"session_token"})
+
+    def credential_vars(self) -> dict[str, str]:
+        named = dict(self.config.credentials)
+        if "access_key_id" in named or "secret_access_key" in named:  # one named: both needed
+            named.setdefault("access_key_id", "AWS_ACCESS_KEY_ID")
+            named.setdefault("secret_access_key", "AWS_SECRET_ACCESS_KEY")
+        return named
 
     def __init__(self, config: TargetConfig, environ: Mapping[str, str] | None = None):
         super().__init__(config, environ)
@@ -77,9 +85,11 @@ class S3Target(BaseTarget):
         self.part_checksum = str(opts.get("part_checksum", "CRC32")).upper()
         self._composite: dict[str, str] = {}  # key -> composite checksum we proved at upload
         creds: dict[str, Any] = {}
-        if "access_key_id" in config.credentials or "secret_access_key" in config.credentials:
-            creds = {"aws_access_key_id": self.credential("access_key_id"),
-                     "aws_secret_access_key": self.credential("secret_access_key"),
+        if self.credential_vars() and not self.missing_credentials():
+            # None named: boto3's own chain (instance role, ~/.aws). Some unset: the plan names
+            # them and stops before this client makes any call.
+            creds = {"aws_access_key_id": self.credential("access_key_id", required=False),
+                     "aws_secret_access_key": self.credential("secret_access_key", required=False),
                      "aws_session_token": self.credential("session_token", required=False)}
         self.client = _session().client(
             "s3", endpoint_url=opts.get("endpoint_url"), region_name=opts.get("region", "us-east-1"),
@@ -108,6 +118,14 @@ class S3Target(BaseTarget):
             raise self._fail("HEAD", key, exc) from None
         except BotoCoreError as exc:
             raise self._fail("HEAD", key, exc) from None
+
+    def probe(self, ctx: ReleaseContext) -> list[str]:
+        """HEAD the bucket: it exists, the endpoint answers, these credentials reach it."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail("HEAD", "", exc) from None
+        return []
 
     def exists(self, key: str, sha256: str) -> bool:
         head = self._head(key)

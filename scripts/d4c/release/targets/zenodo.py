@@ -16,14 +16,14 @@ import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import requests
 
 from d4c import http, paths, semver
 from d4c.errors import D4CError
-from d4c.redact import redact, register_secret
+from d4c.redact import redact
 from d4c.release.targets.base import BaseTarget, ReleaseContext, ReleaseFile, TargetConfig
 
 MAX_FILES = 100
@@ -33,6 +33,7 @@ _RECORD_URL = re.compile(r"/records/(\d+)/files/")
 
 class ZenodoTarget(BaseTarget):
     kind = "zenodo"
+    CREDENTIALS: ClassVar[Mapping[str, str]] = {"token": "ZENODO_TOKEN"}
 
     def __init__(self, config: TargetConfig, environ: Mapping[str, str] | None = None):
         super().__init__(config, environ)
@@ -47,8 +48,6 @@ class ZenodoTarget(BaseTarget):
         # Zenodo's search index trails writes by about a second: look twice before a create.
         self.index_lag = float(opts.get("index_lag_seconds", 2))
         self._session: requests.Session | None = None
-        # Masked from the moment the target exists, before any request or error can show it.
-        register_secret(self.environ.get(self.config.credentials.get("token", "ZENODO_TOKEN")))
         self.record_id: str | None = None
         self._md5: dict[str, str] = {}  # sha256 -> md5 of files this run uploaded
         self._files: list[ReleaseFile] = []  # the release's files (torrents join later)
@@ -56,12 +55,7 @@ class ZenodoTarget(BaseTarget):
     # -- HTTP -----------------------------------------------------------------------------
     def _http(self) -> requests.Session:
         if self._session is None:
-            var = self.config.credentials.get("token", "ZENODO_TOKEN")
-            token = self.environ.get(var)
-            if not token:
-                raise D4CError(f"target {self.name!r}: Zenodo token not set (environment variable {var})",
-                               hint=f"export {var}, or name another variable under credentials.token")
-            register_secret(token)
+            token = self.credential("token")
             self._session = http.session()
             self._session.headers["Authorization"] = f"Bearer {token}"
         return self._session
@@ -99,6 +93,24 @@ class ZenodoTarget(BaseTarget):
         # dry-run plan) the URL shows where the id goes.
         record = self.record_id or "{record_id}"
         return f"{self.base}/records/{record}/files/{quote(key, safe='~-._')}?download=1"
+
+    # -- the plan: reads only -------------------------------------------------------------
+    def probe(self, ctx: ReleaseContext) -> list[str]:
+        """The limits, then the user's records (an authenticated GET: the token works):
+        is there already a draft or a record of this version?"""
+        self._check_limits(ctx)
+        self._files = ctx.files
+        hits = self._version_hits(ctx)
+        rec = hits[0] if hits else self._hinted(ctx)
+        if rec is None:
+            return ["no record of this version yet: prepare makes a draft and reserves its DOI"]
+        self.record_id = str(rec["id"])
+        state = "published record" if rec.get("is_published") else "draft"
+        return [f"{state} {rec['id']} of this version exists" + (
+            f" (and {len(hits) - 1} duplicate draft(s) that prepare discards)" if len(hits) > 1 else "")]
+
+    def look(self, key: str, sha256: str) -> str:
+        return "absent" if self.record_id is None else super().look(key, sha256)
 
     # -- lifecycle ------------------------------------------------------------------------
     def prepare(self, ctx: ReleaseContext) -> dict[str, Any]:
@@ -229,18 +241,30 @@ class ZenodoTarget(BaseTarget):
         hits = self._call("GET", "/user/records", params={"q": q, "allversions": "true", "size": 100})
         return list(hits.json()["hits"]["hits"])
 
-    def _find_version(self, ctx: ReleaseContext) -> dict[str, Any] | None:
+    def _hinted(self, ctx: ReleaseContext) -> dict[str, Any] | None:
+        """The journal's record of this version, if it still is one (a hint, not the truth)."""
         hint = ctx.state.get("record_id")
-        if hint:
-            self.record_id = str(hint)
-            try:
-                rec = self._state()
-            except D4CError:  # a hint, not the truth: the record may be gone
-                rec = {}
-            if (rec.get("metadata") or {}).get("version") == ctx.version:
-                return rec
+        if not hint:
+            return None
+        self.record_id = str(hint)
+        try:
+            rec = self._state()
+        except D4CError:  # the record may be gone
+            rec = {}
+        self.record_id = None
+        return rec if (rec.get("metadata") or {}).get("version") == ctx.version else None
+
+    def _version_hits(self, ctx: ReleaseContext) -> list[dict[str, Any]]:
+        """This version's drafts and records: published first, then the oldest."""
         hits = self._search(f'metadata.identifiers.identifier:"{_urn(ctx.dataset_id, ctx.version)}"')
-        hits.sort(key=lambda h: (not h.get("is_published"), len(str(h["id"])), str(h["id"])))  # published, then oldest
+        return sorted(hits, key=lambda h: (not h.get("is_published"), len(str(h["id"])), str(h["id"])))
+
+    def _find_version(self, ctx: ReleaseContext) -> dict[str, Any] | None:
+        rec = self._hinted(ctx)
+        if rec is not None:
+            self.record_id = str(rec["id"])
+            return rec
+        hits = self._version_hits(ctx)
         for extra in hits[1:]:  # duplicate drafts (a create lost in the index lag): discard them
             if not extra.get("is_published"):
                 self._call("DELETE", f"/records/{extra['id']}/draft", ok=(204, 404))

@@ -1,0 +1,273 @@
+"""The release plan: every action `d4c release` would take, and whether it can succeed.
+
+`plan()` only reads. It resolves the targets config, asks every selected target for
+every credential it needs (no network: an unset variable is named in one line), reads
+the build, then proves each target reachable and writable with a read (local: the
+folder is writable; s3: HEAD of the bucket; zenodo: the user's records; github: GET of
+the repository; internet-archive: IA-S3 `GET /` with the keys), loads the journal from
+the primary target, and lists each action with what is already there. `execute()`
+(`d4c.release.orchestrate`) refuses a plan with any problem, so nothing is written
+anywhere (no draft, no DOI, no upload, no record) before the whole plan is possible.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from d4c import paths
+from d4c import recipe as recipes
+from d4c.errors import D4CError
+from d4c.release import config as cfgmod
+from d4c.release.bundle import bundle_bytes
+from d4c.release.files import build_dir_for, describe_bytes, read_build
+from d4c.release.journal import Journal
+from d4c.release.targets import (
+    BaseTarget,
+    ReleaseContext,
+    ReleaseFile,
+    StateStore,
+    Target,
+    make_target,
+    source_key,
+)
+
+
+@dataclass(frozen=True)
+class Action:
+    """One step of the release; `step` is its key in the journal."""
+
+    step: str
+    op: str  # prepare | torrent | upload | cleanup | finalize | record | catalog
+    target: str = ""
+    key: str = ""
+    file: str = ""  # the file as published (upload), or what the step writes
+    size: int | None = None  # None: made during the run (torrents), or no build yet
+    sha256: str | None = None
+    url: str = ""
+    exists: str = ""  # what is there now: present | absent | unknown | a note
+
+
+@dataclass
+class Plan:
+    recipe: recipes.Recipe
+    config: cfgmod.TargetsConfig
+    root: Path
+    build_dir: Path
+    stage: Path  # where execute() writes the small release files and the torrents
+    targets: list[Target] = field(default_factory=list)
+    journal: Journal | None = None
+    manifest_bytes: bytes = b""
+    manifest: dict[str, Any] = field(default_factory=dict)
+    files: list[ReleaseFile] = field(default_factory=list)  # torrents join during the run
+    staged: dict[str, bytes] = field(default_factory=dict)  # file name -> bytes for the stage
+    actions: list[Action] = field(default_factory=list)
+    notes: dict[str, list[str]] = field(default_factory=dict)  # target -> what its probe saw
+    problems: list[D4CError] = field(default_factory=list)
+
+    @property
+    def names(self) -> dict[str, str]:
+        stem = f"{self.recipe.id}_v{self.recipe.version}"
+        return {"manifest": f"{stem}_manifest.json", "provenance": f"{stem}_provenance.json",
+                "bundle": f"{stem}_source.tar.gz", "journal": f"{stem}_journal.json"}
+
+    @property
+    def torrents(self) -> bool:
+        return bool((self.recipe.data.get("distribution") or {}).get("torrent", True))
+
+    @property
+    def record_path(self) -> Path:
+        return paths.releases_dir(self.root) / self.recipe.id / f"{self.recipe.version}.json"
+
+    @property
+    def catalog(self) -> str:
+        return self.config.catalog or str(paths.state_dir(self.root) / "catalog" / "catalog.parquet")
+
+    def of(self, op: str, target: str | None = None) -> list[Action]:
+        return [a for a in self.actions if a.op == op and target in (None, a.target)]
+
+    def target(self, name: str) -> Target:
+        return next(t for t in self.targets if t.name == name)
+
+    def error(self) -> D4CError:
+        """The one error a run that cannot succeed stops with, before any write."""
+        if len(self.problems) == 1:
+            return self.problems[0]
+        return D4CError(f"{len(self.problems)} problems stop the release: "
+                        + "; ".join(p.line() for p in self.problems),
+                        hint="fix them all, then rerun; `d4c release --dry-run` shows the plan")
+
+    def to_dict(self) -> dict[str, Any]:
+        rcp = self.recipe
+        return {"id": rcp.id, "version": rcp.version, "tag": f"{rcp.id}/v{rcp.version}",
+                "build": str(self.build_dir), "possible": not self.problems,
+                "problems": [p.line() for p in self.problems],
+                "targets": [{"name": t.name, "kind": t.kind, "retain": t.retain,
+                             "source_mirror": t.source_mirror, "notes": self.notes.get(t.name, [])}
+                            for t in self.targets],
+                "actions": [asdict(a) for a in self.actions]}
+
+    def lines(self) -> list[str]:
+        """The plan as text: what would go where, what is there, what stops it."""
+        rcp = self.recipe
+        built = (self.build_dir / "manifest.json").is_file()
+        out = [f"release {rcp.id} v{rcp.version} (tag {rcp.id}/v{rcp.version})",
+               f"build: {self.build_dir}" + ("" if built else
+                                             f" (missing: build it first with `d4c build {rcp.id} --check`)")]
+        for t in self.targets:
+            out.append(f"target {t.name} ({t.kind}, retain {t.retain}"
+                       + (", source mirror)" if t.source_mirror else ")"))
+            out += [f"  found: {n}" for n in self.notes.get(t.name, [])]
+            out += [f"  {_line(a)}" for a in self.actions if a.target == t.name]
+        out += [_line(a) for a in self.actions if not a.target]
+        out += [f"blocked: {p.line()}" for p in self.problems]
+        return out
+
+
+def _line(a: Action) -> str:
+    size = "" if a.size is None else f" ({a.size} bytes)"
+    where = f" -> {a.url}" if a.url else ""
+    there = f" [{a.exists}]" if a.exists else ""
+    if a.op == "upload":
+        return f"upload {a.key}{size}{where}{there}"
+    if a.op == "cleanup":
+        return f"then delete older versions of {a.key}"
+    return f"{a.op}: {a.file or a.target}{there}"
+
+
+def plan(dataset_id: str, targets_file: Path | None = None, root: Path | None = None) -> Plan:
+    """Everything the release would do, checked; reads only (see the module docstring)."""
+    root = root or paths.repo_root()
+    rcp = recipes.load_id(dataset_id, root)
+    p = Plan(recipe=rcp, config=cfgmod.load(targets_file, root), root=root,
+             build_dir=build_dir_for(root, rcp),
+             stage=paths.state_dir(root) / "release" / rcp.id / f"v{rcp.version}")
+    p.targets = _targets(p)
+    unset = {t.name: t.missing_credentials() for t in p.targets}
+    p.problems += [e for errs in unset.values() for e in errs]
+    _read_build(p)
+    ready = [t for t in p.targets if not unset[t.name]]
+    primary = next((t for t in p.targets if isinstance(t, StateStore)), None)
+    p.journal = Journal(paths.state_dir(root) / "journal" / rcp.id / f"v{rcp.version}.json", primary,
+                        primary.key_for(rcp.id, rcp.version, p.names["journal"]) if primary else None)
+    if primary is None:
+        p.journal.load()  # local only
+    probed = _probe(p, sorted(ready, key=lambda t: t is not primary))
+    p.actions = _actions(p, probed)
+    return p
+
+
+def _targets(p: Plan) -> list[Target]:
+    """The recipe's targets, made (making one reads its config and environment, nothing else)."""
+    rcp, cfg = p.recipe, p.config
+    wanted = (rcp.data.get("distribution") or {}).get("targets", "all")
+    if wanted != "all":
+        unknown = sorted(set(wanted) - {c.name for c in cfg.targets})
+        if unknown:
+            raise D4CError(f"{rcp.path}: distribution.targets names unknown target {unknown[0]!r}",
+                           hint="add it to the targets config or fix the name")
+    configs = [c for c in cfg.targets if wanted == "all" or c.name in wanted]
+    if not configs:
+        raise D4CError(f"{rcp.path}: no configured target matches distribution.targets")
+    return [make_target(c) for c in configs]
+
+
+def _read_build(p: Plan) -> None:
+    """The build's files and the small release files, described from their bytes."""
+    rcp, names = p.recipe, p.names
+    try:
+        p.manifest_bytes, p.manifest = read_build(rcp, p.build_dir)
+    except D4CError as exc:
+        p.problems.append(exc)
+        return
+    p.files = [ReleaseFile(role="data", name=o["name"], file=o["file"], path=p.build_dir / o["file"],
+                           size=int(o["size"]), sha256=o["sha256"], md5=o["md5"],
+                           media_type=o.get("media_type", "application/octet-stream"))
+               for o in p.manifest["outputs"]]
+    p.staged[names["manifest"]] = p.manifest_bytes
+    if (p.build_dir / "provenance.json").is_file():
+        p.staged[names["provenance"]] = (p.build_dir / "provenance.json").read_bytes()
+    p.staged[names["bundle"]], _ = bundle_bytes(p.root, rcp.folder, p.manifest_bytes,
+                                                f"{rcp.id}_v{rcp.version}_source",
+                                                int(p.manifest.get("source_date_epoch") or 0))
+    for role in ("manifest", "provenance", "bundle"):
+        if names[role] in p.staged:
+            p.files.append(describe_bytes(role, p.stage / names[role], p.staged[names[role]]))
+
+
+def context(p: Plan, t: Target, journal: Journal | None) -> ReleaseContext:
+    urls = {u.name: {f.file: u.public_url(u.key_for(p.recipe.id, p.recipe.version, f.file))
+                     for f in p.files} for u in p.targets}
+    return ReleaseContext(dataset_id=p.recipe.id, version=p.recipe.version, recipe=p.recipe.data,
+                          manifest=p.manifest, files=p.files, urls=urls,  # one list: torrents join it
+                          state=journal.target_state(t.name) if journal else {})
+
+
+def _probe(p: Plan, ready: list[Target]) -> list[str]:
+    """Probe each target whose credentials are all set (the primary first, then the
+    journal it holds gives the others their hints); the names of those that passed."""
+    passed: list[str] = []
+    for t in ready:
+        try:
+            p.notes[t.name] = t.probe(context(p, t, p.journal))
+            if p.journal is not None and t is p.journal.primary:
+                p.journal.load()
+                steps = p.journal.data.get("steps") or {}
+                if steps:
+                    p.notes[t.name].append(f"journal {p.journal.where}: {len(steps)} step(s) done")
+            passed.append(t.name)
+        except D4CError as exc:
+            p.problems.append(exc)
+    return passed
+
+
+def _has_hook(t: Target, which: str) -> bool:
+    return getattr(type(t), which) is not getattr(BaseTarget, which, None)
+
+
+def _actions(p: Plan, probed: list[str]) -> list[Action]:
+    rcp = p.recipe
+    out = [Action(f"prepare:{t.name}", "prepare", t.name) for t in p.targets if _has_hook(t, "prepare")]
+    data = [f for f in p.files if f.role == "data"] or [
+        ReleaseFile("data", o.name, rcp.artifact_name(o), p.build_dir / rcp.artifact_name(o), 0, "", "", "")
+        for o in rcp.outputs]  # no build yet: the files the recipe promises
+    torrents = [f"{f.file}.torrent" for f in data] if p.torrents else []
+    out += [Action(f"torrent:{name}", "torrent", file=name, exists="made after prepare (its web seeds "
+                   "name the prepared URLs)") for name in torrents]
+    for t in p.targets:
+        out += _uploads(p, t, data, torrents, t.name in probed)
+    out += [Action(f"cleanup:{t.name}", "cleanup", t.name, key=rcp.id) for t in p.targets
+            if t.retain == "latest"]
+    out += [Action(f"finalize:{t.name}", "finalize", t.name) for t in p.targets if _has_hook(t, "finalize")]
+    record = p.record_path
+    out.append(Action("record", "record", file=str(record.relative_to(p.root)),
+                      exists="present" if record.is_file() else "absent"))
+    out.append(Action("catalog", "catalog", file=p.catalog))
+    return out
+
+
+def _uploads(p: Plan, t: Target, data: list[ReleaseFile], torrents: list[str],
+             probed: bool) -> list[Action]:
+    """Each file, then each raw source on a source mirror, with what the target holds now."""
+    ident, version = p.recipe.id, p.recipe.version
+    rows: list[tuple[str, str, int | None, str | None]] = [
+        (t.key_for(ident, version, f.file), f.file, f.size or None, f.sha256 or None)
+        for f in data + [f for f in p.files if f.role != "data"]]
+    rows += [(t.key_for(ident, version, name), name, None, None) for name in torrents]
+    if t.source_mirror:
+        rows += [(source_key(s["sha256"]), str(s.get("name")), s.get("size"), s["sha256"])
+                 for s in p.manifest.get("sources") or []]
+    out = []
+    for key, file, size, sha in rows:
+        there = "unknown"
+        if probed and sha:
+            try:
+                there = t.look(key, sha)
+            except D4CError as exc:
+                p.problems.append(exc)
+                there = "conflict"
+        elif torrents and file in torrents:
+            there = "made during the run"
+        out.append(Action(f"upload:{t.name}:{key}", "upload", t.name, key=key, file=file, size=size,
+                          sha256=sha, url=t.public_url(key), exists=there))
+    return out
