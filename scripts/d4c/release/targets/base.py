@@ -141,6 +141,7 @@ class BaseTarget:
     kind = "base"
     CREDENTIALS: ClassVar[Mapping[str, str]] = {}  # role -> default environment variable
     OPTIONAL: ClassVar[frozenset[str]] = frozenset()  # roles that may stay unset
+    KEEPS_EVERY_VERSION: ClassVar[str] = ""  # why a kind refuses retain: latest and source mirroring
 
     def __init__(self, config: TargetConfig, environ: Mapping[str, str] | None = None):
         self.config = config
@@ -148,6 +149,9 @@ class BaseTarget:
         self.retain: Retain = config.retain
         self.source_mirror = config.source_mirror
         self.environ = os.environ if environ is None else environ
+        if self.KEEPS_EVERY_VERSION and (config.retain != "all" or config.source_mirror):
+            raise D4CError(f"target {self.name!r}: {self.KEEPS_EVERY_VERSION}",
+                           hint=f"use retain: all and source_mirror: false for a {self.kind} target")
         for var in self.credential_vars().values():
             register_secret(self.environ.get(var))
 

@@ -29,12 +29,10 @@ BODY_MAX = 100_000  # GitHub refuses release bodies over 125,000 characters
 class GitHubTarget(BaseTarget):
     kind = "github"
     CREDENTIALS: ClassVar[Mapping[str, str]] = {"token": "GITHUB_TOKEN"}
+    KEEPS_EVERY_VERSION = "GitHub releases are kept for every version"
 
     def __init__(self, config: TargetConfig, environ: Mapping[str, str] | None = None):
         super().__init__(config, environ)
-        if config.retain != "all" or config.source_mirror:
-            raise D4CError(f"target {self.name!r}: GitHub releases are kept for every version",
-                           hint="use retain: all and source_mirror: false for a github target")
         opts = config.options
         self.repo = str(opts.get("repo", ""))
         if self.repo.count("/") != 1:

@@ -48,12 +48,10 @@ def _header_value(value: str) -> str:
 class InternetArchiveTarget(BaseTarget):
     kind = "internet-archive"
     CREDENTIALS: ClassVar[Mapping[str, str]] = {"access": "IA_ACCESS_KEY", "secret": "IA_SECRET_KEY"}
+    KEEPS_EVERY_VERSION = "archive.org items are kept for every version"
 
     def __init__(self, config: TargetConfig, environ: Mapping[str, str] | None = None):
         super().__init__(config, environ)
-        if config.retain != "all" or config.source_mirror:
-            raise D4CError(f"target {self.name!r}: archive.org items are kept for every version",
-                           hint="use retain: all and source_mirror: false for an internet-archive target")
         opts = config.options
         self.template = str(opts.get("identifier", "{id}_v{version}"))
         self.s3 = str(opts.get("s3_url", "https://s3.us.archive.org")).rstrip("/")

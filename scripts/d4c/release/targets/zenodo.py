@@ -34,12 +34,10 @@ _RECORD_URL = re.compile(r"/records/(\d+)/files/")
 class ZenodoTarget(BaseTarget):
     kind = "zenodo"
     CREDENTIALS: ClassVar[Mapping[str, str]] = {"token": "ZENODO_TOKEN"}
+    KEEPS_EVERY_VERSION = "zenodo records are permanent archives"
 
     def __init__(self, config: TargetConfig, environ: Mapping[str, str] | None = None):
         super().__init__(config, environ)
-        if config.retain != "all" or config.source_mirror:
-            raise D4CError(f"target {self.name!r}: zenodo records are permanent archives",
-                           hint="use retain: all and source_mirror: false for a zenodo target")
         opts = config.options
         self.base = str(opts.get("base_url", "https://zenodo.org")).rstrip("/")
         self.max_files = int(opts.get("max_files", MAX_FILES))
