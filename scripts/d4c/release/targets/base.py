@@ -38,7 +38,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 from urllib.parse import quote
 
-from d4c import semver
+import requests
+
+from d4c import http, semver
 from d4c.errors import D4CError
 from d4c.redact import register_secret
 
@@ -185,6 +187,15 @@ class BaseTarget:
                 f"target {self.name!r}: no environment variable named for credential {role!r}",
                 hint=f"name one under credentials.{role}")
         return value
+
+    def send(self, session: requests.Session, method: str, url: str, label: str,
+             **kw: Any) -> requests.Response:
+        """One HTTP request of a service kind; a transport error names the target, never a token."""
+        try:
+            return session.request(method, url, **kw)
+        except requests.RequestException as exc:
+            raise D4CError(f"target {self.name!r}: {method} {label}: {http.describe(exc)}",
+                           hint="rerun `d4c release`: it resumes from what is already there") from None
 
     def probe(self, ctx: ReleaseContext) -> list[str]:
         """Read only: prove the target is reachable and these credentials may write there

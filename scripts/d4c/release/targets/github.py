@@ -59,11 +59,7 @@ class GitHubTarget(BaseTarget):
         url = url if url.startswith("http") else f"{self.api}{url}"
 
         def send() -> requests.Response:
-            try:
-                return self._http().request(method, url, **kw)
-            except requests.RequestException as exc:
-                raise D4CError(f"target {self.name!r}: {method} {url.split('?')[0]}: {http.describe(exc)}",
-                               hint="rerun `d4c release`: it resumes from what is already there") from None
+            return self.send(self._http(), method, url, url.split("?")[0], **kw)
 
         def limited(resp: requests.Response) -> bool:
             # Rate-limited requests were refused before being applied: safe to send again.

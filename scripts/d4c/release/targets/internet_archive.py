@@ -73,12 +73,9 @@ class InternetArchiveTarget(BaseTarget):
 
     def _call(self, method: str, url: str, ok: tuple[int, ...] = (200,), auth: bool | None = None,
               **kw: Any) -> requests.Response:
-        try:  # public reads carry no keys; writes (and `auth`) do
-            session = self._http() if (method != "GET" if auth is None else auth) else self._reader
-            resp = session.request(method, url, **kw)
-        except requests.RequestException as exc:
-            raise D4CError(f"target {self.name!r}: {method} {url}: {http.describe(exc)}",
-                           hint="rerun `d4c release`: it resumes from what is already there") from None
+        # public reads carry no keys; writes (and `auth`) do
+        session = self._http() if (method != "GET" if auth is None else auth) else self._reader
+        resp = self.send(session, method, url, url, **kw)
         if resp.status_code not in ok:
             code = re.search(r"<Code>(.*?)</Code>", resp.text)
             raise D4CError(f"target {self.name!r}: {method} {url} answered {resp.status_code}"

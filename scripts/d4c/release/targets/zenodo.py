@@ -62,11 +62,7 @@ class ZenodoTarget(BaseTarget):
         url = path if path.startswith("http") else f"{self.base}/api{path}"
 
         def send() -> requests.Response:
-            try:
-                return self._http().request(method, url, **kw)
-            except requests.RequestException as exc:
-                raise D4CError(f"target {self.name!r}: {method} {path}: {http.describe(exc)}",
-                               hint="rerun `d4c release`: it resumes from what is already there") from None
+            return self.send(self._http(), method, url, path, **kw)
 
         # A 429 was refused before being applied, so even a POST may be sent again (the
         # session already retries idempotent methods).
