@@ -171,7 +171,7 @@ print("ready", flush=True)
 sys.stdin.read(1)  # all start together: the build goes from little to 900 MiB in a few milliseconds
 block = b"x" * (150 << 20)  # touched: every page is resident
 print("holding", len(block) >> 20, "MiB", flush=True)
-time.sleep(3)
+time.sleep(2.5)
 """
 
 
@@ -225,7 +225,7 @@ chunk = b"x" * (64 << 20)
 for _ in range(16):  # 1 GiB of RAM that is mapped nowhere: no process's RSS or PSS shows it
     os.write(fd, chunk)
 print("holding", os.fstat(fd).st_size >> 20, "MiB in a memfd", flush=True)
-time.sleep(4)
+time.sleep(2.5)
 """
 
 
