@@ -7,7 +7,6 @@ installed (it knows many more formats than we do).
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -22,6 +21,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from d4c import canonical
+from d4c.atomic import atomic_write
 from d4c.build.logical import read_table
 from d4c.build.manifest import code_state
 from d4c.build.pipeline import MANIFEST, PROVENANCE, BuildOptions, build, check_out_dir, publish
@@ -187,15 +188,13 @@ def write_result(path: Path, recipe: Recipe, files: list[str], diffs: list[tuple
         "kept": str(kept) if kept else None,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, sort_keys=True, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, data=canonical.encode(doc))
 
 
 def build_twice(recipe: Recipe, root: Path, out: Path, opts: BuildOptions) -> dict[str, Any]:
     """Build twice under varied host conditions; publish into `out` only when identical."""
     out = out.absolute()
-    check_out_dir(out)
+    check_out_dir(out, recipe.id)
     opts = replace(opts, code=opts.code if opts.code is not None else code_state(root, recipe))
     runs = [out.with_name(f".{out.name}.check-{i + 1}") for i in range(2)]
     for folder in runs:  # our own leftovers from an interrupted check

@@ -28,7 +28,8 @@ def read_table(path: Path, fmt: str) -> pa.Table:
     if fmt in PARQUET_FORMATS:
         return pq.read_table(path)
     if fmt == "csv":
-        return pacsv.read_csv(path)
+        # Quoted values may hold line breaks (ctx.write_csv quotes them): read them as values.
+        return pacsv.read_csv(path, parse_options=pacsv.ParseOptions(newlines_in_values=True))
     raise ValueError(f"no reader for format {fmt!r}")
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pyarrow as pa
 
 from d4c import schemas
 from d4c.atomic import atomic_write
@@ -68,7 +69,12 @@ def output_entry(recipe: Recipe, output: Output, folder: Path) -> dict[str, Any]
         "rows": None, "columns": [], "schema_fingerprint": None, "logical_sha256": None,
         "geometry_types": [], "crs": None, "bbox": None,
     }
-    entry.update(describe(path, output.format))  # `accept` made it a plain file of ours first
+    try:
+        entry.update(describe(path, output.format))  # `accept` made it a plain file of ours first
+    except (OSError, ValueError, pa.ArrowException) as exc:  # the transform's bytes, not our bug
+        raise D4CError(f"output {path.name} is not a readable {output.format} file ({str(exc)[:200]})",
+                       where=recipe.folder.name, hint=f"write it with ctx.write_{output.format} or check the "
+                       "format declared in recipe.yaml") from None
     return entry
 
 

@@ -73,8 +73,12 @@ def resolve_sources(recipe: Recipe, mode: str) -> dict[str, Path]:
     return fetch.fetch_sources(recipe, mode="mirrors" if mode == "mirrors" else "auto", jobs=4)
 
 
-def check_out_dir(out: Path) -> None:
-    """Refuse to replace anything but an earlier d4c build: `--out ~` must not cost a home folder."""
+def check_out_dir(out: Path, dataset_id: str | None = None) -> None:
+    """Refuse to replace anything but an earlier d4c build: `--out ~` must not cost a home folder.
+
+    An earlier build is a folder holding only a valid manifest (of this dataset), its
+    provenance and the files that manifest lists: a JSON that merely looks like one is not.
+    """
     if not os.path.lexists(out):
         return
     if out.is_symlink() or not out.is_dir():
@@ -82,8 +86,12 @@ def check_out_dir(out: Path) -> None:
     entries = set(os.listdir(out))
     if not entries:
         return
+    known: set[str] = set()
     try:
-        known = {o["file"] for o in mf.load(out / MANIFEST)["outputs"]} | {MANIFEST, PROVENANCE}
+        manifest = mf.load(out / MANIFEST)
+        mf.validate(manifest)
+        if dataset_id is None or manifest["dataset"]["id"] == dataset_id:
+            known = {o["file"] for o in manifest["outputs"]} | {MANIFEST, PROVENANCE}
     except (D4CError, KeyError, TypeError):
         known = set()
     if not known or not entries <= known:
@@ -92,14 +100,15 @@ def check_out_dir(out: Path) -> None:
 
 
 def publish(stage: Path, out: Path) -> None:
-    """Swap the finished staging folder into `out` (the old build is removed after)."""
-    old = out.with_name(f".{out.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if out.exists():
-        os.replace(out, old)
+    """Swap the finished staging folder into `out`; the old build goes to a fresh name of ours
+    first (never a fixed neighbour name that someone else's folder could hold), then away."""
+    old: Path | None = None
+    if os.path.lexists(out):
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / "build")
     os.replace(stage, out)
-    shutil.rmtree(old, ignore_errors=True)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def build(recipe: Recipe, root: Path, out: Path, opts: BuildOptions) -> dict[str, Any]:
@@ -112,7 +121,7 @@ def build(recipe: Recipe, root: Path, out: Path, opts: BuildOptions) -> dict[str
     params = effective_params(recipe, opts.sample)
     limits = lim.from_recipe(recipe.data)
     out = out.absolute()
-    check_out_dir(out)
+    check_out_dir(out, recipe.id)
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     work = Path(tempfile.mkdtemp(prefix="d4c-build-"))

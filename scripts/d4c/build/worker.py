@@ -86,6 +86,22 @@ def _check_outputs(spec: dict[str, Any], ctx: BuildContext) -> str | None:
     return None
 
 
+def oom_kills() -> int | None:
+    """How many processes the kernel killed for memory in this cgroup (a container's own: the
+    cgroup namespace shows it at /sys/fs/cgroup), or None where it cannot be seen."""
+    for path, key in (("/sys/fs/cgroup/memory.events", "oom_kill"),
+                      ("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill")):
+        try:
+            with open(path, encoding="ascii") as fh:
+                for line in fh:
+                    name, _, value = line.partition(" ")
+                    if name == key:
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def run(spec: dict[str, Any], found: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the transform; return the outcome (never raises for the transform's faults)."""
     out_dir = Path(spec["out_dir"])
@@ -102,6 +118,7 @@ def run(spec: dict[str, Any], found: dict[str, Any] | None = None) -> dict[str, 
         readable=[os.path.realpath(p) for p in spec["readable"]],
     )
     outcome: dict[str, Any] = {"status": "ok", **(found if found is not None else versions())}
+    killed_before = oom_kills()
     sandbox.install(policy)
     try:
         (_run_python if "python" in spec["transform"] else _run_command)(spec, ctx)
@@ -132,7 +149,13 @@ def run(spec: dict[str, Any], found: dict[str, Any] | None = None) -> dict[str, 
             sys.stderr.write("".join("    " + line for line in "".join(tb.format()).splitlines(True)))
             outcome.update(status="error", message=summary)
     policy.active = False
-    if policy.violations:
+    killed_after = oom_kills()
+    if killed_before is not None and killed_after is not None and killed_after > killed_before:
+        # Whatever the transform made of its killed children, the cause is the limit.
+        outcome.update(status="error", message=f"the build went past its memory limit of "
+                       f"{spec['limits']['memory'] >> 20} MiB: the kernel killed {killed_after - killed_before} "
+                       "of its processes (`limits.memory`)")
+    elif policy.violations:
         outcome.update(status="violation", message=policy.violations[0])
     elif outcome["status"] == "ok":
         problem = _check_outputs(spec, ctx)
@@ -154,8 +177,9 @@ def drop_privileges(uid: int | None) -> None:
 
 # Address space is not memory: libraries reserve far more than they touch (pandas and pyarrow
 # map ~400 MB to use ~130 MB). The host measures real use (PSS) against the limit; this cap
-# only stops one process's runaway allocation at once.
-AS_HEADROOM = 1 << 30
+# only stops one process's runaway allocation at once (a spike of up to the headroom above the
+# limit can outlast one 0.2 s measurement).
+AS_HEADROOM = 512 << 20
 
 
 def set_limits(limits: dict[str, int]) -> None:

@@ -254,8 +254,11 @@ def _tree(root: int) -> list[int]:
 
 
 def tree_memory(root: int) -> int:
-    """Bytes of memory the process tree uses (the sum of PSS: shared pages counted once)."""
-    total = 0
+    """Bytes of memory the process tree holds: the sum of PSS (shared pages counted once), plus
+    memory no process maps: memfd files it holds open and what it keeps in the sandbox's tmpfs
+    folders. (A tmpfs file that is also mapped counts twice: erring on the safe side.)"""
+    total, memfds, own_ns = 0, set(), _mnt_ns("self")
+    tmpfs_done = False
     for pid in _tree(root):
         try:
             with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
@@ -263,9 +266,27 @@ def tree_memory(root: int) -> int:
                     if line.startswith(b"Pss:"):
                         total += int(line.split()[1]) * 1024
                         break
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("/memfd:"):
+                    st = os.stat(f"/proc/{pid}/fd/{fd}")
+                    if (st.st_dev, st.st_ino) not in memfds:
+                        memfds.add((st.st_dev, st.st_ino))
+                        total += st.st_blocks * 512
+            if not tmpfs_done and _mnt_ns(str(pid)) not in (None, own_ns):  # inside the sandbox
+                for folder in ("tmp", "dev/shm"):
+                    vfs = os.statvfs(f"/proc/{pid}/root/{folder}")
+                    total += (vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize
+                tmpfs_done = True
         except (OSError, ValueError):
-            continue
+            continue  # it ended while we looked
     return total
+
+
+def _mnt_ns(pid: str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
 
 
 def _relay(stream: IO[bytes], prefix: str) -> None:

@@ -89,7 +89,7 @@ def ensure_image(root: Path, dockerfile: Path, exe: str, env: dict[str, str]) ->
     return out if out.startswith("sha256:") else f"sha256:{out}"
 
 
-def hardening(job: Job, root: bool) -> list[str]:
+def hardening(job: Job, root: bool, exe: str = "podman") -> list[str]:
     """No capabilities or privilege gain, a read-only root, tmpfs /tmp, an unprivileged user,
     no network, and the build's limits as cgroup limits (the worker sets rlimits too)."""
     mem = str(job.limits.memory)
@@ -97,7 +97,10 @@ def hardening(job: Job, root: bool) -> list[str]:
     return ["--network=none", "--cap-drop=ALL", "--security-opt=no-new-privileges", "--read-only",
             "--read-only-tmpfs=false", "--tmpfs", f"/tmp:rw,nosuid,nodev,size={mem},mode=1777",
             *user, f"--pids-limit={job.limits.processes}", f"--memory={mem}", f"--memory-swap={mem}",
-            "--ipc=private", f"--hostname={job.variation.hostname}", "--log-driver=none"]
+            "--ipc=private", f"--hostname={job.variation.hostname}", "--log-driver=none",
+            # podman copies the host's *_PROXY variables (credentials included) into every
+            # container unless told not to; docker does not, and has no such flag.
+            *(["--http-proxy=false"] if Path(exe).name == "podman" else [])]
 
 
 class ContainerRunner:
@@ -117,7 +120,7 @@ class ContainerRunner:
         inside = dict(zip(sorted(job.sources), (str(s) for _, s in source_mounts(job))))
         spec = worker_spec(job, str(job.mount / "dataset"), inside, str(job.mount / "out"), "/tmp", drop_to=None, files=files)
         name = f"d4c-build-{uuid.uuid4().hex[:12]}"
-        argv = [exe, "run", "--rm", "-i", "--name", name, *hardening(job, root), "--workdir", "/tmp"]
+        argv = [exe, "run", "--rm", "-i", "--name", name, *hardening(job, root, exe), "--workdir", "/tmp"]
         for host, target, mode in mounts:
             argv += ["--volume", f"{host}:{target}:{mode}"]
         for key, value in fixed_env(job.source_date_epoch, "/tmp", CONTAINER_PATH, job.variation).items():
