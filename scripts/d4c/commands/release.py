@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from d4c.redact import redact
+from d4c import ci
 from d4c.release.orchestrate import release
 
 
@@ -41,8 +41,6 @@ def summary(rec: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     targets = args.targets or (Path(os.environ["D4C_TARGETS"]) if os.environ.get("D4C_TARGETS") else None)
     rec = release(args.id, targets_file=targets, dry_run=args.dry_run, fmt=args.format)
-    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if rec is not None and step_summary:
-        with open(step_summary, "a", encoding="utf-8") as fh:
-            fh.write(redact(summary(rec)))
+    if rec is not None:
+        ci.summary(summary(rec))  # redacted there
     return 0

@@ -253,7 +253,10 @@ def _tree(root: int) -> list[int]:
     return found
 
 
-def tree_memory(root: int) -> int:
+SHM_SIZE = 64 << 20  # the sandbox's /dev/shm
+
+
+def tree_memory(root: int, tmp_size: int) -> int:
     """Bytes of memory the process tree holds: the sum of PSS (shared pages counted once), plus
     memory no process maps: memfd files it holds open and what it keeps in the sandbox's tmpfs
     folders. (A tmpfs file that is also mapped counts twice: erring on the safe side.)"""
@@ -273,10 +276,14 @@ def tree_memory(root: int) -> int:
                         memfds.add((st.st_dev, st.st_ino))
                         total += st.st_blocks * 512
             if not tmpfs_done and _mnt_ns(str(pid)) not in (None, own_ns):  # inside the sandbox
-                for folder in ("tmp", "dev/shm"):
+                # Until the sandbox has pivoted, its root is still the host's: count a folder only
+                # when it is the tmpfs of exactly the size the sandbox was given.
+                sized = [(f, n) for f, n in (("tmp", tmp_size), ("dev/shm", SHM_SIZE))
+                         if (v := os.statvfs(f"/proc/{pid}/root/{f}")).f_blocks * v.f_frsize == n]
+                for folder, _ in sized:
                     vfs = os.statvfs(f"/proc/{pid}/root/{folder}")
                     total += (vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize
-                tmpfs_done = True
+                tmpfs_done = len(sized) == 2
         except (OSError, ValueError):
             continue  # it ended while we looked
     return total
@@ -341,7 +348,7 @@ def supervise(argv: list[str], spec: dict[str, Any], env: dict[str, str], job: J
             stopped = f"ran longer than its wall-time limit ({human(limits.wall_time, 's')})"
         elif _dir_size(job.stage) > limits.output_size:
             stopped = f"wrote more than its output-size limit ({human(limits.output_size, 'B')})"
-        elif watch_memory and tree_memory(proc.pid) > limits.memory:
+        elif watch_memory and tree_memory(proc.pid, limits.memory) > limits.memory:
             stopped = f"used more than its memory limit ({human(limits.memory, 'B')})"
         if stopped:
             if kill:

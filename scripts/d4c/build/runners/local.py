@@ -19,6 +19,7 @@ from pathlib import Path
 
 from d4c.build.runners import (
     SANDBOX_UID,
+    SHM_SIZE,
     Job,
     RunResult,
     fixed_env,
@@ -98,7 +99,7 @@ def bwrap_argv(job: Job, dataset: Path, root: bool) -> list[str]:
         argv += ["--ro-bind", host, inside]
     argv += ["--bind", str(job.stage), str(job.mount / "out"),
              "--proc", "/proc", "--dev", "/dev",
-             "--perms", "1777", "--size", str(64 << 20), "--tmpfs", "/dev/shm",
+             "--perms", "1777", "--size", str(SHM_SIZE), "--tmpfs", "/dev/shm",
              "--remount-ro", "/", "--chdir", "/tmp"]
     return argv
 
