@@ -39,16 +39,21 @@ def ensure_base_image(podman: str, env: dict[str, str], tmp: Path) -> None:
     assert tar.wait() == 0
 
 
-@pytest.fixture
-def podman_env(require_tool: Callable[..., str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def prepare_podman(require_tool: Callable[..., str], monkeypatch: pytest.MonkeyPatch, tmp: Path) -> str:
+    """podman with runc and the locally made base image, set up for d4c's container runner."""
     podman = require_tool("podman")
     require_tool("debootstrap")
     require_tool("runc")
     monkeypatch.setenv("CONTAINERS_CONF", str(REPO / "docker" / "containers.conf"))
     monkeypatch.setenv("D4C_BASE_IMAGE", BASE)
     monkeypatch.setenv("D4C_CONTAINER_ENGINE", "podman")
-    ensure_base_image(podman, dict(os.environ), tmp_path)
+    ensure_base_image(podman, dict(os.environ), tmp)
     return podman
+
+
+@pytest.fixture
+def podman_env(require_tool: Callable[..., str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    return prepare_podman(require_tool, monkeypatch, tmp_path)
 
 
 @pytest.mark.timeout(1800)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from d4c.build.runners.container import ensure_image
-from test_container_build import BASE, ensure_base_image
+from test_container_build import prepare_podman
 
 from .helpers import OTHER, kill_processes
 
@@ -49,13 +49,7 @@ def runner(request: pytest.FixtureRequest, repo: Path, require_tool: Callable[..
     if name == "local":
         require_tool("bwrap")
         return name
-    podman = require_tool("podman")
-    require_tool("debootstrap")
-    require_tool("runc")
-    monkeypatch.setenv("CONTAINERS_CONF", str(REPO / "docker" / "containers.conf"))
-    monkeypatch.setenv("D4C_BASE_IMAGE", BASE)
-    monkeypatch.setenv("D4C_CONTAINER_ENGINE", "podman")
-    ensure_base_image(podman, dict(os.environ), tmp_path_factory.mktemp("base-image"))
+    podman = prepare_podman(require_tool, monkeypatch, tmp_path_factory.mktemp("base-image"))
     ensure_image(repo, repo / "docker" / "Dockerfile", podman, dict(os.environ))
     return name
 
