@@ -321,8 +321,9 @@ def supervise(argv: list[str], spec: dict[str, Any], env: dict[str, str], job: J
     The worker is the leader of its own process group, so a stop takes everything
     it started on this side of the sandbox; the sandbox takes the rest.
     """
+    # cwd: the private work folder (conmon drops an `oom` file into its cwd after an OOM kill).
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, start_new_session=True)
+                            env=env, start_new_session=True, cwd=job.work)
     assert proc.stdin and proc.stdout and proc.stderr
     out: list[bytes] = []
 
