@@ -23,13 +23,12 @@ from d4c.build.runners import (
     RunResult,
     fixed_env,
     prepare_stage,
-    read_outcome,
     shareable,
     snapshot_dataset,
     source_mounts,
-    supervise,
     worker_spec,
 )
+from d4c.build.runners.supervise import read_outcome, supervise
 from d4c.errors import D4CError
 
 IMAGE_REPO = "localhost/d4c-build"

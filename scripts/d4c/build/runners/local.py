@@ -19,19 +19,17 @@ from pathlib import Path
 
 from d4c.build.runners import (
     SANDBOX_UID,
-    SHM_SIZE,
     Job,
     RunResult,
     fixed_env,
     prepare_stage,
-    read_outcome,
     shareable,
     snapshot_dataset,
     source_mounts,
-    supervise,
     which_or_fail,
     worker_spec,
 )
+from d4c.build.runners.supervise import SHM_SIZE, read_outcome, supervise
 from d4c.errors import D4CError
 
 # /etc holds secrets on some hosts; the dynamic loader needs only these.
