@@ -49,17 +49,24 @@ def write_build(out: Path, version: str, table: pa.Table, *, packages: str = "26
     logical = hashlib.sha256(str(table.schema).encode() + str(table.to_pylist()).encode()).hexdigest()
     manifest = {
         "manifest_version": 1,
-        "dataset": {"id": DS, "version": version, "recipe_path": f"datasets/{DS}/recipe.yaml"},
+        "dataset": {"id": DS, "version": version, "recipe_path": f"datasets/{DS}/recipe.yaml",
+                    "recipe_sha256": "b" * 64},
         "code": {"commit": "c" * 40, "tree": None, "dirty": False},
-        "environment": {"runner": "local", "python": "3.11.2", "packages": {"pyarrow": packages}},
+        "environment": {"runner": "local", "sandbox": "bubblewrap", "network_isolation": "bwrap",
+                        "dockerfile": "docker/Dockerfile", "dockerfile_sha256": "d" * 64,
+                        "lock_sha256": "e" * 64, "image_id": None, "python": "3.11.2",
+                        "packages": {"pyarrow": packages}},
         "params": {}, "source_date_epoch": 0, "sample": sample,
-        "sources": [{"name": "s", "sha256": "a" * 64, "size": 4}],
+        "sources": [{"name": "s", "sha256": "a" * 64, "size": 4, "url": None, "path": "s.csv"}],
         "outputs": [{
-            "name": "towns", "file": name, "format": "parquet", "size": len(raw),
-            "sha256": hashlib.sha256(raw).hexdigest(), "rows": table.num_rows,
+            "name": "towns", "file": name, "format": "parquet",
+            "media_type": "application/vnd.apache.parquet", "size": len(raw),
+            "sha256": hashlib.sha256(raw).hexdigest(), "md5": hashlib.md5(raw).hexdigest(),
+            "piece_size": 16384, "pieces_sha1": "", "rows": table.num_rows,
             "columns": [{"name": f.name, "type": str(f.type), "nulls": table.column(i).null_count}
                         for i, f in enumerate(table.schema)],
-            "logical_sha256": logical, "geometry_types": None, "crs": None, "bbox": None,
+            "schema_fingerprint": None, "logical_sha256": logical, "geometry_types": [],
+            "crs": None, "bbox": None,
         }],
     }
     (out / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, indent=2))
@@ -69,9 +76,12 @@ def write_build(out: Path, version: str, table: pa.Table, *, packages: str = "26
 def write_record(root: Path, manifest: dict[str, Any], build: Path, url: str | None = None) -> None:
     out = manifest["outputs"][0]
     rec = {"record_version": 1, "id": DS, "version": manifest["dataset"]["version"],
-           "manifest": manifest, "files": [{
+           "released_at": "2026-11-26T12:00:00Z", "manifest": manifest, "doi": None,
+           "concept_doi": None, "github_release": None, "bundle_sha256": "f" * 64,
+           "torrents": [], "sources": [], "files": [{
                "role": "data", "name": out["name"], "file": out["file"], "size": out["size"],
-               "sha256": out["sha256"], "urls": {"local": url or (build / out["file"]).as_uri()}}]}
+               "sha256": out["sha256"], "md5": out["md5"], "media_type": out["media_type"],
+               "urls": {"local": url or (build / out["file"]).as_uri()}}]}
     path = root / "releases" / DS / f"{rec['version']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rec, indent=2))
@@ -332,10 +342,9 @@ def test_failed_check_diffs_the_kept_first_run(repo: Path, tmp_path: Path) -> No
 def test_previous_release_is_the_newest_on_the_builds_line(tmp_path: Path) -> None:
     from d4c.diff.previous import find_record
 
-    for v in ("1.0.0", "1.1.0", "2.0.0", "not-semver"):
-        p = tmp_path / "releases" / DS / f"{v}.json"
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps({"version": v, "manifest": {"outputs": []}}))
+    for v in ("1.0.0", "1.1.0", "2.0.0"):
+        write_record(tmp_path, write_build(tmp_path / f"b{v}", v, towns()), tmp_path / f"b{v}")
+    (tmp_path / "releases" / DS / "not-semver.json").write_text("{}")  # never read
     assert find_record(tmp_path, DS, "1.1.1", None)["version"] == "1.1.0"  # a backport
     assert find_record(tmp_path, DS, "2.1.0", None)["version"] == "2.0.0"
     assert find_record(tmp_path, DS, "0.9.0", None)["version"] == "2.0.0"  # -> a downgrade verdict

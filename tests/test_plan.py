@@ -200,8 +200,12 @@ def test_null_base_is_a_first_push(repo: Path) -> None:
 def test_released_records_for_verify(repo: Path) -> None:
     from d4c.plan import released
 
-    write(repo, {f"releases/{C}/1.0.0.json": json.dumps({"manifest": {"code": {"commit": "f" * 40}}}),
-                 f"releases/{C}/1.1.0.json": json.dumps({"manifest": {"code": {"commit": None}}})})
+    from catalog_factory import make_record
+
+    first = make_record(C, "1.0.0")
+    first["manifest"]["code"]["commit"] = "f" * 40
+    write(repo, {f"releases/{C}/1.0.0.json": json.dumps(first),
+                 f"releases/{C}/1.1.0.json": json.dumps(make_record(C, "1.1.0"))})  # outside git
     every = released(repo, "all")
     assert every["records"] == [f"releases/{C}/1.0.0.json", f"releases/{C}/1.1.0.json"]
     assert every["matrix"][0] == {"record": f"releases/{C}/1.0.0.json", "dataset": C,

@@ -31,7 +31,9 @@ def test_verify_release_record_with_a_different_artifact(built: Path, tmp_path: 
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     manifest = json.loads(built.read_text())
     manifest["outputs"][1]["sha256"] = "0" * 64  # as if the released CSV had other bytes
-    record = {"record_version": 1, "id": DATASET, "version": "1.0.0", "manifest": manifest}
+    from catalog_factory import make_record
+
+    record = {**make_record(DATASET, "1.0.0"), "manifest": manifest}
     path = tmp_path / "1.0.0.json"
     path.write_text(json.dumps(record))
     capsys.readouterr()

@@ -25,7 +25,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from d4c import semver
+from d4c import model, semver
 from d4c.errors import D4CError
 
 GLOBAL_PREFIXES = ("scripts/", "docker/", "schemas/")
@@ -294,11 +294,7 @@ def released(root: Path, selector: str) -> dict[str, Any]:
     pattern = "*/*.json" if sel == "all" else (f"{sel}.json" if "/" in sel else f"{sel}/*.json")
     rows = []
     for path in sorted(folder.glob(pattern)) if folder.is_dir() else []:
-        try:
-            rec = json.loads(path.read_text(encoding="utf-8"))
-            commit = (rec["manifest"].get("code") or {}).get("commit") or ""
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            raise D4CError(f"{path}: not a readable release record") from None
+        commit = model.load_record(path, checked=False).manifest.commit or ""
         rows.append({"record": path.relative_to(root).as_posix(), "dataset": path.parent.name,
                      "version": path.stem, "commit": str(commit)})
     if not rows:

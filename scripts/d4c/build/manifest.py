@@ -7,16 +7,13 @@ of a reproducible build is itself reproducible.
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pyarrow as pa
 
-from d4c import schemas
+from d4c import model, schemas
 from d4c.atomic import atomic_write
 from d4c.build.logical import describe
 from d4c.build.runners import RunResult
@@ -106,17 +103,9 @@ def make(
     return manifest
 
 
-@cache
-def _schema() -> dict[str, Any]:
-    return schemas.load("manifest")
-
-
 def validate(manifest: dict[str, Any], where: str = "manifest") -> None:
-    errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(manifest), key=lambda e: list(e.path))
-    if errors:
-        e = errors[0]
-        loc = "/".join(str(p) for p in e.absolute_path) or "(top)"
-        raise D4CError(f"{where} does not match schemas/manifest.schema.json at {loc}: {e.message}")
+    """One clear line when `manifest` breaks the manifest schema (d4c.schemas)."""
+    schemas.check("manifest", manifest, what=where)
 
 
 def write(path: Path, doc: dict[str, Any]) -> None:
@@ -125,8 +114,5 @@ def write(path: Path, doc: dict[str, Any]) -> None:
 
 
 def load(path: Path) -> dict[str, Any]:
-    try:
-        doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise D4CError(f"cannot read manifest {path}: {exc}") from None
-    return doc
+    """The manifest at `path`, checked against its schema (d4c.model parses it)."""
+    return model.load_manifest(path).doc

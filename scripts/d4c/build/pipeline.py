@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from d4c import fetch
+from d4c import fetch, model
 from d4c.build import limits as lim
 from d4c.build import manifest as mf
 from d4c.build import outputs, provenance
@@ -88,11 +88,10 @@ def check_out_dir(out: Path, dataset_id: str | None = None) -> None:
         return
     known: set[str] = set()
     try:
-        manifest = mf.load(out / MANIFEST)
-        mf.validate(manifest)
-        if dataset_id is None or manifest["dataset"]["id"] == dataset_id:
-            known = {o["file"] for o in manifest["outputs"]} | {MANIFEST, PROVENANCE}
-    except (D4CError, KeyError, TypeError):
+        manifest = model.load_manifest(out / MANIFEST)
+        if dataset_id is None or manifest.dataset_id == dataset_id:
+            known = {o.file for o in manifest.outputs} | {MANIFEST, PROVENANCE}
+    except D4CError:
         known = set()
     if not known or not entries <= known:
         raise D4CError(f"--out {out} is not empty and is not an earlier d4c build output",

@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from d4c import paths, recipe
+from d4c import model, paths, recipe
 from d4c.build import BuildOptions, build
-from d4c.build import manifest as mf
 from d4c.errors import D4CError
 
 
@@ -24,17 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def expected_manifest(path: Path) -> dict[str, Any]:
-    """The manifest held in a manifest file or a release record."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise D4CError(f"cannot read {path}: {exc}", hint="give a manifest.json or a release record") from None
-    if isinstance(doc, dict) and "record_version" in doc and isinstance(doc.get("manifest"), dict):
-        doc = doc["manifest"]
-    if not isinstance(doc, dict) or "manifest_version" not in doc:
-        raise D4CError(f"{path} is neither a build manifest nor a release record")
-    mf.validate(doc, where=str(path))
-    return doc
+    """The manifest held in a manifest file or a release record (d4c.model checks both)."""
+    doc = model.load_either(path)
+    return (doc.manifest if isinstance(doc, model.ReleaseRecord) else doc).doc
 
 
 def rebuild(expected: dict[str, Any], runner: str | None, sources: str) -> dict[str, Any]:
@@ -65,7 +55,7 @@ def _run_bundle(args: argparse.Namespace) -> int:
     old = os.environ.get("D4C_REPO")
     try:
         top = extract_bundle(args.file, tmp)
-        epoch = f"@{int(json.loads((top / 'manifest.json').read_text()).get('source_date_epoch') or 0)} +0000"
+        epoch = f"@{model.load_manifest(top / 'manifest.json').source_date_epoch} +0000"
         env = {**os.environ, "GIT_AUTHOR_DATE": epoch, "GIT_COMMITTER_DATE": epoch}
         git = ["git", "-c", "user.name=d4c verify", "-c", "user.email=verify@dataforcanada.org"]
         for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "source bundle"]):

@@ -8,7 +8,6 @@ falls back to what the record's manifest says.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -17,7 +16,7 @@ from urllib.parse import unquote, urlparse
 
 import requests
 
-from d4c import http, paths, semver
+from d4c import http, model, paths, semver
 from d4c.errors import D4CError
 
 log = logging.getLogger(__name__)
@@ -49,13 +48,7 @@ def find_record(root: Path, dataset_id: str, new_version: str, against: str | No
         ordered = sorted(records, key=semver.key)
         below = [v for v in ordered if semver.key(v) <= semver.key(new_version)]
         path = records[(below or ordered)[-1]]
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        data["manifest"]["outputs"]  # shape check: KeyError when missing
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise D4CError(f"{path}: not a readable release record ({exc})",
-                       hint="see docs/architecture.md for the record shape") from None
-    return dict(data)
+    return model.load_record(path).doc
 
 
 def _local_path(url: str, root: Path) -> Path | None:

@@ -1,11 +1,11 @@
 """Assemble the build diff of one dataset: a fresh build against its latest release."""
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from d4c import model
 from d4c import recipe as recipes
 from d4c.diff import compare, previous, semver
 from d4c.errors import D4CError
@@ -16,15 +16,10 @@ ENV_FIELDS = ("runner", "network_isolation", "dockerfile_sha256", "lock_sha256",
 
 def read_manifest(build_dir: Path) -> dict[str, Any]:
     path = build_dir / "manifest.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        data["dataset"]["id"], data["outputs"]  # shape check: KeyError when missing
-    except FileNotFoundError:
+    if not path.is_file():
         raise D4CError(f"no build at {build_dir} (manifest.json missing)",
-                       hint="run `d4c build ID` first, or pass --build DIR") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise D4CError(f"{path}: not a readable manifest ({exc})") from None
-    return dict(data)
+                       hint="run `d4c build ID` first, or pass --build DIR")
+    return model.load_manifest(path).doc
 
 
 def _changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[dict[str, Any]]:

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
-from d4c import paths
+from d4c import model, paths
 from d4c.atomic import atomic_write
 from d4c.digest import digest_file, sha256_file
 from d4c.errors import D4CError
@@ -40,17 +39,6 @@ def digest_small(role: str, name: str, path: Path, raw: bytes | None, media_type
                        sha256=d.sha256, md5=d.md5, media_type=media_type)
 
 
-def _sandbox(manifest: dict[str, Any]) -> str:
-    """How the build was isolated: `environment.sandbox`, or for manifests written before
-    that field, "none" exactly when `network_isolation` was "none" (nothing else ran bare)."""
-    env = manifest.get("environment")
-    if not isinstance(env, dict):
-        return "none"  # nothing says it was isolated
-    if "sandbox" in env:
-        return str(env["sandbox"])
-    return "none" if env.get("network_isolation") == "none" else str(env.get("network_isolation"))
-
-
 def read_build(rcp: Recipe, build_dir: Path) -> tuple[bytes, dict[str, Any]]:
     """The build's manifest, checked against its files. Never builds: a release holds every
     credential, so a transform (untrusted code) must have run elsewhere, in a sandbox."""
@@ -60,18 +48,14 @@ def read_build(rcp: Recipe, build_dir: Path) -> tuple[bytes, dict[str, Any]]:
                        hint=f"run `d4c build {rcp.id} --check` (in a shell or CI job without "
                             "release credentials), then release")
     raw = mpath.read_bytes()
-    try:
-        manifest = json.loads(raw)
-        ds = manifest["dataset"]
-        outputs = manifest["outputs"]
-    except (ValueError, KeyError, TypeError):
-        raise D4CError(f"{mpath} is not a d4c manifest", hint=f"run `d4c build {rcp.id}`") from None
-    if (ds.get("id"), ds.get("version")) != (rcp.id, rcp.version):
-        raise D4CError(f"{mpath} is for {ds.get('id')} v{ds.get('version')}, the recipe says "
+    typed = model.Manifest.from_doc(model.parse_json(raw, mpath, "manifest"), where=str(mpath))
+    manifest, outputs = typed.doc, typed.doc["outputs"]
+    if (typed.dataset_id, typed.version) != (rcp.id, rcp.version):
+        raise D4CError(f"{mpath} is for {typed.dataset_id} v{typed.version}, the recipe says "
                        f"{rcp.id} v{rcp.version}", hint=f"run `d4c build {rcp.id}` again")
     if not outputs:
         raise D4CError(f"{mpath} lists no outputs", hint=f"run `d4c build {rcp.id}` again")
-    if _sandbox(manifest) == "none":
+    if typed.sandbox == "none":
         raise D4CError(f"{mpath} was built without a sandbox (--no-sandbox); release refuses it",
                        hint=f"rebuild with `d4c build {rcp.id} --check`")
     for out in outputs:

@@ -14,14 +14,13 @@ primary target so a rerun on any machine resumes.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from d4c import canonical
+from d4c import canonical, model
 from d4c.atomic import atomic_write
 from d4c.catalog.append import append_record
 from d4c.digest import digest_file
@@ -63,7 +62,7 @@ def execute(p: Plan, effect: SideEffect = _noop, echo: Echo = print) -> dict[str
     assert journal is not None
     if journal.get("complete") and p.record_path.is_file():
         echo(f"{p.recipe.id} v{p.recipe.version} is already released ({p.record_path.relative_to(p.root)})")
-        return dict(json.loads(p.record_path.read_text()))
+        return model.load_record(p.record_path).doc
     for name, raw in p.staged.items():  # the plan described these bytes; now they exist
         path = p.stage / name
         if not path.is_file() or path.read_bytes() != raw:

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from functools import lru_cache
 
 from packaging.licenses import InvalidLicenseExpression, canonicalize_license_expression
 from packaging.licenses._spdx import LICENSES  # the list: no public deprecated flag
 
-from d4c import semver
+from d4c import model, semver
+from d4c.errors import D4CError
 from d4c.validate.context import Context
 from d4c.validate.lints import Finding
 
@@ -67,9 +67,9 @@ def check_identity(ctx: Context) -> None:
     newest: tuple[semver.Version, str] | None = None
     for record in sorted(folder.glob("*.json")):
         try:
-            released = json.loads(record.read_text(encoding="utf-8"))["version"]
+            released = model.load_record(record, checked=False).version
             key = semver.parse(released)
-        except (OSError, ValueError, KeyError, TypeError):
+        except (D4CError, ValueError):
             ctx.found.append(Finding(str(record), 1, 1, "D4C306",
                                      "not a release record with a SemVer `version`"))
             continue

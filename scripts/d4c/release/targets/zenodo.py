@@ -11,7 +11,6 @@ publish whose answer was lost is re-read, never re-sent blindly. Options: `base_
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import time
 from collections.abc import Mapping
@@ -21,14 +20,13 @@ from urllib.parse import quote
 
 import requests
 
-from d4c import http, paths, semver
+from d4c import http, model, paths, semver
 from d4c.errors import D4CError
 from d4c.redact import redact
 from d4c.release.targets.base import BaseTarget, ReleaseContext, ReleaseFile, TargetConfig
 
 MAX_FILES = 100
 MAX_BYTES = 50 * 10**9  # Zenodo's per-record quota
-_RECORD_URL = re.compile(r"/records/(\d+)/files/")
 
 
 class ZenodoTarget(BaseTarget):
@@ -296,18 +294,17 @@ def _urn(dataset_id: str, version: str | None = None) -> str:
 
 
 def _previous_record_id(dataset_id: str, target: str) -> str | None:
-    """The Zenodo record of the newest earlier release of this dataset, from releases/."""
+    """The Zenodo record of the newest earlier release of this dataset: the `record_id` fact
+    this target returned then, as its release record keeps it (releases/<id>/<v>.json)."""
     try:
         folder = paths.releases_dir() / dataset_id
     except D4CError:
         return None
     released = [p for p in folder.glob("*.json") if semver.is_valid(p.stem)]
     for path in sorted(released, key=lambda p: semver.key(p.stem), reverse=True):
-        record = json.loads(path.read_text())
-        for f in record.get("files", []):
-            m = _RECORD_URL.search((f.get("urls") or {}).get(target, ""))
-            if m:
-                return m.group(1)
+        rec_id = model.load_record(path, checked=False).targets.get(target, {}).get("record_id")
+        if rec_id:
+            return str(rec_id)
     return None
 
 

@@ -1,0 +1,206 @@
+"""The typed documents every step passes along: a build manifest and a release record.
+
+Each shape is parsed in exactly one place, here: read the JSON, check it against its JSON
+Schema (d4c.schemas, shipped as package data), then expose the fields the steps use as
+typed attributes. `doc` keeps the validated JSON itself, because the canonical bytes of
+a manifest or record are what get hashed, published and compared; treat it as read-only.
+
+The recipe has its own typed view (d4c.recipe.Recipe), built once from the validated YAML.
+Anything that reads a manifest or a record from disk goes through `load_manifest`,
+`load_record` or `load_either`; a document that is not one gives one clear line.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from d4c import schemas
+from d4c.errors import D4CError
+
+
+@dataclass(frozen=True)
+class SourceFact:
+    """One raw source as the build saw it: its hash, and where the recipe said it lives."""
+    name: str
+    sha256: str
+    size: int | None
+    url: str | None
+    path: str | None  # for a source kept in git beside the recipe
+
+
+@dataclass(frozen=True)
+class OutputFact:
+    """One artifact of a build, with the facts the diff and the catalog read."""
+    name: str
+    file: str
+    format: str
+    media_type: str
+    size: int
+    sha256: str
+    md5: str
+    rows: int | None
+    crs: str | None
+    bbox: tuple[float, ...] | None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    doc: dict[str, Any]
+    dataset_id: str
+    version: str
+    recipe_path: str
+    commit: str | None  # None for a build outside git
+    runner: str  # "" in old records that kept no environment
+    sandbox: str
+    source_date_epoch: int
+    sources: tuple[SourceFact, ...]
+    outputs: tuple[OutputFact, ...]
+
+    @classmethod
+    def from_doc(cls, doc: Any, *, where: str, checked: bool = True) -> Manifest:
+        if checked:
+            schemas.check("manifest", doc, what="the manifest", where=where,
+                          hint="manifests are written by `d4c build`; rebuild to get a valid one")
+        with _shape(where, "manifest"):
+            return cls._build(doc)
+
+    @classmethod
+    def _build(cls, doc: dict[str, Any]) -> Manifest:
+        ds, env = doc["dataset"], doc.get("environment") or {}
+        return cls(
+            doc=doc, dataset_id=ds["id"], version=ds["version"], recipe_path=ds["recipe_path"],
+            commit=(doc.get("code") or {}).get("commit"), runner=str(env.get("runner") or ""),
+            sandbox=_sandbox(env),
+            source_date_epoch=int(doc["source_date_epoch"]),
+            sources=tuple(SourceFact(s["name"], s["sha256"], s["size"], s["url"], s["path"])
+                          for s in doc["sources"]),
+            outputs=tuple(OutputFact(o["name"], o["file"], o["format"], o["media_type"], o["size"],
+                                     o["sha256"], o["md5"], o["rows"], o["crs"],
+                                     tuple(o["bbox"]) if o["bbox"] is not None else None)
+                          for o in doc["outputs"]),
+        )
+
+
+@dataclass(frozen=True)
+class FileCopy:
+    """One released file (artifact, torrent, manifest, bundle, provenance) and its copies."""
+    role: str
+    name: str
+    file: str
+    size: int
+    sha256: str
+    md5: str
+    media_type: str
+    urls: dict[str, str]  # target name -> URL
+
+
+@dataclass(frozen=True)
+class SourceCopy:
+    """One raw source of a release and the mirrors that hold it (target name -> URL)."""
+    name: str
+    sha256: str
+    size: int | None
+    urls: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ReleaseRecord:
+    doc: dict[str, Any]
+    id: str
+    version: str
+    released_at: str
+    manifest: Manifest
+    doi: str | None
+    files: tuple[FileCopy, ...]
+    sources: tuple[SourceCopy, ...]
+    targets: dict[str, dict[str, Any]]  # target name -> facts its hooks returned
+
+    @classmethod
+    def from_doc(cls, doc: Any, *, where: str, checked: bool = True) -> ReleaseRecord:
+        if checked:
+            schemas.check("release", doc, what="the release record", where=where,
+                          hint="records are written by `d4c release`; see docs/architecture.md")
+        with _shape(where, "release record"):
+            manifest = Manifest.from_doc(doc["manifest"], where=f"{where} (its manifest)",
+                                         checked=checked)
+            return cls._build(doc, manifest, where)
+
+    @classmethod
+    def _build(cls, doc: dict[str, Any], manifest: Manifest, where: str) -> ReleaseRecord:
+        if (manifest.dataset_id, manifest.version) != (doc["id"], doc["version"]):
+            raise D4CError(f"the record is for {doc['id']} {doc['version']} but its manifest "
+                           f"for {manifest.dataset_id} {manifest.version}", where=where)
+        return cls(
+            doc=doc, id=doc["id"], version=doc["version"], released_at=doc["released_at"],
+            manifest=manifest, doi=doc["doi"],
+            files=tuple(FileCopy(f["role"], f["name"], f["file"], f["size"], f["sha256"], f["md5"],
+                                 f["media_type"], dict(f["urls"])) for f in doc["files"]),
+            sources=tuple(SourceCopy(s["name"], s["sha256"], s["size"], dict(s["urls"]))
+                          for s in doc["sources"]),
+            targets={k: dict(v) for k, v in (doc.get("targets") or {}).items()},
+        )
+
+    def urls_of(self, role: str) -> dict[str, dict[str, str]]:
+        """file name -> {target: URL} for the files of one role."""
+        return {f.file: f.urls for f in self.files if f.role == role}
+
+
+def _sandbox(env: dict[str, Any]) -> str:
+    """How the build was isolated: `environment.sandbox`, or for manifests written before
+    that field, "none" exactly when `network_isolation` was "none" (nothing else ran bare)."""
+    if "sandbox" in env:
+        return str(env["sandbox"])
+    return str(env.get("network_isolation") or "none")
+
+
+@contextmanager
+def _shape(where: str, what: str) -> Iterator[None]:
+    """Unchecked loads (the catalog's bulk read) still fail in one line on a bad shape."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise D4CError(f"not a valid {what}: {type(exc).__name__} {exc}", where=where,
+                       hint="check it with `d4c verify`, or rewrite it with `d4c release`") from None
+
+
+def parse_json(raw: bytes, path: Path, what: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise D4CError(f"{path} is not JSON ({exc})", hint=f"give a {what}") from None
+
+
+def read_json(path: Path, what: str) -> Any:
+    """The parsed JSON at `path`, or one line saying why it cannot be read."""
+    try:
+        return parse_json(path.read_bytes(), path, what)
+    except FileNotFoundError:
+        raise D4CError(f"no {what} at {path}") from None
+    except OSError as exc:
+        raise D4CError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def load_manifest(path: Path) -> Manifest:
+    return Manifest.from_doc(read_json(path, "manifest"), where=str(path))
+
+
+def load_record(path: Path, *, checked: bool = True) -> ReleaseRecord:
+    """`checked=False` skips the JSON Schema (about 2 ms a record) for bulk reads of records
+    that `d4c release` validated when it wrote them; the shape is still enforced."""
+    return ReleaseRecord.from_doc(read_json(path, "release record"), where=str(path),
+                                  checked=checked)
+
+
+def load_either(path: Path) -> Manifest | ReleaseRecord:
+    """A build manifest or a release record, told apart by their version keys."""
+    doc = read_json(path, "manifest or release record")
+    if isinstance(doc, dict) and "record_version" in doc:
+        return ReleaseRecord.from_doc(doc, where=str(path))
+    if isinstance(doc, dict) and "manifest_version" in doc:
+        return Manifest.from_doc(doc, where=str(path))
+    raise D4CError(f"{path} is neither a build manifest nor a release record",
+                   hint="give a manifest.json or releases/<id>/<version>.json")
