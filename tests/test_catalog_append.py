@@ -149,10 +149,10 @@ def test_s3_concurrent_appends_keep_both_rows(s3: Any) -> None:
 
     body = s3.get_object(Bucket="catalog", Key="stac/catalog.parquet")["Body"].read()
     table, colls = read_catalog(io.BytesIO(body))
-    assert sorted(table["id"].to_pylist()) == ["ca_a_b/v1.0.0", "ca_a_b/v1.1.0", "ca_c_d/v2.0.0"]
+    assert sorted(table["id"].to_pylist()) == ["ca_a_b_v1-0-0", "ca_a_b_v1-1-0", "ca_c_d_v2-0-0"]
     assert set(colls) == {"ca_a_b", "ca_c_d"}
     deprecated = dict(zip(table["id"].to_pylist(), table["deprecated"].to_pylist()))
-    assert deprecated["ca_a_b/v1.0.0"] and not deprecated["ca_a_b/v1.1.0"]
+    assert deprecated["ca_a_b_v1-0-0"] and not deprecated["ca_a_b_v1-1-0"]
 
 
 def test_s3_appends_equal_local_rebuild(s3: Any, tmp_path: Path) -> None:

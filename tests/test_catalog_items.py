@@ -20,7 +20,7 @@ def _item(record: dict) -> dict:
 def test_identity_and_bilingual_properties() -> None:
     item = _item(make_record("ca_d4c_provinces-territories", "1.2.3"))
     props = item["properties"]
-    assert item["id"] == "ca_d4c_provinces-territories/v1.2.3"
+    assert item["id"] == "ca_d4c_provinces-territories_v1-2-3"
     assert item["collection"] == "ca_d4c_provinces-territories"
     assert props["version"] == "1.2.3"
     assert props["title"].startswith("Dataset") and props["d4c:title_fr"].startswith("Jeu de")
@@ -89,10 +89,10 @@ def test_versions_deprecated_and_linked() -> None:
     assert [i["properties"]["version"] for i in items] == ["1.2.0", "1.9.0", "1.10.0"]
     assert [i["properties"]["deprecated"] for i in items] == [True, True, False]
     rels = [{lk["rel"]: lk["href"] for lk in i["links"]} for i in items]
-    assert rels[0]["latest-version"] == rels[1]["latest-version"] == "./v1.10.0.json"
+    assert rels[0]["latest-version"] == rels[1]["latest-version"] == "./ca_a_b_v1-10-0.json"
     assert "latest-version" not in rels[2]
-    assert rels[1]["predecessor-version"] == "./v1.2.0.json"
-    assert rels[1]["successor-version"] == "./v1.10.0.json"
+    assert rels[1]["predecessor-version"] == "./ca_a_b_v1-2-0.json"
+    assert rels[1]["successor-version"] == "./ca_a_b_v1-10-0.json"
     assert "predecessor-version" not in rels[0] and "successor-version" not in rels[2]
     assert all(validate_item(i) == [] for i in items)
 
@@ -105,8 +105,8 @@ def test_a_newer_pre_release_is_not_the_latest() -> None:
     assert [i["properties"]["deprecated"] for i in items] == [True, False, False, False]
     rels = [{lk["rel"]: lk["href"] for lk in i["links"]} for i in items]
     assert "latest-version" not in rels[1]
-    assert rels[0]["latest-version"] == rels[2]["latest-version"] == "./v1.10.0.json"
-    assert rels[2]["successor-version"] == "./v2.0.0-rc.10.json"
+    assert rels[0]["latest-version"] == rels[2]["latest-version"] == "./ca_a_b_v1-10-0.json"
+    assert rels[2]["successor-version"] == "./ca_a_b_v2-0-0-rc-10.json"
     assert collection_for(items)["title"] == "Dataset ca_a_b"  # the release speaks, not the rc
     released = items_from_records([*records, make_record("ca_a_b", "2.0.0")], META)
     assert [i["properties"]["deprecated"] for i in released] == [True] * 4 + [False]
@@ -136,10 +136,15 @@ def test_assets_cover_every_file_with_size_checksum_and_mirrors() -> None:
         f = by_file[asset["title"]]
         assert asset["file:size"] == f["size"]
         assert asset["file:checksum"] == "1220" + f["sha256"]
-        hrefs = {asset["href"], *(a["href"] for a in asset["alternate"].values())}
+        copies = {k: a for k, a in asset["alternate"].items() if k != "torrent"}
+        hrefs = {asset["href"], *(a["href"] for a in copies.values())}
         assert hrefs == set(f["urls"].values())  # every mirror, once
-    # The href is an https mirror chosen by target name; the others are alternates by name.
-    assert set(assets["table"]["alternate"]) == {"s3", "zenodo"}
+        if "data" in asset["roles"]:  # the torrent is one more way to get a data file
+            torrent = assets[f"torrent-{f['name']}"]
+            assert asset["alternate"]["torrent"] == {"href": torrent["href"]}
+    # A record without `mirrors` (older releases): the first https mirror by target name;
+    # the others are alternates by name.
+    assert set(assets["table"]["alternate"]) == {"s3", "zenodo", "torrent"}
 
 
 def test_stac_extensions_match_the_fields_used() -> None:
@@ -150,7 +155,8 @@ def test_stac_extensions_match_the_fields_used() -> None:
     del bare["manifest"]["environment"]["python"]
     del bare["metadata"]["title"]["fr"], bare["metadata"]["description"]["fr"]
     item = _item(bare)
-    assert item["stac_extensions"] == sorted([EXT["file"], EXT["sci"], EXT["version"]])
+    # One mirror, yet an alternate: the data file's torrent.
+    assert item["stac_extensions"] == sorted([EXT["alternate"], EXT["file"], EXT["sci"], EXT["version"]])
     assert "sci:doi" not in item["properties"] and "processing:software" not in item["properties"]
     assert validate_item(item) == []
     item["stac_extensions"].append(EXT["processing"])  # declared but unused

@@ -51,11 +51,11 @@ def test_older_version_deprecated_and_links_to_latest(catalog: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     rows = _json(capsys, "--catalog", str(catalog), "--dataset", PROV)
     assert [(r["version"], r["deprecated"]) for r in rows] == [("1.0.0", True), ("1.1.0", False)]
-    sql = (f"SELECT l.href FROM (SELECT unnest(links) AS l FROM catalog WHERE id = '{PROV}/v1.0.0') "
+    sql = (f"SELECT l.href FROM (SELECT unnest(links) AS l FROM catalog WHERE id = '{PROV}_v1-0-0') "
            "WHERE l.rel = 'latest-version'")
-    assert _json(capsys, "--catalog", str(catalog), "--sql", sql) == [{"href": "./v1.1.0.json"}]
+    assert _json(capsys, "--catalog", str(catalog), "--sql", sql) == [{"href": f"./{PROV}_v1-1-0.json"}]
     one = _json(capsys, "--catalog", str(catalog), "--dataset", PROV, "--version", "v1.0.0")
-    assert [r["id"] for r in one] == [f"{PROV}/v1.0.0"]
+    assert [r["id"] for r in one] == [f"{PROV}_v1-0-0"]
     assert one[0]["datetime"] == "2021-05-11T00:00:00Z"
 
 

@@ -53,7 +53,9 @@ def merge(existing: pa.Table | None, collections: dict[str, Collection], record:
     # Rows are sorted by collection: the dataset is one slice (zero-copy, no filtering).
     ids = existing["collection"].to_pylist()
     lo, hi = bisect.bisect_left(ids, cid), bisect.bisect_right(ids, cid)
-    same = [i for i in table_to_items(existing.slice(lo, hi - lo)) if i["id"] != new["id"]]
+    version = new["properties"]["version"]  # by version: link_versions refuses id clashes
+    same = [i for i in table_to_items(existing.slice(lo, hi - lo))
+            if i["properties"]["version"] != version]
     linked = link_versions([*same, new])
     rows = items_to_table(linked)
     old_keys, new_keys = keys_of_schema(existing.schema), keys_of_items(linked)

@@ -8,9 +8,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from d4c.catalog.collections import Collection, collection_for, write_dataset, write_root
+from d4c.catalog.collections import Collection, collection_for
 from d4c.catalog.items import Item, items_from_records
 from d4c.catalog.records import Record, descriptive_metadata
+from d4c.catalog.tree import write_dataset, write_root
 from d4c.catalog.writer import concat_parts, items_to_table, write_parquet
 
 Metadata = Callable[[Record], dict[str, Any]]

@@ -2,17 +2,14 @@
 
 Deriving collections from items (never from records directly) is what makes an
 append, which sees only the catalog's items, agree with a rebuild from releases/.
-Static layout for STAC browsers: <dir>/catalog.json, <dir>/<id>/collection.json and
-<dir>/<id>/v<version>.json, matching the relative links the items carry.
+The static tree that holds them for STAC browsers is written by d4c.catalog.tree.
 """
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
-from d4c import canonical, semver
-from d4c.atomic import atomic_write
+from d4c import semver
 from d4c.catalog.items import EXT, STAC_VERSION, Item
 
 Collection = dict[str, Any]
@@ -48,11 +45,22 @@ def collection_for(items: list[Item]) -> Collection:
             "temporal": {"interval": [[min(starts) if starts else None,
                                        max(ends) if ends else None]]},
         },
-        # Item links only in the static tree (write_dataset): embedded in the footer, which
-        # every query reads, they would grow it by one link per version.
-        "links": [],
+        # Item links only in the static tree (d4c.catalog.tree): embedded in the footer,
+        # which every query reads, they would grow it by one link per version.
+        "links": _via(latest),
     }
+    updated = max(i["properties"]["created"] for i in ordered)
+    coll["updated"] = updated  # the last release: when this copy was last brought up to date
     return coll
+
+
+def _via(props: dict[str, Any]) -> list[dict[str, str]]:
+    """A `via` link to the producer's page: where the data comes from (Portolan)."""
+    producer = next((p for p in props.get("providers") or []
+                     if "producer" in (p.get("roles") or []) and p.get("url")), None)
+    if producer is None:
+        return []
+    return [{"rel": "via", "href": producer["url"], "type": "text/html", "title": producer["name"]}]
 
 
 def collections_for(items: list[Item]) -> dict[str, Collection]:
@@ -61,28 +69,3 @@ def collections_for(items: list[Item]) -> dict[str, Collection]:
     for item in items:
         grouped[item["collection"]].append(item)
     return {cid: collection_for(grouped[cid]) for cid in sorted(grouped)}
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, data=canonical.encode(obj))
-
-
-def write_root(collections: dict[str, Collection], out_dir: Path) -> None:
-    """The root catalog.json of the static tree, linking every collection."""
-    root = {
-        "type": "Catalog", "stac_version": STAC_VERSION, "id": "d4c",
-        "description": "Data for Canada: every released version of every dataset.",
-        "links": [{"rel": "child", "href": f"./{cid}/collection.json",
-                   "type": "application/json", "title": c.get("title", cid)}
-                  for cid, c in collections.items()],
-    }
-    _write_json(out_dir / "catalog.json", root)
-
-
-def write_dataset(items: list[Item], coll: Collection, out_dir: Path) -> None:
-    """One dataset's collection.json (with item links) and one JSON file per version."""
-    links = [{"rel": "item", "href": f"./v{i['properties']['version']}.json",
-              "type": "application/geo+json", "title": i["id"]} for i in items]
-    _write_json(out_dir / coll["id"] / "collection.json", {**coll, "links": links})
-    for item in items:
-        _write_json(out_dir / coll["id"] / f"v{item['properties']['version']}.json", item)

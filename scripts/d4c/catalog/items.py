@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from d4c import semver
+from d4c.catalog.assets import RETAIN, assets_of, drop_latest_only
 from d4c.catalog.records import Record
 from d4c.errors import D4CError
 
@@ -28,18 +29,23 @@ EXT = {
     "alternate": "https://stac-extensions.github.io/alternate-assets/v1.2.0/schema.json",
     "d4c": "https://dataforcanada.org/stac/extensions/d4c/v1.0.0/schema.json",
 }
-ASSET_ROLE = {"data": "data", "torrent": "torrent", "manifest": "metadata",
-              "provenance": "metadata", "bundle": "source"}
 RELATION_RELS = ("latest-version", "predecessor-version", "successor-version")
 _CRS84 = {"EPSG:4326", "OGC:CRS84", "CRS84"}
+_D4C_FIELDS = ("d4c:title_fr", "d4c:description_fr", "d4c:concept_doi")
 
 
 _DATE = re.compile(r"\d{4}-\d\d-\d\d")
 _UTC_SECONDS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
+_NOT_ID = re.compile(r"[^a-z0-9-]")
+
+
 def item_id(dataset_id: str, version: str) -> str:
-    return f"{dataset_id}/v{version}"
+    """`ca_x_y` 1.2.0 -> `ca_x_y_v1-2-0`: one path segment (a STAC API's
+    /collections/{c}/items/{id}) of only lowercase letters, digits, `-` and `_` (STAC's
+    searchable identifiers), with no dot, so `<id>.json` names the item's file."""
+    return f"{dataset_id}_v{_NOT_ID.sub('-', version.lower())}"
 
 
 def stac_time(value: str, *, end: bool = False) -> str:
@@ -103,54 +109,17 @@ def _citation(record: Record, meta: dict[str, Any], title: str, year: str) -> st
     return text + (f" https://doi.org/{record['doi']}" if record.get("doi") else "")
 
 
-def _asset_key(role: str, name: str, file: str, by_file: dict[str, str]) -> str:
-    if role == "data":
-        return name
-    if role == "torrent":  # `<artifact file>.torrent` -> torrent-<output name>
-        target = by_file.get(file[: -len(".torrent")]) if file.endswith(".torrent") else None
-        if target:
-            return f"torrent-{target}"
-    return role if name in (role, "") else f"{role}-{name}"
-
-
-def _assets(record: Record) -> dict[str, Any]:
-    # Types are as schemas/release.schema.json guarantees; this runs once per version
-    # (100,000 times in the benchmark), so no defensive conversions here.
-    files = record["files"]
-    by_file = {f["file"]: f.get("name") or f["file"]
-               for f in files if f.get("role", "data") == "data"}
-    assets: dict[str, Any] = {}
-    for f in files:
-        role, file = f.get("role") or "data", f["file"]
-        key = _asset_key(role, f.get("name") or file, file, by_file)
-        if key in assets:
-            raise D4CError(f"{record['id']} {record['version']}: two files map to asset {key!r}",
-                           hint="give each file in the record a distinct name")
-        # Primary href: the first https mirror by target name, else the first by name
-        # (JSON key order is not meaningful: records may be written with sorted keys).
-        pairs = sorted(f["urls"].items()) if f.get("urls") else []
-        primary = pairs[0] if pairs else ("", file)
-        if primary[1][:8] != "https://":
-            primary = next((p for p in pairs if p[1][:8] == "https://"), primary)
-        asset: dict[str, Any] = {
-            "href": primary[1],
-            "type": f["media_type"],  # as the record holds it (the build's table, d4c.build.manifest)
-            "title": file,
-            "roles": [ASSET_ROLE.get(role, role)],
-            "file:size": f["size"],
-            "file:checksum": "1220" + f["sha256"],
-        }
-        if len(pairs) > 1:  # every other mirror is an alternate
-            asset["alternate"] = {t: {"href": u} for t, u in pairs if t != primary[0]}
-        assets[key] = asset
-    return assets
-
-
 def _provider(p: dict[str, Any]) -> dict[str, Any]:
     out = {"name": p["name"], "roles": list(p.get("roles") or ())}
     if p.get("url") is not None:
         out["url"] = p["url"]
     return out
+
+
+def _providers(providers: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The recipe's providers, the host last (STAC's and Portolan's convention)."""
+    out = [_provider(p) for p in providers]
+    return sorted(out, key=lambda p: "host" in p["roles"])  # stable: the rest keep their order
 
 
 def record_to_item(record: Record, meta: dict[str, Any]) -> Item:
@@ -167,7 +136,7 @@ def record_to_item(record: Record, meta: dict[str, Any]) -> Item:
         "description": str(desc.get("en") or title.get("en") or record["id"]),
         "license": str(meta.get("license") or "other"),
         "keywords": list(meta.get("keywords") or ()),
-        "providers": [_provider(p) for p in meta.get("providers") or ()],
+        "providers": _providers(meta.get("providers") or ()),
         "version": str(record["version"]),
         "deprecated": False,
     }
@@ -182,7 +151,11 @@ def record_to_item(record: Record, meta: dict[str, Any]) -> Item:
         props["d4c:concept_doi"] = str(record["concept_doi"])
     if software:
         props["processing:software"] = dict(sorted(software.items()))
-    links = [{"rel": "collection", "href": "./collection.json", "type": "application/json",
+    links = [{"rel": "root", "href": "../catalog.json", "type": "application/json",
+              "title": "Data for Canada"},
+             {"rel": "parent", "href": "./collection.json", "type": "application/json",
+              "title": record["id"]},
+             {"rel": "collection", "href": "./collection.json", "type": "application/json",
               "title": record["id"]}]
     if record.get("doi"):
         links.append({"rel": "cite-as", "href": f"https://doi.org/{record['doi']}",
@@ -202,7 +175,7 @@ def record_to_item(record: Record, meta: dict[str, Any]) -> Item:
         "bbox": bbox,
         "properties": props,
         "links": links,
-        "assets": _assets(record),
+        "assets": assets_of(record),
         "collection": record["id"],
     }
     # What extensions_used(item) finds, known here without walking the item again.
@@ -211,7 +184,7 @@ def record_to_item(record: Record, meta: dict[str, Any]) -> Item:
         used.append("file")
     if "processing:software" in props:
         used.append("processing")
-    if any(k in props for k in ("d4c:title_fr", "d4c:description_fr", "d4c:concept_doi")):
+    if any(k in props for k in _D4C_FIELDS) or _retains(item["assets"]):
         used.append("d4c")
     if any("alternate" in a for a in item["assets"].values()):
         used.append("alternate")
@@ -219,11 +192,19 @@ def record_to_item(record: Record, meta: dict[str, Any]) -> Item:
     return item
 
 
+def _retains(assets: dict[str, Any]) -> bool:
+    """Whether an asset or an alternate carries d4c:retain."""
+    return any(RETAIN in a or any(RETAIN in alt for alt in (a.get("alternate") or {}).values())
+               for a in assets.values())
+
+
 def extensions_used(item: Item) -> list[str]:
     """The extension schema URLs an item's fields need: no more, no fewer."""
     assets = (item.get("assets") or {}).values()
     prefixes = {k.partition(":")[0] for k in item["properties"] if ":" in k}
     used = {"version"} | (prefixes & {"sci", "processing", "d4c"})  # version: always set
+    if _retains(item.get("assets") or {}):
+        used.add("d4c")
     if any("file:size" in a or "file:checksum" in a for a in assets):
         used.add("file")
     if any(a.get("alternate") for a in assets):
@@ -232,15 +213,28 @@ def extensions_used(item: Item) -> list[str]:
 
 
 def _version_link(rel: str, item: Item, version: str) -> dict[str, str]:
-    return {"rel": rel, "href": f"./v{version}.json", "type": "application/geo+json",
+    return {"rel": rel, "href": f"./{item_id(item['collection'], version)}.json",
+            "type": "application/geo+json",
             "title": f"{item['collection']} v{version}"}
 
 
 def link_versions(items: list[Item]) -> list[Item]:
-    """Set deprecated and the version links across one dataset's items; SemVer order out."""
+    """Set deprecated and the version links across one dataset's items; SemVer order out.
+
+    Only the version released last keeps its copies on `retain: latest` targets: those
+    stores delete every other version (d4c.catalog.assets).
+    """
     ordered = sorted(items, key=lambda i: semver.key(i["properties"]["version"]))
     versions = [i["properties"]["version"] for i in ordered]
+    ids = [i["id"] for i in ordered]
+    if len(set(ids)) < len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise D4CError(f"two versions of {ordered[0]['collection']} give the item id {dup}",
+                       hint="versions that differ only in case or in '.' against '-' "
+                            "cannot share a catalog; release under another version")
     latest = semver.latest(versions) or ""
+    newest = max(ordered, key=lambda i: (i["properties"]["created"],
+                                         semver.key(i["properties"]["version"])))
     for n, item in enumerate(ordered):
         v = versions[n]
         links = [lk for lk in item["links"] if lk["rel"] not in RELATION_RELS]
@@ -252,6 +246,9 @@ def link_versions(items: list[Item]) -> list[Item]:
             links.append(_version_link("successor-version", item, versions[n + 1]))
         item["links"] = links
         item["properties"]["deprecated"] = semver.key(v) < semver.key(latest)
+        if item is not newest and _retains(item["assets"]):
+            item["assets"] = drop_latest_only(item["assets"])
+            item["stac_extensions"] = extensions_used(item)
     return ordered
 
 

@@ -1,5 +1,6 @@
 """Validate items and collections offline: STAC 1.1 core schemas bundled with pystac,
-plus the stac-extensions schema (d4c.schemas) for the extension fields we use.
+plus the stac-extensions schema (d4c.schemas) for the extension fields we use, and
+our own d4c extension's schema (stac-d4c), the file the static tree publishes.
 
 No schema is ever fetched: the registry's `retrieve` refuses every URI it was not
 given, so a missing schema is an error here rather than a network call.
@@ -16,7 +17,7 @@ from referencing.exceptions import NoSuchResource
 from referencing.jsonschema import DRAFT7
 
 from d4c import schemas
-from d4c.catalog.items import extensions_used
+from d4c.catalog.items import EXT, extensions_used
 
 _CORE = "https://schemas.stacspec.org/v1.1.0/{0}-spec/json-schema/{0}.json"
 
@@ -41,10 +42,14 @@ def _core(kind: str) -> Draft7Validator:
 @functools.cache
 def _extensions() -> tuple[dict[str, str], dict[str, Any]]:
     doc = schemas.load("stac-extensions")
-    return dict(doc["x-extensions"]), dict(doc["definitions"])
+    known = {**doc["x-extensions"], EXT["d4c"]: "d4c"}  # d4c: its own published schema
+    return known, dict(doc["definitions"])
 
 
+@functools.cache
 def _ext_validator(name: str) -> Draft7Validator:
+    if name == "d4c":
+        return Draft7Validator(schemas.load("stac-d4c"))
     _, defs = _extensions()
     return Draft7Validator({"$ref": f"#/definitions/{name}", "definitions": defs})
 

@@ -20,6 +20,7 @@ from stac_geoparquet.arrow._crs import WGS84_CRS_JSON  # the CRS stac-geoparquet
 from stac_geoparquet.arrow._to_parquet import create_parquet_metadata
 
 from d4c.atomic import atomic_path
+from d4c.catalog.assets import RETAIN
 from d4c.catalog.items import Item
 from d4c.errors import D4CError
 
@@ -42,6 +43,10 @@ TS = pa.timestamp("us", tz="UTC")
 _STR_LIST = pa.list_(pa.string())
 LINK = pa.struct([("rel", pa.string()), ("href", pa.string()),
                   ("type", pa.string()), ("title", pa.string())])
+# One alternate copy (alternate-assets): its href, and d4c:retain for a copy on a
+# `retain: latest` target (d4c.catalog.assets). Every field is one Parquet column per
+# asset and mirror, and the footer, which every query reads, describes each column.
+ALTERNATE = pa.struct([("href", pa.string()), (RETAIN, pa.string())])
 PROVIDER = pa.struct([("name", pa.string()), ("roles", _STR_LIST), ("url", pa.string())])
 _BBOX = ("xmin", "ymin", "xmax", "ymax")
 _TOP_LEVEL = {"type", "stac_version", "stac_extensions", "id", "links", "assets", "collection"}
@@ -94,8 +99,8 @@ def schema_from_keys(keys: Keys) -> pa.Schema:
                     ("roles", _STR_LIST), ("file:size", pa.int64()),
                     ("file:checksum", pa.string())]
     if mirrors:  # Parquet cannot store an empty struct: no mirrors, no column
-        href = pa.struct([("href", pa.string())])
-        asset_fields.append(("alternate", pa.struct([(m, href) for m in sorted(mirrors)])))
+        asset_fields.append(("alternate", pa.struct([(m, ALTERNATE) for m in sorted(mirrors)])))
+    asset_fields.append((RETAIN, pa.string()))
     asset = pa.struct(asset_fields)
     geometry = pa.field("geometry", pa.binary(), metadata={
         b"ARROW:extension:name": b"geoarrow.wkb",

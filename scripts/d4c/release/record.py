@@ -30,8 +30,10 @@ def schema(root: Path | None = None) -> dict[str, Any]:
 def build_record(*, dataset_id: str, version: str, released_at: str, manifest: Mapping[str, Any],
                  recipe: Mapping[str, Any], files: list[ReleaseFile],
                  urls: Mapping[str, Mapping[str, str]], torrents: list[TorrentInfo],
-                 sources: list[dict[str, Any]], facts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Assemble the record; `urls` is target -> file name -> URL, `facts` target -> hook results."""
+                 sources: list[dict[str, Any]], facts: Mapping[str, Mapping[str, Any]],
+                 retain: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Assemble the record; `urls` is target -> file name -> URL, `facts` target -> hook results,
+    `retain` target -> `all`|`latest` in config order (the catalog picks main hrefs by it)."""
     merged: dict[str, Any] = {}
     for name in facts:  # config order: the first target to report a DOI wins
         for key, value in facts[name].items():
@@ -49,6 +51,7 @@ def build_record(*, dataset_id: str, version: str, released_at: str, manifest: M
         "github_release": merged.get("github_release"),
         "bundle_sha256": bundle.sha256,
         "targets": {name: dict(f) for name, f in facts.items() if f},
+        **({"mirrors": [{"name": name, "retain": r} for name, r in retain.items()]} if retain else {}),
         "files": [
             {"role": f.role, "name": f.name, "file": f.file, "size": f.size, "sha256": f.sha256,
              "md5": f.md5, "media_type": f.media_type,

@@ -10,6 +10,7 @@ installed wheel all check documents against the schemas of the code that runs.
     release          a release record, releases/<id>/<version>.json
     targets          the targets config of d4c release
     stac-extensions  the offline checks of the STAC extension fields the catalog uses
+    stac-d4c         the d4c STAC extension (published with the catalog's static tree)
 
 `load` and `validator` are cached per process; treat what they return as read-only.
 """
@@ -26,7 +27,7 @@ from jsonschema.validators import Draft202012Validator, validator_for
 
 from d4c.errors import D4CError
 
-NAMES = ("recipe", "manifest", "release", "targets", "stac-extensions")
+NAMES = ("recipe", "manifest", "release", "targets", "stac-extensions", "stac-d4c")
 
 
 def filename(name: str) -> str:
