@@ -178,7 +178,8 @@ def _record(p: Plan, journal: Journal, urls: dict[str, dict[str, str]], torrents
     rec = build_record(
         dataset_id=p.recipe.id, version=p.recipe.version, released_at=str(journal.get("released_at")),
         manifest=p.manifest, recipe=p.recipe.data, files=p.files, urls=urls, torrents=torrents,
-        sources=sources, facts={t.name: journal.target_state(t.name) for t in p.targets})
+        sources=sources, facts={t.name: journal.target_state(t.name) for t in p.targets},
+        retain={t.name: t.retain for t in p.targets})
     if write_record(p.record_path, rec, p.root):
         effect("record")
     journal.mark("record")
