@@ -113,7 +113,8 @@ def build(ctx):
     seen = {"tz": os.environ.get("TZ"), "tzname": time.tzname[0], "locale": os.environ.get("LC_ALL"),
             "umask": os.umask(0o022), "build_path": str(ctx.source("population")), "cwd": os.getcwd(),
             "hostname": socket.gethostname(), "user": os.environ.get("USER"),
-            "cpus": len(os.sched_getaffinity(0))}
+            "cpus": len(os.sched_getaffinity(0)),
+            "listing": os.listdir(os.path.dirname(os.path.abspath(__file__)))}
     df = pd.DataFrame({"pruid": [1], "seen": [json.dumps(seen, sort_keys=True)]})
     ctx.write_parquet("table", df)
     ctx.write_csv("table-csv", df)
@@ -142,6 +143,7 @@ def test_check_variations_reach_the_transform(repo: Path, capfd: pytest.CaptureF
     runs = [json.loads(pq.read_table(next((kept / f"run{i}").glob("*.parquet"))).column("seen")[0].as_py())
             for i in (1, 2)]
     assert runs[0]["tz"] == "UTC" and runs[0]["umask"] == 0o022 and runs[0]["build_path"].startswith("/d4c/")
+    assert runs[1]["listing"] == runs[0]["listing"][::-1] and len(runs[0]["listing"]) > 1
     one_cpu = len(os.sched_getaffinity(0)) == 1  # nothing to take away on a one-CPU machine
     for key in runs[0]:
         if not (key == "cpus" and one_cpu):

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from d4c import canonical
 from d4c.atomic import atomic_write
+from d4c.build.geo_facts import DESCRIBE
 from d4c.build.logical import read_table
 from d4c.build.manifest import code_state
 from d4c.build.pipeline import MANIFEST, PROVENANCE, BuildOptions, build, check_out_dir, publish
@@ -126,6 +127,11 @@ def explain(a: Path, b: Path, fmt: str) -> list[str]:
         lines += explain_parquet(a, b)
     elif fmt in {"csv", "json"}:
         lines += explain_csv(a, b)
+    elif fmt in DESCRIBE:  # FlatGeobuf, COG, PMTiles: which of the manifest's facts moved
+        fa, fb = DESCRIBE[fmt](a), DESCRIBE[fmt](b)
+        moved = [k for k in sorted(fa) if fa[k] != fb.get(k)]
+        lines.append(f"facts that differ: {', '.join(moved)}" if moved else
+                     "same facts (rows, columns, logical hash): only the encoding differs")
     return lines + diffoscope(a, b)
 
 

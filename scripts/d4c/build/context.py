@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from d4c.build import writers
+from d4c.build import geo_writers, writers
 
 
 class ContextError(KeyError):
@@ -70,3 +70,20 @@ class BuildContext:
     def write_csv(self, name: str, data: Any) -> None:
         spec = self.output(name, "csv")
         writers.write_csv(spec.path, data, spec.sort_by)
+
+    def write_flatgeobuf(self, name: str, gdf: Any) -> None:
+        spec = self.output(name, "flatgeobuf")
+        geo_writers.write_flatgeobuf(spec.path, gdf, spec.sort_by, layer=name)
+
+    def write_pmtiles(self, name: str, gdf: Any, *, min_zoom: int = 0, max_zoom: int | None = None,
+                      args: tuple[str, ...] = ()) -> None:
+        """Vector tiles of one layer called `name` (tippecanoe; `max_zoom` None: chosen from the data)."""
+        spec = self.output(name, "pmtiles")
+        geo_writers.write_pmtiles(spec.path, gdf, spec.sort_by, layer=name, min_zoom=min_zoom,
+                                  max_zoom=max_zoom, args=tuple(args))
+
+    def write_cog(self, name: str, data: Any, *, transform: Any, crs: Any,
+                  nodata: float | None = None) -> None:
+        """A Cloud-Optimized GeoTIFF from a (bands, rows, cols) array and its affine transform."""
+        spec = self.output(name, "cog")
+        geo_writers.write_cog(spec.path, data, transform=transform, crs=crs, nodata=nodata)

@@ -1,15 +1,17 @@
 """What an artifact holds, independent of how it is encoded.
 
 `describe` reads a written artifact back (the way users will) and returns the
-manifest facts: rows, columns with null counts, a schema fingerprint, a logical
-content hash (the schema plus every row, in sorted order, in a canonical text
-form: the same data re-encoded with other Parquet settings hashes the same), and
-for GeoParquet the geometry types, bbox and CRS from the `geo` metadata.
+manifest facts (FlatGeobuf, COG and PMTiles: `d4c.build.geo_facts`): rows, columns
+with null counts, a schema fingerprint, a logical content hash (the schema plus
+every row, in sorted order, in a canonical text form: the same data re-encoded
+with other Parquet settings hashes the same), and for GeoParquet the geometry
+types, bbox and CRS from the `geo` metadata.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -123,11 +125,28 @@ def geo_facts(schema: pa.Schema) -> dict[str, Any]:
 
 
 def describe(path: Path, fmt: str) -> dict[str, Any]:
-    """Manifest facts for one tabular artifact; empty for formats we do not read."""
+    """Manifest facts for one artifact: tabular here, FlatGeobuf, COG and PMTiles in geo_facts."""
+    from d4c.build.geo_facts import DESCRIBE
+
+    if fmt in DESCRIBE:
+        try:
+            return DESCRIBE[fmt](path)
+        except (RuntimeError, KeyError, struct.error) as exc:  # GDAL's errors, a malformed PMTiles
+            raise ValueError(f"{type(exc).__name__}: {exc}") from None
     if fmt not in PARQUET_FORMATS and fmt != "csv":
         return {}
     table = read_table(path, fmt)
-    facts: dict[str, Any] = {
+    facts = table_facts(table)
+    if fmt == "geoparquet":
+        facts.update(geo_facts(pq.read_schema(path)))
+    else:
+        facts.update({"geometry_types": [], "crs": None, "bbox": None})
+    return facts
+
+
+def table_facts(table: pa.Table) -> dict[str, Any]:
+    """Rows, columns with their null counts, the schema fingerprint and the logical hash."""
+    return {
         "rows": table.num_rows,
         "columns": [
             {"name": f.name, "type": str(f.type), "nulls": int(table.column(i).null_count)}
@@ -136,8 +155,3 @@ def describe(path: Path, fmt: str) -> dict[str, Any]:
         "schema_fingerprint": schema_fingerprint(table.schema),
         "logical_sha256": logical_sha256(table),
     }
-    if fmt == "geoparquet":
-        facts.update(geo_facts(pq.read_schema(path)))
-    else:
-        facts.update({"geometry_types": [], "crs": None, "bbox": None})
-    return facts

@@ -21,21 +21,75 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 from d4c.build import sandbox
 from d4c.build.context import BuildContext, OutputSpec
 
-# Packages whose versions can reach the bytes of an artifact.
-KEY_PACKAGES = ("pyarrow", "geopandas", "pandas", "numpy", "shapely", "pyproj", "d4c")
+# Native libraries inside wheels, recorded when the build loaded their module: module ->
+# (manifest key, attribute holding the version). GDAL appears twice: each wheel bundles its own.
+NATIVE = {"pyogrio": ("pyogrio:gdal", "__gdal_version_string__"), "rasterio": ("rasterio:gdal", "__gdal_version__"),
+          "pyproj": ("pyproj:proj", "proj_version_str"), "shapely": ("shapely:geos", "geos_version_string")}
+
+
+def _canonical(name: str) -> str:
+    return canonicalize_name(name)
+
+
+def _closure(root: str = "d4c") -> set[str]:
+    """The installed distributions d4c needs at run time (its requirements, transitively)."""
+    seen: set[str] = set()
+    todo = [root]
+    while todo:
+        name = _canonical(todo.pop())
+        if name in seen:
+            continue
+        try:
+            reqs = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        seen.add(name)
+        for text in reqs:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    return seen
 
 
 def versions() -> dict[str, Any]:
+    """Python and the version of every distribution the build environment gives d4c, as
+    installed where the worker runs (not a list kept here)."""
     pkgs = {}
-    for name in KEY_PACKAGES:
+    for name in sorted(_closure()):
         try:
             pkgs[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
     return {"python": platform.python_version(), "packages": pkgs}
+
+
+def _top_modules() -> set[str]:
+    return {m.partition(".")[0] for m in list(sys.modules)}
+
+
+def loaded_versions(before: set[str]) -> dict[str, str]:
+    """After the transform: the distributions of the modules it loaded (`before` were loaded
+    already) and the native libraries (GDAL, PROJ, GEOS) of the loaded wheels that bundle one."""
+    found: dict[str, str] = {}
+    owners = metadata.packages_distributions()
+    for module in sorted(_top_modules()):
+        for dist in owners.get(module, []) if module not in before else []:
+            try:
+                found[_canonical(dist)] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                continue
+        if module in NATIVE:
+            key, attr = NATIVE[module]
+            value = getattr(sys.modules[module], attr, None)
+            if value:
+                found[key] = str(value)
+    return found
 
 
 class CommandFailed(RuntimeError):
@@ -119,6 +173,7 @@ def run(spec: dict[str, Any], found: dict[str, Any] | None = None) -> dict[str, 
     )
     outcome: dict[str, Any] = {"status": "ok", **(found if found is not None else versions())}
     killed_before = oom_kills()
+    loaded_before = _top_modules()
     sandbox.install(policy)
     try:
         (_run_python if "python" in spec["transform"] else _run_command)(spec, ctx)
@@ -149,6 +204,7 @@ def run(spec: dict[str, Any], found: dict[str, Any] | None = None) -> dict[str, 
             sys.stderr.write("".join("    " + line for line in "".join(tb.format()).splitlines(True)))
             outcome.update(status="error", message=summary)
     policy.active = False
+    outcome["packages"] = dict(sorted({**outcome["packages"], **loaded_versions(loaded_before)}.items()))
     killed_after = oom_kills()
     if killed_before is not None and killed_after is not None and killed_after > killed_before:
         # Whatever the transform made of its killed children, the cause is the limit.

@@ -1,9 +1,12 @@
 """Compare one artifact's previous and new versions: hashes, schema, geometry, rows.
 
-Two sources of facts: the files themselves (read with pyarrow; row-level comparison
-by primary key runs in DuckDB over the Arrow tables, without copying them) or, when
-the previous file cannot be fetched, the manifest entries, which carry the same
-summary facts but no rows. Everything returned is plain JSON-able data for render.py.
+Two sources of facts: the files themselves (Parquet and CSV read with pyarrow,
+FlatGeobuf with pyogrio; row-level comparison by primary key runs in DuckDB over the
+Arrow tables, without copying them) or the manifest entries, which carry the same
+summary facts but no rows: always for COG and PMTiles (their facts are the grid and
+the layers, which the manifest holds whole), and when a previous file cannot be fetched.
+A PMTiles layer's fields are compared as columns `<layer>.<field>`, a COG's bands as
+columns `band_<n>`. Everything returned is plain JSON-able data for render.py.
 """
 from __future__ import annotations
 
@@ -35,30 +38,47 @@ class Profile:
     crs: str | None = None
     bbox: list[float] | None = None
     logical: str | None = None
+    raster: dict[str, Any] | None = None  # COG: the manifest's `raster` facts
+    tiles: dict[str, Any] | None = None  # PMTiles: the manifest's `tiles` facts
+
+
+def _layer_columns(tiles: dict[str, Any]) -> dict[str, tuple[str, int | None]]:
+    return {f"{layer['name']}.{name}": (str(kind), None)
+            for layer in tiles.get("layers") or [] for name, kind in (layer.get("fields") or {}).items()}
 
 
 def profile_manifest(out: dict[str, Any]) -> Profile:
     """Facts from a manifest `outputs[]` entry."""
     cols = {str(c["name"]): (str(c.get("type")), c.get("nulls")) for c in out.get("columns") or []}
+    if out.get("tiles"):
+        cols.update(_layer_columns(out["tiles"]))
     bbox = out.get("bbox")
     return Profile(
         sha256=out.get("sha256"), size=out.get("size"), rows=out.get("rows"), columns=cols,
         geometry_types=sorted(out["geometry_types"]) if out.get("geometry_types") else None,
         crs=out.get("crs"), bbox=[float(b) for b in bbox] if bbox else None,
-        logical=out.get("logical_sha256"),
+        logical=out.get("logical_sha256"), raster=out.get("raster"), tiles=out.get("tiles"),
     )
 
 
+# Formats whose rows the diff reads from the files themselves.
+TABULAR = {"parquet", "geoparquet", "csv", "flatgeobuf"}
+
+
 def read_table(path: Path, fmt: str) -> pa.Table:
-    """Read a Parquet, GeoParquet or CSV artifact, or fail with one line."""
+    """Read a Parquet, GeoParquet, CSV or FlatGeobuf artifact, or fail with one line."""
     try:
         if fmt in {"parquet", "geoparquet"}:
             return pq.read_table(path)
         if fmt == "csv":
             return pacsv.read_csv(path)
-    except (pa.ArrowException, OSError) as exc:
+        if fmt == "flatgeobuf":
+            from d4c.build.geo_facts import read_flatgeobuf
+
+            return read_flatgeobuf(path)[1]
+    except (pa.ArrowException, OSError, RuntimeError) as exc:  # GDAL's errors are RuntimeErrors
         raise D4CError(f"{path}: cannot read as {fmt}: {str(exc)[:200]}") from None
-    raise D4CError(f"{path}: format {fmt!r} has no tabular diff", hint="only parquet, geoparquet, csv")
+    raise D4CError(f"{path}: format {fmt!r} has no tabular diff", hint=f"only {', '.join(sorted(TABULAR))}")
 
 
 def _crs_name(crs: Any) -> str | None:
@@ -77,8 +97,9 @@ def _crs_name(crs: Any) -> str | None:
 def profile_table(table: pa.Table, base: Profile) -> Profile:
     """Facts read from the file; hashes and size come from `base` (the verified manifest)."""
     cols = {f.name: (str(f.type), table.column(i).null_count) for i, f in enumerate(table.schema)}
+    # FlatGeobuf has no `geo` metadata: its geometry facts are the verified manifest's
     prof = Profile(sha256=base.sha256, size=base.size, rows=table.num_rows, columns=cols,
-                   logical=base.logical)
+                   logical=base.logical, geometry_types=base.geometry_types, crs=base.crs, bbox=base.bbox)
     meta = (table.schema.metadata or {}).get(b"geo")
     if meta:
         geo = json.loads(meta)
@@ -116,7 +137,27 @@ def compare_profiles(old: Profile, new: Profile) -> dict[str, Any]:
         "geometry_types": _pair(old.geometry_types, new.geometry_types),
         "crs": _pair(old.crs, new.crs),
         "bbox": _pair(old.bbox, new.bbox),
+        **format_facts(old, new),
     }
+
+
+GRID_KEYS = ("width", "height", "bands", "dtypes", "nodata", "transform", "overviews")
+ZOOM_KEYS = ("min_zoom", "max_zoom", "tile_count")
+
+
+def format_facts(old: Profile, new: Profile) -> dict[str, Any]:
+    """COG grid and PMTiles zoom/layer changes; empty for the tabular formats."""
+    out: dict[str, Any] = {}
+    if old.raster is not None or new.raster is not None:
+        o, n = old.raster or {}, new.raster or {}
+        out["raster"] = {k: _pair(o.get(k), n.get(k)) for k in GRID_KEYS}
+    if old.tiles is not None or new.tiles is not None:
+        o, n = old.tiles or {}, new.tiles or {}
+        ol = [str(v["name"]) for v in o.get("layers") or []]
+        nl = [str(v["name"]) for v in n.get("layers") or []]
+        out["tiles"] = {k: _pair(o.get(k), n.get(k)) for k in ZOOM_KEYS}
+        out["layers"] = {"added": [x for x in nl if x not in ol], "removed": [x for x in ol if x not in nl]}
+    return out
 
 
 def _q(name: str) -> str:

@@ -10,7 +10,6 @@ from d4c import recipe as recipes
 from d4c.diff import compare, previous, semver
 from d4c.errors import D4CError
 
-TABULAR = {"parquet", "geoparquet", "csv"}
 ENV_FIELDS = ("runner", "network_isolation", "dockerfile_sha256", "lock_sha256", "image_id", "python")
 
 
@@ -47,7 +46,7 @@ def _artifact(name: str, old: dict[str, Any] | None, new: dict[str, Any] | None,
                 "facts": {"size": facts.size, "rows": facts.rows, "columns": len(facts.columns),
                           "geometry_types": facts.geometry_types, "crs": facts.crs, "bbox": facts.bbox}}
     new_file = new_dir / str(new["file"])
-    fmt_ok = old.get("format") in TABULAR and new.get("format") in TABULAR
+    fmt_ok = old.get("format") in compare.TABULAR and new.get("format") in compare.TABULAR
     if old_file is not None and fmt_ok and new_file.is_file():
         ot = compare.read_table(old_file, str(old["format"]))
         nt = compare.read_table(new_file, str(new["format"]))
@@ -119,7 +118,10 @@ def make_report(root: Path, dataset_id: str, build_dir: Path, against: str | Non
                     keys.get(name, []), sample)
         finally:
             previous.cleanup(workdir)
-        missing = sorted(n for n, a in report["artifacts"].items() if a.get("facts_from") == "manifests")
+        # COG and PMTiles are always compared on their manifests' facts (grid, layers): only a
+        # tabular file that could not be fetched is "missing"
+        missing = sorted(n for n, a in report["artifacts"].items() if a.get("facts_from") == "manifests"
+                         and n not in fetched and (old_outs[n].get("format") in compare.TABULAR))
         if sample:
             report["note"] = (
                 "Sample build (the recipe's `sample` params): only columns, types, geometry type and "

@@ -2,8 +2,11 @@
 
 Rules (DESIGN.md section 3, the Data for Canada convention):
 - major: an output or a column removed, a column retyped (a rename is a removal plus an
-  addition), geometry type or CRS changed, rows removed (by primary key);
-- minor: an output or a column added, rows added, the bbox grew;
+  addition), geometry type or CRS changed, rows removed (by primary key); a PMTiles layer or
+  a field of one removed, or its zoom range narrowed; a COG band removed or retyped, its
+  pixel size or nodata value changed, or its extent shrunk;
+- minor: an output or a column added, rows added, the bbox grew; a PMTiles layer or field
+  added, or its zoom range widened; a COG band added;
 - patch: any other change of content (values, nulls, row order of an unkeyed table);
 - none: the logical content is unchanged (bytes alone may differ, e.g. a new library).
 The bump must be at least the kind of change; a first release always passes. The release
@@ -34,14 +37,24 @@ def artifact_changes(name: str, a: dict[str, Any]) -> list[tuple[str, str]]:
         return [("minor", f"output `{name}` added")]
     out: list[tuple[str, str]] = []
     cols = a["columns"]
-    out += [("major", f"`{name}`: column `{c}` removed") for c in cols["removed"]]
-    out += [("major", f"`{name}`: column `{r['name']}` retyped {r['old']} -> {r['new']}")
+    layers = a.get("layers") or {"added": [], "removed": []}
+    out += [("major", f"`{name}`: layer `{x}` removed") for x in layers["removed"]]
+    out += [("minor", f"`{name}`: layer `{x}` added") for x in layers["added"]]
+    whole = tuple(f"{x}." for x in layers["removed"] + layers["added"])
+
+    def own(c: str) -> bool:  # a field of an added or removed layer is said once, as the layer
+        return not (whole and c.startswith(whole))
+
+    kind = "band" if "raster" in a else "field" if "tiles" in a else "column"
+    out += [("major", f"`{name}`: {kind} `{c}` removed") for c in cols["removed"] if own(c)]
+    out += [("major", f"`{name}`: {kind} `{r['name']}` retyped {r['old']} -> {r['new']}")
             for r in cols["retyped"]]
+    out += _format_changes(name, a)
     if not a["geometry_types"]["same"]:
         out.append(("major", f"`{name}`: geometry type changed"))
     if not a["crs"]["same"]:
         out.append(("major", f"`{name}`: CRS changed"))
-    out += [("minor", f"`{name}`: column `{c}` added") for c in cols["added"]]
+    out += [("minor", f"`{name}`: {kind} `{c}` added") for c in cols["added"] if own(c)]
     if a.get("sample"):  # rows of a sample say nothing about the full data
         return out
     rows = a.get("row_diff") or {}
@@ -57,6 +70,28 @@ def artifact_changes(name: str, a: dict[str, Any]) -> list[tuple[str, str]]:
             out.append(("major" if delta < 0 else "minor", f"`{name}`: row count {delta:+d}"))
     if not out and _content_changed(a):
         out.append(("patch", f"`{name}`: values changed"))
+    return out
+
+
+def _format_changes(name: str, a: dict[str, Any]) -> list[tuple[str, str]]:
+    """COG grid and PMTiles zoom range changes (bands and fields are columns, above)."""
+    out: list[tuple[str, str]] = []
+    grid = a.get("raster") or {}
+    t = grid.get("transform") or {}
+    if t.get("old") and t.get("new") and (t["old"][0], t["old"][4]) != (t["new"][0], t["new"][4]):
+        size = f"{t['old'][0]:g} x {t['old'][4]:g} -> {t['new'][0]:g} x {t['new'][4]:g}"
+        out.append(("major", f"`{name}`: pixel size changed {size}"))
+    if grid and not grid["nodata"]["same"]:
+        out.append(("major", f"`{name}`: nodata changed {grid['nodata']['old']} -> {grid['nodata']['new']}"))
+    if grid and _grew(a["bbox"]["new"], a["bbox"]["old"]):
+        out.append(("major", f"`{name}`: extent shrunk"))
+    zoom = a.get("tiles") or {}
+    lo, hi = zoom.get("min_zoom") or {}, zoom.get("max_zoom") or {}
+    if None not in (lo.get("old"), lo.get("new"), hi.get("old"), hi.get("new")):
+        if lo["new"] > lo["old"] or hi["new"] < hi["old"]:
+            out.append(("major", f"`{name}`: zoom range narrowed {lo['old']}-{hi['old']} -> {lo['new']}-{hi['new']}"))
+        elif lo["new"] < lo["old"] or hi["new"] > hi["old"]:
+            out.append(("minor", f"`{name}`: zoom range widened {lo['old']}-{hi['old']} -> {lo['new']}-{hi['new']}"))
     return out
 
 

@@ -38,11 +38,12 @@ class Variation:
     hostname: str = "d4c-build"
     user: str = "d4c"
     cpus: int | None = None  # CPUs the transform may run on (None: all of this machine's)
+    listing: str = "sorted"  # the order a folder of the dataset or a source lists (bubblewrap)
 
 
 NORMAL = Variation()
 VARIED = Variation(tz="Pacific/Chatham", locale="fr_CA.UTF-8", umask=0o077, mount="/build/check-2/d4c",
-                   hostname="d4c-check-2", user="d4c-check", cpus=1)
+                   hostname="d4c-check-2", user="d4c-check", cpus=1, listing="reversed")
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,9 @@ def python_binds() -> list[str]:
     return kept
 
 
+MAX_LISTED = 4096  # files of one tree bound one by one; a bigger tree is bound whole
+
+
 def _parents(paths: list[str]) -> list[str]:
     """Every folder above the bind points, made 0755 (bubblewrap copies the host's modes,
     and /root is 0700: the unprivileged sandbox user could not pass through it)."""
@@ -66,6 +69,37 @@ def _parents(paths: list[str]) -> list[str]:
             found.add(parent)
             parent = os.path.dirname(parent)
     return sorted(found, key=lambda p: (p.count("/"), p))
+
+
+def tree_binds(host: str, inside: str, reverse: bool) -> list[str] | None:
+    """Bind a folder file by file onto the sandbox's tmpfs root, in a chosen order. A tmpfs
+    lists a folder in the order its entries were made, so the transform sees the same order
+    on every machine (ext4 lists by a per-filesystem hash seed) and `--check` can reverse it.
+    None for a tree too big to bind one by one, or one holding anything but files and folders."""
+    if not os.path.isdir(host) or os.path.islink(host):
+        return None
+    argv = ["--perms", "0755", "--dir", inside]
+    count = 0
+    with os.scandir(host) as it:
+        entries = sorted(it, key=lambda e: e.name, reverse=reverse)
+    for entry in entries:
+        dest = f"{inside}/{entry.name}"
+        if entry.is_symlink():
+            return None
+        if entry.is_dir():
+            sub = tree_binds(entry.path, dest, reverse)
+            if sub is None:
+                return None
+            argv += sub
+            count += sub.count("--ro-bind")
+        elif entry.is_file():
+            argv += ["--ro-bind", entry.path, dest]
+            count += 1
+        else:
+            return None
+        if count > MAX_LISTED:
+            return None
+    return argv
 
 
 def bwrap_argv(job: Job, dataset: Path, root: bool) -> list[str]:
@@ -80,9 +114,10 @@ def bwrap_argv(job: Job, dataset: Path, root: bool) -> list[str]:
     ro: list[tuple[str, str]] = [("/usr", "/usr")]
     ro += [(f"/etc/{n}", f"/etc/{n}") for n in ETC_FILES if os.path.exists(f"/etc/{n}")]
     ro += [(p, p) for p in python_binds()]
-    ro += [(str(dataset), str(job.mount / "dataset"))]
-    ro += [(str(h), str(s)) for h, s in source_mounts(job)]
-    dests = [d for _, d in ro] + [str(job.mount / "out")]
+    reverse = job.variation.listing == "reversed"
+    trees = [(str(dataset), str(job.mount / "dataset"))]
+    trees += sorted(((str(h), str(s)) for h, s in source_mounts(job)), reverse=reverse)
+    dests = [d for _, d in ro + trees] + [str(job.mount / "out")]
     # The scratch tmpfs first: a Python install under /tmp must be bound on top of it, not hidden.
     argv += ["--perms", "1777", "--size", str(job.limits.memory), "--tmpfs", "/tmp"]
     for parent in (p for p in _parents(dests) if p != "/tmp"):
@@ -95,6 +130,8 @@ def bwrap_argv(job: Job, dataset: Path, root: bool) -> list[str]:
             argv += ["--ro-bind", link, link]
     for host, inside in ro:
         argv += ["--ro-bind", host, inside]
+    for host, inside in trees:  # made in order on the tmpfs root: that order is the listing
+        argv += tree_binds(host, inside, reverse) or ["--ro-bind", host, inside]
     argv += ["--bind", str(job.stage), str(job.mount / "out"),
              "--proc", "/proc", "--dev", "/dev",
              "--perms", "1777", "--size", str(SHM_SIZE), "--tmpfs", "/dev/shm",

