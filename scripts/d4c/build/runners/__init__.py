@@ -14,6 +14,7 @@ import hashlib
 import importlib
 import os
 import shutil
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -115,6 +116,8 @@ def fixed_env(source_date_epoch: int, scratch: str, path: str, v: Variation = NO
         "TZ": v.tz,
         "XDG_CACHE_HOME": scratch,
         "GDAL_PAM_ENABLED": "NO",  # no .aux.xml side files next to rasters
+        # the date GDAL writes where a format wants "now" (GeoPackage's last_change)
+        "OGR_CURRENT_DATE": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(source_date_epoch)),
     }
 
 
