@@ -21,6 +21,11 @@ from typing import Any
 from d4c import schemas
 from d4c.errors import D4CError
 
+# The recipe's descriptive fields a record snapshots as `metadata`, so the catalog never
+# needs the recipe; the rest of a recipe is build detail.
+DESCRIPTIVE = ("title", "description", "license", "creators", "providers", "keywords",
+               "temporal", "spatial")
+
 
 @dataclass(frozen=True)
 class SourceFact:

@@ -20,10 +20,7 @@ from d4c.recipe import plain
 
 Record = dict[str, Any]
 
-# Recipe fields the catalog uses; the rest of a recipe is build detail.
-DESCRIPTIVE = (
-    "title", "description", "license", "creators", "providers", "keywords", "temporal", "spatial",
-)
+DESCRIPTIVE = model.DESCRIPTIVE
 _REQUIRED = ("id", "version", "released_at", "manifest", "files")
 
 

@@ -9,17 +9,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
-from d4c import canonical, schemas
+from d4c import canonical, model, schemas
 from d4c.atomic import atomic_write
-from d4c.errors import D4CError
 from d4c.release.targets.base import ReleaseFile
 from d4c.release.torrent import TorrentInfo
 
-# The recipe's descriptive fields, snapshotted so the catalog never needs the recipe.
-DESCRIPTIVE = ("title", "description", "license", "creators", "providers", "keywords",
-               "temporal", "spatial")
+DESCRIPTIVE = model.DESCRIPTIVE
 
 
 def schema(root: Path | None = None) -> dict[str, Any]:
@@ -66,12 +61,7 @@ def build_record(*, dataset_id: str, version: str, released_at: str, manifest: M
 
 def write_record(path: Path, record: dict[str, Any], root: Path | None = None) -> bool:
     """Validate and write atomically; False when the same bytes are already there."""
-    errors = sorted(jsonschema.Draft202012Validator(schema(root)).iter_errors(record),
-                    key=lambda e: list(e.absolute_path))
-    if errors:
-        loc = "/".join(str(p) for p in errors[0].absolute_path) or "(top level)"
-        raise D4CError(f"release record would be invalid at {loc}: {errors[0].message}",
-                       where=str(path), hint="this is a bug in d4c or a broken manifest")
+    model.ReleaseRecord.from_doc(record, where=str(path))  # the schemas, and one shape
     raw = canonical.encode(record)
     if path.is_file() and path.read_bytes() == raw:
         return False
