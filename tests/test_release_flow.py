@@ -53,7 +53,7 @@ class World:
 
     def __init__(self, root: Path, s3: MotoS3, tag: str, endpoint: str | None = None) -> None:
         self.root, self.s3 = root, s3
-        self.bucket = s3.bucket()
+        self.bucket = s3.bucket(public=("dataforcanada/",))  # d4c/journal/ stays private
         self.local = root.parent / f"publish-{tag}"
         s3.client().put_object(Bucket=self.bucket, Key=OLD, Body=b"an older version")
         self.config = write_config(
@@ -61,7 +61,8 @@ class World:
             local_target_yaml("mirror", self.local),
             s3_target_yaml("dfc", endpoint or s3.endpoint, self.bucket, retain="latest",
                            source_mirror=True, layout="dataforcanada/{id}/processed/{file}",
-                           public=f"{s3.endpoint}/{self.bucket}", chunk=5 * 2**20))
+                           public=f"{s3.endpoint}/{self.bucket}", chunk=5 * 2**20),
+            top="journal: {target: dfc}\n")
         for sub in ("releases", ".d4c/journal", ".d4c/catalog", ".d4c/release"):
             shutil.rmtree(root / sub, ignore_errors=True)
 
@@ -84,9 +85,10 @@ class World:
 def _expected(rec: dict[str, Any]) -> dict[str, list[str]]:
     files = [f["file"] for f in rec["files"]]
     src = [f"sources/sha256/{s['sha256'][:2]}/{s['sha256']}" for s in rec["sources"]]
-    journal = f"{DEMO}_v1.0.0_journal.json"
-    return {"mirror": sorted([f"{DEMO}/v1.0.0/{f}" for f in [*files, journal]] + src),
-            "dfc": sorted([f"dataforcanada/{DEMO}/processed/{f}" for f in files] + src)}
+    journal = f"d4c/journal/{DEMO}/v1.0.0.json"  # journal.target, outside the public prefix
+    return {"mirror": sorted([f"{DEMO}/v1.0.0/{f}" for f in files] + src),
+            "dfc": sorted([f"dataforcanada/{DEMO}/processed/{f}" for f in files] + [journal]
+                          + [f"dataforcanada/{k}" for k in src])}
 
 
 def _check(world: World) -> dict[str, Any]:
@@ -303,5 +305,5 @@ def test_catalog_on_s3_is_appended_with_the_targets_own_client(repo: Path, moto_
     assert rec is not None
     body = moto_s3.client().get_object(Bucket=world.bucket, Key=key)["Body"].read()
     table = pq.read_table(pa.BufferReader(body), columns=["id", "collection"])
-    assert table.to_pylist() == [{"id": f"{DEMO}/v1.0.0", "collection": DEMO}]
+    assert [row["collection"] for row in table.to_pylist()] == [DEMO]  # the item id is the catalog's
     assert not (repo / ".d4c" / "catalog" / "catalog.parquet").exists()

@@ -72,7 +72,7 @@ def world(demo_build: Path, moto_s3: MotoS3, tmp_path: Path,
         ENV["IA_ACCESS_KEY"], ENV["IA_SECRET_KEY"]), FakeGitHub(ENV["GITHUB_TOKEN"])
     for fake in (zenodo, ia, github):
         fake.start()
-    bucket = moto_s3.bucket()
+    bucket = moto_s3.bucket(public=(f"{DEMO}/", "sources/"))
     publish = tmp_path / "publish"
     config = write_config(
         tmp_path / "targets.yaml", local_target_yaml("mirror", publish),

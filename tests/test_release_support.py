@@ -41,15 +41,21 @@ class MotoS3:
                             aws_access_key_id="a", aws_secret_access_key="b",
                             config=Config(s3={"addressing_style": "path"}))
 
-    def bucket(self, prefix: str = "bkt", public: bool = False) -> str:
+    def bucket(self, prefix: str = "bkt", public: bool | tuple[str, ...] = False) -> str:
+        """A new bucket; `public`: anonymous reads of every key (True) or of keys under these
+        prefixes only, as on an open-data bucket (web seeds, plain downloads). Without it, moto
+        answers 403 to unsigned requests, as a private bucket does."""
         # moto's backends are per process, shared by every server instance: unique names
         name = f"{prefix}-{next(_BUCKETS)}-{os.getpid()}"
         self.client().create_bucket(Bucket=name)
-        if public:  # anonymous GETs, as on an open-data bucket (web seeds, plain downloads)
+        if public:
+            prefixes = ("",) if public is True else public
+            # AWS authorizes HEAD as s3:GetObject; moto 5 checks an "s3:HeadObject" action, so
+            # this moto-only policy names both.
             self.client().put_bucket_policy(Bucket=name, Policy=json.dumps({
                 "Version": "2012-10-17", "Statement": [{
-                    "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
-                    "Resource": f"arn:aws:s3:::{name}/*"}]}))
+                    "Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject", "s3:HeadObject"],
+                    "Resource": [f"arn:aws:s3:::{name}/{p}*" for p in prefixes]}]}))
         return name
 
     def keys(self, bucket: str) -> list[str]:
@@ -140,7 +146,8 @@ class FaultProxy:
 
 def s3_target_yaml(name: str, endpoint: str, bucket: str, *, retain: str = "all",
                    source_mirror: bool = False, layout: str | None = None,
-                   public: str | None = None, chunk: int | None = None) -> str:
+                   public: str | None = None, chunk: int | None = None,
+                   declared_public: bool | None = None) -> str:
     lines = [f"  - name: {name}", "    kind: s3", f"    url: {public or endpoint + '/' + bucket}/{{key}}",
              f"    retain: {retain}", f"    source_mirror: {'true' if source_mirror else 'false'}",
              "    credentials: {access_key_id: D4C_TEST_S3_KEY, secret_access_key: D4C_TEST_S3_SECRET}",
@@ -150,6 +157,8 @@ def s3_target_yaml(name: str, endpoint: str, bucket: str, *, retain: str = "all"
         lines.insert(2, f"    layout: \"{layout}\"")
     if chunk:
         lines.append(f"      multipart_chunksize: {chunk}")
+    if declared_public is not None:
+        lines.insert(2, f"    public: {'true' if declared_public else 'false'}")
     return "\n".join(lines) + "\n"
 
 
@@ -161,8 +170,9 @@ def local_target_yaml(name: str, path: Path, *, url: str | None = None, retain: 
     return out + (f"    url: \"{url}\"\n" if url else "")
 
 
-def write_config(path: Path, *targets: str, trackers: tuple[str, ...] = ()) -> Path:
-    text = "targets:\n" + "".join(targets)
+def write_config(path: Path, *targets: str, trackers: tuple[str, ...] = (), top: str = "") -> Path:
+    """A targets config; `top` is more top-level YAML (e.g. `journal: {target: dfc}`)."""
+    text = top + "targets:\n" + "".join(targets)
     if trackers:
         text = "torrent:\n  trackers: [" + ", ".join(trackers) + "]\n" + text
     path.write_text(text)

@@ -18,7 +18,7 @@ import re
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -159,7 +159,9 @@ class FakeServer:
             if fault is not None:
                 resp = Response(fault.status, fault.body, fault.headers)
             else:
-                resp = self._handle(req)
+                # HEAD is the GET without its body, as on every real server (d4c's anonymous
+                # reachability check sends one before a ranged GET)
+                resp = self._handle(replace(req, method="GET") if req.method == "HEAD" else req)
                 if req.method in MUTATING and resp.status < 400:
                     self._mutations += 1
                     if self._drop_at is not None and self._mutations == self._drop_at:

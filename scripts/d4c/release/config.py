@@ -18,6 +18,10 @@ from d4c.errors import D4CError
 from d4c.redact import register_env
 from d4c.release.targets.base import DEFAULT_LAYOUT, TargetConfig
 
+DEFAULT_JOURNAL_KEY = "d4c/journal/{id}/v{version}.json"
+DEFAULT_CATALOG_KEY = "catalog/catalog.parquet"
+STATE_KINDS = ("local", "s3")  # the kinds that can hold the journal or the catalog
+
 
 @dataclass(frozen=True)
 class TargetsConfig:
@@ -27,6 +31,13 @@ class TargetsConfig:
     catalog: str | None = None  # a local path or s3://bucket/key; default .d4c/catalog/
     source: Path | None = None  # the file it came from; None = the built-in default
     credential_vars: tuple[str, ...] = field(default=())
+    catalog_target: str | None = None  # catalog: {target, key}: a published file on that target
+    catalog_key: str = DEFAULT_CATALOG_KEY
+    journal_target: str | None = None  # None: the journal stays on this machine (.d4c/journal/)
+    journal_key: str = DEFAULT_JOURNAL_KEY
+
+    def config_of(self, name: str) -> TargetConfig:
+        return next(t for t in self.targets if t.name == name)
 
 
 def schema(root: Path | None = None) -> dict[str, Any]:
@@ -71,10 +82,30 @@ def load(path: Path | None, root: Path | None = None) -> TargetsConfig:
     creds = tuple(sorted({v for t in targets for v in t.credentials.values()}))
     register_env(creds)  # mask their values in every log line and error from now on
     torrent = data.get("torrent") or {}
+    catalog, journal = data.get("catalog"), data.get("journal") or {}
+    placed = catalog if isinstance(catalog, dict) else {}
+    _state_target("catalog", placed.get("target"), targets, path)
+    _state_target("journal", journal.get("target"), targets, path)
     return TargetsConfig(targets=targets, trackers=tuple(torrent.get("trackers") or ()),
                          webseeds=bool(torrent.get("webseeds", True)), source=path,
-                         catalog=_catalog(data.get("catalog"), path.parent),
-                         credential_vars=creds)
+                         catalog=None if placed else _catalog(catalog, path.parent),
+                         credential_vars=creds, catalog_target=placed.get("target"),
+                         catalog_key=placed.get("key", DEFAULT_CATALOG_KEY),
+                         journal_target=journal.get("target"),
+                         journal_key=journal.get("key", DEFAULT_JOURNAL_KEY))
+
+
+def _state_target(what: str, name: str | None, targets: tuple[TargetConfig, ...], path: Path) -> None:
+    """`catalog.target` / `journal.target` must name a local or s3 target of this config."""
+    if name is None:
+        return
+    kind = next((t.kind for t in targets if t.name == name), None)
+    if kind is None:
+        raise D4CError(f"targets config: {what}.target names unknown target {name!r}", where=str(path),
+                       hint="name a local or s3 target listed under targets")
+    if kind not in STATE_KINDS:
+        raise D4CError(f"targets config: {what}.target {name!r} is a {kind} target", where=str(path),
+                       hint="the journal and the catalog live on a local or s3 target")
 
 
 def _target(raw: dict[str, Any], base: Path) -> TargetConfig:
@@ -90,6 +121,7 @@ def _target(raw: dict[str, Any], base: Path) -> TargetConfig:
         layout=raw.get("layout", DEFAULT_LAYOUT), retain=raw.get("retain", "all"),
         source_mirror=bool(raw.get("source_mirror", False)),
         credentials=dict(raw.get("credentials") or {}), options=options,
+        public=bool(raw.get("public", True)), source_prefix=raw.get("source_prefix"),
     )
 
 

@@ -1,8 +1,10 @@
-"""The release journal: what each step did, kept in the primary target and on local disk.
+"""The release journal: what each step did, kept on local disk and on `journal.target`.
 
 The journal is a record of facts (a DOI reserved, a file verified on a target), never
-the only truth: every step still looks at the world before acting. Keeping it in the
-primary target lets a fresh machine resume a release that crashed elsewhere.
+the only truth: every step still looks at the world before acting. Keeping it on the
+target the config's `journal:` names (at a key outside every public prefix, see
+`d4c.release.locations`) lets a fresh machine resume a release that crashed elsewhere;
+without one it is only in `.d4c/journal/<id>/v<version>.json` on this machine.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ class Journal:
         return f"{self.primary.name}:{self.key}" if self.primary else str(self.local)
 
     def load(self) -> None:
-        """Prefer the primary target's copy (it survives the machine); fall back to local."""
+        """Prefer the journal target's copy (it survives the machine); fall back to local."""
         raw = None
         if self.primary is not None and self.key is not None:
             raw = self.primary.read_state(self.key)  # type: ignore[attr-defined]
@@ -66,6 +68,6 @@ class Journal:
 
     def save(self) -> None:
         raw = canonical.encode(self.data)
-        atomic_write(self.local, data=raw, durable=False)  # the primary target's copy is the one kept
+        atomic_write(self.local, data=raw, durable=False)  # the journal target's copy is the one kept
         if self.primary is not None and self.key is not None:
             self.primary.write_state(self.key, raw)  # type: ignore[attr-defined]

@@ -25,7 +25,7 @@ from d4c.atomic import atomic_write
 from d4c.catalog.append import append_record
 from d4c.digest import digest_file
 from d4c.errors import D4CError
-from d4c.release import config as cfgmod
+from d4c.release import locations, reach
 from d4c.release.files import ROLE_MEDIA_TYPES, digest_small, source_file
 from d4c.release.journal import Journal
 from d4c.release.plan import Action, Plan, context, plan
@@ -35,6 +35,7 @@ from d4c.release.torrent import TorrentInfo, make_torrent
 
 log = logging.getLogger("d4c.release")
 SideEffect = Callable[[str], None]
+STORES = ("local", "s3")  # their URLs open right after upload; the services' after finalize
 Echo = Callable[[str], None]
 
 
@@ -80,14 +81,16 @@ def execute(p: Plan, effect: SideEffect = _noop, echo: Echo = print) -> dict[str
     source_urls: dict[str, dict[str, str]] = {}
     for t in p.targets:
         _upload(p, t, journal, effect, echo, source_urls)
+    _reachable(p, urls, source_urls, STORES)  # before cleanup and publishing anything
     _cleanup(p, effect, echo)
     if not journal.get("released_at"):  # fixed once, so a rerun writes the same record
         journal.put("released_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     for a in p.of("finalize"):
         ctxs[a.target].state = journal.target_state(a.target)
         _hook(p.target(a.target), a, ctxs[a.target], journal, effect)
+    _reachable(p, urls, source_urls, None)  # the services' URLs open once published
     rec = _record(p, journal, urls, torrents, source_urls, effect, echo)
-    update_catalog(rec, p.config, p.targets, p.root, echo)
+    update_catalog(rec, p, echo)
     journal.mark("catalog")
     journal.put("complete", True)
     journal.save()
@@ -119,7 +122,7 @@ def _torrents(p: Plan) -> list[TorrentInfo]:
     ident, version = p.recipe.id, p.recipe.version
     for out in p.manifest["outputs"]:
         # BEP 19 web seeds must be http(s): a local target's file:// URL is no seed.
-        seeds = [u for t in p.targets if t.retain == "all" and p.config.webseeds
+        seeds = [u for t in p.targets if t.retain == "all" and t.public and p.config.webseeds
                  for u in [t.public_url(t.key_for(ident, version, out["file"]))]
                  if u.startswith(("http://", "https://"))]
         info = make_torrent(p.build_dir / out["file"], out, p.stage / f"{out['file']}.torrent",
@@ -187,17 +190,26 @@ def _record(p: Plan, journal: Journal, urls: dict[str, dict[str, str]], torrents
     return rec
 
 
-def update_catalog(rec: dict[str, Any], cfg: cfgmod.TargetsConfig, targets: list[Target],
-                   root: Path, echo: Echo) -> None:
-    """Append the record to the catalog (a local file, or an s3:// object of a configured target)."""
-    from d4c import paths
+def _reachable(p: Plan, urls: dict[str, dict[str, str]], source_urls: dict[str, dict[str, str]],
+               kinds: tuple[str, ...] | None) -> None:
+    """Anonymous reads of every public URL of these targets (`kinds`; None: the others)."""
+    chosen = [t for t in p.targets if t.public and (t.kind in kinds if kinds else t.kind not in STORES)]
+    wanted = {t.name: [*urls[t.name].values(), *(u[t.name] for u in source_urls.values() if t.name in u)]
+              for t in chosen}
+    problems = reach.check_public(wanted)
+    j = p.journal
+    if kinds and j is not None and j.primary is not None and j.key is not None:
+        leak = reach.check_private(j.primary.name, j.primary.public_url(j.key))
+        problems += [leak] if leak else []
+    if problems:
+        raise problems[0] if len(problems) == 1 else D4CError(
+            f"{len(problems)} problems stop the release before its record: "
+            + "; ".join(e.line() for e in problems))
 
-    dest = cfg.catalog or str(paths.state_dir(root) / "catalog" / "catalog.parquet")
-    client = None
-    if dest.startswith("s3://"):
-        # Use the matching s3 target's client, so its endpoint and credentials apply.
-        bucket = dest[len("s3://"):].split("/", 1)[0]
-        client = next((getattr(t, "client", None) for t in targets
-                       if getattr(t, "kind", "") == "s3" and getattr(t, "bucket", None) == bucket), None)
-    append_record(rec, dest, s3_client=client)
-    echo(f"catalog {dest}")
+
+def update_catalog(rec: dict[str, Any], p: Plan, echo: Echo) -> None:
+    """Append the record to the catalog the plan checked (a local file, or an s3:// object
+    written with its owning target's client, so that target's endpoint and credentials apply)."""
+    place = p.catalog_place or locations.CatalogPlace(p.catalog)
+    append_record(rec, place.dest, s3_client=place.client)
+    echo(f"catalog {place.dest}" + (f" ({place.url})" if place.url else ""))

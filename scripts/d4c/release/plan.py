@@ -4,8 +4,9 @@
 every credential it needs (no network: an unset variable is named in one line), reads
 the build, then proves each target reachable and writable with a read (local: the
 folder is writable; s3: HEAD of the bucket; zenodo: the user's records; github: GET of
-the repository; internet-archive: IA-S3 `GET /` with the keys), loads the journal from
-the primary target, and lists each action with what is already there. `execute()`
+the repository; internet-archive: IA-S3 `GET /` with the keys), loads the journal (from
+`journal.target` when the config names one, else this machine's), checks where the catalog
+goes (`d4c.release.locations`), and lists each action with what is already there. `execute()`
 (`d4c.release.orchestrate`) refuses a plan with any problem, so nothing is written
 anywhere (no draft, no DOI, no upload, no record) before the whole plan is possible.
 """
@@ -19,6 +20,7 @@ from d4c import paths
 from d4c import recipe as recipes
 from d4c.errors import D4CError
 from d4c.release import config as cfgmod
+from d4c.release import locations
 from d4c.release.bundle import bundle_bytes
 from d4c.release.files import build_dir_for, describe_bytes, read_build
 from d4c.release.journal import Journal
@@ -26,10 +28,8 @@ from d4c.release.targets import (
     BaseTarget,
     ReleaseContext,
     ReleaseFile,
-    StateStore,
     Target,
     make_target,
-    source_key,
 )
 
 
@@ -64,12 +64,14 @@ class Plan:
     actions: list[Action] = field(default_factory=list)
     notes: dict[str, list[str]] = field(default_factory=dict)  # target -> what its probe saw
     problems: list[D4CError] = field(default_factory=list)
+    stores: dict[str, Target | None] = field(default_factory=dict)  # journal/catalog-only targets
+    catalog_place: locations.CatalogPlace | None = None
 
     @property
     def names(self) -> dict[str, str]:
         stem = f"{self.recipe.id}_v{self.recipe.version}"
         return {"manifest": f"{stem}_manifest.json", "provenance": f"{stem}_provenance.json",
-                "bundle": f"{stem}_source.tar.gz", "journal": f"{stem}_journal.json"}
+                "bundle": f"{stem}_source.tar.gz"}
 
     @property
     def torrents(self) -> bool:
@@ -81,6 +83,8 @@ class Plan:
 
     @property
     def catalog(self) -> str:
+        if self.catalog_place is not None:
+            return self.catalog_place.dest
         return self.config.catalog or str(paths.state_dir(self.root) / "catalog" / "catalog.parquet")
 
     def of(self, op: str, target: str | None = None) -> list[Action]:
@@ -132,7 +136,7 @@ def _line(a: Action) -> str:
         return f"upload {a.key}{size}{where}{there}"
     if a.op == "cleanup":
         return f"then delete older versions of {a.key}"
-    return f"{a.op}: {a.file or a.target}{there}"
+    return f"{a.op}: {a.file or a.target}{where}{there}"
 
 
 def plan(dataset_id: str, targets_file: Path | None = None, root: Path | None = None) -> Plan:
@@ -147,14 +151,27 @@ def plan(dataset_id: str, targets_file: Path | None = None, root: Path | None = 
     p.problems += [e for errs in unset.values() for e in errs]
     _read_build(p)
     ready = [t for t in p.targets if not unset[t.name]]
-    primary = next((t for t in p.targets if isinstance(t, StateStore)), None)
-    p.journal = Journal(paths.state_dir(root) / "journal" / rcp.id / f"v{rcp.version}.json", primary,
-                        primary.key_for(rcp.id, rcp.version, p.names["journal"]) if primary else None)
-    if primary is None:
-        p.journal.load()  # local only
+    p.journal = locations.journal(p)  # journal.target from the config, else this machine only
+    primary = p.journal.primary
+    if primary is None or primary not in p.targets:
+        _load_journal(p)  # local only, or a journal-only target that store() probed
+    p.catalog_place = locations.catalog(p)
     probed = _probe(p, sorted(ready, key=lambda t: t is not primary))
     p.actions = _actions(p, probed)
     return p
+
+
+def _load_journal(p: Plan) -> None:
+    assert p.journal is not None
+    try:
+        p.journal.load()
+    except D4CError as exc:
+        p.problems.append(exc)
+        return
+    steps = p.journal.data.get("steps") or {}
+    if steps and p.journal.primary is not None:
+        p.notes.setdefault(p.journal.primary.name, []).append(
+            f"journal {p.journal.where}: {len(steps)} step(s) done")
 
 
 def _targets(p: Plan) -> list[Target]:
@@ -211,10 +228,7 @@ def _probe(p: Plan, ready: list[Target]) -> list[str]:
         try:
             p.notes[t.name] = t.probe(context(p, t, p.journal))
             if p.journal is not None and t is p.journal.primary:
-                p.journal.load()
-                steps = p.journal.data.get("steps") or {}
-                if steps:
-                    p.notes[t.name].append(f"journal {p.journal.where}: {len(steps)} step(s) done")
+                _load_journal(p)
             passed.append(t.name)
         except D4CError as exc:
             p.problems.append(exc)
@@ -242,7 +256,8 @@ def _actions(p: Plan, probed: list[str]) -> list[Action]:
     record = p.record_path
     out.append(Action("record", "record", file=str(record.relative_to(p.root)),
                       exists="present" if record.is_file() else "absent"))
-    out.append(Action("catalog", "catalog", file=p.catalog))
+    place = p.catalog_place
+    out.append(Action("catalog", "catalog", file=p.catalog, url=place.url or "" if place else ""))
     return out
 
 
@@ -255,7 +270,7 @@ def _uploads(p: Plan, t: Target, data: list[ReleaseFile], torrents: list[str],
         for f in data + [f for f in p.files if f.role != "data"]]
     rows += [(t.key_for(ident, version, name), name, None, None) for name in torrents]
     if t.source_mirror:
-        rows += [(source_key(s["sha256"]), str(s.get("name")), s.get("size"), s["sha256"])
+        rows += [(t.source_key(s["sha256"]), str(s.get("name")), s.get("size"), s["sha256"])
                  for s in p.manifest.get("sources") or []]
     out = []
     for key, file, size, sha in rows:

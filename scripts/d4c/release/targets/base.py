@@ -60,6 +60,8 @@ class TargetConfig:
     retain: Retain = "all"
     source_mirror: bool = False
     credentials: Mapping[str, str] = field(default_factory=dict)  # role -> env var NAME
+    public: bool = True  # its URLs must answer anonymous reads (checked after upload)
+    source_prefix: str | None = None  # raw sources' key prefix; None: default_source_prefix(layout)
     options: Mapping[str, Any] = field(default_factory=dict)  # kind-specific
 
 
@@ -104,9 +106,11 @@ class Target(Protocol):
     kind: str
     retain: Retain
     source_mirror: bool
+    public: bool
 
     def key_for(self, dataset_id: str, version: str, file: str) -> str: ...
     def public_url(self, key: str) -> str: ...
+    def source_key(self, sha256: str) -> str: ...
     def exists(self, key: str, sha256: str) -> bool: ...  # present AND intact
     def upload(self, key: str, path: Path, sha256: str, md5: str) -> None: ...
     def verify(self, key: str, sha256: str) -> bool: ...
@@ -126,9 +130,16 @@ class StateStore(Protocol):
     def write_state(self, key: str, data: bytes) -> None: ...
 
 
-def source_key(sha256: str) -> str:
-    """The content-addressed key of a raw source on a source mirror."""
-    return f"{SOURCE_PREFIX}/{sha256[:2]}/{sha256}"
+def source_key(sha256: str, prefix: str = SOURCE_PREFIX) -> str:
+    """The content-addressed key of a raw source on a source mirror: <prefix>/<aa>/<hash>."""
+    return f"{prefix.strip('/')}/{sha256[:2]}/{sha256}"
+
+
+def default_source_prefix(layout: str) -> str:
+    """Raw sources sit beside the layout's fixed head: `dataforcanada/{id}/...` gives
+    `dataforcanada/sources/sha256`, the default `{id}/v{version}/{file}` gives `sources/sha256`."""
+    head = layout.split("{", 1)[0]
+    return head[:head.rfind("/") + 1] + SOURCE_PREFIX
 
 
 class BaseTarget:
@@ -150,6 +161,8 @@ class BaseTarget:
         self.name = config.name
         self.retain: Retain = config.retain
         self.source_mirror = config.source_mirror
+        self.public = config.public
+        self.source_prefix = (config.source_prefix or default_source_prefix(config.layout)).strip("/")
         self.environ = os.environ if environ is None else environ
         if self.KEEPS_EVERY_VERSION and (config.retain != "all" or config.source_mirror):
             raise D4CError(f"target {self.name!r}: {self.KEEPS_EVERY_VERSION}",
@@ -177,6 +190,9 @@ class BaseTarget:
     def public_url(self, key: str) -> str:
         # Percent-encode once here so torrents and records carry usable URLs as-is.
         return self.config.url.format(key=quote(key, safe="/~-._"))
+
+    def source_key(self, sha256: str) -> str:
+        return source_key(sha256, self.source_prefix)
 
     def credential(self, role: str, required: bool = True) -> str | None:
         """The value of the variable for `role`; errors name the variable, never the value."""
