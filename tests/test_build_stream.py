@@ -1,0 +1,154 @@
+"""Builds bigger than memory: the streamed writers give the whole-table writers' bytes.
+
+A stream is sorted in memory when it is small and by DuckDB's external sort when it is
+not (`IN_MEMORY_BYTES`); both orders must be the same, for every type a table can hold
+(nulls, NaN, -0.0, Unicode, binary, timestamps, decimals, booleans, dictionaries, lists,
+duplicate keys), so the tests force the external sort with a budget of 0.
+"""
+from __future__ import annotations
+
+import decimal
+import json
+from pathlib import Path
+
+import duckdb
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import shapely
+from d4c.build import logical, writers
+
+
+@pytest.fixture
+def external(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every stream goes through the external sort, in small row groups (several of them)."""
+    monkeypatch.setattr(writers, "IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(writers, "ROW_GROUP_ROWS", 97)
+
+
+def mixed(n: int = 1000, seed: int = 3) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    words = ["", "a", "A", "é", "Île", "z", "zz", "日本", "a\nb", None]
+    floats = rng.choice([0.0, -0.0, 1.5, -2.25, np.nan, np.inf, -np.inf], n)
+    return pa.table({
+        "k": pa.array(rng.integers(0, 20, n), pa.int32()),  # many duplicate keys
+        "s": pa.array([words[i] for i in rng.integers(0, len(words), n)], pa.string()),
+        "f": pa.array(floats, mask=rng.random(n) < 0.1),
+        "b": pa.array([None if i % 7 == 0 else bool(i % 2) for i in rng.integers(0, 50, n)]),
+        "t": pa.array(rng.integers(-10**12, 10**12, n), pa.timestamp("ms", tz="UTC")),
+        "day": pa.array(rng.integers(0, 30000, n).astype("int32"), pa.date32()),
+        "dec": pa.array([decimal.Decimal(int(i)) / 100 for i in rng.integers(-500, 500, n)], pa.decimal128(9, 2)),
+        "blob": pa.array([bytes(rng.integers(0, 3, int(i))) for i in rng.integers(0, 4, n)], pa.binary()),
+        "u": pa.array(rng.integers(0, 2**40, n), pa.uint64()),
+        "cat": pa.array([words[i] for i in rng.integers(0, 5, n)]).dictionary_encode(),
+        "tags": pa.array([[int(x) for x in rng.integers(0, 3, int(i))] for i in rng.integers(0, 3, n)],
+                         pa.list_(pa.int64())),
+    })
+
+
+def batches(table: pa.Table, size: int, seed: int = 0) -> list[pa.RecordBatch]:
+    """The rows shuffled, in batches of uneven sizes."""
+    shuffled = table.take(np.random.default_rng(seed).permutation(table.num_rows))
+    return shuffled.to_batches(max_chunksize=size)
+
+
+def test_streamed_parquet_has_the_whole_table_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    t = mixed()
+    monkeypatch.setattr(writers, "ROW_GROUP_ROWS", 97)
+    whole, small, big, reader = (tmp_path / f"{n}.parquet" for n in ("whole", "small", "big", "reader"))
+    assert writers.write_parquet(whole, t, ["k"]) == t.num_rows
+    writers.write_parquet(small, batches(t, 113), ["k"])  # fits: sorted in memory
+    monkeypatch.setattr(writers, "IN_MEMORY_BYTES", 0)
+    assert writers.write_parquet(big, iter(batches(t, 61, seed=1)), ["k"]) == t.num_rows  # external sort
+    schema = batches(t, 61)[0].schema
+    writers.write_parquet(reader, pa.RecordBatchReader.from_batches(schema, iter(batches(t, 200, seed=2))), ["k"])
+    ref = whole.read_bytes()
+    assert pq.ParquetFile(whole).metadata.num_row_groups == 11
+    for other in (small, big, reader):
+        assert other.read_bytes() == ref, other.name
+    assert list(tmp_path.iterdir()) and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    back = pq.read_table(whole)
+    assert back.schema.field("cat").type == pa.string()  # dictionaries are written decoded
+    assert back.column("k").to_pylist() == sorted(t.column("k").to_pylist())
+
+
+def test_stream_from_a_duckdb_relation_and_frames(tmp_path: Path, external: None) -> None:
+    t = pa.table({"k": pa.array([5, 3, 9, 1, 3], pa.int64()), "v": ["e", "c", "i", "a", "b"]})
+    whole, rel, frames = tmp_path / "w.parquet", tmp_path / "r.parquet", tmp_path / "f.parquet"
+    writers.write_parquet(whole, t, ["k"])
+    con = duckdb.connect()
+    con.register("t", t)
+    writers.write_parquet(rel, con.sql("SELECT * FROM t"), ["k"])
+    df = t.to_pandas()
+    writers.write_parquet(frames, (df.iloc[i:i + 2] for i in range(0, len(df), 2)), ["k"])
+    assert rel.read_bytes() == whole.read_bytes() == frames.read_bytes()
+
+
+def test_stream_of_batches_with_other_columns_fails_clearly(tmp_path: Path) -> None:
+    parts = [pa.record_batch({"k": [1]}), pa.record_batch({"j": [2]})]
+    with pytest.raises(ValueError, match="columns"):
+        writers.write_parquet(tmp_path / "x.parquet", parts, ["k"])
+
+
+def towns(n: int, seed: int = 0) -> gpd.GeoDataFrame:
+    rng = np.random.default_rng(seed)
+    x, y = rng.uniform(-141, -52, n), rng.uniform(42, 83, n)
+    geoms = shapely.box(x, y, x + 0.01, y + 0.02)
+    geoms[::50] = None
+    geoms[7::50] = shapely.Point()  # empty
+    geoms[3::25] = shapely.points(x[3::25], y[3::25])
+    return gpd.GeoDataFrame({"id": pa.array(rng.permutation(n)).to_numpy(), "name": [f"t{i % 13}" for i in range(n)]},
+                            geometry=geoms, crs="EPSG:4269")
+
+
+def test_streamed_geoparquet_has_the_frame_bytes(tmp_path: Path, external: None) -> None:
+    gdf = towns(1000)
+    whole, frames, arrow = tmp_path / "w.parquet", tmp_path / "f.parquet", tmp_path / "a.parquet"
+    writers.write_geoparquet(whole, gdf, ["id"])
+    shuffled = gdf.iloc[np.random.default_rng(5).permutation(len(gdf))]
+    writers.write_geoparquet(frames, (shuffled.iloc[i:i + 300] for i in range(0, len(gdf), 300)), ["id"])
+    # pyogrio-style batches: WKB in a binary column (big-endian here: it is re-encoded), crs given
+    attrs = pa.Table.from_pandas(pd.DataFrame(shuffled.drop(columns="geometry")), preserve_index=False)
+    wkb = shapely.to_wkb(shuffled.geometry.values, byte_order=0)
+    table = attrs.append_column("geometry", pa.array(wkb, pa.binary())).replace_schema_metadata(None)
+    writers.write_geoparquet(arrow, table.to_batches(max_chunksize=128), ["id"], crs="EPSG:4269")
+    assert frames.read_bytes() == whole.read_bytes() == arrow.read_bytes()
+    geo = json.loads(pq.ParquetFile(whole).metadata.metadata[b"geo"])
+    col = geo["columns"]["geometry"]
+    assert col["geometry_types"] == ["Point", "Polygon"]
+    assert col["covering"] == {"bbox": {k: ["bbox", k] for k in ("xmin", "ymin", "xmax", "ymax")}}
+    present = [g for g in gdf.geometry if g is not None and not g.is_empty]
+    assert col["bbox"] == pytest.approx(list(shapely.total_bounds(present)))
+    back = gpd.read_parquet(whole)
+    assert back.crs.to_epsg() == 4269 and len(back) == 1000
+    bbox = pq.read_table(whole, columns=["bbox"]).column("bbox")
+    assert bbox.null_count == 40  # None and empty geometries have no box
+    # readers prune by area through the covering column (geopandas' bbox filter)
+    some = gpd.read_parquet(whole, bbox=(-100, 50, -90, 60))
+    assert 0 < len(some) < len(back)
+    assert all(shapely.intersects(g, shapely.box(-100, 50, -90, 60)) for g in some.geometry)
+
+
+def test_geometry_metadata_is_vectorised_and_the_same(tmp_path: Path) -> None:
+    gdf = towns(200)
+    meta = writers.geo_metadata(gdf.geometry.values, gdf.crs, "geometry")
+    col = meta["columns"]["geometry"]
+    present = [g for g in gdf.geometry if g is not None and not g.is_empty]
+    assert col["geometry_types"] == sorted({g.geom_type for g in present})
+    assert col["bbox"] == [float(b) for b in shapely.total_bounds(present)]
+    z = writers.geo_metadata(np.array([shapely.Point(1, 2, 3), shapely.LinearRing([(0, 0), (1, 0), (1, 1)])]),
+                             None, "g")["columns"]["g"]
+    assert z["geometry_types"] == ["LineString", "Point Z"] and z["crs"] is None
+
+
+def test_two_streamed_runs_give_the_same_bytes(tmp_path: Path, external: None) -> None:
+    gdf = towns(500, seed=9)
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    for path, seed in ((a, 1), (b, 2)):
+        part = gdf.iloc[np.random.default_rng(seed).permutation(len(gdf))]
+        writers.write_geoparquet(path, (part.iloc[i:i + 64] for i in range(0, len(part), 64)), ["id"])
+    assert a.read_bytes() == b.read_bytes()
+    assert logical.describe(a, "geoparquet")["rows"] == 500
