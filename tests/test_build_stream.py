@@ -152,3 +152,34 @@ def test_two_streamed_runs_give_the_same_bytes(tmp_path: Path, external: None) -
         writers.write_geoparquet(path, (part.iloc[i:i + 64] for i in range(0, len(part), 64)), ["id"])
     assert a.read_bytes() == b.read_bytes()
     assert logical.describe(a, "geoparquet")["rows"] == 500
+
+
+def test_describe_reads_row_groups_and_hashes_as_the_whole_table(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    t = mixed(700).drop_columns(["cat"])
+    monkeypatch.setattr(logical, "BATCH_ROWS", 50)
+    ordered, shuffled = tmp_path / "o.parquet", tmp_path / "s.parquet"
+    pq.write_table(logical.sort_table(t, ()), ordered, row_group_size=64)  # already in the logical order
+    pq.write_table(t, shuffled, row_group_size=64)  # not: DuckDB's external sort puts it in order
+    expect = logical.table_facts(pq.read_table(ordered).replace_schema_metadata(None))  # the whole-file way
+    assert expect["logical_sha256"] == logical.table_facts(pq.read_table(shuffled))["logical_sha256"]
+    for path in (ordered, shuffled):
+        assert logical.parquet_facts(path) == expect, path.name
+    seen = []
+    monkeypatch.setattr(logical, "_external_order", lambda *a: seen.append(a) or iter(()))
+    logical.parquet_facts(ordered)
+    assert not seen  # an ordered file is hashed in its one pass
+
+
+def test_check_explains_a_difference_far_into_a_file_batch_by_batch(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from d4c.build import check
+
+    monkeypatch.setattr(check, "BATCH_ROWS", 100)
+    t = pa.table({"k": pa.array(range(1000), pa.int64()), "v": [f"v{i}" for i in range(1000)]})
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    pq.write_table(t, a, row_group_size=128)
+    pq.write_table(t.set_column(1, "v", pa.array([*t.column("v").to_pylist()[:737], "X",
+                                                  *t.column("v").to_pylist()[738:]])), b, row_group_size=300)
+    assert check._first_row_difference(a, b, "parquet") == ["first differing row: 737, column 'v': 'v737' vs 'X'"]
+    assert check._first_row_difference(a, a, "parquet") == ["rows: identical values"]

@@ -1,7 +1,8 @@
 """`--check`: compare two builds byte for byte, and explain the first difference.
 
 The explanation is format-aware: for Parquet the schema, the footer key-value
-metadata, the row groups and the first differing row; for CSV the first differing
+metadata, the row groups and the first differing row (both files read side by side,
+a batch at a time, so a difference in a file bigger than memory is explained too); for CSV the first differing
 line; otherwise the first differing byte. diffoscope's report is added when it is
 installed (it knows many more formats than we do).
 """
@@ -19,6 +20,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from d4c import canonical
@@ -53,18 +55,51 @@ def _short(value: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _batches(path: Path, fmt: str) -> tuple[int, Any]:
+    """(row count, batches): Parquet row group by row group, CSV whole (a text table)."""
+    if fmt in {"parquet", "geoparquet"}:
+        pf = pq.ParquetFile(path)
+        return pf.metadata.num_rows, pf.iter_batches(batch_size=BATCH_ROWS, use_threads=False)
+    table = read_table(path, fmt)
+    return table.num_rows, iter(table.to_batches(BATCH_ROWS))
+
+
+BATCH_ROWS = 65536
+
+
+def _rebatch(batches: Any) -> Any:
+    """The same rows in batches of exactly BATCH_ROWS (the last shorter), whatever came in."""
+    pending: list[Any] = []
+    have = 0
+    for batch in batches:
+        while batch.num_rows:
+            take = min(BATCH_ROWS - have, batch.num_rows)
+            pending.append(batch.slice(0, take))
+            batch, have = batch.slice(take), have + take
+            if have == BATCH_ROWS:
+                yield pa.Table.from_batches(pending)
+                pending, have = [], 0
+    if have:
+        yield pa.Table.from_batches(pending)
+
+
 def _first_row_difference(a: Path, b: Path, fmt: str) -> list[str]:
-    ta, tb = read_table(a, fmt), read_table(b, fmt)
-    if ta.num_rows != tb.num_rows:
-        return [f"row count: {ta.num_rows} vs {tb.num_rows}"]
+    """The first differing row, reading both files side by side a batch at a time."""
+    (na, ba), (nb, bb) = _batches(a, fmt), _batches(b, fmt)
+    if na != nb:
+        return [f"row count: {na} vs {nb}"]
     start = 0
-    for ba, bb in zip(ta.to_batches(65536), tb.to_batches(65536)):
+    for ta, tb in zip(_rebatch(ba), _rebatch(bb)):
         for name in ta.column_names:
-            va, vb = ba.column(name).to_pylist(), bb.column(name).to_pylist()
-            for i, (x, y) in enumerate(zip(va, vb)):
+            if name not in tb.column_names:
+                continue
+            ca, cb = ta.column(name), tb.column(name)
+            if ca.type == cb.type and ca.equals(cb):
+                continue
+            for i, (x, y) in enumerate(zip(ca.to_pylist(), cb.to_pylist())):
                 if x != y:
                     return [f"first differing row: {start + i}, column {name!r}: {_short(x)} vs {_short(y)}"]
-        start += ba.num_rows
+        start += ta.num_rows
     return ["rows: identical values"]
 
 

@@ -1,6 +1,7 @@
 """What an artifact holds, independent of how it is encoded.
 
-`describe` reads a written artifact back (the way users will) and returns the
+`describe` reads a written artifact back (the way users will; Parquet row group by row
+group, so a file bigger than memory is described in bounded memory) and returns the
 manifest facts (FlatGeobuf, COG and PMTiles: `d4c.build.geo_facts`): rows, columns
 with null counts, a schema fingerprint, a logical content hash (the schema plus
 every row, in sorted order, in a canonical text form: the same data re-encoded
@@ -17,10 +18,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from d4c.build.writers import sort_table
+from d4c.build.writers import sort_keys, sort_table
 
 PARQUET_FORMATS = {"parquet", "geoparquet"}
 
@@ -84,6 +86,26 @@ def _column_streams(col: pa.ChunkedArray, streams: list[Any]) -> None:
                 data.update(json.dumps(value, separators=(",", ":"), default=_canon).encode() + b"\n")
 
 
+class LogicalHash:
+    """The logical hash fed batch by batch, rows already in the logical order (see below)."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.streams = [[hashlib.sha256() for _ in range(3)] for _ in schema]
+
+    def update(self, part: pa.Table | pa.RecordBatch) -> None:
+        for i, col in enumerate(part.columns):
+            _column_streams(col if isinstance(col, pa.ChunkedArray) else pa.chunked_array([col], col.type),
+                            self.streams[i])
+
+    def hexdigest(self) -> str:
+        h = hashlib.sha256()
+        h.update(json.dumps(schema_fields(self.schema), separators=(",", ":")).encode() + b"\n")
+        for f, streams in zip(self.schema, self.streams, strict=True):
+            h.update(f.name.encode() + b"\0" + b"".join(s.digest() for s in streams))
+        return h.hexdigest()
+
+
 def logical_sha256(table: pa.Table) -> str:
     """sha256 of the schema and of every column of the rows sorted by every column.
 
@@ -92,14 +114,92 @@ def logical_sha256(table: pa.Table) -> str:
     text form. Any change of a value, of the row set or of the schema changes it;
     Parquet encoding, compression, row groups and row order do not.
     """
-    h = hashlib.sha256()
-    h.update(json.dumps(schema_fields(table.schema), separators=(",", ":")).encode() + b"\n")
-    ordered = sort_table(table, ())
-    for i, name in enumerate(ordered.column_names):
-        streams = [hashlib.sha256() for _ in range(3)]
-        _column_streams(ordered.column(i), streams)
-        h.update(name.encode() + b"\0" + b"".join(s.digest() for s in streams))
+    h = LogicalHash(table.schema)
+    h.update(sort_table(table, ()))
     return h.hexdigest()
+
+
+# DuckDB's budget when a file's rows must be put in the logical order first (spills beyond it).
+SORT_MEMORY_LIMIT = "512MiB"
+BATCH_ROWS = 65536
+
+
+def _in_order(batch: pa.RecordBatch, keys: list[str], last: pa.RecordBatch | None) -> bool:
+    """Is `batch` (after the row `last`) already in the order sort_table(..., ()) gives?
+    A stable sort of rows in order keeps them where they are, so this is exact."""
+    if not keys:
+        return True
+    order = [(k, "ascending") for k in keys]
+    if batch.num_rows > 1:
+        idx = pc.sort_indices(batch, sort_keys=order).to_numpy()
+        if not np.array_equal(idx, np.arange(batch.num_rows)):
+            return False
+    if last is not None and batch.num_rows:
+        pair = pa.Table.from_batches([last, batch.slice(0, 1)])
+        if pc.sort_indices(pair, sort_keys=order).to_pylist() != [0, 1]:
+            return False
+    return True
+
+
+def _external_order(path: Path, schema: pa.Schema, keys: list[str]) -> Any:
+    """The file's rows in the logical order, from DuckDB's external sort (ties in file order)."""
+    import tempfile
+
+    import duckdb
+
+    from d4c.build.writers import _q
+
+    order = ", ".join([*(f"{_q(k)} ASC NULLS LAST" for k in keys), "file_row_number ASC"])
+    cols = ", ".join(_q(n) for n in schema.names)
+    with tempfile.TemporaryDirectory(prefix="d4c-describe-") as spill:
+        con = duckdb.connect(config={"memory_limit": SORT_MEMORY_LIMIT, "temp_directory": spill, "threads": 2})
+        try:
+            src = str(path).replace("'", "''")
+            reader = con.sql(f"SELECT {cols} FROM read_parquet('{src}', file_row_number=true) "
+                             f"ORDER BY {order}").to_arrow_reader(BATCH_ROWS)
+            for batch in reader:
+                yield batch.cast(schema) if not batch.schema.equals(schema) else batch
+        finally:
+            con.close()
+
+
+def parquet_facts(path: Path) -> dict[str, Any]:
+    """`table_facts` of a Parquet file read row group by row group (memory: a few batches).
+
+    One pass counts rows and nulls and hashes the rows while they are in the logical order,
+    which d4c's own files usually are; a file that is not is sorted by DuckDB (external).
+    """
+    pf = pq.ParquetFile(path)
+    schema = pf.schema_arrow.remove_metadata()
+    keys = sort_keys(schema, ())
+    h = LogicalHash(schema)
+    nulls = [0] * len(schema)
+    rows = 0
+    ordered, last = True, None
+    for batch in pf.iter_batches(batch_size=BATCH_ROWS, use_threads=False):
+        batch = batch.cast(schema) if not batch.schema.equals(schema) else batch
+        rows += batch.num_rows
+        for i, col in enumerate(batch.columns):
+            nulls[i] += col.null_count
+        if ordered and _in_order(batch, keys, last):
+            h.update(batch)
+            last = batch.slice(batch.num_rows - 1) if batch.num_rows else last
+        else:
+            ordered = False
+    if not ordered:
+        h = LogicalHash(schema)
+        try:
+            for batch in _external_order(path, schema, keys):
+                h.update(batch)
+        except Exception:  # noqa: BLE001 - a type DuckDB cannot sort: the in-memory way
+            h = LogicalHash(schema)
+            h.update(sort_table(pq.read_table(path).replace_schema_metadata(None), ()))
+    return {
+        "rows": rows,
+        "columns": [{"name": f.name, "type": str(f.type), "nulls": int(n)} for f, n in zip(schema, nulls, strict=True)],
+        "schema_fingerprint": schema_fingerprint(schema),
+        "logical_sha256": h.hexdigest(),
+    }
 
 
 def _crs_name(crs: Any) -> str | None:
@@ -135,8 +235,7 @@ def describe(path: Path, fmt: str) -> dict[str, Any]:
             raise ValueError(f"{type(exc).__name__}: {exc}") from None
     if fmt not in PARQUET_FORMATS and fmt != "csv":
         return {}
-    table = read_table(path, fmt)
-    facts = table_facts(table)
+    facts = parquet_facts(path) if fmt in PARQUET_FORMATS else table_facts(read_table(path, fmt))
     if fmt == "geoparquet":
         facts.update(geo_facts(pq.read_schema(path)))
     else:
