@@ -183,3 +183,19 @@ def test_check_explains_a_difference_far_into_a_file_batch_by_batch(tmp_path: Pa
                                                   *t.column("v").to_pylist()[738:]])), b, row_group_size=300)
     assert check._first_row_difference(a, b, "parquet") == ["first differing row: 737, column 'v': 'v737' vs 'X'"]
     assert check._first_row_difference(a, a, "parquet") == ["rows: identical values"]
+
+
+def test_diff_reads_parquet_lazily_with_the_tables_answers(tmp_path: Path) -> None:
+    from d4c.diff import compare
+
+    old = pa.table({"id": pa.array(range(3000), pa.int64()), "v": [f"v{i % 7}" for i in range(3000)]})
+    new = old.slice(5).set_column(1, "v", pa.array([("X" if i % 500 == 0 else f"v{i % 7}") for i in range(5, 3000)]))
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    writers.write_parquet(a, old, ["id"])
+    writers.write_parquet(b, new, ["id"])
+    sa, sb = compare.read_table(a, "parquet"), compare.read_table(b, "parquet")
+    assert isinstance(sa, compare.ParquetSource) and sa.num_rows == 3000
+    assert compare.compare_rows(sa, sb, ["id"]) == compare.compare_rows(pq.read_table(a), pq.read_table(b), ["id"])
+    assert compare.compare_rows(sa, sb, [])["only_old"] == 10
+    base = compare.profile_manifest({})
+    assert compare.profile_table(sa, base) == compare.profile_table(pq.read_table(a), base)

@@ -1,8 +1,9 @@
 """Compare one artifact's previous and new versions: hashes, schema, geometry, rows.
 
-Two sources of facts: the files themselves (Parquet and CSV read with pyarrow,
-FlatGeobuf with pyogrio; row-level comparison by primary key runs in DuckDB over the
-Arrow tables, without copying them) or the manifest entries, which carry the same
+Two sources of facts: the files themselves (Parquet read lazily: footer, null counts a
+row group at a time, rows scanned by DuckDB; FlatGeobuf streamed with pyogrio into a
+temporary Parquet file; CSV with pyarrow; the row-level comparison by primary key runs
+in DuckDB within a memory limit, spilling beyond it, so files bigger than memory diff) or the manifest entries, which carry the same
 summary facts but no rows: always for COG and PMTiles (their facts are the grid and
 the layers, which the manifest holds whole), and when a previous file cannot be fetched.
 A PMTiles layer's fields are compared as columns `<layer>.<field>`, a COG's bands as
@@ -65,20 +66,88 @@ def profile_manifest(out: dict[str, Any]) -> Profile:
 TABULAR = {"parquet", "geoparquet", "csv", "flatgeobuf"}
 
 
-def read_table(path: Path, fmt: str) -> pa.Table:
-    """Read a Parquet, GeoParquet, CSV or FlatGeobuf artifact, or fail with one line."""
+# DuckDB's budget for the row comparison (the join spills to a temporary folder beyond it).
+JOIN_MEMORY_LIMIT = "1GiB"
+BATCH_ROWS = 65536
+
+
+class ParquetSource:
+    """A Parquet artifact read lazily, so files bigger than memory can be compared: the
+    schema and row count from the footer, null counts a row group at a time, and the rows
+    by DuckDB as its join scans them (`read_parquet`)."""
+
+    def __init__(self, path: Path, keep: Any = None) -> None:
+        self.path = path
+        self._keep = keep  # a temporary folder the file lives in (FlatGeobuf), removed with us
+        pf = pq.ParquetFile(path)
+        self.schema: pa.Schema = pf.schema_arrow
+        self.num_rows: int = pf.metadata.num_rows
+        self._nulls: list[int] | None = None
+
+    def null_counts(self) -> list[int]:
+        if self._nulls is None:
+            nulls = [0] * len(self.schema)
+            for batch in pq.ParquetFile(self.path).iter_batches(batch_size=BATCH_ROWS, use_threads=False):
+                for i, col in enumerate(batch.columns):
+                    nulls[i] += col.null_count
+            self._nulls = nulls
+        return self._nulls
+
+
+Rows = pa.Table | ParquetSource
+
+
+def _flatgeobuf_as_parquet(path: Path) -> ParquetSource:
+    """A FlatGeobuf's rows streamed into a temporary Parquet file (geometry as ISO WKB in
+    `geometry`, as geo_facts.read_flatgeobuf gives it), read lazily from there."""
+    import tempfile
+
+    import pyogrio
+
+    from d4c.build.geo_facts import GEOMETRY
+
+    work = tempfile.TemporaryDirectory(prefix="d4c-diff-fgb-")
+    out = Path(work.name) / "rows.parquet"
+    with pyogrio.open_arrow(path, batch_size=BATCH_ROWS) as (meta, stream):
+        reader = pa.RecordBatchReader.from_stream(stream)
+        geom = meta.get("geometry_name") or "wkb_geometry"
+        fields = [pa.field(GEOMETRY if f.name == geom else f.name,
+                           pa.binary() if f.name == geom else f.type) for f in reader.schema]
+        schema = pa.schema(fields)
+        with pq.ParquetWriter(out, schema, compression="zstd", compression_level=1) as writer:
+            for batch in reader:
+                cols = [c.storage if isinstance(c, pa.ExtensionArray) else c for c in batch.columns]
+                writer.write_batch(pa.RecordBatch.from_arrays(cols, names=schema.names).cast(schema))
+    return ParquetSource(out, keep=work)
+
+
+def read_table(path: Path, fmt: str) -> Rows:
+    """A Parquet, GeoParquet or FlatGeobuf artifact as a lazily read ParquetSource, a CSV
+    as a table; or fail with one line."""
     try:
         if fmt in {"parquet", "geoparquet"}:
-            return pq.read_table(path)
+            return ParquetSource(path)
         if fmt == "csv":
             return pacsv.read_csv(path)
         if fmt == "flatgeobuf":
-            from d4c.build.geo_facts import read_flatgeobuf
-
-            return read_flatgeobuf(path)[1]
+            return _flatgeobuf_as_parquet(path)
     except (pa.ArrowException, OSError, RuntimeError) as exc:  # GDAL's errors are RuntimeErrors
         raise D4CError(f"{path}: cannot read as {fmt}: {str(exc)[:200]}") from None
     raise D4CError(f"{path}: format {fmt!r} has no tabular diff", hint=f"only {', '.join(sorted(TABULAR))}")
+
+
+def _null_counts(rows: Rows) -> list[int]:
+    if isinstance(rows, ParquetSource):
+        return rows.null_counts()
+    return [rows.column(i).null_count for i in range(rows.num_columns)]
+
+
+def _register(con: Any, name: str, rows: Rows) -> None:
+    if isinstance(rows, ParquetSource):
+        src = str(rows.path).replace("'", "''")
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{src}')")
+    else:
+        con.register(name, rows)
 
 
 def _crs_name(crs: Any) -> str | None:
@@ -94,9 +163,10 @@ def _crs_name(crs: Any) -> str | None:
     return f"{auth[0]}:{auth[1]}" if auth else c.name
 
 
-def profile_table(table: pa.Table, base: Profile) -> Profile:
+def profile_table(table: Rows, base: Profile) -> Profile:
     """Facts read from the file; hashes and size come from `base` (the verified manifest)."""
-    cols = {f.name: (str(f.type), table.column(i).null_count) for i, f in enumerate(table.schema)}
+    nulls = _null_counts(table)
+    cols = {f.name: (str(f.type), nulls[i]) for i, f in enumerate(table.schema)}
     # FlatGeobuf has no `geo` metadata: its geometry facts are the verified manifest's
     prof = Profile(sha256=base.sha256, size=base.size, rows=table.num_rows, columns=cols,
                    logical=base.logical, geometry_types=base.geometry_types, crs=base.crs, bbox=base.bbox)
@@ -176,12 +246,25 @@ def _key_text(keys: list[str], row: tuple[Any, ...]) -> str:
     return ", ".join(f"{k}={_show(v)}" for k, v in zip(keys, row, strict=False))
 
 
-def compare_rows(old: pa.Table, new: pa.Table, keys: list[str]) -> dict[str, Any]:
+def compare_rows(old: Rows, new: Rows, keys: list[str]) -> dict[str, Any]:
     """Row-level changes: by primary key when declared (and present on both sides), else
-    as multisets of whole rows (rows only in the old / only in the new version)."""
-    con = duckdb.connect()
-    con.register("o", old)
-    con.register("n", new)
+    as multisets of whole rows (rows only in the old / only in the new version).
+
+    DuckDB scans Parquet files itself, row group by row group, and its join spills to a
+    temporary folder past JOIN_MEMORY_LIMIT: the files can be bigger than memory."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="d4c-diff-spill-") as spill:
+        con = duckdb.connect(config={"memory_limit": JOIN_MEMORY_LIMIT, "temp_directory": spill})
+        try:
+            _register(con, "o", old)
+            _register(con, "n", new)
+            return _compare_rows(con, old, new, keys)
+        finally:
+            con.close()
+
+
+def _compare_rows(con: Any, old: Rows, new: Rows, keys: list[str]) -> dict[str, Any]:
     ocols = {f.name: f.type for f in old.schema}
     common = [f.name for f in new.schema if f.name in ocols and ocols[f.name] == f.type]
     if not keys or not all(k in common for k in keys):
@@ -189,7 +272,6 @@ def compare_rows(old: pa.Table, new: pa.Table, keys: list[str]) -> dict[str, Any
         only_old = con.execute(f"SELECT count(*) FROM (SELECT {cols} FROM o EXCEPT ALL SELECT {cols} FROM n)").fetchone()
         only_new = con.execute(f"SELECT count(*) FROM (SELECT {cols} FROM n EXCEPT ALL SELECT {cols} FROM o)").fetchone()
         why = "no primary key declared" if not keys else "primary key not comparable on both sides"
-        con.close()
         return {"by": "rows", "note": why, "only_old": only_old[0] if only_old else 0,
                 "only_new": only_new[0] if only_new else 0}
 
@@ -239,7 +321,6 @@ def compare_rows(old: pa.Table, new: pa.Table, keys: list[str]) -> dict[str, Any
     examples = {"added": [_key_text(keys, r) for r in keys_where("added")],
                 "removed": [_key_text(keys, r) for r in keys_where("removed")],
                 "changed": changed_ex[:MAX_EXAMPLES]}
-    con.close()
     return {
         "by": "key", "key": keys, "added": added, "removed": removed, "changed": changed,
         "changed_columns": dict(sorted(changed_cols.items(), key=lambda kv: (-kv[1], kv[0]))),
