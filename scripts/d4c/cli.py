@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "release": ("d4c.commands.release", "publish a built version to every target"),
     "verify": ("d4c.commands.verify", "rebuild from a manifest, release record or bundle and compare"),
     "catalog": ("d4c.commands.catalog", "build or query the STAC GeoParquet catalog"),
+    "mirrors": ("d4c.commands.mirrors", "check every copy of every artifact on every mirror"),
 }
 
 

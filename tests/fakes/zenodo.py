@@ -16,7 +16,7 @@
   a new draft shows in search only that many seconds after it was made, as on Zenodo);
 - limits: 100 files and 50 GB per record (configurable); `X-RateLimit-*` headers and 429
   with Retry-After past the limit; Bearer token auth.
-Published files are served at `/records/{id}/files/{key}` (the web-seed form).
+Published files are served at `/records/{id}/files/{key}` (the web-seed form; Range answered with 206).
 """
 from __future__ import annotations
 
@@ -339,7 +339,13 @@ class FakeZenodo(FakeServer):
         f = rec.files.get(req.params["key"])
         if f is None or f.data is None:
             return self._error("File not found", 404)
-        return Response(200, f.data, {"Content-Type": "application/octet-stream"})
+        m = re.fullmatch(r"bytes=(\d+)-(\d*)", req.headers.get("range", ""))
+        if m:  # Zenodo's file server answers Range requests (BitTorrent web seeds use them)
+            start, end = int(m[1]), int(m[2]) if m[2] else len(f.data) - 1
+            return Response(206, f.data[start:end + 1], {
+                "Content-Range": f"bytes {start}-{min(end, len(f.data) - 1)}/{len(f.data)}",
+                "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"})
+        return Response(200, f.data, {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes"})
 
     # -- test helpers ---------------------------------------------------------------------
     def published(self) -> list[_Record]:

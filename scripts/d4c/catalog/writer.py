@@ -59,6 +59,8 @@ PROPERTIES: list[tuple[str, pa.DataType]] = [
     ("license", pa.string()), ("keywords", _STR_LIST), ("providers", pa.list_(PROVIDER)),
     ("version", pa.string()), ("deprecated", pa.bool_()),
     ("sci:doi", pa.string()), ("sci:citation", pa.string()), ("d4c:concept_doi", pa.string()),
+    # mirror health (d4c.catalog.health, docs/mirrors.md): null until a health file is applied
+    ("d4c:copies_ok", pa.int32()), ("d4c:last_verified", TS), ("d4c:at_risk", pa.bool_()),
 ]
 
 
@@ -155,7 +157,7 @@ def items_to_table(items: list[Item]) -> pa.Table:
             values = [i.get(name, "Feature") for i in items]
         else:
             values = [p.get(name) for p in props]
-        if name in TIME_COLUMNS:  # strings cast once per column: cheaper than per-row parsing
+        if name in TIME_COLUMNS or name == "d4c:last_verified":  # strings cast once per column: cheaper than per-row parsing
             columns.append(pa.array(values, pa.string()).cast(field.type))
         else:
             columns.append(pa.array(values, field.type))
@@ -214,5 +216,8 @@ def table_to_items(table: pa.Table) -> list[Item]:
     for raw in stac_table_to_items(table):
         item = _strip_nulls(raw)
         item["properties"].setdefault("datetime", None)
+        verified = item["properties"].get("d4c:last_verified")
+        if hasattr(verified, "strftime"):  # a timestamp stac-geoparquet does not know of
+            item["properties"]["d4c:last_verified"] = verified.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         out.append(item)
     return out

@@ -1,0 +1,140 @@
+"""`d4c mirrors check|annotate`: every copy of every artifact checked (docs/mirrors.md)."""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from d4c.errors import D4CError, UsageError
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?", re.IGNORECASE)
+
+
+def _size(text: str) -> int:
+    """500M, 10GiB, 1000000 -> bytes (k/M/G/T powers of 1000, KiB/MiB/GiB/TiB of 1024)."""
+    m = _SIZE.fullmatch(text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 500M, 10GiB, 1000000)")
+    power = " kmgt".index(m[2].lower() or " ")
+    return int(float(m[1]) * (1024 if m[3] else 1000) ** power)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    c = sub.add_parser("check", help="check every copy of every artifact in the catalog")
+    c.add_argument("--catalog", help="catalog file or https:// / s3:// URL (default: the targets "
+                                     "config's catalog)")
+    c.add_argument("--targets", type=Path, help="targets config (default: $D4C_TARGETS)")
+    c.add_argument("--tier", type=int, choices=range(4), default=2,
+                   help="run tiers 0 to N (0 mirrors up and fresh, 1 HEAD, 2 sampled pieces, "
+                        "3 full sha256 on failures and a rolling sample); default 2")
+    c.add_argument("--budget", type=_size, default=None,
+                   help="bytes tier 3 may read (default 10GiB)")
+    c.add_argument("--pieces", type=int, default=4, help="pieces per copy in tier 2 (default 4)")
+    c.add_argument("--date", help="the seed date YYYY-MM-DD (default today, UTC): rerun a past check")
+    c.add_argument("--health-dir", type=Path, default=Path("health"),
+                   help="where <date>.parquet and <date>.md go (default health/)")
+    c.add_argument("--jobs", type=int, default=16, help="requests in flight in all (default 16)")
+    c.add_argument("--per-host", type=int, default=4, help="requests in flight per host (default 4)")
+    c.add_argument("--rate", type=float, default=50.0, help="requests a second per host (default 50)")
+    c.add_argument("--retries", type=int, default=3, help="retries of a failed request (default 3)")
+    c.add_argument("--min-copies", type=int, default=3,
+                   help="a version with fewer passing copies is at risk (default 3)")
+    c.add_argument("--no-scrape", action="store_true", help="skip the tracker scrape")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    a = sub.add_parser("annotate", help="write d4c:copies_ok, d4c:last_verified, d4c:at_risk "
+                                        "into a local catalog file from the latest health file")
+    a.add_argument("--catalog", type=Path, required=True, help="the catalog file to rewrite")
+    a.add_argument("--health-dir", type=Path, default=Path("health"))
+    a.add_argument("--min-copies", type=int, default=3)
+
+
+def default_catalog(targets: Path | None) -> str:
+    """The catalog the targets config publishes (its public URL), or its local path."""
+    from d4c import paths
+    from d4c.release import config as tconfig
+
+    path = targets or (Path(os.environ["D4C_TARGETS"]) if os.environ.get("D4C_TARGETS") else None)
+    cfg = tconfig.load(path)
+    if cfg.catalog_target:
+        from d4c.release.targets import make_target
+
+        conf = cfg.config_of(cfg.catalog_target)
+        if conf.kind == "local":
+            base = Path(str(conf.options.get("path") or "publish"))
+            return str(base / cfg.catalog_key)
+        return make_target(conf, {}).public_url(cfg.catalog_key)
+    return cfg.catalog or str(paths.state_dir() / "catalog" / "catalog.parquet")
+
+
+@contextmanager
+def _bar(show: bool) -> Iterator[Callable[[int, int], None] | None]:
+    if not show:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress("checking copies", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  transient=True) as progress:
+        task = progress.add_task("copies", total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _check(args: argparse.Namespace) -> int:
+    from d4c import ci
+    from d4c.mirrors.run import DEFAULT_BUDGET, Options, check, failure_lines, write_report
+
+    catalog = args.catalog or default_catalog(args.targets)
+    show = not args.no_progress and sys.stderr.isatty() and not ci.active()
+    with _bar(show) as progress:
+        opts = Options(tier=args.tier, budget=DEFAULT_BUDGET if args.budget is None else args.budget,
+                       pieces=args.pieces, jobs=args.jobs, per_host=args.per_host, rate=args.rate,
+                       retries=args.retries, min_copies=args.min_copies, date=args.date,
+                       scrape=not args.no_scrape, progress=progress)
+        if args.pieces < 1 or args.jobs < 1 or args.per_host < 1:
+            raise UsageError("--pieces, --jobs and --per-host must be at least 1")
+        report = check(catalog, opts, health_dir=args.health_dir)
+    dest, md, text = write_report(report, args.health_dir, args.tier)
+    ci.summary(text)
+    s = report.stats
+    print(f"checked {s['copies']} copies of {s['artifacts']} artifacts ({s['versions']} versions) "
+          f"in {s['seconds']:.1f} s: {s['requests']} requests, {s['bytes']} bytes; wrote {dest} and {md}",
+          file=sys.stderr)
+    lines = failure_lines(report.rows)
+    for line in lines:
+        print(f"error: {line}", file=sys.stderr)
+        ci.annotate("error", line, title="mirror health")
+    at_risk = sum(r.at_risk for r in report.risk.values())
+    if at_risk:
+        print(f"{at_risk} of {len(report.risk)} versions at risk (see {md})", file=sys.stderr)
+    if lines:
+        print(f"{len(lines)} copies missing, corrupt or unreachable", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _annotate(args: argparse.Namespace) -> int:
+    from d4c.catalog.health import annotate_file
+    from d4c.mirrors import health
+
+    latest = health.latest(args.health_dir)
+    if latest is None:
+        raise D4CError(f"no health file in {args.health_dir}", hint="run `d4c mirrors check` first")
+    changed = annotate_file(args.catalog, health.risks(health.read(latest), args.min_copies))
+    print(f"annotated {changed} versions of {args.catalog} from {latest}", file=sys.stderr)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    actions = {"check": _check, "annotate": _annotate}
+    if args.action not in actions:
+        raise UsageError("no mirrors action given", hint="d4c mirrors check|annotate")
+    return actions[args.action](args)

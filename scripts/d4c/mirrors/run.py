@@ -1,0 +1,207 @@
+"""`d4c mirrors check`: the tiers over every copy of every artifact in the catalog.
+
+Tier 0 once per mirror, then per copy, concurrently (per-host limits in d4c.mirrors.net):
+tier 1 (HEAD), tier 2 (sampled pieces), then tier 3 (full sha256) for the copies that
+failed or changed and a rolling sample, in that order, while the budget lasts.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from d4c.mirrors import checks, health
+from d4c.mirrors.checks import Context, Row, ServiceChecksums, row
+from d4c.mirrors.inventory import Artifact, Copy, Version, fetch_small, read_catalog, versions_of
+from d4c.mirrors.net import Net, file_path
+
+DEFAULT_BUDGET = 10 * 2**30
+
+
+@dataclass
+class Options:
+    tier: int = 2
+    budget: int = DEFAULT_BUDGET
+    pieces: int = 4
+    jobs: int = 16
+    per_host: int = 4
+    rate: float = 50.0
+    retries: int = 3
+    backoff: float = 0.5
+    min_copies: int = 3
+    date: str | None = None  # the seed date; default today (UTC)
+    scrape: bool = True
+    progress: Callable[[int, int], None] | None = None
+
+
+@dataclass
+class Report:
+    date: str
+    rows: list[Row]
+    risk: dict[str, health.Risk]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> list[Row]:
+        return health.failures(self.rows)
+
+
+def _tier0(ctx: Context, versions: list[Version], catalog: str) -> list[Row]:
+    """Each mirror is up and fresh: it answers for a copy of the newest release it holds."""
+    rows = []
+    if catalog.startswith(("http://", "https://")):
+        got = ctx.net.request("HEAD", catalog)
+        status = checks._gone(got) or "ok"
+        rows.append(row(ctx, 0, "catalog", None, Copy("catalog", catalog), status,
+                        f"{checks._why(got)}, Last-Modified {got.header('last-modified')}",
+                        etag=got.header("etag"), http_status=got.status))
+    newest: dict[str, tuple[str, Artifact, Copy]] = {}
+    for v in versions:
+        for art in v.artifacts:
+            for copy in art.copies:
+                have = newest.get(copy.mirror)
+                if have is None or v.created > have[0]:
+                    newest[copy.mirror] = (v.created, art, copy)
+    for mirror, (created, art, copy) in sorted(newest.items()):
+        local = file_path(copy.href)
+        if local is not None:
+            status, why, code = ("ok" if local.is_file() else "missing"), str(local), None
+        else:
+            got = ctx.net.request("HEAD", copy.href)
+            status, why, code = checks._gone(got) or "ok", checks._why(got), got.status
+        rows.append(row(ctx, 0, "fresh", art, copy, status,
+                        f"newest release on {mirror} ({art.item_id}, created {created}): {why}",
+                        http_status=code))
+    return rows
+
+
+def _sample_rank(date: str, art: Artifact, copy: Copy) -> bytes:
+    return hashlib.sha256(f"{date}:{art.sha256}:{copy.href}".encode()).digest()
+
+
+def _scrape(ctx: Context, versions: list[Version]) -> list[Row]:
+    from d4c.mirrors import scrape
+
+    rows = []
+    for v in versions:
+        for art in v.artifacts:
+            tor = v.artifact(art.torrent) if art.torrent else None
+            if tor is None:
+                continue
+            data = fetch_small(ctx.net, tor, limit=16 << 20)
+            if data is None:
+                continue
+            try:
+                infohash, trackers = scrape.torrent_facts(data)
+            except (ValueError, IndexError):
+                continue
+            for tracker in trackers:
+                copy = Copy(tracker, f"magnet:?xt=urn:btih:{infohash}")
+                try:
+                    got = scrape.scrape(ctx.net, tracker, infohash)
+                except (OSError, ValueError) as exc:
+                    rows.append(row(ctx, 1, "scrape", art, copy, "warning", f"scrape failed: {exc}"))
+                    continue
+                status = "ok" if got["complete"] > 0 else "warning"
+                rows.append(row(ctx, 1, "scrape", art, copy, status,
+                                f"infohash {infohash}: seeders {got['complete']}, leechers "
+                                f"{got['incomplete']}, downloaded {got['downloaded']}"))
+    return rows
+
+
+def check(catalog: str, options: Options, *, health_dir: Path | None = None,
+          s3_client: Any = None) -> Report:
+    start = time.monotonic()
+    date = options.date or datetime.now(UTC).strftime("%Y-%m-%d")
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    versions = versions_of(read_catalog(catalog, s3_client))
+    net = Net(per_host=options.per_host, rate=options.rate, retries=options.retries,
+              backoff=options.backoff)
+    before = health.latest(health_dir, before=date) if health_dir else None
+    base = health.baseline(health.read(before)) if before else {}
+    ctx = Context(net, date, now, options.pieces, base)
+    services = ServiceChecksums(net)
+    rows: list[Row] = _tier0(ctx, versions, catalog)
+    work = [(v, a, c) for v in versions for a in v.artifacts for c in a.copies]
+    done = 0
+
+    def one(job: tuple[Version, Artifact, Copy]) -> list[Row]:
+        v, art, copy = job
+        out = checks.tier1(ctx, services, v, art, copy) if options.tier >= 1 else []
+        if options.tier >= 2 and art.is_data and not any(r["status"] in checks.FAILING for r in out):
+            out += checks.tier2(ctx, v, art, copy)
+        return out
+
+    results: dict[tuple[str, str, str], list[Row]] = {}
+    with ThreadPoolExecutor(max_workers=options.jobs) as pool:
+        for job, got in zip(work, pool.map(one, work)):
+            results[(job[1].item_id, job[1].asset, job[2].href)] = got
+            rows += got
+            done += 1
+            if options.progress:
+                options.progress(done, len(work))
+        if options.tier >= 1 and options.scrape:
+            rows += _scrape(ctx, versions)
+        if options.tier >= 3:
+            rows += _tier3(ctx, options, work, results, pool)
+    seconds = time.monotonic() - start
+    risk = health.risks(rows, options.min_copies)
+    stats = {"artifacts": sum(len(v.artifacts) for v in versions), "copies": len(work),
+             "versions": len(versions), "requests": sum(net.requests.values()),
+             "by_method": dict(net.requests), "bytes": net.bytes_read, "seconds": seconds}
+    return Report(date, rows, risk, stats)
+
+
+def _tier3(ctx: Context, options: Options, work: list[tuple[Version, Artifact, Copy]],
+           results: dict[tuple[str, str, str], list[Row]], pool: ThreadPoolExecutor) -> list[Row]:
+    """Full sha256: failing or changed copies first, then the rolling sample, within budget."""
+    urgent, sample = [], []
+    for v, art, copy in work:
+        got = results.get((art.item_id, art.asset, copy.href), [])
+        statuses = {r["status"] for r in got}
+        if statuses & {"corrupt", "changed"}:
+            reason = "changed ETag" if "changed" in statuses and "corrupt" not in statuses else "failed a check"
+            urgent.append((art, copy, reason))
+        elif not statuses & checks.FAILING:
+            sample.append((_sample_rank(ctx.date, art, copy), art, copy))
+    chosen, rows, spent = [], [], 0
+    for art, copy, reason in urgent:
+        if spent + art.size > options.budget:
+            rows.append(row(ctx, 3, "sha256", art, copy, "skipped",
+                            f"{reason}, but over the budget of {options.budget} bytes"))
+            continue
+        spent += art.size
+        chosen.append((art, copy, reason))
+    for _, art, copy in sorted(sample, key=lambda s: s[0]):
+        if spent + art.size > options.budget:
+            continue
+        spent += art.size
+        chosen.append((art, copy, "rolling sample"))
+    for got in pool.map(lambda job: checks.tier3(ctx, *job), chosen):
+        rows += got
+    return rows
+
+
+def write_report(report: Report, health_dir: Path, tier: int) -> tuple[Path, Path, str]:
+    dest = health_dir / f"{report.date}.parquet"
+    health.write(report.rows, dest)
+    text = health.summary(report.rows, date=report.date, tier=tier, path=dest,
+                          risk=report.risk, stats=report.stats)
+    md = health_dir / f"{report.date}.md"
+    from d4c.atomic import atomic_write
+
+    atomic_write(md, data=text.encode())
+    return dest, md, text
+
+
+def failure_lines(rows: Iterable[Row]) -> list[str]:
+    out = []
+    for r in health.failures(list(rows)):
+        where = f"{r['file']} on mirror {r['mirror']}" if r["file"] else f"mirror {r['mirror']}"
+        out.append(f"{where} ({r['href']}): {r['status']}, tier {r['tier']} {r['check']}: {r['evidence']}")
+    return out
