@@ -199,3 +199,21 @@ def test_diff_reads_parquet_lazily_with_the_tables_answers(tmp_path: Path) -> No
     assert compare.compare_rows(sa, sb, [])["only_old"] == 10
     base = compare.profile_manifest({})
     assert compare.profile_table(sa, base) == compare.profile_table(pq.read_table(a), base)
+
+
+def test_logical_hash_of_a_struct_column_is_vectorised_and_exact() -> None:
+    box = pa.array([{"xmin": 1.0, "ymin": 2.0, "xmax": 3.0, "ymax": 4.0}, None,
+                    {"xmin": 0.5, "ymin": None, "xmax": 1.0, "ymax": 1.0}], writers.BBOX_TYPE)
+    t = pa.table({"k": pa.array([1, 2, 3], pa.int64()), "bbox": box})
+    base = logical.logical_sha256(t)
+    assert logical.logical_sha256(pa.concat_tables([t.slice(1), t.slice(0, 1)])) == base
+    h = logical.LogicalHash(t.schema)
+    for part in (t.slice(0, 1), t.slice(1, 1), t.slice(2)):
+        h.update(part)
+    assert h.hexdigest() == base
+    moved = pa.array([{"xmin": 1.0, "ymin": 2.0, "xmax": 3.0, "ymax": 4.5}, None,
+                      {"xmin": 0.5, "ymin": None, "xmax": 1.0, "ymax": 1.0}], writers.BBOX_TYPE)
+    assert logical.logical_sha256(t.set_column(1, "bbox", moved)) != base
+    null_inside = pa.array([{"xmin": 1.0, "ymin": 2.0, "xmax": 3.0, "ymax": 4.0}, None,
+                            {"xmin": 0.5, "ymin": 0.0, "xmax": 1.0, "ymax": 1.0}], writers.BBOX_TYPE)
+    assert logical.logical_sha256(t.set_column(1, "bbox", null_inside)) != base

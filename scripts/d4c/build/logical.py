@@ -91,18 +91,39 @@ class LogicalHash:
 
     def __init__(self, schema: pa.Schema) -> None:
         self.schema = schema
-        self.streams = [[hashlib.sha256() for _ in range(3)] for _ in schema]
+        self.streams = [self._new(f.type) for f in schema]
+
+    @staticmethod
+    def _new(t: pa.DataType) -> list[Any]:
+        # a struct (the bbox covering): its own validity, then each field as a column of its own
+        if pa.types.is_struct(t):
+            return [hashlib.sha256(), *[LogicalHash._new(t.field(i).type) for i in range(t.num_fields)]]
+        return [hashlib.sha256() for _ in range(3)]
+
+    @staticmethod
+    def _feed(col: pa.ChunkedArray, streams: list[Any]) -> None:
+        if pa.types.is_struct(col.type):
+            for chunk in col.chunks:
+                streams[0].update(np.ascontiguousarray(chunk.is_valid().to_numpy(zero_copy_only=False)).tobytes())
+                for i, child in enumerate(chunk.flatten()):  # offsets applied, the struct's nulls merged in
+                    LogicalHash._feed(pa.chunked_array([child], child.type), streams[i + 1])
+        else:
+            _column_streams(col, streams)
+
+    @staticmethod
+    def _digest(streams: list[Any]) -> bytes:
+        return b"".join(s.digest() if hasattr(s, "digest") else LogicalHash._digest(s) for s in streams)
 
     def update(self, part: pa.Table | pa.RecordBatch) -> None:
         for i, col in enumerate(part.columns):
-            _column_streams(col if isinstance(col, pa.ChunkedArray) else pa.chunked_array([col], col.type),
-                            self.streams[i])
+            self._feed(col if isinstance(col, pa.ChunkedArray) else pa.chunked_array([col], col.type),
+                       self.streams[i])
 
     def hexdigest(self) -> str:
         h = hashlib.sha256()
         h.update(json.dumps(schema_fields(self.schema), separators=(",", ":")).encode() + b"\n")
         for f, streams in zip(self.schema, self.streams, strict=True):
-            h.update(f.name.encode() + b"\0" + b"".join(s.digest() for s in streams))
+            h.update(f.name.encode() + b"\0" + self._digest(streams))
         return h.hexdigest()
 
 
