@@ -217,3 +217,13 @@ def test_logical_hash_of_a_struct_column_is_vectorised_and_exact() -> None:
     null_inside = pa.array([{"xmin": 1.0, "ymin": 2.0, "xmax": 3.0, "ymax": 4.0}, None,
                             {"xmin": 0.5, "ymin": 0.0, "xmax": 1.0, "ymax": 1.0}], writers.BBOX_TYPE)
     assert logical.logical_sha256(t.set_column(1, "bbox", null_inside)) != base
+
+
+def test_the_context_takes_a_stream_for_a_declared_output(tmp_path: Path, external: None) -> None:
+    from d4c.build.context import BuildContext, OutputSpec
+
+    out = tmp_path / "t.parquet"
+    ctx = BuildContext("ca_x", "1.0.0", {}, {}, {"t": OutputSpec("t", "parquet", out, ("k",))}, 0)
+    t = pa.table({"k": pa.array([3, 1, 2], pa.int64())})
+    assert ctx.write_batches("t", iter(t.to_batches(max_chunksize=1))) == 3
+    assert pq.read_table(out).column("k").to_pylist() == [1, 2, 3]

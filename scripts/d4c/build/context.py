@@ -59,13 +59,27 @@ class BuildContext:
         """Where a declared output must be written (for formats without a writer here)."""
         return self.output(name).path
 
-    def write_geoparquet(self, name: str, gdf: Any) -> None:
+    def write_geoparquet(self, name: str, data: Any, *, crs: Any = writers._UNSET,
+                         geometry: str | None = None) -> int:
+        """GeoParquet from a GeoDataFrame, or from a stream bigger than memory: an iterable of
+        GeoDataFrames, or of Arrow batches / a RecordBatchReader (e.g. pyogrio's `open_arrow`)
+        with WKB in `geometry` (or the column named) and `crs=` given. Returns the row count."""
         spec = self.output(name, "geoparquet")
-        writers.write_geoparquet(spec.path, gdf, spec.sort_by)
+        return writers.write_geoparquet(spec.path, data, spec.sort_by, crs=crs, geometry=geometry)
 
-    def write_parquet(self, name: str, data: Any) -> None:
+    def write_parquet(self, name: str, data: Any) -> int:
+        """Parquet from a table or DataFrame, or a stream: a RecordBatchReader, a DuckDB
+        relation, or an iterable of batches, tables or DataFrames. Returns the row count."""
         spec = self.output(name, "parquet")
-        writers.write_parquet(spec.path, data, spec.sort_by)
+        return writers.write_parquet(spec.path, data, spec.sort_by)
+
+    def write_batches(self, name: str, batches: Any, **options: Any) -> int:
+        """A stream of record batches into a declared Parquet or GeoParquet output, sorted with
+        bounded memory (DuckDB's external sort); `options` as for write_geoparquet."""
+        spec = self.output(name, "parquet", "geoparquet")
+        if spec.format == "geoparquet":
+            return self.write_geoparquet(name, batches, **options)
+        return self.write_parquet(name, batches)
 
     def write_csv(self, name: str, data: Any) -> None:
         spec = self.output(name, "csv")
