@@ -227,3 +227,24 @@ def test_the_context_takes_a_stream_for_a_declared_output(tmp_path: Path, extern
     t = pa.table({"k": pa.array([3, 1, 2], pa.int64())})
     assert ctx.write_batches("t", iter(t.to_batches(max_chunksize=1))) == 3
     assert pq.read_table(out).column("k").to_pylist() == [1, 2, 3]
+
+
+def test_pyogrio_open_arrow_streams_into_geoparquet(tmp_path: Path, external: None) -> None:
+    import pyogrio
+
+    gdf = towns(400, seed=4)
+    gdf = gdf[~(gdf.geometry.isna() | gdf.geometry.is_empty)].reset_index(drop=True)  # GDAL keeps no empties
+    src = tmp_path / "towns.fgb"
+    pyogrio.write_dataframe(gdf, src, driver="FlatGeobuf")
+    whole, streamed = tmp_path / "w.parquet", tmp_path / "s.parquet"
+    writers.write_geoparquet(whole, pyogrio.read_dataframe(src), ["id"])
+    with pyogrio.open_arrow(src, batch_size=50, use_pyarrow=True) as (meta, reader):  # as docs/contributing.md
+        n = writers.write_geoparquet(streamed, reader, ["id"], crs=meta["crs"], geometry=meta["geometry_name"] or "wkb_geometry")
+    assert n == len(gdf)
+    a, b = pq.read_table(whole), pq.read_table(streamed)
+    assert a.column("id").equals(b.column("id")) and a.column("bbox").equals(b.column("bbox"))
+    assert geo_of(whole)["columns"]["geometry"]["crs"] == geo_of(streamed)["columns"][meta["geometry_name"] or "wkb_geometry"]["crs"]
+
+
+def geo_of(path: Path) -> dict:
+    return json.loads(pq.ParquetFile(path).metadata.metadata[b"geo"])
