@@ -35,6 +35,7 @@ class HttpMirror:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # else each answer waits ~40 ms on delayed ACKs
 
             def log_message(self, *args: Any) -> None:
                 return None

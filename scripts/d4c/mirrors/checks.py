@@ -177,9 +177,11 @@ def tier1(ctx: Context, services: ServiceChecksums, version: Version, art: Artif
 def _checksums(ctx: Context, services: ServiceChecksums, version: Version, art: Artifact,
                copy: Copy, got: Answer) -> list[Row]:
     found: list[tuple[str, str, str]] = []  # (what, theirs, ours)
-    facts = output_facts(ctx.net, version, art) if art.is_data else {}
-    md5 = str(facts.get("md5") or "")
     service = services.lookup(copy.href)
+    s3 = any(k.startswith("x-amz-") for k in got.headers)
+    # the md5 is in the manifest: fetched only for a mirror that reports one
+    facts = output_facts(ctx.net, version, art) if art.is_data and (service or s3) else {}
+    md5 = str(facts.get("md5") or "")
     if service is not None:
         name, theirs = service
         if not theirs:
@@ -188,7 +190,7 @@ def _checksums(ctx: Context, services: ServiceChecksums, version: Version, art: 
             found.append((f"{name} size", theirs["size"], str(art.size)))
         if theirs.get("md5") and md5:
             found.append((f"{name} md5", theirs["md5"], md5))
-    if any(k.startswith("x-amz-") for k in got.headers):  # an S3 store
+    if s3:  # an S3 store
         etag = (got.header("etag") or "").strip('"')
         if md5 and re.fullmatch(r"[0-9a-f]{32}", etag):  # single part: the ETag is the md5
             found.append(("S3 ETag (single-part md5)", etag, md5))
