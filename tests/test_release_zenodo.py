@@ -248,7 +248,8 @@ def test_search_lag_after_a_lost_create_does_not_duplicate(tmp_path: Path) -> No
 
 def test_new_version_of_a_concept_known_only_from_the_release_record(
         fake: FakeZenodo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A concept made by hand before d4c (no urn identifiers): found through releases/."""
+    """A concept without urn identifiers (made by hand): found through the `record_id` the
+    zenodo target returned for the previous version, as its release record keeps it."""
     hdr = {"Authorization": f"Bearer {TOKEN}"}
     meta = {"title": "Hand-made", "creators": [{"person_or_org": {"name": "x"}}],
             "publication_date": "2025-01-01", "resource_type": {"id": "dataset"}, "version": "0.9.0"}
@@ -258,7 +259,10 @@ def test_new_version_of_a_concept_known_only_from_the_release_record(
     requests.put(f"{base}/files/old.csv/content", data=b"old", headers=hdr, timeout=10)
     requests.post(f"{base}/files/old.csv/commit", headers=hdr, timeout=10)
     assert requests.post(f"{base}/actions/publish", headers=hdr, timeout=10).status_code == 202
-    record = {"files": [{"file": "old.csv", "urls": {"zenodo": f"{fake.url}/records/{rid}/files/old.csv?download=1"}}]}
+    from catalog_factory import make_record
+
+    record = make_record("ca_test_demo", "0.9.0")  # as d4c release wrote it: with the target's facts
+    record["targets"] = {"zenodo": {"record_id": str(rid), "doi": None, "concept_doi": None}}
     (tmp_path / "repo/releases/ca_test_demo").mkdir(parents=True)
     (tmp_path / "repo/releases/ca_test_demo/0.9.0.json").write_text(json.dumps(record))
     monkeypatch.setenv("D4C_REPO", str(tmp_path / "repo"))

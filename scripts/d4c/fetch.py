@@ -18,9 +18,9 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlparse
@@ -97,6 +97,7 @@ class _Fetcher:
         recipe: Recipe,
         *,
         mirrors: list[str],
+        copies: Mapping[str, Sequence[str]],
         mode: Mode,
         retries: int,
         backoff_factor: float,
@@ -104,6 +105,7 @@ class _Fetcher:
     ) -> None:
         self.recipe = recipe
         self.mirrors = mirrors
+        self.copies = copies
         self.mode = mode
         self.retries = retries
         self.backoff_factor = backoff_factor
@@ -144,7 +146,7 @@ class _Fetcher:
                 return final
             log.warning("cached copy of %s is corrupt; fetching it again", src.name)
             final.unlink()
-        places = [mirror_location(b, src.sha256) for b in self.mirrors]
+        places = [*self.copies.get(src.sha256, ()), *(mirror_location(b, src.sha256) for b in self.mirrors)]
         if self.mode == "auto":
             places += [u for u in (src.url, *src.alternate_urls) if u]
         failures: list[str] = []
@@ -160,7 +162,7 @@ class _Fetcher:
             failures.append("no mirror or URL to try" + (" (mode 'mirrors')" if self.mode == "mirrors" else ""))
         raise D4CError(
             f"{self._where(src)}: no verified copy of sha256 {src.sha256}: " + "; ".join(failures),
-            hint="add a working url or --mirror, or check the recipe's sha256",
+            hint="add a working url or mirror (d4c fetch --mirror URL), or check the recipe's sha256",
         )
 
     def _in_git(self, src: Source) -> Path | None:
@@ -306,19 +308,24 @@ def fetch_sources(
     recipe: Recipe,
     *,
     mirrors: Sequence[str] = (),
+    copies: Mapping[str, Sequence[str]] | None = None,
     mode: Mode = "auto",
     jobs: int = 4,
     retries: int = 5,
     backoff_factor: float = 0.5,
     progress: bool | None = None,
+    defaults: bool = True,
 ) -> dict[str, Path]:
     """Fetch and verify every source of `recipe`; return source name -> local path.
 
     The path is the verified file in the cache (`<cache>/sha256/<aa>/<hash>`), or for a
     source with `extract: true` the folder it was unpacked into. `mirrors` are base
     URLs or folders (http(s)://, file://, plain paths) tried before the recipe URLs;
-    D4C_MIRRORS and the repository's `.d4c/publish/` are added. Mode "mirrors" never
-    touches the recipe URLs (for `d4c verify`). Up to `jobs` sources download at once.
+    D4C_MIRRORS and the repository's `.d4c/publish/` are added. `copies` maps a sha256 to
+    exact URLs said to hold it (a release record's or a bundle's source mirrors), tried
+    first; whatever arrives is checked against the sha256 all the same. Mode "mirrors" never
+    touches the recipe URLs (for `d4c verify`); `defaults=False` leaves out D4C_MIRRORS and the
+    local publish folder, so only the copies and mirrors given are tried. Up to `jobs` sources download at once.
     Raises one-line D4CError naming the dataset, source, places tried and the reason.
     """
     if mode not in MODES:
@@ -329,7 +336,8 @@ def fetch_sources(
     results: dict[str, Path] = {}
     errors: list[D4CError] = []
     with _progress(recipe, progress) as hook:
-        fetcher = _Fetcher(recipe, mirrors=mirror_bases(mirrors, root), mode=mode,
+        bases = mirror_bases(mirrors, root) if defaults else list(mirrors)
+        fetcher = _Fetcher(recipe, mirrors=bases, copies=copies or {}, mode=mode,
                            retries=retries, backoff_factor=backoff_factor, hook=hook)
         with ThreadPoolExecutor(max_workers=min(jobs, max(1, len(recipe.sources)))) as pool:
             futures = [(s, pool.submit(fetcher.fetch, s)) for s in recipe.sources]
@@ -343,3 +351,50 @@ def fetch_sources(
         more = f" (and {len(errors) - 1} more source(s) failed)" if len(errors) > 1 else ""
         raise D4CError(first.message + more, hint=first.hint, where=first.where)
     return results
+
+
+def local_path(url: str, root: Path | None = None) -> Path | None:
+    """The file a `file://` URL or a plain path names (relative to `root`); None for http(s)."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if parsed.scheme in {"http", "https"}:
+        return None
+    path = Path(url)
+    return path if path.is_absolute() or root is None else root / path
+
+
+def get_verified(url: str, dest: Path, sha256: str, *, root: Path | None = None,
+                 max_bytes: int | None = None) -> bool:
+    """Copy or download `url` to `dest` (temp + rename); True only when the sha256 matches.
+    For files that are not sources (a released artifact, a bundle): any failure is False,
+    logged, and leaves nothing behind; `max_bytes` stops a server that sends too much."""
+    tmp = dest.with_name(dest.name + ".part")
+    digest, got = hashlib.sha256(), 0
+    try:
+        with ExitStack() as stack:
+            out = stack.enter_context(tmp.open("wb"))
+            local = local_path(url, root)
+            if local is not None:
+                fh = stack.enter_context(local.open("rb"))
+                chunks: Iterable[bytes] = iter(lambda: fh.read(1 << 20), b"")
+            else:
+                resp = stack.enter_context(http.session().get(url, stream=True, timeout=http.DEFAULT_TIMEOUT))
+                resp.raise_for_status()
+                chunks = resp.iter_content(1 << 20)
+            for chunk in chunks:
+                got += len(chunk)
+                if max_bytes is not None and got > max_bytes:
+                    raise OSError(f"more than {max_bytes} bytes")
+                digest.update(chunk)
+                out.write(chunk)
+    except (OSError, requests.RequestException) as exc:
+        log.info("cannot fetch %s: %s", url, exc)
+        tmp.unlink(missing_ok=True)
+        return False
+    if digest.hexdigest() != sha256:
+        log.warning("%s: sha256 does not match the record; ignored", url)
+        tmp.unlink(missing_ok=True)
+        return False
+    tmp.replace(dest)
+    return True

@@ -12,7 +12,7 @@
   at a time: asking again returns the same draft;
 - `GET /api/records/{id}/versions[/latest]` (latest: 200 with the record); a record's
   JSON says only `files.enabled`: its entries come from `GET /api/records/{id}/files`;
-- `GET /api/user/records?q=...` (the user's drafts and records; `q` supports `field:"value"` terms joined by AND; with `search_lag`
+- `GET /api/records?q=...` (anyone: published records only) and `GET /api/user/records?q=...` (the user's drafts and records; `q` supports `field:"value"` terms joined by AND; with `search_lag`
   a new draft shows in search only that many seconds after it was made, as on Zenodo);
 - limits: 100 files and 50 GB per record (configurable); `X-RateLimit-*` headers and 429
   with Retry-After past the limit; Bearer token auth.
@@ -21,6 +21,7 @@ Published files are served at `/records/{id}/files/{key}` (the web-seed form; Ra
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 import time
@@ -86,6 +87,7 @@ class FakeZenodo(FakeServer):
             ("GET", f"{api}/{ID}/versions", self._versions),
             ("GET", f"{api}/{ID}/versions/latest", self._latest),
             ("GET", "/api/user/records", self._search),
+            ("GET", api, self._public_search),
             ("GET", f"{api}/{ID}/files", self._record_files),
             ("GET", f"{api}/{ID}/files/{KEY}/content", self._download),
             ("GET", f"/records/{ID}/files/{KEY}", self._download),
@@ -101,7 +103,7 @@ class FakeZenodo(FakeServer):
             return json_response(429, {"status": 429, "message": "Too many requests"},
                                  {"Retry-After": str(wait), **self._rl_headers(now)})
         self._window.append(now)
-        public = req.method == "GET" and bool(re.match(rf"^(/api/records/{ID}(/files(/.*)?)?|/records/.*)$", req.path))
+        public = req.method == "GET" and bool(re.match(rf"^(/api/records(/{ID}(/files(/.*)?)?)?|/records/.*)$", req.path))
         if not public and req.headers.get("authorization") != f"Bearer {self.token}":
             resp = json_response(403 if "authorization" in req.headers else 401,
                                  {"status": 401, "message": "The server could not verify that you are authorized."})
@@ -317,6 +319,15 @@ class FakeZenodo(FakeServer):
         if not pub:
             return self._error("The persistent identifier does not exist.", 404)
         return json_response(200, self._json(max(pub, key=lambda r: r.index)))
+
+    def _public_search(self, req: Request) -> Response:
+        """`GET /api/records?q=`: anyone may search the published records (never drafts)."""
+        resp = self._search(req)
+        if resp.status == 200:
+            found = json.loads(resp.body)["hits"]["hits"]
+            hits = [h for h in found if self.records[str(h["id"])].published]
+            resp = json_response(200, {"hits": {"hits": hits, "total": len(hits)}})
+        return resp
 
     def _search(self, req: Request) -> Response:
         terms = re.findall(r'([\w.]+):"((?:[^"\\]|\\.)*)"', req.query.get("q", ""))

@@ -31,13 +31,16 @@ PROVENANCE = "provenance.json"
 @dataclass(frozen=True)
 class BuildOptions:
     runner: str = "local"
-    sources: str = "auto"  # auto | mirrors
+    sources: str = "auto"  # auto | mirrors | copies (only `source_copies`)
     sample: bool = False
     sandbox: bool = True  # False: `--no-sandbox`, recorded in the manifest and refused by release
     variation: Variation = NORMAL  # what the transform's world looks like (`--check` varies it)
     # The checkout's commit/tree/dirty, taken once when the build starts (--check takes it
     # once for both runs: a commit landing in between is not a reproducibility failure).
     code: dict[str, Any] | None = None
+    # sha256 -> URLs said to hold that source (a release record's or a bundle's mirrors),
+    # tried before the recipe's URLs: how `d4c verify` rebuilds with the origin gone.
+    source_copies: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def source_date_epoch(root: Path, recipe: Recipe) -> int:
@@ -65,12 +68,16 @@ def effective_params(recipe: Recipe, sample: bool) -> dict[str, Any]:
     return params
 
 
-def resolve_sources(recipe: Recipe, mode: str) -> dict[str, Path]:
+def resolve_sources(recipe: Recipe, mode: str,
+                    copies: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> dict[str, Path]:
     """Verified local paths of every source (the fetch step checks each sha256)."""
+    if mode == "copies":  # `d4c verify --mirror`: those copies and nothing else
+        return fetch.fetch_sources(recipe, mode="mirrors", jobs=4, copies=dict(copies), defaults=False)
     if mode not in fetch.MODES:
         raise D4CError(f"unknown sources mode {mode!r}", hint=f"use one of {', '.join(fetch.MODES)}")
     # fetch adds D4C_MIRRORS and the repository's local publish folder as mirrors itself.
-    return fetch.fetch_sources(recipe, mode="mirrors" if mode == "mirrors" else "auto", jobs=4)
+    return fetch.fetch_sources(recipe, mode="mirrors" if mode == "mirrors" else "auto", jobs=4,
+                               copies=dict(copies))
 
 
 def check_out_dir(out: Path, dataset_id: str | None = None) -> None:
@@ -115,7 +122,7 @@ def build(recipe: Recipe, root: Path, out: Path, opts: BuildOptions) -> dict[str
     if not recipe.outputs:
         raise D4CError(f"{recipe.path}: the recipe declares no outputs", hint="add `outputs:`")
     code = opts.code if opts.code is not None else mf.code_state(root, recipe)
-    sources = resolve_sources(recipe, opts.sources)
+    sources = resolve_sources(recipe, opts.sources, opts.source_copies)
     epoch = source_date_epoch(root, recipe)
     params = effective_params(recipe, opts.sample)
     limits = lim.from_recipe(recipe.data)

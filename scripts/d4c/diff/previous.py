@@ -7,20 +7,15 @@ falls back to what the record's manifest says.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
-import requests
-
-from d4c import http, model, paths, semver
+from d4c import fetch, model, paths, semver
 from d4c.errors import D4CError
 
 log = logging.getLogger(__name__)
-TIMEOUT = (10.0, 60.0)
 
 
 def _records(root: Path, dataset_id: str) -> dict[str, Path]:
@@ -51,46 +46,6 @@ def find_record(root: Path, dataset_id: str, new_version: str, against: str | No
     return model.load_record(path).doc
 
 
-def _local_path(url: str, root: Path) -> Path | None:
-    parsed = urlparse(url)
-    if parsed.scheme == "file":
-        return Path(unquote(parsed.path))
-    if parsed.scheme in {"http", "https"}:
-        return None
-    path = Path(url)
-    return path if path.is_absolute() else root / path
-
-
-def _fetch_one(url: str, dest: Path, sha256: str, root: Path) -> bool:
-    """Copy or download `url` to `dest` (temp + rename); True only when the sha256 matches."""
-    tmp = dest.with_name(dest.name + ".part")
-    digest = hashlib.sha256()
-    try:
-        local = _local_path(url, root)
-        with tmp.open("wb") as out:
-            if local is not None:
-                with local.open("rb") as src:
-                    while chunk := src.read(1 << 20):
-                        digest.update(chunk)
-                        out.write(chunk)
-            else:
-                with http.session().get(url, stream=True, timeout=TIMEOUT) as resp:
-                    resp.raise_for_status()
-                    for chunk in resp.iter_content(1 << 20):
-                        digest.update(chunk)
-                        out.write(chunk)
-    except (OSError, requests.RequestException) as exc:
-        log.info("cannot fetch %s: %s", url, type(exc).__name__)
-        tmp.unlink(missing_ok=True)
-        return False
-    if digest.hexdigest() != sha256:
-        log.warning("%s: sha256 does not match the release record; ignored", url)
-        tmp.unlink(missing_ok=True)
-        return False
-    tmp.replace(dest)
-    return True
-
-
 def fetch_artifacts(record: dict[str, Any], root: Path, workdir: Path) -> dict[str, Path]:
     """Output name -> verified local copy, for every data file that could be fetched."""
     got: dict[str, Path] = {}
@@ -99,10 +54,10 @@ def fetch_artifacts(record: dict[str, Any], root: Path, workdir: Path) -> dict[s
             continue
         urls = f.get("urls") or {}
         # local copies first: cheaper and independent of the network
-        ordered = sorted(urls.values(), key=lambda u: (_local_path(u, root) is None, u))
+        ordered = sorted(urls.values(), key=lambda u: (fetch.local_path(u, root) is None, u))
         dest = workdir / Path(str(f["file"])).name
         for url in ordered:
-            if _fetch_one(url, dest, str(f["sha256"]), root):
+            if fetch.get_verified(url, dest, str(f["sha256"]), root=root):
                 got[str(f["name"])] = dest
                 break
     return got

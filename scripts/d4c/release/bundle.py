@@ -1,8 +1,10 @@
 """The source bundle: a deterministic .tar.gz of everything needed to rebuild a release.
 
 Holds the dataset's recipe folder, scripts/ (the JSON Schemas are in scripts/d4c/schemas/),
-docker/, pyproject.toml, the lock files, the Makefile and the manifest, under one top folder
-`<id>_v<version>_source/`. Same inputs, same bytes: entries sorted, mtime =
+docker/, pyproject.toml, the lock files, the Makefile and the manifest, plus a README.md on
+how to rebuild and mirrors.json (where the sources and files are: d4c.copies), under one
+top folder `<id>_v<version>_source/`. With them the bundle is enough: `d4c verify BUNDLE`
+(also `--runner container`, whose image build reads README.md) works outside any checkout. Same inputs, same bytes: entries sorted, mtime =
 the manifest's source_date_epoch, uid/gid 0, no user/group names, modes 0644/0755,
 gzip header with no file name and mtime 0.
 """
@@ -13,7 +15,9 @@ import io
 import os
 import subprocess
 import tarfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from d4c.atomic import atomic_write
 from d4c.errors import D4CError
@@ -67,27 +71,29 @@ def _info(name: str, size: int, mode: int, mtime: int) -> tarfile.TarInfo:
 
 
 def make_bundle(root: Path, recipe_dir: Path, manifest_bytes: bytes, dest: Path,
-                top: str, mtime: int) -> list[str]:
+                top: str, mtime: int, extra: Mapping[str, bytes] | None = None) -> list[str]:
     """Write the bundle to `dest` atomically; return the member names."""
-    raw, names = bundle_bytes(root, recipe_dir, manifest_bytes, top, mtime)
+    raw, names = bundle_bytes(root, recipe_dir, manifest_bytes, top, mtime, extra=extra)
     atomic_write(dest, data=raw, durable=False)  # staging: the targets hold the published copies
     return names
 
 
 def bundle_bytes(root: Path, recipe_dir: Path, manifest_bytes: bytes, top: str,
-                 mtime: int) -> tuple[bytes, list[str]]:
-    """The bundle's bytes and member names, made in memory (a plan digests it, writing nothing)."""
+                 mtime: int, extra: Mapping[str, bytes] | None = None) -> tuple[bytes, list[str]]:
+    """The bundle's bytes and member names, made in memory (a plan digests it, writing nothing).
+    `extra` adds generated top-level files (README.md, mirrors.json) over any repo file."""
+    made = {"manifest.json": manifest_bytes, **(extra or {})}
     names = []
     buf = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=buf, compresslevel=6, mtime=0) as gz, \
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        entries = [(rel, root / rel) for rel in bundle_files(root, recipe_dir)]
-        entries.append(("manifest.json", None))  # type: ignore[arg-type]
+        entries: list[tuple[str, Path | None]] = [
+            (rel, root / rel) for rel in bundle_files(root, recipe_dir) if rel not in made]
+        entries += [(rel, None) for rel in made]
         for rel, path in sorted(entries, key=lambda e: e[0]):
             name = f"{top}/{rel}"
             if path is None:
-                tar.addfile(_info(name, len(manifest_bytes), 0o644, mtime),
-                            io.BytesIO(manifest_bytes))
+                tar.addfile(_info(name, len(made[rel]), 0o644, mtime), io.BytesIO(made[rel]))
             else:
                 mode = 0o755 if os.access(path, os.X_OK) else 0o644
                 with path.open("rb") as fh:
@@ -124,3 +130,38 @@ def extract_bundle(path: Path, dest: Path) -> Path:
     if top is None or not (top / "manifest.json").is_file():
         raise D4CError(f"{path}: not a d4c source bundle (no single top folder with manifest.json)")
     return top
+
+
+def bundle_readme(dataset_id: str, version: str, mirrors: Mapping[str, Any]) -> str:
+    """How to rebuild this version from this bundle, and where its sources are."""
+    lines = [
+        f"# {dataset_id} v{version}: source bundle", "",
+        "Everything needed to rebuild this version of the dataset byte for byte: the recipe",
+        "and transform (`datasets/`), the build code (`scripts/d4c`), the pinned environment",
+        "(`requirements.lock`, `docker/`) and the build manifest (`manifest.json`), which holds",
+        "the sha256 of every raw source and every artifact.", "",
+        "## Rebuild and compare", "",
+        "With d4c installed (`python3 -m venv .venv && .venv/bin/pip install --require-hashes",
+        "--no-deps -r requirements.lock && .venv/bin/pip install --no-deps -e .` in this folder):", "",
+        "```",
+        f"d4c verify {dataset_id}_v{version}_source.tar.gz                     # bubblewrap sandbox",
+        f"d4c verify {dataset_id}_v{version}_source.tar.gz --runner container  # podman image from docker/",
+        f"d4c verify {dataset_id}_v{version}_source.tar.gz --mirror NAME       # one mirror's copies only",
+        "```", "",
+        "verify unpacks the bundle, fetches each source by sha256 from the mirrors below (then",
+        "from the recipe's URL), rebuilds in the sandbox and prints `identical` or `DIFFERENT`",
+        "per artifact. The mirrors are also in `mirrors.json`; the release record",
+        f"(`releases/{dataset_id}/{version}.json` in the repository) lists every copy, including",
+        "the ones a service (Zenodo) assigned after this bundle was made.", "",
+        "## Sources", "",
+    ]
+    for s in mirrors.get("sources") or []:
+        lines.append(f"- `{s['name']}` sha256 `{s['sha256']}` ({s.get('size')} bytes)")
+        lines += [f"  - {name}: {url}" for name, url in sorted((s.get("urls") or {}).items())]
+        if s.get("recipe_url"):
+            lines.append(f"  - origin: {s['recipe_url']}")
+    lines += ["", "## Released files", ""]
+    for file, urls in sorted((mirrors.get("files") or {}).items()):
+        lines.append(f"- `{file}`")
+        lines += [f"  - {name}: {url}" for name, url in sorted(urls.items())]
+    return "\n".join(lines) + "\n"

@@ -28,7 +28,7 @@ from d4c.errors import D4CError
 from d4c.release import locations, reach
 from d4c.release.files import ROLE_MEDIA_TYPES, digest_small, source_file
 from d4c.release.journal import Journal
-from d4c.release.plan import Action, Plan, context, plan
+from d4c.release.plan import Action, Plan, context, plan, target_files
 from d4c.release.record import build_record, write_record
 from d4c.release.targets import ReleaseContext, Target
 from d4c.release.torrent import TorrentInfo, make_torrent
@@ -76,8 +76,8 @@ def execute(p: Plan, effect: SideEffect = _noop, echo: Echo = print) -> dict[str
         _hook(p.target(a.target), a, ctxs[a.target], journal, effect)
     torrents = _torrents(p)
     urls = _urls(p)
-    for ctx in ctxs.values():
-        ctx.urls = urls
+    for t in p.targets:  # the torrents joined the files
+        ctxs[t.name].urls, ctxs[t.name].files = urls, target_files(p, t)
     source_urls: dict[str, dict[str, str]] = {}
     for t in p.targets:
         _upload(p, t, journal, effect, echo, source_urls)
@@ -148,7 +148,7 @@ def _upload(p: Plan, t: Target, journal: Journal, effect: SideEffect, echo: Echo
         else:  # a raw source, to a source mirror, by its hash
             path, sha = source_file(p.recipe, sources[str(a.sha256)]), str(a.sha256)
             md5 = digest_file(path).md5
-            source_urls.setdefault(sha, {})[t.name] = a.url
+            source_urls.setdefault(sha, {})[t.name] = t.public_url(a.key)  # after prepare: Zenodo's id
         if t.exists(a.key, sha):
             log.debug("%s: %s already there", t.name, a.key)
         else:

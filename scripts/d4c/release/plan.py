@@ -16,13 +16,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from d4c import paths
+from d4c import canonical, paths
 from d4c import recipe as recipes
+from d4c.copies import MIRRORS_FILE, mirrors_doc
+from d4c.digest import digest_file
 from d4c.errors import D4CError
 from d4c.release import config as cfgmod
 from d4c.release import locations
-from d4c.release.bundle import bundle_bytes
-from d4c.release.files import build_dir_for, describe_bytes, read_build
+from d4c.release.bundle import bundle_bytes, bundle_readme
+from d4c.release.files import build_dir_for, describe_bytes, read_build, source_file
 from d4c.release.journal import Journal
 from d4c.release.targets import (
     BaseTarget,
@@ -31,6 +33,7 @@ from d4c.release.targets import (
     Target,
     make_target,
 )
+from d4c.release.targets.base import source_file_name
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class Plan:
     manifest_bytes: bytes = b""
     manifest: dict[str, Any] = field(default_factory=dict)
     files: list[ReleaseFile] = field(default_factory=list)  # torrents join during the run
+    # The raw sources as files of a service's deposit (Zenodo, IA, GitHub with source_mirror)
+    sources: list[ReleaseFile] = field(default_factory=list)
     staged: dict[str, bytes] = field(default_factory=dict)  # file name -> bytes for the stage
     actions: list[Action] = field(default_factory=list)
     notes: dict[str, list[str]] = field(default_factory=dict)  # target -> what its probe saw
@@ -206,17 +211,65 @@ def _read_build(p: Plan) -> None:
         p.staged[names["provenance"]] = (p.build_dir / "provenance.json").read_bytes()
     p.staged[names["bundle"]], _ = bundle_bytes(p.root, rcp.folder, p.manifest_bytes,
                                                 f"{rcp.id}_v{rcp.version}_source",
-                                                int(p.manifest.get("source_date_epoch") or 0))
+                                                int(p.manifest.get("source_date_epoch") or 0),
+                                                extra=_bundle_guide(p))
     for role in ("manifest", "provenance", "bundle"):
         if names[role] in p.staged:
             p.files.append(describe_bytes(role, p.stage / names[role], p.staged[names[role]]))
+    if any(_deposits_sources(t) for t in p.targets):
+        p.sources = _source_files(p)
+
+
+def _deposits_sources(t: Target) -> bool:
+    return t.source_mirror and bool(getattr(t, "SOURCES_IN_VERSION", False))
+
+
+def _source_files(p: Plan) -> list[ReleaseFile]:
+    """The raw sources as files of a service's deposit: read (fetched if need be) to know
+    their md5, which those services check; a source that cannot be had is a plan problem."""
+    out = []
+    for s in p.manifest.get("sources") or []:
+        try:
+            path = source_file(p.recipe, s)
+        except D4CError as exc:
+            p.problems.append(exc)
+            continue
+        d = digest_file(path)
+        out.append(ReleaseFile(role="source", name=str(s["name"]), file=source_file_name(s["sha256"]),
+                               path=path, size=d.size, sha256=d.sha256, md5=d.md5,
+                               media_type="application/octet-stream"))
+    return out
+
+
+def target_files(p: Plan, t: Target) -> list[ReleaseFile]:
+    """What one target's deposit holds: every release file (the plan's own list, which the
+    torrents join), plus the raw sources for a service that mirrors them."""
+    return [*p.files, *p.sources] if _deposits_sources(t) else p.files
+
+
+def _bundle_guide(p: Plan) -> dict[str, bytes]:
+    """The bundle's README.md and mirrors.json: where every source and file will be, as far
+    as the config alone says. A service target's URLs (Zenodo's record, a GitHub release)
+    come from its prepare step and are left out, so a rerun makes the same bundle; the
+    release record lists them."""
+    sources = list(p.manifest.get("sources") or [])
+    fixed = [t for t in p.targets if getattr(t, "URLS_FROM_CONFIG", True)]
+    held = {s["sha256"]: {t.name: t.public_url(t.source_key_for(p.recipe.id, p.recipe.version, s["sha256"]))
+                          for t in fixed if t.source_mirror} for s in sources}
+    files = [o["file"] for o in p.manifest["outputs"]] + [p.names[r] for r in ("manifest", "bundle")]
+    urls = {f: {t.name: t.public_url(t.key_for(p.recipe.id, p.recipe.version, f)) for t in fixed}
+            for f in files}
+    lookups = {t.name: found for t in p.targets if (found := t.lookup()) is not None}
+    doc = mirrors_doc(sources, held, urls, lookups)
+    return {MIRRORS_FILE: canonical.encode(doc),
+            "README.md": bundle_readme(p.recipe.id, p.recipe.version, doc).encode()}
 
 
 def context(p: Plan, t: Target, journal: Journal | None) -> ReleaseContext:
     urls = {u.name: {f.file: u.public_url(u.key_for(p.recipe.id, p.recipe.version, f.file))
                      for f in p.files} for u in p.targets}
     return ReleaseContext(dataset_id=p.recipe.id, version=p.recipe.version, recipe=p.recipe.data,
-                          manifest=p.manifest, files=p.files, urls=urls,  # one list: torrents join it
+                          manifest=p.manifest, files=target_files(p, t), urls=urls,
                           state=journal.target_state(t.name) if journal else {})
 
 
@@ -270,8 +323,8 @@ def _uploads(p: Plan, t: Target, data: list[ReleaseFile], torrents: list[str],
         for f in data + [f for f in p.files if f.role != "data"]]
     rows += [(t.key_for(ident, version, name), name, None, None) for name in torrents]
     if t.source_mirror:
-        rows += [(t.source_key(s["sha256"]), str(s.get("name")), s.get("size"), s["sha256"])
-                 for s in p.manifest.get("sources") or []]
+        rows += [(t.source_key_for(ident, version, s["sha256"]), str(s.get("name")), s.get("size"),
+                  s["sha256"]) for s in p.manifest.get("sources") or []]
     out = []
     for key, file, size, sha in rows:
         there = "unknown"

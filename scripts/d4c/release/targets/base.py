@@ -69,7 +69,7 @@ class TargetConfig:
 class ReleaseFile:
     """One file a release publishes (artifact, torrent, manifest, provenance, bundle)."""
 
-    role: str  # data | torrent | manifest | provenance | bundle
+    role: str  # data | torrent | manifest | provenance | bundle | source (a service's copy)
     name: str  # output name, or the role for the others
     file: str  # file name as published
     path: Path
@@ -111,6 +111,8 @@ class Target(Protocol):
     def key_for(self, dataset_id: str, version: str, file: str) -> str: ...
     def public_url(self, key: str) -> str: ...
     def source_key(self, sha256: str) -> str: ...
+    def source_key_for(self, dataset_id: str, version: str, sha256: str) -> str: ...
+    def lookup(self) -> dict[str, str] | None: ...
     def exists(self, key: str, sha256: str) -> bool: ...  # present AND intact
     def upload(self, key: str, path: Path, sha256: str, md5: str) -> None: ...
     def verify(self, key: str, sha256: str) -> bool: ...
@@ -135,6 +137,12 @@ def source_key(sha256: str, prefix: str = SOURCE_PREFIX) -> str:
     return f"{prefix.strip('/')}/{sha256[:2]}/{sha256}"
 
 
+def source_file_name(sha256: str) -> str:
+    """A raw source's file name in a service's deposit: named by its hash, never by a name
+    from the recipe (that could collide with an artifact's)."""
+    return f"source-{sha256}"
+
+
 def default_source_prefix(layout: str) -> str:
     """Raw sources sit beside the layout's fixed head: `dataforcanada/{id}/...` gives
     `dataforcanada/sources/sha256`, the default `{id}/v{version}/{file}` gives `sources/sha256`."""
@@ -154,7 +162,11 @@ class BaseTarget:
     kind = "base"
     CREDENTIALS: ClassVar[Mapping[str, str]] = {}  # role -> default environment variable
     OPTIONAL: ClassVar[frozenset[str]] = frozenset()  # roles that may stay unset
-    KEEPS_EVERY_VERSION: ClassVar[str] = ""  # why a kind refuses retain: latest and source mirroring
+    KEEPS_EVERY_VERSION: ClassVar[str] = ""  # why a kind refuses retain: latest
+    # A service (Zenodo, the Internet Archive, GitHub) holds one deposit per version, so its
+    # copy of a raw source is a file of that deposit, `source-<sha256>`, not a shared key.
+    SOURCES_IN_VERSION: ClassVar[bool] = False
+    URLS_FROM_CONFIG: ClassVar[bool] = True  # False: a URL exists only once prepare() ran
 
     def __init__(self, config: TargetConfig, environ: Mapping[str, str] | None = None):
         self.config = config
@@ -164,9 +176,9 @@ class BaseTarget:
         self.public = config.public
         self.source_prefix = (config.source_prefix or default_source_prefix(config.layout)).strip("/")
         self.environ = os.environ if environ is None else environ
-        if self.KEEPS_EVERY_VERSION and (config.retain != "all" or config.source_mirror):
+        if self.KEEPS_EVERY_VERSION and config.retain != "all":
             raise D4CError(f"target {self.name!r}: {self.KEEPS_EVERY_VERSION}",
-                           hint=f"use retain: all and source_mirror: false for a {self.kind} target")
+                           hint=f"use retain: all for a {self.kind} target")
         for var in self.credential_vars().values():
             register_secret(self.environ.get(var))
 
@@ -193,6 +205,18 @@ class BaseTarget:
 
     def source_key(self, sha256: str) -> str:
         return source_key(sha256, self.source_prefix)
+
+    def lookup(self) -> dict[str, str] | None:
+        """For a kind whose URLs exist only after prepare(): how to find them later, anonymously
+        (written into the bundle's mirrors.json). None when the config fixes every URL."""
+        return None
+
+    def source_key_for(self, dataset_id: str, version: str, sha256: str) -> str:
+        """Where this target keeps a release's raw source: the content-addressed key shared
+        by every version, or for a service a file of this version's deposit."""
+        if self.SOURCES_IN_VERSION:
+            return self.key_for(dataset_id, version, source_file_name(sha256))
+        return self.source_key(sha256)
 
     def credential(self, role: str, required: bool = True) -> str | None:
         """The value of the variable for `role`; errors name the variable, never the value."""

@@ -30,6 +30,7 @@ class GitHubTarget(BaseTarget):
     kind = "github"
     CREDENTIALS: ClassVar[Mapping[str, str]] = {"token": "GITHUB_TOKEN"}
     KEEPS_EVERY_VERSION = "GitHub releases are kept for every version"
+    SOURCES_IN_VERSION = True
 
     def __init__(self, config: TargetConfig, environ: Mapping[str, str] | None = None):
         super().__init__(config, environ)

@@ -49,6 +49,7 @@ class InternetArchiveTarget(BaseTarget):
     kind = "internet-archive"
     CREDENTIALS: ClassVar[Mapping[str, str]] = {"access": "IA_ACCESS_KEY", "secret": "IA_SECRET_KEY"}
     KEEPS_EVERY_VERSION = "archive.org items are kept for every version"
+    SOURCES_IN_VERSION = True
 
     def __init__(self, config: TargetConfig, environ: Mapping[str, str] | None = None):
         super().__init__(config, environ)
