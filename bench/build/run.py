@@ -7,6 +7,8 @@ On a generated 1,000,000-row table (shuffled), prints the time of
   (d) the cost of the hardened sandbox: both demo builds with the code from before it
       (BEFORE, bubblewrap binding / read-only), with today's code, and with --no-sandbox,
       interleaved, best of 3 each,
+  (e) builds bigger than memory (bench/build/stream.py): GeoParquet from record batches at
+      1M and 5M rows, peak RSS and time against a bare write, a whole GeoDataFrame's cost,
 with the ratios; and checks the two deterministic writes are byte-identical.
 Run: .venv/bin/python bench/build/run.py
 """
@@ -84,6 +86,8 @@ def main() -> None:
         two = min(cli("build", ds, "--out", env_out, "--check") for _ in range(3))
         print(f"(c) demo build {one:.2f} s, build --check {two:.2f} s: ratio {two / one:.2f} (two builds + compare)")
     sandbox_cost()
+    print("(e) builds bigger than memory:")
+    subprocess.run([sys.executable, str(Path(__file__).with_name("stream.py"))], check=True)
 
 
 def checkout(commit: str, dest: Path) -> Path:
