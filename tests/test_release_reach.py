@@ -157,6 +157,40 @@ def test_journal_and_catalog_on_a_target_outside_its_public_prefix(
     assert requests.get(f"{world.s3.endpoint}/{bucket}/{journal}", timeout=10).status_code == 403
     assert not [k for k in world.s3.keys(bucket) if "journal" in k and k.startswith("dataforcanada/")]
     assert not list((world.tmp / "publish").rglob("*journal*"))
+    # the static STAC tree beside it: every link and asset answers an anonymous request
+    tree = f"{world.s3.endpoint}/{bucket}/catalog/stac/catalog.json"
+    assert f"stac tree {tree}" in out
+    seen = _crawl(tree)
+    assert any(u.endswith("/extensions/d4c/v1.0.0/schema.json") for u in seen)
+    assert any(u.endswith(".parquet") for u in seen) and len(seen) > 8
+
+
+def _crawl(start: str) -> set[str]:
+    """Follow every link and asset href of a STAC tree from `start`; each must answer 200."""
+    from urllib.parse import urljoin
+
+    todo, seen = [start], set()
+    while todo:
+        url = todo.pop()
+        if url in seen:
+            continue
+        seen.add(url)
+        resp = requests.get(url, timeout=10)
+        assert resp.status_code == 200, (url, resp.status_code)
+        if not url.endswith(".json"):
+            continue
+        doc = resp.json()
+        hrefs = [link["href"] for link in doc.get("links", []) if link.get("rel") not in ("via", "license")]
+        hrefs += [a["href"] for a in (doc.get("assets") or {}).values()]
+        hrefs += [alt["href"] for a in (doc.get("assets") or {}).values() for alt in (a.get("alternate") or {}).values()]
+        hrefs += [e for e in doc.get("stac_extensions", []) if "dataforcanada" in e]
+        for href in hrefs:
+            full = urljoin(url, href)
+            if full.startswith("http://127.0.0.1"):
+                todo.append(full)
+            elif "dataforcanada.org/stac/extensions/d4c" in full:  # served from the tree
+                todo.append(urljoin(start, "extensions/d4c/v1.0.0/schema.json"))
+    return seen
 
 
 def test_a_journal_readable_by_anyone_stops_the_release_before_the_record(

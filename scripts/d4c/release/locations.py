@@ -28,6 +28,8 @@ class CatalogPlace:
     dest: str  # a local path or s3://bucket/key
     client: Any = None  # the owning s3 target's boto3 client
     url: str | None = None  # its public URL, when a target publishes it
+    target: Target | None = None  # the target that publishes it (catalog: {target, key})
+    key: str | None = None
 
 
 def store(p: Plan, name: str) -> Target | None:
@@ -102,9 +104,9 @@ def catalog(p: Plan) -> CatalogPlace:
             return CatalogPlace(cfg.catalog_target + ":" + cfg.catalog_key)
         if t.kind == "local":
             return CatalogPlace(str(Path(str(t.config.options["path"])) / cfg.catalog_key),  # type: ignore[attr-defined]
-                                url=t.public_url(cfg.catalog_key))
+                                url=t.public_url(cfg.catalog_key), target=t, key=cfg.catalog_key)
         return CatalogPlace(f"s3://{t.bucket}/{cfg.catalog_key}", t.client,  # type: ignore[attr-defined]
-                            t.public_url(cfg.catalog_key))
+                            t.public_url(cfg.catalog_key), target=t, key=cfg.catalog_key)
     dest = cfg.catalog or str(paths.state_dir(p.root) / "catalog" / "catalog.parquet")
     if not dest.startswith("s3://"):
         return CatalogPlace(dest)

@@ -25,7 +25,7 @@ from d4c.atomic import atomic_write
 from d4c.catalog.append import append_record
 from d4c.digest import digest_file
 from d4c.errors import D4CError
-from d4c.release import locations, reach
+from d4c.release import locations, reach, stac_tree
 from d4c.release.files import ROLE_MEDIA_TYPES, digest_small, source_file
 from d4c.release.journal import Journal
 from d4c.release.plan import Action, Plan, context, plan, target_files
@@ -213,3 +213,5 @@ def update_catalog(rec: dict[str, Any], p: Plan, echo: Echo) -> None:
     place = p.catalog_place or locations.CatalogPlace(p.catalog)
     append_record(rec, place.dest, s3_client=place.client)
     echo(f"catalog {place.dest}" + (f" ({place.url})" if place.url else ""))
+    if place.target is not None and place.key is not None:
+        stac_tree.publish(place.target, place.key, p.root, echo)
