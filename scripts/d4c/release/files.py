@@ -16,6 +16,9 @@ from d4c.release.targets.base import ReleaseFile
 # manifest holds, from d4c.build.manifest.MEDIA_TYPES); the record keeps both, the catalog reads it.
 ROLE_MEDIA_TYPES = {"manifest": "application/json", "provenance": "application/vnd.in-toto+json",
                     "bundle": "application/gzip", "torrent": "application/x-bittorrent"}
+# The static STAC tree's files, by suffix (d4c.release.stac_tree).
+TREE_MEDIA_TYPES = {".json": "application/json", ".md": "text/markdown; charset=utf-8",
+                    ".png": "image/png"}
 
 
 def build_dir_for(root: Path, rcp: Recipe) -> Path:

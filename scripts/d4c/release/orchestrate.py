@@ -30,7 +30,7 @@ from d4c.release.files import ROLE_MEDIA_TYPES, digest_small, source_file
 from d4c.release.journal import Journal
 from d4c.release.plan import Action, Plan, context, plan, target_files
 from d4c.release.record import build_record, write_record
-from d4c.release.targets import ReleaseContext, Target
+from d4c.release.targets import ReleaseContext, StateStore, Target
 from d4c.release.torrent import TorrentInfo, make_torrent
 
 log = logging.getLogger("d4c.release")
@@ -213,5 +213,5 @@ def update_catalog(rec: dict[str, Any], p: Plan, echo: Echo) -> None:
     place = p.catalog_place or locations.CatalogPlace(p.catalog)
     append_record(rec, place.dest, s3_client=place.client)
     echo(f"catalog {place.dest}" + (f" ({place.url})" if place.url else ""))
-    if place.target is not None and place.key is not None:
+    if isinstance(place.target, StateStore) and place.key is not None:
         stac_tree.publish(place.target, place.key, p.root, echo)

@@ -5,8 +5,10 @@ its collection, items, README, AGENTS and thumbnail, and the d4c extension schem
 `extensions/d4c/v1.0.0/schema.json`) goes to `<folder of key>/stac/` on that target, so a
 STAC browser or crawler reads it at `<the target's public URL>/.../stac/catalog.json`.
 It is rebuilt from every record under releases/ (the same bytes a `d4c catalog build
---collections-dir` gives) and only files whose bytes changed are uploaded: an item of an
-older version changes when a newer one arrives (its links and its retain-latest copy).
+--collections-dir` gives) and only files whose bytes changed are written. Unlike a
+version's files these are mutable (an older version's item changes when a newer one
+arrives: its links, its retain-latest copy), so they go through the target's state
+writes (plain overwrites), as the journal does; the target must be local or s3.
 The rebuild reads every record: fine for thousands of versions, to revisit at a million.
 """
 from __future__ import annotations
@@ -17,8 +19,8 @@ from pathlib import Path, PurePosixPath
 
 from d4c import paths
 from d4c.catalog import build_catalog, load_records, metadata_from
-from d4c.digest import digest_file
-from d4c.release.targets import Target
+from d4c.release.files import TREE_MEDIA_TYPES
+from d4c.release.targets import StateStore
 
 
 def tree_prefix(catalog_key: str) -> str:
@@ -26,7 +28,7 @@ def tree_prefix(catalog_key: str) -> str:
     return "stac" if parent in ("", ".") else f"{parent}/stac"
 
 
-def publish(t: Target, catalog_key: str, root: Path, echo: Callable[[str], None]) -> str:
+def publish(t: StateStore, catalog_key: str, root: Path, echo: Callable[[str], None]) -> str:
     """Build the tree from releases/ and upload what changed; return its catalog.json URL."""
     releases = paths.releases_dir(root)
     prefix = tree_prefix(catalog_key)
@@ -37,10 +39,10 @@ def publish(t: Target, catalog_key: str, root: Path, echo: Callable[[str], None]
         sent = 0
         for path in sorted(p for p in out.rglob("*") if p.is_file()):
             key = f"{prefix}/{path.relative_to(out).as_posix()}"
-            d = digest_file(path)
-            if not t.exists(key, d.sha256):
-                t.upload(key, path, d.sha256, d.md5)
+            data = path.read_bytes()
+            if t.read_state(key) != data:
+                t.write_state(key, data, TREE_MEDIA_TYPES.get(path.suffix, "application/octet-stream"))
                 sent += 1
-    url = t.public_url(f"{prefix}/catalog.json")
+    url = t.public_url(f"{prefix}/catalog.json")  # type: ignore[attr-defined]
     echo(f"stac tree {url} ({sent} file(s) changed)")
     return url

@@ -72,5 +72,5 @@ class LocalTarget(BaseTarget):
         path = self._path(key)
         return path.read_bytes() if path.is_file() else None
 
-    def write_state(self, key: str, data: bytes) -> None:
+    def write_state(self, key: str, data: bytes, content_type: str = "application/json") -> None:
         atomic_write(self._path(key), data=data)

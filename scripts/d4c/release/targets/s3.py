@@ -258,9 +258,8 @@ class S3Target(BaseTarget):
         except BotoCoreError as exc:
             raise self._fail("read", key, exc) from None
 
-    def write_state(self, key: str, data: bytes) -> None:
-        try:  # the journal is the one mutable object: a plain overwrite
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=data,
-                                   ContentType="application/json")
+    def write_state(self, key: str, data: bytes, content_type: str = "application/json") -> None:
+        try:  # the journal and the STAC tree are the mutable objects: a plain overwrite
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
         except (ClientError, BotoCoreError) as exc:
             raise self._fail("write", key, exc) from None
