@@ -72,7 +72,10 @@ def test_three_versions_keep_every_catalog_link_alive(
                 assert f"/{sc}/dataforcanada/" in asset["href"], (row["version"], asset["href"])
             named = hrefs({**asset, "alternate": {k: a for k, a in (asset.get("alternate") or {}).items() if a}})
             assert latest or not any(f"/{dfc}/" in h for h in named), (row["version"], named)
-            for href in named:
+            assert latest or all(f"s3://{dfc}/" not in h for h in named)
+            if "data" in asset["roles"]:
+                assert any(h.startswith(f"s3://{sc}/dataforcanada/") for h in named), named
+            for href in (h for h in named if h.startswith("http")):
                 resp = requests.head(href, timeout=10)  # anonymous
                 assert resp.status_code == 200, (row["version"], href, resp.status_code)
                 checked += 1

@@ -18,6 +18,7 @@ from d4c.errors import D4CError
 ASSET_ROLE = {"data": "data", "torrent": "torrent", "manifest": "metadata",
               "provenance": "metadata", "bundle": "source"}
 TORRENT = "torrent"  # the alternate key of a data asset's torrent
+S3_SUFFIX = "-s3"  # `<target>-s3`: the alternate key of a copy's s3:// address
 RETAIN = "d4c:retain"
 _HTTPS = "https://"
 
@@ -76,6 +77,12 @@ def _asset(f: dict[str, Any], order: list[tuple[str, str]]) -> dict[str, Any]:
             if name in latest_only:
                 alt[RETAIN] = "latest"
             alternate[name] = alt
+    for name, uri in sorted((f.get("storage") or {}).items()):  # Portolan: https href, s3:// alternates
+        key = f"{name}{S3_SUFFIX}"
+        if key in urls:
+            raise D4CError(f"a target is named {key!r}, the key of {name!r}'s s3:// alternate",
+                           hint="rename that target")
+        alternate[key] = {"href": uri, **({RETAIN: "latest"} if name in latest_only else {})}
     if alternate:
         asset["alternate"] = alternate
     return asset

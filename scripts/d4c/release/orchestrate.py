@@ -103,6 +103,14 @@ def _urls(p: Plan) -> dict[str, dict[str, str]]:
             for t in p.targets}
 
 
+def _storage(p: Plan) -> dict[str, dict[str, str]]:
+    """target -> file -> s3:// address, for the targets that have one."""
+    ident, version = p.recipe.id, p.recipe.version
+    out = {t.name: {f.file: uri for f in p.files
+                    if (uri := t.storage_uri(t.key_for(ident, version, f.file)))} for t in p.targets}
+    return {name: files for name, files in out.items() if files}
+
+
 def _hook(t: Target, a: Action, ctx: ReleaseContext, journal: Journal, effect: SideEffect) -> None:
     """Run a lifecycle hook (prepare/finalize); journal its facts when they are new."""
     facts = getattr(t, a.op)(ctx)
@@ -182,7 +190,7 @@ def _record(p: Plan, journal: Journal, urls: dict[str, dict[str, str]], torrents
         dataset_id=p.recipe.id, version=p.recipe.version, released_at=str(journal.get("released_at")),
         manifest=p.manifest, recipe=p.recipe.data, files=p.files, urls=urls, torrents=torrents,
         sources=sources, facts={t.name: journal.target_state(t.name) for t in p.targets},
-        retain={t.name: t.retain for t in p.targets})
+        retain={t.name: t.retain for t in p.targets}, storage=_storage(p))
     if write_record(p.record_path, rec, p.root):
         effect("record")
     journal.mark("record")

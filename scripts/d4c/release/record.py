@@ -26,9 +26,11 @@ def build_record(*, dataset_id: str, version: str, released_at: str, manifest: M
                  recipe: Mapping[str, Any], files: list[ReleaseFile],
                  urls: Mapping[str, Mapping[str, str]], torrents: list[TorrentInfo],
                  sources: list[dict[str, Any]], facts: Mapping[str, Mapping[str, Any]],
-                 retain: Mapping[str, str] | None = None) -> dict[str, Any]:
+                 retain: Mapping[str, str] | None = None,
+                 storage: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Any]:
     """Assemble the record; `urls` is target -> file name -> URL, `facts` target -> hook results,
-    `retain` target -> `all`|`latest` in config order (the catalog picks main hrefs by it)."""
+    `retain` target -> `all`|`latest` in config order (the catalog picks main hrefs by it),
+    `storage` target -> file name -> s3:// address (the catalog's s3 alternates)."""
     merged: dict[str, Any] = {}
     for name in facts:  # config order: the first target to report a DOI wins
         for key, value in facts[name].items():
@@ -50,7 +52,9 @@ def build_record(*, dataset_id: str, version: str, released_at: str, manifest: M
         "files": [
             {"role": f.role, "name": f.name, "file": f.file, "size": f.size, "sha256": f.sha256,
              "md5": f.md5, "media_type": f.media_type,
-             "urls": {t: u[f.file] for t, u in urls.items() if f.file in u}}
+             "urls": {t: u[f.file] for t, u in urls.items() if f.file in u},
+             **({"storage": s} if (s := {t: u[f.file] for t, u in (storage or {}).items()
+                                         if f.file in u}) else {})}
             for f in files
         ],
         "torrents": [{"file": t.file, "infohash": t.infohash, "magnet": t.magnet,

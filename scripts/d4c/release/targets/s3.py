@@ -248,6 +248,9 @@ class S3Target(BaseTarget):
             raise self._fail("clean up", prefix, exc) from None
         return old
 
+    def storage_uri(self, key: str) -> str | None:
+        return f"s3://{self.bucket}/{key}"  # what S3 clients (and Portolan's alternates) use
+
     def read_state(self, key: str) -> bytes | None:
         try:
             return bytes(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
