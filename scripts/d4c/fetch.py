@@ -376,6 +376,8 @@ def get_verified(url: str, dest: Path, sha256: str, *, root: Path | None = None,
             out = stack.enter_context(tmp.open("wb"))
             local = local_path(url, root)
             if local is not None:
+                if not local.is_file():  # never a device or a FIFO a hostile record names
+                    raise OSError(f"{local} is not a regular file")
                 fh = stack.enter_context(local.open("rb"))
                 chunks: Iterable[bytes] = iter(lambda: fh.read(1 << 20), b"")
             else:
