@@ -6,7 +6,9 @@ transform must be resolved. Measured side by side in one run, best of R:
   (a) plan() reading blobs through one `git cat-file --batch`, vs the same plan reading each
       blob with its own `git cat-file blob` process (the straightforward way)  (ratio > 1: faster)
   (b) plan() per dataset, in milliseconds
-Usage: python bench/plan/run.py [--datasets 1000] [--repeat 2]
+With --sizes 1000,3000,10000: plan() alone at each size, and the exponent k of time ~ n^k
+(least squares on log-log; 1 is linear).
+Usage: python bench/plan/run.py [--datasets 1000] [--repeat 2] [--sizes 1000,3000,10000]
 """
 from __future__ import annotations
 
@@ -58,11 +60,31 @@ class OneProcessPerBlob(planmod._Git):
         return self.run("cat-file", "blob", f"{commit}:{path}")
 
 
+def scaling(sizes: list[int], repeat: int) -> None:
+    import math
+
+    times = []
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            base = make_repo(Path(tmp), n)
+            t = measure({"plan": lambda root=Path(tmp), b=base: planmod.plan(root, b)}, repeat)["plan"]
+        times.append(t)
+        print(f"  {n:>7,} datasets   {t:8.3f} s   {1000 * t / n:6.3f} ms per dataset")
+    xs, ys = [math.log(n) for n in sizes], [math.log(t) for t in times]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    k = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+    print(f"(c) time ~ n^k with k = {k:.2f}   (1: linear)   load average {os.getloadavg()[0]:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--sizes", help="comma-separated dataset counts for the scaling run")
     args = ap.parse_args()
+    if args.sizes:
+        scaling([int(s) for s in args.sizes.split(",")], args.repeat)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         base = make_repo(root, args.datasets)

@@ -61,6 +61,10 @@ class _Git:
         self.root = root
         self._batch: subprocess.Popen[bytes] | None = None
         self._blobs: dict[str, bytes] = {}
+        # commit -> path -> blob id, from the one `ls-tree` per commit: `git cat-file` finds a
+        # blob by id at once, while `<commit>:<path>` walks the tree for every spec (quadratic
+        # over datasets/: 65 s for 30k blobs against 0.2 s by id).
+        self._oids: dict[str, dict[str, str]] = {}
 
     def close(self) -> None:
         if self._batch is not None:
@@ -87,8 +91,19 @@ class _Git:
         return proc.stdout.strip()
 
     def files(self, commit: str) -> set[str]:
-        out = self.run("ls-tree", "-r", "-z", "--name-only", commit)
-        return {p for p in out.decode().split("\0") if p}
+        if commit not in self._oids:
+            oids: dict[str, str] = {}
+            for entry in self.run("ls-tree", "-r", "-z", commit).decode().split("\0"):
+                meta, _, path = entry.partition("\t")
+                fields = meta.split()
+                if len(fields) == 3 and fields[1] == "blob":
+                    oids[path] = fields[2]
+            self._oids[commit] = oids
+        return set(self._oids[commit])
+
+    def _spec(self, commit: str, path: str) -> str:
+        """What to ask `git cat-file` for: the blob id when the tree was listed."""
+        return self._oids.get(commit, {}).get(path) or f"{commit}:{path}"
 
     def read(self, commit: str, path: str) -> bytes:
         """One blob, through a single `git cat-file --batch` (one process, not one per file)."""
@@ -97,11 +112,12 @@ class _Git:
             return self._blobs[spec]
         if "\n" in spec:  # the batch protocol is line-based
             return self.run("cat-file", "blob", spec)
+        ask = self._spec(commit, path)
         if self._batch is None:
             self._batch = subprocess.Popen(["git", "cat-file", "--batch"], cwd=self.root,
                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert self._batch.stdin is not None and self._batch.stdout is not None
-        self._batch.stdin.write(spec.encode() + b"\n")
+        self._batch.stdin.write(ask.encode() + b"\n")
         self._batch.stdin.flush()
         header = self._batch.stdout.readline().split()
         if len(header) != 3 or header[1] != b"blob":
@@ -116,8 +132,9 @@ class _Git:
         specs = [f"{commit}:{p}" for p in paths if "\n" not in p]
         if not specs:
             return
+        asks = [self._spec(commit, p) for p in paths if "\n" not in p]
         out = subprocess.run(["git", "cat-file", "--batch"], cwd=self.root, check=False,
-                             input="".join(f"{s}\n" for s in specs).encode(), capture_output=True).stdout
+                             input="".join(f"{a}\n" for a in asks).encode(), capture_output=True).stdout
         pos = 0
         for spec in specs:
             end = out.index(b"\n", pos)
@@ -136,9 +153,12 @@ class _Git:
         return [(parts[i][:1], parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
 
 
+_LOADER = YAML(typ="safe")  # libyaml's C parser (ruamel.yaml.clib): the plan reads every recipe
+
+
 def _yaml(raw: bytes, where: str) -> dict[str, Any]:
     try:
-        data = YAML(typ="safe", pure=True).load(raw)
+        data = _LOADER.load(raw)
     except YAMLError:
         raise D4CError(f"{where}: not valid YAML", hint="run `d4c validate`") from None
     if not isinstance(data, dict):
