@@ -40,11 +40,11 @@ PARQUET_SETTINGS: dict[str, Any] = {
 # private folder beside the output (on disk: the sandbox's /tmp is memory). The order is
 # total (every sortable column, then the input position), so neither the budget nor the
 # thread count can change the bytes.
-SORT_MEMORY_LIMIT = "512MiB"
+SORT_MEMORY_LIMIT = "384MiB"
 SORT_THREADS = 2
 # A stream whose batches add up to less than this is sorted in memory (pyarrow's stable
 # sort, the same order), a bigger one goes to the external sort.
-IN_MEMORY_BYTES = 256 * 1024 * 1024
+IN_MEMORY_BYTES = 128 * 1024 * 1024
 ROW_GROUP_ROWS: int = PARQUET_SETTINGS["row_group_size"]
 ROW = "__d4c_row"  # the input position: the last sort key of the external sort
 
@@ -188,7 +188,13 @@ def _sorted_external(first: list[pa.Table], rest: Any, schema: pa.Schema,
 
     def numbered() -> Any:
         n = 0
-        for part in (*first, *rest):
+
+        def parts() -> Any:
+            while first:  # the batches gathered before the budget ran out, let go as DuckDB takes them
+                yield first.pop(0)
+            yield from rest
+
+        for part in parts():
             for batch in (part.to_batches() if isinstance(part, pa.Table) else [part]):
                 if batch.num_rows:
                     yield pa.RecordBatch.from_arrays(
