@@ -198,9 +198,8 @@ def test_null_base_is_a_first_push(repo: Path) -> None:
 
 
 def test_released_records_for_verify(repo: Path) -> None:
-    from d4c.plan import released
-
     from catalog_factory import make_record
+    from d4c.plan import released
 
     first = make_record(C, "1.0.0")
     first["manifest"]["code"]["commit"] = "f" * 40
