@@ -32,7 +32,7 @@ BATCH = 100_000
 CRS = "EPSG:3347"  # Statistics Canada Lambert
 
 
-def batches(rows: int):  # noqa: ANN201 - a generator of pa.RecordBatch
+def batches(rows: int):
     import shapely
 
     ids = np.random.default_rng(7).permutation(rows)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import duckdb
 import pyarrow as pa
@@ -94,7 +94,7 @@ class ParquetSource:
         return self._nulls
 
 
-Rows = pa.Table | ParquetSource
+Rows: TypeAlias = "pa.Table | ParquetSource"  # a whole table, or a file read lazily
 
 
 def _flatgeobuf_as_parquet(path: Path) -> ParquetSource:
@@ -166,7 +166,7 @@ def _crs_name(crs: Any) -> str | None:
 def profile_table(table: Rows, base: Profile) -> Profile:
     """Facts read from the file; hashes and size come from `base` (the verified manifest)."""
     nulls = _null_counts(table)
-    cols = {f.name: (str(f.type), nulls[i]) for i, f in enumerate(table.schema)}
+    cols: dict[str, tuple[str, int | None]] = {f.name: (str(f.type), nulls[i]) for i, f in enumerate(table.schema)}
     # FlatGeobuf has no `geo` metadata: its geometry facts are the verified manifest's
     prof = Profile(sha256=base.sha256, size=base.size, rows=table.num_rows, columns=cols,
                    logical=base.logical, geometry_types=base.geometry_types, crs=base.crs, bbox=base.bbox)
