@@ -1,4 +1,4 @@
-"""`d4c mirrors check|annotate`: every copy of every artifact checked (docs/mirrors.md)."""
+"""`d4c mirrors check|annotate|repair`: every copy of every artifact checked (docs/mirrors.md)."""
 from __future__ import annotations
 
 import argparse
@@ -51,6 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a.add_argument("--catalog", type=Path, required=True, help="the catalog file to rewrite")
     a.add_argument("--health-dir", type=Path, default=Path("health"))
     a.add_argument("--min-copies", type=int, default=3)
+    r = sub.add_parser("repair", help="put the copies the latest health file finds missing or corrupt "
+                                      "back from a copy that passed, through the release's targets")
+    r.add_argument("--targets", type=Path, help="targets config (default: $D4C_TARGETS)")
+    r.add_argument("--health-dir", type=Path, default=Path("health"),
+                   help="the latest <date>.parquet here says which copies failed (default health/)")
+    r.add_argument("--dry-run", action="store_true", help="print the plan; write nothing")
+    r.add_argument("--format", choices=("text", "json"), default="text", help="the plan's form (--dry-run)")
 
 
 def default_catalog(targets: Path | None) -> str:
@@ -133,8 +140,27 @@ def _annotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _repair(args: argparse.Namespace) -> int:
+    from d4c import canonical
+    from d4c.mirrors.repair import execute, plan_repair
+
+    targets = args.targets or (Path(os.environ["D4C_TARGETS"]) if os.environ.get("D4C_TARGETS") else None)
+    plan = plan_repair(args.health_dir, targets)
+    if args.dry_run:
+        print(canonical.dumps(plan.to_dict()).rstrip("\n") if args.format == "json"
+              else "\n".join(plan.lines()))
+        return 0
+    done = execute(plan, echo=lambda line: print(line, file=sys.stderr))
+    for note in plan.notes:
+        print(f"left: {note}", file=sys.stderr)
+    print(f"repaired {done} copies from {plan.health}; `d4c mirrors check` confirms them",
+          file=sys.stderr)
+    left = [n for n in plan.notes if "nothing to do" not in n]
+    return 1 if left else 0
+
+
 def run(args: argparse.Namespace) -> int:
-    actions = {"check": _check, "annotate": _annotate}
+    actions = {"check": _check, "annotate": _annotate, "repair": _repair}
     if args.action not in actions:
-        raise UsageError("no mirrors action given", hint="d4c mirrors check|annotate")
+        raise UsageError("no mirrors action given", hint="d4c mirrors check|annotate|repair")
     return actions[args.action](args)

@@ -1,0 +1,299 @@
+"""`d4c mirrors repair`: put a missing or corrupt copy back from a copy that passed.
+
+The latest health file says which copies failed. Each one is mapped to the target of the
+targets config that holds it (by its alternate's name, or, for the main href, by the URL
+its layout gives), and repaired through the same plug-ins as the release (`look`,
+`upload`, `verify`) with a journal like the release's. Like the release it is a plan,
+then its execution: the plan only reads (credentials, a probe of each target, what each
+key holds now, a good copy for each file), and nothing is written anywhere unless every
+repair is possible; the execution then fetches every file it needs from a copy that
+passed, checking the sha256 of every byte, before the first write.
+
+Only the stores (local, s3) are repaired: a service's deposit (a published Zenodo record,
+an Internet Archive item, a GitHub release) is not rewritten in place, so such a copy is
+one line saying what the operator can do.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from d4c import paths
+from d4c.errors import D4CError
+from d4c.mirrors import health
+from d4c.release import config as tconfig
+from d4c.release.journal import Journal
+from d4c.release.targets import ReleaseContext, StateStore, Target, make_target
+
+STORES = ("local", "s3")  # the kinds whose keys repair may replace
+REPAIRABLE = ("missing", "corrupt")
+S3_SUFFIX = "-s3"  # the catalog's `<target>-s3` alternate: that target's s3:// address
+JOURNAL_ID = "mirrors-repair"  # the {id} of the repair journal's key
+_ADVICE = {
+    "zenodo": "published Zenodo records are immutable: ask Zenodo support to restore the file "
+              "(it keeps the md5 our manifest records), or release a new version; the other copies serve meanwhile",
+    "internet-archive": "d4c does not rewrite an Internet Archive item: upload the verified copy over "
+                        "that file of the item (IA-S3 PUT, or the item's edit page), then rerun the check",
+    "github": "d4c does not rewrite a published GitHub release: delete that asset and upload the "
+              "verified copy with `gh release upload`, then rerun the check",
+}
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Repair:
+    """One copy to put back; `step` is its key in the journal."""
+
+    step: str
+    target: str
+    key: str
+    file: str
+    sha256: str
+    size: int
+    href: str  # the broken copy
+    status: str  # its verdict in the health file: missing | corrupt
+    now: str  # what the key holds now: absent | other bytes
+    sources: tuple[str, ...]  # copies that passed, tried in this order
+
+
+@dataclass
+class RepairPlan:
+    health: Path
+    repairs: list[Repair] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # copies left as they are, one line each
+    problems: list[D4CError] = field(default_factory=list)
+    targets: dict[str, Target] = field(default_factory=dict)
+    journal: Journal | None = None
+
+    def error(self) -> D4CError:
+        if len(self.problems) == 1:
+            return self.problems[0]
+        return D4CError(f"{len(self.problems)} problems stop the repair: "
+                        + "; ".join(p.line() for p in self.problems),
+                        hint="fix them all, then rerun; `d4c mirrors repair --dry-run` shows the plan")
+
+    def lines(self) -> list[str]:
+        out = [f"repair plan from {self.health}: {len(self.repairs)} copies to repair"]
+        for r in self.repairs:
+            out.append(f"repair {r.target}: {r.key} ({r.file}, {r.status}, now {r.now}) "
+                       f"from {r.sources[0] if r.sources else 'no good copy'}")
+        out += [f"left: {n}" for n in self.notes]
+        out += [f"blocked: {p.line()}" for p in self.problems]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"health": str(self.health), "possible": not self.problems,
+                "repairs": [asdict(r) for r in self.repairs], "notes": list(self.notes),
+                "problems": [p.line() for p in self.problems]}
+
+
+@dataclass
+class _Copy:
+    row: dict[str, Any]
+    status: str
+
+
+def _copies(rows: list[dict[str, Any]]) -> list[_Copy]:
+    """One entry per copy in the health file, with its verdict, in a stable order."""
+    first: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    for r in rows:
+        if r["item_id"] and r["href"] and r["tier"] >= 1 and r["check"] != "scrape":
+            first.setdefault((r["item_id"], r["asset"], r["mirror"], r["href"]), r)
+    verdict = health.verdicts(rows)
+    return [_Copy(first[k], verdict[k]) for k in sorted(first) if k in verdict]
+
+
+def _fetchable(href: str) -> bool:
+    return href.startswith(("http://", "https://", "file://"))
+
+
+class _Targets:
+    """The config's targets, made once each, found by name or by the URL of a file."""
+
+    def __init__(self, cfg: tconfig.TargetsConfig) -> None:
+        self.cfg = cfg
+        self.made: dict[str, Target] = {}
+
+    def get(self, name: str) -> Target:
+        if name not in self.made:
+            self.made[name] = make_target(self.cfg.config_of(name))
+        return self.made[name]
+
+    def names(self) -> list[str]:
+        return [t.name for t in self.cfg.targets]
+
+    def find(self, c: _Copy) -> tuple[Target | None, str]:
+        """The target holding this copy and its key there, or (None, why not)."""
+        r = c.row
+        name = str(r["mirror"])
+        if name.endswith(S3_SUFFIX) and name[:-len(S3_SUFFIX)] in self.names():
+            name = name[:-len(S3_SUFFIX)]
+        named = [name] if name in self.names() else [
+            n for n in self.names() if self.cfg.config_of(n).kind in STORES]
+        for n in named:
+            t = self.get(n)
+            key = t.key_for(str(r["collection"]), str(r["version"]), str(r["file"]))
+            if t.kind not in STORES or r["href"] in (t.public_url(key), t.storage_uri(key)):
+                return t, key
+            if n == name:
+                return None, (f"target {n!r} keeps {r['file']} at {t.public_url(key)}, not at {r['href']}: "
+                              "the targets config does not match the release; pass the config it was released with")
+        return None, (f"no target of the targets config holds {r['href']} (mirror {r['mirror']}): "
+                      "repair it by hand, or pass the config it was released with")
+
+
+def plan_repair(health_dir: Path, targets_file: Path | None) -> RepairPlan:
+    """Read only: which copies to repair, on which target, from which good copy."""
+    latest = health.latest(health_dir)
+    if latest is None:
+        raise D4CError(f"no health file in {health_dir}", hint="run `d4c mirrors check` first")
+    p = RepairPlan(latest)
+    copies = _copies(health.read(latest))
+    good: dict[tuple[str, str], list[str]] = {}
+    for c in copies:
+        if c.status == "ok" and _fetchable(str(c.row["href"])):
+            good.setdefault((c.row["item_id"], c.row["asset"]), []).append(str(c.row["href"]))
+    targets = _Targets(tconfig.load(targets_file))
+    for c in copies:
+        _plan_copy(p, targets, c, good.get((c.row["item_id"], c.row["asset"]), []))
+    _check_targets(p)
+    p.repairs = [r for r in (_look(p, r) for r in p.repairs) if r is not None]
+    p.journal = _journal(targets, latest)
+    return p
+
+
+def _plan_copy(p: RepairPlan, targets: _Targets, c: _Copy, sources: list[str]) -> None:
+    r = c.row
+    where = f"{r['file']} on mirror {r['mirror']} ({r['href']})"
+    if c.status == "unreachable":
+        p.notes.append(f"{where}: unreachable; nothing to repair until it answers, then rerun "
+                       "`d4c mirrors check`")
+        return
+    if c.status == "changed":
+        p.notes.append(f"{where}: its ETag changed and it was not re-hashed; run "
+                       "`d4c mirrors check --tier 3` to know whether it needs a repair")
+        return
+    if c.status not in REPAIRABLE:
+        return
+    t, key = targets.find(c)
+    if t is None:
+        p.notes.append(f"{where}: {c.status}; {key}")
+        return
+    if t.kind not in STORES:
+        advice = _ADVICE.get(t.kind, "repair it by hand")
+        p.notes.append(f"{where}: {c.status} on {t.kind} target {t.name!r}, which is not repaired "
+                       f"in place: {advice}")
+        return
+    if not sources:
+        p.problems.append(D4CError(f"{where} is {c.status}, and no copy of it passed the last check",
+                                   hint="nothing to repair it from: rebuild the version with "
+                                        "`d4c verify` or restore it from a backup"))
+    p.targets[t.name] = t
+    p.repairs.append(Repair(f"repair:{t.name}:{key}", t.name, key, str(r["file"]), str(r["sha256"]),
+                            int(r["size"] or 0), str(r["href"]), c.status, "unknown", tuple(sources)))
+
+
+def _check_targets(p: RepairPlan) -> None:
+    """Every credential set, every target reachable and writable (the release's own probes)."""
+    for t in p.targets.values():
+        unset = t.missing_credentials()
+        p.problems += unset
+        if unset:
+            continue
+        ctx = ReleaseContext(JOURNAL_ID, "0.0.0", {}, {}, [], {}, dry_run=True)
+        try:
+            t.probe(ctx)
+        except D4CError as exc:
+            p.problems.append(exc)
+
+
+def _look(p: RepairPlan, r: Repair) -> Repair | None:
+    """What the key holds now: our bytes (already repaired: dropped), none, or other bytes."""
+    t = p.targets[r.target]
+    if any(e.message.startswith(f"target {t.name!r}") for e in p.problems):
+        return r
+    try:
+        now = t.look(r.key, r.sha256)
+    except D4CError as exc:
+        if "exists with" not in exc.message:  # the store did not answer: not a verdict
+            p.problems.append(exc)
+            return r
+        now = "other bytes"
+    if now == "present":
+        p.notes.append(f"{r.file} on target {t.name!r} ({r.key}) holds our bytes again: nothing to do")
+        return None
+    return replace(r, now=now)
+
+
+def _journal(targets: _Targets, latest: Path) -> Journal:
+    """On this machine, and on `journal.target` at the config's journal key for this run."""
+    date = latest.name[:10]
+    local = paths.state_dir() / "journal" / JOURNAL_ID / f"v{date}.json"
+    cfg = targets.cfg
+    if cfg.journal_target is None:
+        return Journal(local, None, None)
+    t = targets.get(cfg.journal_target)
+    if not isinstance(t, StateStore) or t.missing_credentials():
+        return Journal(local, None, None)
+    return Journal(local, t, cfg.journal_key.format(id=JOURNAL_ID, version=date))
+
+
+def _discard(t: Target, key: str) -> None:
+    """Remove the bad bytes at `key` (published keys are never overwritten by `upload`)."""
+    if t.kind == "s3":
+        t.client.delete_object(Bucket=t.bucket, Key=key)  # type: ignore[attr-defined]
+    elif t.kind == "local":
+        t._path(key).unlink(missing_ok=True)  # type: ignore[attr-defined]
+
+
+def _stage(p: RepairPlan, echo: Echo) -> dict[str, tuple[Path, str, str]]:
+    """sha256 -> (verified file, md5, the copy it came from); raises before any write."""
+    from d4c.digest import digest_file
+    from d4c.fetch import get_verified
+
+    folder = paths.state_dir() / "repair"
+    folder.mkdir(parents=True, exist_ok=True)
+    out: dict[str, tuple[Path, str, str]] = {}
+    for r in p.repairs:
+        if r.sha256 in out:
+            continue
+        dest = folder / r.sha256
+        got = next((src for src in r.sources if get_verified(src, dest, r.sha256, max_bytes=r.size)), None)
+        if got is None:
+            raise D4CError(f"no good copy of {r.file} gave its sha256 {r.sha256} (tried "
+                           f"{', '.join(r.sources)}); nothing was written",
+                           hint="run `d4c mirrors check --tier 3` to see which copies still hold it")
+        echo(f"fetched {r.file} from {got} ({r.size} bytes, sha256 verified)")
+        out[r.sha256] = (dest, digest_file(dest).md5, got)
+    return out
+
+
+def execute(p: RepairPlan, echo: Echo = print) -> int:
+    """Run a possible plan: stage every file, then replace each copy and verify it."""
+    if p.problems:
+        raise p.error()
+    journal = p.journal
+    assert journal is not None
+    journal.load()
+    staged = _stage(p, echo)
+    done = journal.data.setdefault("repairs", {})
+    for r in p.repairs:
+        t = p.targets[r.target]
+        path, md5, src = staged[r.sha256]
+        if r.now != "absent" or r.status == "corrupt":
+            _discard(t, r.key)
+        t.upload(r.key, path, r.sha256, md5)
+        if not t.verify(r.key, r.sha256):
+            raise D4CError(f"target {t.name!r}: {r.key} does not match sha256 {r.sha256} after the repair",
+                           hint="the store did not keep the bytes; rerun `d4c mirrors repair`")
+        journal.mark(r.step)
+        done[r.step] = {"from": src, "health": p.health.name, "was": r.status,
+                        "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        journal.save()
+        echo(f"repaired {t.name}: {r.key} ({r.file}, was {r.status}) from {src}")
+    for path, _, _ in staged.values():
+        path.unlink(missing_ok=True)
+    return len(p.repairs)
