@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,18 @@ from d4c.release.orchestrate import release
 from test_release_support import DEMO, demo_build, fresh_repo  # noqa: F401 - fixture
 
 
-def test_bundle_alone_rebuilds_the_released_artifacts(demo_build: Path, tmp_path: Path,
+@pytest.mark.parametrize("runner", ["local", "container"])
+@pytest.mark.timeout(1800)
+def test_bundle_alone_rebuilds_the_released_artifacts(runner: str, demo_build: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch,
+                                                      require_tool: Callable[..., str],
                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Also in the container: the image is built from the bundle's own docker/, lock and
+    code (its README.md is the one the package metadata needs), outside any checkout."""
+    if runner == "container":
+        from test_container_build import prepare_podman
+
+        prepare_podman(require_tool, monkeypatch, tmp_path)
     root = fresh_repo(demo_build, tmp_path / "repo")
     monkeypatch.setenv("D4C_REPO", str(root))
     rec = release(DEMO, echo=lambda line: None)  # the default target: .d4c/publish
@@ -28,7 +38,7 @@ def test_bundle_alone_rebuilds_the_released_artifacts(demo_build: Path, tmp_path
     monkeypatch.delenv("D4C_REPO")
     monkeypatch.chdir(alone.parent)
     capsys.readouterr()
-    assert main(["verify", str(alone)]) == 0
+    assert main(["verify", str(alone), "--runner", runner]) == 0
     out = capsys.readouterr().out
     data = next(f for f in rec["files"] if f["role"] == "data")
     assert f"identical  {data['file']}  sha256:{data['sha256']}" in out
