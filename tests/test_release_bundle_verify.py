@@ -52,3 +52,24 @@ def test_verify_refuses_a_file_that_is_not_a_bundle(tmp_path: Path,
     assert main(["verify", str(fake)]) == 1
     err = capsys.readouterr().err
     assert "cannot unpack bundle" in err and "Traceback" not in err
+
+
+def test_a_bundle_whose_manifest_points_outside_datasets_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+    import json
+    import tarfile
+
+    from catalog_factory import make_record
+
+    manifest = make_record("ca_x_y", "1.0.0")["manifest"]
+    manifest["dataset"]["recipe_path"] = "../../../etc/recipe.yaml"
+    raw = json.dumps(manifest).encode()
+    bundle = tmp_path / "ca_x_y_v1.0.0_source.tar.gz"
+    with tarfile.open(bundle, "w:gz") as tar:
+        info = tarfile.TarInfo("ca_x_y_v1.0.0_source/manifest.json")
+        info.size = len(raw)
+        tar.addfile(info, io.BytesIO(raw))
+    assert main(["verify", str(bundle)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is outside datasets/" in err[0], err

@@ -46,7 +46,11 @@ def expected_manifest(path: Path) -> dict[str, Any]:
 
 def rebuild(root: Path, expected: model.Manifest, args: argparse.Namespace,
             found: cp.Copies) -> dict[str, Any]:
-    rec = recipe.load(root / expected.recipe_path)
+    path = (root / expected.recipe_path).resolve()
+    if not path.is_relative_to(root.resolve() / "datasets"):  # a bundle may come from anyone
+        raise D4CError(f"the manifest's recipe_path {expected.recipe_path!r} is outside datasets/",
+                       hint="this is not a manifest d4c wrote; get the release from a mirror you trust")
+    rec = recipe.load(path)
     if rec.sha256 != expected.doc["dataset"]["recipe_sha256"]:
         raise D4CError(f"{rec.path} is not the recipe this manifest was built from (sha256 differs)",
                        hint=f"check out {expected.commit or 'the commit that built it'} "
