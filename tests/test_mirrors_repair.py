@@ -40,9 +40,9 @@ def world(tmp_path: Path, moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch) -> I
         ia.stop()
 
 
-def targets(w: World) -> Path:
+def targets(w: World, journal_key: str = "private/journal/{id}/v{version}.json") -> Path:
     """The config the copies were published with: the HTTP mirror is a local target's folder."""
-    doc = {"journal": {"target": "http", "key": "private/journal/{id}/v{version}.json"},
+    doc = {"journal": {"target": "http", "key": journal_key},
            "targets": [
                {"name": "http", "kind": "local", "url": w.http.url + "/{key}",
                 "options": {"path": str(w.tmp / "www")}},
@@ -64,8 +64,9 @@ def checked(w: World, tier: int = 3) -> dict[tuple[str, str], str]:
     return bad(report)
 
 
-def repair(w: World, *more: str) -> int:
-    return main(["mirrors", "repair", "--targets", str(targets(w)),
+def repair(w: World, *more: str, journal_key: str | None = None) -> int:
+    conf = targets(w, journal_key) if journal_key else targets(w)
+    return main(["mirrors", "repair", "--targets", str(conf),
                  "--health-dir", str(w.tmp / "health"), *more])
 
 
@@ -134,6 +135,10 @@ def test_nothing_is_written_unless_every_repair_is_possible(
     assert (world.tmp / "www" / world.key(manifest)).read_bytes() == b"{}"  # untouched
     assert not (world.tmp / "www" / "private").exists()  # no journal either
     monkeypatch.setenv(SECRET_VAR, "b")
+    assert repair(world, journal_key="ca_test_health/v-{id}-{version}.json") == 1  # in a public folder
+    assert "is inside 'http''s public prefix" in capsys.readouterr().err
+    assert (world.tmp / "www" / world.key(manifest)).read_bytes() == b"{}"
+    monkeypatch.setenv(SECRET_VAR, "b")
     # every copy of the data file fails: there is nothing to repair it from
     world.http.lie["/" + world.key()] = b"x"
     (world.tmp / "www" / world.key()).write_bytes(b"x" * SIZE)
@@ -147,3 +152,16 @@ def test_nothing_is_written_unless_every_repair_is_possible(
     assert repair(world) == 1
     assert "no copy of it passed the last check" in capsys.readouterr().err
     assert (world.tmp / "www" / world.key(manifest)).read_bytes() == b"{}"
+
+
+def test_s3_addresses_in_the_catalog_are_not_copies_to_fetch(world: World) -> None:
+    """The catalog's `<target>-s3` alternates (s3:// addresses, Portolan) name the same
+    objects as that target's https copies: the check does not report them unreachable."""
+    from d4c.catalog import build_catalog
+
+    for f in world.record["files"]:
+        f["storage"] = {"s3": f"s3://{world.bucket}/{world.key(f)}"}
+    build_catalog([world.record], world.catalog, metadata=lambda r: r["metadata"])
+    report = check(str(world.catalog), Options(tier=1, date=DATE, retries=0, scrape=False))
+    assert bad(report) == {}
+    assert not any(str(r["href"]).startswith("s3://") for r in report.rows)

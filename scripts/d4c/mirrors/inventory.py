@@ -28,6 +28,7 @@ from d4c.mirrors.net import Net, file_path
 
 MAIN = "main"  # the mirror name of a main href (the item does not name its target)
 TORRENT = "torrent"
+FETCHABLE = ("http://", "https://", "file://")  # what the checks read; s3:// is not
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ def versions_of(table: pa.Table) -> list[Version]:
                 if name == TORRENT and "data" in (asset.get("roles") or ()):
                     torrent = f"torrent-{key}"
                     continue
+                if not str(alt.get("href", "")).startswith(FETCHABLE):
+                    continue  # `<target>-s3`: the s3:// address of that target's https copy
                 copies.append(Copy(name, alt["href"], alt.get("d4c:retain") or "all"))
             checksum = str(asset.get("file:checksum") or "")
             arts.append(Artifact(

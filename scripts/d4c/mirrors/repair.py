@@ -24,13 +24,14 @@ from typing import Any
 from d4c import paths
 from d4c.errors import D4CError
 from d4c.mirrors import health
+from d4c.mirrors.inventory import FETCHABLE
 from d4c.release import config as tconfig
+from d4c.release import locations
 from d4c.release.journal import Journal
 from d4c.release.targets import ReleaseContext, StateStore, Target, make_target
 
 STORES = ("local", "s3")  # the kinds whose keys repair may replace
 REPAIRABLE = ("missing", "corrupt")
-S3_SUFFIX = "-s3"  # the catalog's `<target>-s3` alternate: that target's s3:// address
 JOURNAL_ID = "mirrors-repair"  # the {id} of the repair journal's key
 _ADVICE = {
     "zenodo": "published Zenodo records are immutable: ask Zenodo support to restore the file "
@@ -107,7 +108,7 @@ def _copies(rows: list[dict[str, Any]]) -> list[_Copy]:
 
 
 def _fetchable(href: str) -> bool:
-    return href.startswith(("http://", "https://", "file://"))
+    return href.startswith(FETCHABLE)
 
 
 class _Targets:
@@ -129,8 +130,6 @@ class _Targets:
         """The target holding this copy and its key there, or (None, why not)."""
         r = c.row
         name = str(r["mirror"])
-        if name.endswith(S3_SUFFIX) and name[:-len(S3_SUFFIX)] in self.names():
-            name = name[:-len(S3_SUFFIX)]
         named = [name] if name in self.names() else [
             n for n in self.names() if self.cfg.config_of(n).kind in STORES]
         for n in named:
@@ -161,7 +160,7 @@ def plan_repair(health_dir: Path, targets_file: Path | None) -> RepairPlan:
         _plan_copy(p, targets, c, good.get((c.row["item_id"], c.row["asset"]), []))
     _check_targets(p)
     p.repairs = [r for r in (_look(p, r) for r in p.repairs) if r is not None]
-    p.journal = _journal(targets, latest)
+    p.journal = _journal(p, targets, latest, copies)
     return p
 
 
@@ -228,7 +227,7 @@ def _look(p: RepairPlan, r: Repair) -> Repair | None:
     return replace(r, now=now)
 
 
-def _journal(targets: _Targets, latest: Path) -> Journal:
+def _journal(p: RepairPlan, targets: _Targets, latest: Path, copies: list[_Copy]) -> Journal:
     """On this machine, and on `journal.target` at the config's journal key for this run."""
     date = latest.name[:10]
     local = paths.state_dir() / "journal" / JOURNAL_ID / f"v{date}.json"
@@ -238,7 +237,17 @@ def _journal(targets: _Targets, latest: Path) -> Journal:
     t = targets.get(cfg.journal_target)
     if not isinstance(t, StateStore) or t.missing_credentials():
         return Journal(local, None, None)
-    return Journal(local, t, cfg.journal_key.format(id=JOURNAL_ID, version=date))
+    key = cfg.journal_key.format(id=JOURNAL_ID, version=date)
+    ids = sorted({str(r.row["collection"]) for r in copies} | {JOURNAL_ID})
+    for name in targets.names():  # the release's rule: never inside a public prefix
+        other = targets.get(name) if cfg.config_of(name).kind in STORES else None
+        if other is not None and other.public and locations._same_store(t, other) and any(
+                key.startswith(pre) for ds in ids for pre in locations.public_prefixes(other, ds)):
+            p.problems.append(D4CError(f"journal key {key} on target {t.name!r} is inside "
+                                       f"{other.name!r}'s public prefix",
+                                       hint="set journal.key outside every public prefix"))
+            return Journal(local, None, None)
+    return Journal(local, t, key)
 
 
 def _discard(t: Target, key: str) -> None:
