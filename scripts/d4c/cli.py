@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("d4c.commands.verify", "rebuild from a manifest, release record or bundle and compare"),
     "catalog": ("d4c.commands.catalog", "build or query the STAC GeoParquet catalog"),
     "mirrors": ("d4c.commands.mirrors", "check every copy of every artifact on every mirror"),
+    "node": ("d4c.commands.node", "a volunteer node: keep rare and at-risk copies within a budget"),
 }
 
 

@@ -1,0 +1,219 @@
+"""A discrete-time simulator of volunteer nodes: the issue's table at a smaller scale.
+
+One world per capacity (node storage as a multiple of the corpus), the same world for each
+policy: lognormal artifact sizes (median 1.5 GB) and node budgets, each node downloading
+at most a seventh of its budget a day, 10% of nodes offline on any day, 1 in 180 leaving
+for good each day, every artifact on 2 mirrors until day 30, when 10% lose both and are
+at risk. Nodes see yesterday's check-ins (counts one day stale), weighted as the policy
+says. Copies at the end = mirrors + nodes still in the network holding it.
+
+Policies: `smartnode` (smartnode-transmission's rule: walk the list in file order, add any
+artifact under 100 GB while free space is over twice its size, never evict), `random`
+(IA.BAK-style: random among artifacts under 4 copies, then random among the rest while
+space lasts), `rendezvous` (`d4c.node.policy`, the daemon's code).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from d4c.node import policy
+
+GB = 10**9
+LOSS_DAY, LOSS_SHARE, MIRRORS = 30, 0.10, 2
+OFFLINE, LEAVE = 0.10, 1 / 180
+POLICIES = ("smartnode", "random", "rendezvous")
+
+
+@dataclass
+class World:
+    sizes: list[int]
+    budgets: list[int]
+    deprecated: list[bool]
+    lost: set[int]  # artifacts whose mirrors go on LOSS_DAY
+    order: list[list[int]]  # per artifact: node indices by rendezvous score
+    pos: list[list[int]]  # per artifact: node index -> its place in `order`
+    ids: list[str]
+    shas: list[str]
+
+
+@dataclass
+class Node:
+    budget: int
+    held: set[int] = field(default_factory=set)
+    used: int = 0
+    alive: bool = True
+    cursor: int = 0  # smartnode's place in the list
+    checkin: tuple[int, frozenset[int]] = (-1, frozenset())
+
+
+def make_world(n_nodes: int, n_art: int, capacity: float, seed: int) -> World:
+    rng = random.Random(seed)
+    sizes = [max(10**7, min(int(rng.lognormvariate(21.1, 1.2)), 500 * GB)) for _ in range(n_art)]
+    raw = [rng.lognormvariate(0, 1.0) for _ in range(n_nodes)]
+    scale = capacity * sum(sizes) / sum(raw)
+    budgets = [int(r * scale) for r in raw]
+    ids = [f"{rng.getrandbits(128):032x}" for _ in range(n_nodes)]
+    shas = [f"{rng.getrandbits(256):064x}" for _ in range(n_art)]
+    order, pos = [], []
+    for sha in shas:
+        o = sorted(range(n_nodes), key=lambda i: policy.score(ids[i], sha))
+        p = [0] * n_nodes
+        for k, i in enumerate(o):
+            p[i] = k
+        order.append(o)
+        pos.append(p)
+    lost = set(rng.sample(range(n_art), int(n_art * LOSS_SHARE)))
+    deprecated = [rng.random() < 0.2 for _ in range(n_art)]
+    return World(sizes, budgets, deprecated, lost, order, pos, ids, shas)
+
+
+def _observed(nodes: list[Node], n_art: int, day: int) -> list[float]:
+    """Node copies per artifact as yesterday's check-ins say."""
+    obs = [0.0] * n_art
+    for n in nodes:
+        w = policy.checkin_weight(day - 1 - n.checkin[0])
+        for a in n.checkin[1]:
+            obs[a] += w
+    return obs
+
+
+def _add(n: Node, a: int, w: World) -> int:
+    n.held.add(a)
+    n.used += w.sizes[a]
+    return w.sizes[a]
+
+
+def _smartnode(n: Node, w: World, allow: int) -> int:
+    moved = 0
+    while n.cursor < len(w.sizes):
+        a, size = n.cursor, w.sizes[n.cursor]
+        if size < 100 * GB and n.budget - n.used > 2 * size and a not in n.held:
+            if moved + size > allow:
+                break  # today's bandwidth; resume here tomorrow
+            moved += _add(n, a, w)
+        n.cursor += 1
+    return moved
+
+
+def _random(n: Node, w: World, allow: int, under: list[int], rng: random.Random) -> int:
+    moved = 0
+    for pool in (under, range(len(w.sizes))):
+        for a in rng.sample(pool, min(len(pool), 300)):
+            size = w.sizes[a]
+            if a in n.held or size > n.budget - n.used or moved + size > allow:
+                continue
+            moved += _add(n, a, w)
+    return moved
+
+
+def _gate(w: World, nodes: list[Node], obs: list[float], mirrors: list[int], under_days: list[int],
+          day: int) -> tuple[dict[int, list[int]], list[list[int]]]:
+    """Per node: the artifacts whose gate it passes; per artifact: its known holders by rank."""
+    known = [policy.checkin_weight(day - 1 - n.checkin[0]) > 0 for n in nodes]
+    gated: dict[int, list[int]] = {}
+    holders: list[list[int]] = [[] for _ in w.sizes]
+    for i, n in enumerate(nodes):
+        if known[i]:
+            for a in n.checkin[1]:
+                holders[a].append(i)
+    for a, order in enumerate(w.order):
+        c = policy.Candidate(w.shas[a], w.sizes[a], mirrors[a], obs[a], a in w.lost and day >= LOSS_DAY,
+                             days_under=under_days[a])
+        if policy.elsewhere(c) >= policy.goal(c):
+            continue
+        width, k, holding = policy.gate_width(c), 0, set(holders[a])
+        for i in order:
+            if k >= width:
+                break
+            if i not in holding:
+                gated.setdefault(i, []).append(a)
+                k += known[i]
+        holders[a].sort(key=lambda i: w.pos[a][i])
+    return gated, holders
+
+
+def _rendezvous(i: int, n: Node, w: World, ctx: tuple, allow: int) -> int:
+    obs, mirrors, under_days, gated, holders, day = ctx
+    own_day, own = n.checkin
+    own_w = policy.checkin_weight(day - 1 - own_day)
+    cands = []
+    for a in set(gated.get(i, ())) | n.held:
+        held = a in n.held
+        hr = sum(1 for j in holders[a] if j != i and w.pos[a][j] < w.pos[a][i]) if held else 0
+        cands.append(policy.Candidate(
+            w.shas[a], w.sizes[a], mirrors[a], max(0.0, obs[a] - (own_w if a in own else 0.0)),
+            a in w.lost and day >= LOSS_DAY, w.deprecated[a], not w.deprecated[a], held=held,
+            rank=0, holder_rank=hr, days_under=under_days[a]))
+    plan = policy.plan(cands, n.budget, allow)
+    index = {w.shas[a]: a for a in set(gated.get(i, ())) | n.held}
+    for c, _ in plan.evict:
+        n.held.discard(index[c.sha256])
+        n.used -= c.size
+    return sum(_add(n, index[c.sha256], w) for c, _ in plan.fetch)
+
+
+def run_policy(w: World, name: str, days: int, seed: int) -> dict[str, float]:
+    rng = random.Random(seed)
+    nodes = [Node(b) for b in w.budgets]
+    mirrors = [MIRRORS] * len(w.sizes)
+    under_days = [0] * len(w.sizes)
+    moved = 0
+    for day in range(days):
+        if day == LOSS_DAY:
+            for a in w.lost:
+                mirrors[a] = 0
+        obs = _observed(nodes, len(w.sizes), day)
+        for a, o in enumerate(obs):
+            goal = policy.goal(policy.Candidate("", 0, mirrors[a], at_risk=a in w.lost and day >= LOSS_DAY))
+            under_days[a] = under_days[a] + 1 if mirrors[a] + o < goal else 0
+        under = [a for a, o in enumerate(obs) if mirrors[a] + o < 4]
+        ctx = (obs, mirrors, under_days, *_gate(w, nodes, obs, mirrors, under_days, day), day) \
+            if name == "rendezvous" else ()
+        for i in rng.sample(range(len(nodes)), len(nodes)):
+            n = nodes[i]
+            if n.alive and rng.random() < LEAVE:
+                n.alive, n.held, n.used = False, set(), 0
+            if not n.alive or rng.random() < OFFLINE:
+                continue
+            allow = max(n.budget // 7, 1)
+            if name == "smartnode":
+                moved += _smartnode(n, w, allow)
+            elif name == "random":
+                moved += _random(n, w, allow, under, rng)
+            else:
+                moved += _rendezvous(i, n, w, ctx, allow)
+            n.checkin = (day, frozenset(n.held))
+    return _measure(w, nodes, mirrors, moved)
+
+
+def _measure(w: World, nodes: list[Node], mirrors: list[int], moved: int) -> dict[str, float]:
+    copies = list(mirrors)
+    for n in nodes:
+        for a in n.held:
+            copies[a] += 1
+    total = len(copies)
+    return {"ge3": sum(c >= 3 for c in copies) / total, "zero": sum(c == 0 for c in copies),
+            "lost": sum(copies[a] == 0 for a in w.lost), "at_risk": len(w.lost),
+            "gt5": sum(c > 5 for c in copies) / total, "tb": moved / 1e12,
+            "corpus_tb": sum(w.sizes) / 1e12}
+
+
+def compare(n_nodes: int, n_art: int, days: int, seed: int,
+            capacities: tuple[float, ...] = (5.0, 1.35)) -> list[tuple[str, float, dict[str, float]]]:
+    out = []
+    for cap in capacities:
+        world = make_world(n_nodes, n_art, cap, seed)
+        for name in POLICIES:
+            out.append((name, cap, run_policy(world, name, days, seed)))
+    return out
+
+
+def table(rows: list[tuple[str, float, dict[str, float]]]) -> str:
+    lines = ["| policy | capacity | >= 3 copies | 0 copies | at-risk lost | > 5 copies | TB moved |",
+             "|---|---|---|---|---|---|---|"]
+    for name, cap, m in rows:
+        lines.append(f"| {name} | {cap:g}x | {m['ge3']:.1%} | {m['zero']:.0f} | "
+                     f"{m['lost']:.0f} of {m['at_risk']:.0f} | {m['gt5']:.1%} | {m['tb']:.1f} |")
+    corpus = rows[0][2]["corpus_tb"] if rows else 0.0
+    return "\n".join(lines) + f"\n\ncorpus {corpus:.1f} TB"

@@ -1,0 +1,201 @@
+"""One run of a node: read the catalog and the check-ins, re-verify what it holds, plan
+with `d4c.node.policy`, evict and fetch, write the state and the check-in.
+
+Disk: held copies stay within the budget after each run; held copies plus partial
+downloads never exceed budget + reserve. A copy evicted to make room for a new one is
+deleted after the new one is verified when the reserve allows, else before it starts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from d4c.atomic import publish
+from d4c.node import checkins, inventory, policy
+from d4c.node.config import NodeConfig
+from d4c.node.inventory import Entry
+from d4c.node.store import Held, State, Store, sha256_of
+from d4c.node.transfer import Allowance, download
+
+
+@dataclass
+class Report:
+    plan: policy.Plan
+    fetched: list[str] = field(default_factory=list)
+    evicted: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    downloaded: int = 0
+    checkin: list[Path] = field(default_factory=list)
+
+
+def _iso(now: datetime) -> str:
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _counts(cfg: NodeConfig, cis: list[checkins.Checkin], now: datetime
+            ) -> tuple[dict[str, float], dict[str, list[str]], set[str]]:
+    """Per sha256: other nodes' weighted copies and holders; the known live nodes."""
+    others: dict[str, float] = {}
+    holders: dict[str, list[str]] = {}
+    nodes = {cfg.node_id}
+    for ci in cis:
+        weight = policy.checkin_weight((now - ci.at).total_seconds() / 86400)
+        if ci.node == cfg.node_id or weight == 0:
+            continue
+        nodes.add(ci.node)
+        for sha in ci.held:
+            others[sha] = others.get(sha, 0.0) + weight
+            holders.setdefault(sha, []).append(ci.node)
+    return others, holders, nodes
+
+
+def candidates(cfg: NodeConfig, entries: list[Entry], state: State,
+               cis: list[checkins.Checkin], now: datetime) -> list[policy.Candidate]:
+    others, holders, nodes = _counts(cfg, cis, now)
+    today = now.date()
+    out = []
+    for e in entries:
+        if not cfg.wants_collection(e.collection):
+            continue
+        held = e.sha256 in state.held
+        c = policy.Candidate(e.sha256, e.size, e.mirrors, others.get(e.sha256, 0.0), e.at_risk,
+                             e.deprecated, not e.deprecated, held=held)
+        goal = policy.goal(c)
+        if policy.elsewhere(c) + held < goal:
+            since = state.under_since.setdefault(e.sha256, today.isoformat())
+            days = (today - date.fromisoformat(since)).days
+        else:
+            state.under_since.pop(e.sha256, None)
+            days = 0
+        free = nodes - set(holders.get(e.sha256, ()))  # known nodes not holding it
+        rank = policy.rank_among(cfg.node_id, e.sha256, free) if policy.elsewhere(c) < goal else 0
+        hrank = policy.rank_among(cfg.node_id, e.sha256, holders.get(e.sha256, [])) if held else 0
+        out.append(policy.Candidate(**{**vars(c), "rank": rank, "holder_rank": hrank,
+                                       "days_under": days}))
+    return out
+
+
+def verify_held(store: Store, state: State, cfg: NodeConfig, now: datetime, warn: list[str]) -> None:
+    """Drop copies that are gone or changed size; re-hash those verified too long ago."""
+    for sha, h in sorted(state.held.items()):
+        path = store.path_of(h.relpath)
+        stale = (now - datetime.fromisoformat(h.verified_at)).days >= cfg.verify_days
+        if not path.is_file() or path.stat().st_size != h.size or (stale and sha256_of(path) != sha):
+            warn.append(f"{path}: missing or changed on disk, no longer counted")
+            store.remove(state, sha)
+        elif stale:
+            h.verified_at = _iso(now)
+
+
+def _drops(cfg: NodeConfig, entries: dict[str, Entry], state: State) -> list[tuple[str, str]]:
+    """Held copies the catalog no longer names, or whose collection the config denies."""
+    out = []
+    for sha in sorted(state.held):
+        e = entries.get(sha)
+        if e is None:
+            out.append((sha, "gone from the catalog"))
+        elif not cfg.wants_collection(e.collection):
+            out.append((sha, "collection not allowed by the config"))
+    return out
+
+
+def _fetch_one(store: Store, state: State, e: Entry, allow: Allowance, now: datetime) -> str | None:
+    """Download and publish one copy; None when done, else why not."""
+    dest = store.path_of(e.relpath)
+    if dest.exists() and not any(h.relpath == str(e.relpath) for h in state.held.values()):
+        dest.unlink()  # a leftover the state does not know (a crash before the state was saved)
+    elif dest.exists():
+        return f"{e.relpath}: the path is taken by another artifact of the catalog"
+    part = store.partial(e.sha256)
+    got = download(e.hrefs, part, e.size, e.sha256, allow)
+    if got.status != "ok":
+        return f"{e.relpath}: {got.detail}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    publish(part, dest)
+    state.held[e.sha256] = Held(e.sha256, e.size, str(e.relpath), e.item_id, e.asset, _iso(now))
+    return None
+
+
+def _execute(store: Store, state: State, cfg: NodeConfig, plan: policy.Plan,
+             entries: dict[str, Entry], allow: Allowance, now: datetime, report: Report) -> None:
+    """Evict and fetch as planned; room-making evictions wait for their fetch when they can."""
+    waiting: dict[str, list[str]] = {}
+    for c, why in plan.evict:
+        if why.startswith("room for "):
+            waiting.setdefault(why.removeprefix("room for "), []).append(c.sha256)
+        else:
+            report.evicted.append(f"{state.held[c.sha256].relpath}: {why}")
+            store.remove(state, c.sha256)
+    cap = cfg.budget + cfg.reserve
+    for c, _ in plan.fetch:
+        e, victims = entries[c.sha256], waiting.get(c.sha256, [])
+        part = store.partial(c.sha256)
+        have = part.stat().st_size if part.is_file() else 0
+        first = store.held_bytes(state) + store.partial_bytes() + c.size - have > cap
+        if first:
+            _evict(store, state, victims, f"room for {e.relpath}", report)
+        if store.held_bytes(state) + store.partial_bytes() + c.size - have > cap:
+            report.failed.append(f"{e.relpath}: no room within budget + reserve")
+            continue
+        failure = _fetch_one(store, state, e, allow, now)
+        if failure:
+            report.failed.append(failure)
+            if allow.left <= 0:
+                break
+            continue
+        report.fetched.append(f"{e.relpath} ({e.size} bytes)")
+        if not first:
+            _evict(store, state, victims, f"room for {e.relpath}", report)
+        store.save(state)  # a crash from here on loses no verified copy
+
+
+def _evict(store: Store, state: State, shas: list[str], why: str, report: Report) -> None:
+    for sha in shas:
+        if sha in state.held:
+            report.evicted.append(f"{state.held[sha].relpath}: {why}")
+            store.remove(state, sha)
+
+
+def _clean_partials(store: Store, keep: set[str]) -> None:
+    folder = store.meta / "partial"
+    for p in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if p.name not in keep:
+            p.unlink()
+
+
+def run(cfg: NodeConfig, *, dry: bool = False, max_fetch: int | None = None,
+        now: datetime | None = None) -> Report:
+    """One sync (or, with `dry`, only the plan: nothing is written or fetched)."""
+    now = now or datetime.now(UTC)
+    warn: list[str] = []
+    store = Store(cfg.data)
+    state = store.load()
+    found = inventory.load(cfg.catalog, warn)
+    entries = {e.sha256: e for e in found}
+    cis = checkins.read(Path(cfg.checkins) if cfg.checkins else None, warn)
+    if not dry:
+        verify_held(store, state, cfg, now, warn)
+    cands = candidates(cfg, found, state, cis, now)
+    today = now.date().isoformat()
+    left = max(0, cfg.bandwidth_per_day - state.downloaded.get(today, 0))
+    plan = policy.plan(cands, cfg.budget, left if max_fetch is None else min(left, max_fetch))
+    drops = _drops(cfg, entries, state)
+    plan.evict[:0] = [(policy.Candidate(sha, state.held[sha].size, 0, held=True), why)
+                      for sha, why in drops]
+    report = Report(plan, warnings=warn)
+    if dry:
+        return report
+    _clean_partials(store, {c.sha256 for c in cands if policy.wanted(c)})
+    allow = Allowance(left)
+    try:
+        _execute(store, state, cfg, plan, entries, allow, now, report)
+    finally:
+        state.downloaded[today] = state.downloaded.get(today, 0) + allow.used
+        report.downloaded = allow.used
+        store.save(state)
+    doc = checkins.document(cfg.node_id, _iso(now), cfg.budget, state)
+    folders = [store.meta] + ([Path(cfg.checkins)] if cfg.checkins else [])
+    report.checkin = checkins.write(doc, folders)
+    return report
