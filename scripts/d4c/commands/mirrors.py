@@ -1,4 +1,5 @@
-"""`d4c mirrors check|annotate|repair`: every copy of every artifact checked (docs/mirrors.md)."""
+"""`d4c mirrors check|annotate|repair|issues|publish|pull`: every copy of every artifact checked,
+repaired, reported and published (docs/mirrors.md)."""
 from __future__ import annotations
 
 import argparse
@@ -58,6 +59,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="the latest <date>.parquet here says which copies failed (default health/)")
     r.add_argument("--dry-run", action="store_true", help="print the plan; write nothing")
     r.add_argument("--format", choices=("text", "json"), default="text", help="the plan's form (--dry-run)")
+    i = sub.add_parser("issues", help="one GitHub issue (marker, title, body) per broken copy of the "
+                                      "latest health file, as JSON for the scheduled workflow")
+    i.add_argument("--health-dir", type=Path, default=Path("health"))
+    i.add_argument("--catalog", help="the catalog the check read, for the reproducing command "
+                                     "(default: the targets config's)")
+    i.add_argument("--targets", type=Path, help="targets config (default: $D4C_TARGETS)")
+    i.add_argument("--out", type=Path, required=True, help="the JSON file to write")
+    for name, text in (("publish", ("write the latest health file, its summary and latest.parquet "
+                                    "next to the catalog (the catalog target's credentials)")),
+                       ("pull", ("read the published latest.parquet (anonymously) into --health-dir: "
+                                 "the ETag baseline of the next check"))):
+        x = sub.add_parser(name, help=text)
+        x.add_argument("--targets", type=Path, help="targets config (default: $D4C_TARGETS)")
+        x.add_argument("--health-dir", type=Path, default=Path("health"))
 
 
 def default_catalog(targets: Path | None) -> str:
@@ -144,8 +159,7 @@ def _repair(args: argparse.Namespace) -> int:
     from d4c import canonical
     from d4c.mirrors.repair import execute, plan_repair
 
-    targets = args.targets or (Path(os.environ["D4C_TARGETS"]) if os.environ.get("D4C_TARGETS") else None)
-    plan = plan_repair(args.health_dir, targets)
+    plan = plan_repair(args.health_dir, _targets_file(args))
     if args.dry_run:
         print(canonical.dumps(plan.to_dict()).rstrip("\n") if args.format == "json"
               else "\n".join(plan.lines()))
@@ -159,8 +173,52 @@ def _repair(args: argparse.Namespace) -> int:
     return 1 if left else 0
 
 
+def _targets_file(args: argparse.Namespace) -> Path | None:
+    return args.targets or (Path(os.environ["D4C_TARGETS"]) if os.environ.get("D4C_TARGETS") else None)
+
+
+def _issues(args: argparse.Namespace) -> int:
+    from d4c import canonical
+    from d4c.atomic import atomic_write
+    from d4c.mirrors import health
+    from d4c.mirrors.issues import document
+
+    latest = health.latest(args.health_dir)
+    if latest is None:
+        raise D4CError(f"no health file in {args.health_dir}", hint="run `d4c mirrors check` first")
+    rows = health.read(latest)
+    tier = max((int(r["tier"]) for r in rows), default=0)
+    doc = document(rows, catalog=args.catalog or default_catalog(_targets_file(args)), tier=tier,
+                   health_file=latest.name)
+    atomic_write(args.out, data=canonical.encode(doc))
+    print(f"{len(doc['broken'])} broken copies, {len(doc['ok'])} passing, from {latest}: wrote {args.out}",
+          file=sys.stderr)
+    return 1 if doc["broken"] else 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from d4c.mirrors.publish import publish
+    from d4c.release import config as tconfig
+
+    for url in publish(args.health_dir, tconfig.load(_targets_file(args))):
+        print(f"published {url}", file=sys.stderr)
+    return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from d4c.mirrors.publish import pull
+    from d4c.release import config as tconfig
+
+    got = pull(args.health_dir, tconfig.load(_targets_file(args)))
+    print(f"baseline {got}" if got else "no published health file yet: this check starts the baseline",
+          file=sys.stderr)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    actions = {"check": _check, "annotate": _annotate, "repair": _repair}
+    actions = {"check": _check, "annotate": _annotate, "repair": _repair, "issues": _issues,
+               "publish": _publish, "pull": _pull}
     if args.action not in actions:
-        raise UsageError("no mirrors action given", hint="d4c mirrors check|annotate|repair")
+        raise UsageError("no mirrors action given",
+                         hint="d4c mirrors check|annotate|repair|issues|publish|pull")
     return actions[args.action](args)
