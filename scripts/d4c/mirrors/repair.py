@@ -36,10 +36,10 @@ JOURNAL_ID = "mirrors-repair"  # the {id} of the repair journal's key
 _ADVICE = {
     "zenodo": "published Zenodo records are immutable: ask Zenodo support to restore the file "
               "(it keeps the md5 our manifest records), or release a new version; the other copies serve meanwhile",
-    "internet-archive": "d4c does not rewrite an Internet Archive item: upload the verified copy over "
-                        "that file of the item (IA-S3 PUT, or the item's edit page), then rerun the check",
-    "github": "d4c does not rewrite a published GitHub release: delete that asset and upload the "
-              "verified copy with `gh release upload`, then rerun the check",
+    "internet-archive": "d4c does not rewrite an Internet Archive item: upload a copy that passed over "
+                        "that file of the item (an IA-S3 PUT), then rerun the check",
+    "github": "d4c does not rewrite a published GitHub release: delete that asset and upload a "
+              "copy that passed with `gh release upload`, then rerun the check",
 }
 Echo = Callable[[str], None]
 
