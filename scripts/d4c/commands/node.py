@@ -87,6 +87,8 @@ def _sync_once(args: argparse.Namespace) -> int:
         print(f"evicted {line}", file=sys.stderr)
     for line in report.fetched:
         print(f"fetched {line}", file=sys.stderr)
+    for line in report.paused:
+        print(f"paused {line}", file=sys.stderr)
     for line in report.failed:
         print(f"error: {line}", file=sys.stderr)
     print(f"{len(report.fetched)} fetched, {len(report.evicted)} evicted, {len(report.failed)} "

@@ -25,6 +25,7 @@ class Report:
     fetched: list[str] = field(default_factory=list)
     evicted: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    paused: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     downloaded: int = 0
     checkin: list[Path] = field(default_factory=list)
@@ -140,10 +141,11 @@ def _execute(store: Store, state: State, cfg: NodeConfig, plan: policy.Plan,
             report.failed.append(f"{e.relpath}: no room within budget + reserve")
             continue
         failure = _fetch_one(store, state, e, allow, now)
+        if failure and allow.left <= 0:
+            report.paused.append(failure)  # the partial waits for tomorrow's allowance
+            break
         if failure:
             report.failed.append(failure)
-            if allow.left <= 0:
-                break
             continue
         report.fetched.append(f"{e.relpath} ({e.size} bytes)")
         if not first:
@@ -180,7 +182,9 @@ def run(cfg: NodeConfig, *, dry: bool = False, max_fetch: int | None = None,
     cands = candidates(cfg, found, state, cis, now)
     today = now.date().isoformat()
     left = max(0, cfg.bandwidth_per_day - state.downloaded.get(today, 0))
-    plan = policy.plan(cands, cfg.budget, left if max_fetch is None else min(left, max_fetch))
+    # The day's allowance is not a cap of the plan: a file larger than it is started today
+    # and resumed tomorrow (the transfer stops at the allowance, the partial stays).
+    plan = policy.plan(cands, cfg.budget, max_fetch)
     drops = _drops(cfg, entries, state)
     plan.evict[:0] = [(policy.Candidate(sha, state.held[sha].size, 0, held=True), why)
                       for sha, why in drops]
