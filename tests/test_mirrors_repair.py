@@ -152,6 +152,10 @@ def test_nothing_is_written_unless_every_repair_is_possible(
     assert repair(world) == 1
     assert "no copy of it passed the last check" in capsys.readouterr().err
     assert (world.tmp / "www" / world.key(manifest)).read_bytes() == b"{}"
+    (world.tmp / "health" / "2026-12-31.parquet").write_bytes(b"not parquet")  # the newest file
+    assert repair(world) == 1
+    err = capsys.readouterr().err
+    assert "2026-12-31.parquet is not a health file d4c wrote" in err and "Traceback" not in err
 
 
 def test_s3_addresses_in_the_catalog_are_not_copies_to_fetch(world: World) -> None:

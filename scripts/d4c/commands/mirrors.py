@@ -178,6 +178,8 @@ def _targets_file(args: argparse.Namespace) -> Path | None:
 
 
 def _issues(args: argparse.Namespace) -> int:
+    import pyarrow as pa
+
     from d4c import canonical
     from d4c.atomic import atomic_write
     from d4c.mirrors import health
@@ -186,10 +188,14 @@ def _issues(args: argparse.Namespace) -> int:
     latest = health.latest(args.health_dir)
     if latest is None:
         raise D4CError(f"no health file in {args.health_dir}", hint="run `d4c mirrors check` first")
-    rows = health.read(latest)
-    tier = max((int(r["tier"]) for r in rows), default=0)
-    doc = document(rows, catalog=args.catalog or default_catalog(_targets_file(args)), tier=tier,
-                   health_file=latest.name)
+    catalog = args.catalog or default_catalog(_targets_file(args))
+    try:
+        rows = health.read(latest)
+        doc = document(rows, catalog=catalog, tier=max((int(r["tier"]) for r in rows), default=0),
+                       health_file=latest.name)
+    except (pa.ArrowException, KeyError, TypeError, ValueError, OSError):
+        raise D4CError(f"{latest} is not a health file d4c wrote",
+                       hint="remove it, or rerun `d4c mirrors check` to write that day's again") from None
     atomic_write(args.out, data=canonical.encode(doc))
     print(f"{len(doc['broken'])} broken copies, {len(doc['ok'])} passing, from {latest}: wrote {args.out}",
           file=sys.stderr)

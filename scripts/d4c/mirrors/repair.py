@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from d4c import paths
 from d4c.errors import D4CError
 from d4c.mirrors import health
@@ -150,7 +152,11 @@ def plan_repair(health_dir: Path, targets_file: Path | None) -> RepairPlan:
     if latest is None:
         raise D4CError(f"no health file in {health_dir}", hint="run `d4c mirrors check` first")
     p = RepairPlan(latest)
-    copies = _copies(health.read(latest))
+    try:
+        copies = _copies(health.read(latest))
+    except (pa.ArrowException, KeyError, TypeError, OSError):  # a file anyone may have edited
+        raise D4CError(f"{latest} is not a health file d4c wrote",
+                       hint="remove it, or rerun `d4c mirrors check` to write that day's again") from None
     good: dict[tuple[str, str], list[str]] = {}
     for c in copies:
         if c.status == "ok" and _fetchable(str(c.row["href"])):
