@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the system tools the integration tests use: a container runtime (podman + runc),
 # debootstrap for the locally made base image, BitTorrent clients and a tracker (opentracker),
-# a network sandbox.
+# a network sandbox, and headless Chromium for the catalog site's test (tests/test_catalog_site.py,
+# which fails, even locally, when chromium is missing).
 # Needs root and apt-get; elsewhere it says what is missing and leaves the decision to the
 # tests (which fail in CI and skip locally when a tool is absent).
 set -euo pipefail
 pkgs=(podman buildah runc fuse-overlayfs uidmap slirp4netns debootstrap
-      aria2 transmission-cli transmission-daemon opentracker bubblewrap git nodejs)
+      aria2 transmission-cli transmission-daemon opentracker bubblewrap git nodejs chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

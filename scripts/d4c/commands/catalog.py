@@ -1,4 +1,5 @@
-"""`d4c catalog build|query|validate`: the STAC GeoParquet catalog of every released version."""
+"""`d4c catalog build|query|validate|site`: the STAC GeoParquet catalog of every released
+version, and the static site built from it."""
 from __future__ import annotations
 
 import argparse
@@ -27,6 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     q.add_argument("--format", choices=("table", "json", "csv"), default="table")
     v = sub.add_parser("validate", help="validate every item and collection, offline")
     v.add_argument("--catalog", type=Path, default=Path("catalog.parquet"))
+    s = sub.add_parser("site", help="write a static site for people: a page per dataset, a "
+                                    "footprint map, mirror health (views offline)")
+    s.add_argument("--catalog", default="catalog.parquet", help="path, https:// or s3:// URL")
+    s.add_argument("--health", type=Path,
+                   help="health file, or a folder whose newest <date>.parquet is used "
+                        "(default: the catalog's d4c:at_risk fields)")
+    s.add_argument("--min-copies", type=int, default=3,
+                   help="with --health: fewer passing copies is at risk (default 3)")
+    s.add_argument("--out", type=Path, required=True, help="folder to write (replaced whole)")
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -91,8 +101,20 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _site(args: argparse.Namespace) -> int:
+    from d4c.catalog.site_write import build_site
+
+    if args.min_copies < 1:
+        raise UsageError("--min-copies must be at least 1")
+    datasets, versions = build_site(args.catalog, args.out, health=args.health,
+                                    min_copies=args.min_copies)
+    print(f"wrote the site of {datasets} datasets ({versions} versions) to {args.out}; "
+          f"open {args.out / 'index.html'}", file=sys.stderr)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    actions = {"build": _build, "query": _query, "validate": _validate}
+    actions = {"build": _build, "query": _query, "validate": _validate, "site": _site}
     if args.action not in actions:
-        raise UsageError("no catalog action given", hint="d4c catalog build|query|validate")
+        raise UsageError("no catalog action given", hint="d4c catalog build|query|validate|site")
     return actions[args.action](args)
