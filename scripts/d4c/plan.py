@@ -43,7 +43,8 @@ class Plan:
     release: list[str]
     all: bool
     # CI matrix rows {"dataset", "version", "cache_key", "sample"} for `datasets` and `release`:
-    # the cache key follows the sources' sha256; `sample` says the recipe has a cheap PR build
+    # the cache key follows the sources' sha256; `sample` says the recipe has a cheap PR build;
+    # a recipe with `shards:` has one row per shard, each with "shard": "N/M"
     matrix: list[dict[str, Any]]
     release_matrix: list[dict[str, Any]]
 
@@ -290,14 +291,24 @@ def _plan(git: _Git, base: str, head: str) -> Plan:
     release = sorted(
         ds for ds, r in recipes.items() if f"releases/{ds}/{r.get('version')}.json" not in head_files
     )
-    def row(ds: str) -> dict[str, Any]:
+    def rows(ds: str) -> list[dict[str, Any]]:
         r = recipes[ds]
-        return {"dataset": ds, "version": str(r.get("version")), "cache_key": cache_key(r),
+        base = {"dataset": ds, "version": str(r.get("version")), "cache_key": cache_key(r),
                 "sample": bool(r.get("sample"))}
+        return [{**base, "shard": s} for s in shard_labels(r)] or [base]
 
     ordered = sorted(touched)
     return Plan(datasets=ordered, deleted=deleted, release=release, all=touch_all,
-                matrix=[row(ds) for ds in ordered], release_matrix=[row(ds) for ds in release])
+                matrix=[x for ds in ordered for x in rows(ds)], release_matrix=[x for ds in release for x in rows(ds)])
+
+
+def shard_labels(recipe: dict[str, Any]) -> list[str]:
+    """`N/M` for each shard of a recipe with `shards:` (`d4c build ID --shard N/M`); none without."""
+    spec = recipe.get("shards")
+    count = spec.get("max") if isinstance(spec, dict) else None
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 256:
+        return []  # no shards, or a spec `d4c validate` rejects: one row, whose build says why
+    return [f"{i}/{count}" for i in range(1, count + 1)]
 
 
 def released(root: Path, selector: str) -> dict[str, Any]:

@@ -53,6 +53,16 @@ class Output:
 
 
 @dataclass(frozen=True)
+class ShardSpec:
+    """`shards:` and `reduce:` (docs/scale.md): how to partition the build, how to merge it."""
+
+    by: str
+    max: int
+    sources: tuple[str, ...] | None = None  # the partitioned sources; None: every source
+    reduce: str = "concat"
+
+
+@dataclass(frozen=True)
 class Recipe:
     path: Path
     data: dict[str, Any]
@@ -80,6 +90,19 @@ class Recipe:
     @property
     def params(self) -> dict[str, Any]:
         return dict(self.transform.get("params") or {})
+
+    @property
+    def shards(self) -> ShardSpec | None:
+        spec = self.data.get("shards")
+        if not isinstance(spec, dict):
+            return None
+        try:
+            names = spec.get("sources")
+            return ShardSpec(by=str(spec["by"]), max=int(spec["max"]),
+                             sources=tuple(map(str, names)) if names else None,
+                             reduce=str((self.data.get("reduce") or {}).get("method", "concat")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise D4CError(f"{self.path}: `shards:` is incomplete ({exc})", hint="run `d4c validate`") from None
 
     def artifact_name(self, output: Output) -> str:
         return output.file_name(self.id, self.version, single=len(self.outputs) == 1)

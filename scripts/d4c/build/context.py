@@ -31,6 +31,24 @@ class OutputSpec:
     sort_by: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class ShardView:
+    """This build's part of a sharded recipe (`shards:`): shard `index` of `count` (1-based) and
+    its files, each (source name, path), in sha256 order. An unsharded build is shard 1 of 1."""
+
+    index: int
+    count: int
+    files: tuple[tuple[str, Path], ...]
+
+    @classmethod
+    def from_spec(cls, spec: Any, sources: dict[str, str]) -> ShardView | None:
+        if not spec:
+            return None
+        files = tuple((str(name), Path(sources[name]) / member if member else Path(sources[name]))
+                      for name, member in spec["files"])
+        return cls(int(spec["index"]), int(spec["count"]), files)
+
+
 @dataclass
 class BuildContext:
     dataset_id: str
@@ -40,6 +58,14 @@ class BuildContext:
     outputs: dict[str, OutputSpec]
     source_date_epoch: int
     sample: bool = False
+    shard: ShardView | None = None
+
+    def shard_files(self) -> list[tuple[str, Path]]:
+        """(source name, path) of every file this shard builds from, in sha256 order; for an
+        `extract: true` source, its archive members. Only for a recipe with `shards:`."""
+        if self.shard is None:
+            raise ContextError("the recipe declares no `shards:`; read sources with ctx.source(name)")
+        return list(self.shard.files)
 
     def source(self, name: str) -> Path:
         """The verified local path of a declared source."""

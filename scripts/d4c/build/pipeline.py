@@ -41,6 +41,10 @@ class BuildOptions:
     # sha256 -> URLs said to hold that source (a release record's or a bundle's mirrors),
     # tried before the recipe's URLs: how `d4c verify` rebuilds with the origin gone.
     source_copies: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # A recipe with `shards:` builds as its shards plus the reduce (d4c.build.shards), unless
+    # `whole`: one process over every file, the build whose bytes the sharded one must equal.
+    whole: bool = False
+    jobs: int | None = None  # parallel shard builds (default: the CPU count)
 
 
 def source_date_epoch(root: Path, recipe: Recipe) -> int:
@@ -117,10 +121,24 @@ def publish(stage: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _whole_view(recipe: Recipe, sources: dict[str, Path]) -> dict[str, Any] | None:
+    if recipe.shards is None:
+        return None
+    from d4c.build import shards
+
+    return shards.whole_view(recipe, sources)
+
+
 def build(recipe: Recipe, root: Path, out: Path, opts: BuildOptions) -> dict[str, Any]:
     """Build `recipe` into `out`; return the manifest. Raises D4CError on any failure."""
     if not recipe.outputs:
         raise D4CError(f"{recipe.path}: the recipe declares no outputs", hint="add `outputs:`")
+    if recipe.shards is not None:
+        from d4c.build import shards  # it builds on this module
+
+        shards.spec_of(recipe)
+        if not opts.whole:
+            return shards.build_local(recipe, root, out, opts, opts.jobs)
     code = opts.code if opts.code is not None else mf.code_state(root, recipe)
     sources = resolve_sources(recipe, opts.sources, opts.source_copies)
     epoch = source_date_epoch(root, recipe)
@@ -134,7 +152,7 @@ def build(recipe: Recipe, root: Path, out: Path, opts: BuildOptions) -> dict[str
     try:
         job = Job(recipe=recipe, repo_root=root, params=params, sources=sources, stage=stage,
                   work=work, source_date_epoch=epoch, sample=opts.sample, limits=limits,
-                  sandbox=opts.sandbox, variation=opts.variation)
+                  sandbox=opts.sandbox, variation=opts.variation, shard=_whole_view(recipe, sources))
         log.info("running %s v%s transform with the %s runner (%s)", recipe.id, recipe.version,
                  opts.runner, limits.describe())
         if not opts.sandbox:

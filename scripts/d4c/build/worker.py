@@ -25,7 +25,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from d4c.build import sandbox
-from d4c.build.context import BuildContext, OutputSpec
+from d4c.build.context import BuildContext, OutputSpec, ShardView
 
 # Native libraries inside wheels, recorded when the build loaded their module: module ->
 # (manifest key, attribute holding the version). GDAL appears twice: each wheel bundles its own.
@@ -165,6 +165,7 @@ def run(spec: dict[str, Any], found: dict[str, Any] | None = None) -> dict[str, 
         outputs={n: OutputSpec(n, o["format"], out_dir / o["file"], tuple(o["sort_by"]))
                  for n, o in spec["outputs"].items()},
         source_date_epoch=int(spec["source_date_epoch"]), sample=bool(spec.get("sample")),
+        shard=ShardView.from_spec(spec.get("shard"), spec["sources"]),
     )
     policy = sandbox.Policy(
         writable=[os.path.realpath(p) for p in (spec["out_dir"], spec["scratch"])],

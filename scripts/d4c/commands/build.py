@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from d4c import paths, recipe
-from d4c.build import BuildOptions, build, build_twice
+from d4c.build import BuildOptions, build, build_twice, shards
 from d4c.build.check import check_result_path
 from d4c.build.runners import RUNNERS
 from d4c.errors import UsageError
@@ -25,6 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run the transform with no isolation at all (local runner only; recorded in the "
                              "manifest, and release refuses the build): only for code you trust, where "
                              "bubblewrap cannot run")
+    shard = parser.add_mutually_exclusive_group()
+    shard.add_argument("--shard", metavar="N/M",
+                       help="build shard N of M of a recipe with `shards:` into --out (its files and shard.json)")
+    shard.add_argument("--reduce", nargs="+", type=Path, metavar="DIR",
+                       help="verify these shard builds (one folder per shard) and merge them into the artifacts")
+    shard.add_argument("--whole", action="store_true",
+                       help="build a recipe with `shards:` as one process over every file (no shards, no reduce)")
+    parser.add_argument("--jobs", type=int, metavar="N",
+                        help="shards built at once by a local sharded build (default: the CPU count)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,11 +42,37 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or paths.state_dir(root) / "build" / rec.id / f"v{rec.version}"
     if args.no_sandbox and args.runner != "local":
         raise UsageError("--no-sandbox is for the local runner; the container is its own sandbox")
-    opts = BuildOptions(runner=args.runner, sources=args.sources, sample=args.sample, sandbox=not args.no_sandbox)
-    manifest = (build_twice if args.check else build)(rec, root, Path(out), opts)
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError("--jobs takes a whole number of at least 1")
+    opts = BuildOptions(runner=args.runner, sources=args.sources, sample=args.sample, sandbox=not args.no_sandbox,
+                        whole=args.whole, jobs=args.jobs)
+    if args.shard or args.reduce:
+        return _shard_or_reduce(args, rec, root, Path(out), opts)
+    sharded = rec.shards is not None and not args.whole
+    check = shards.check_local if sharded else build_twice
+    manifest = (check if args.check else build)(rec, root, Path(out), opts)
     for o in manifest["outputs"]:
         rows = "" if o["rows"] is None else f"  {o['rows']} rows"
         print(f"{o['file']}  sha256:{o['sha256']}  {o['size']} bytes{rows}")
     note = f"; identical in both builds (result: {check_result_path(Path(out).absolute())})" if args.check else ""
     print(f"built {rec.id} v{rec.version} with the {args.runner} runner into {out}{note}")
+    return 0
+
+
+def _shard_or_reduce(args: argparse.Namespace, rec: recipe.Recipe, root: Path, out: Path, opts: BuildOptions) -> int:
+    if args.check:
+        raise UsageError("--check with --shard/--reduce: run `d4c build ID --check` (it rebuilds a subset of shards)")
+    if args.shard:
+        index, count = shards.parse_shard(args.shard)
+        if args.out is None:
+            out = shards.shards_dir(out) / str(index)
+        if rec.shards is not None and count != rec.shards.max:
+            raise UsageError(f"--shard {args.shard}: {rec.id} declares {rec.shards.max} shards (`shards.max`)")
+        doc = shards.build_shard(rec, root, out, opts, index, count)
+        print(f"built {rec.id} v{rec.version} shard {index}/{count} ({len(doc['inputs'])} files) into {out}")
+        return 0
+    manifest = shards.reduce(rec, root, list(args.reduce), out, opts)
+    for o in manifest["outputs"]:
+        print(f"{o['file']}  sha256:{o['sha256']}  {o['size']} bytes  {o['rows']} rows")
+    print(f"reduced {len(args.reduce)} shards of {rec.id} v{rec.version} into {out}")
     return 0

@@ -62,6 +62,7 @@ class Job:
     limits: Limits = DEFAULTS
     sandbox: bool = True  # False only with `d4c build --no-sandbox`: recorded, refused by release
     variation: Variation = NORMAL
+    shard: dict[str, Any] | None = None  # `ctx.shard`: index, count and its files (d4c.build.shards.view)
 
     @property
     def mount(self) -> Path:
@@ -203,6 +204,7 @@ def worker_spec(job: Job, dataset: str, sources: dict[str, str], out: str, scrat
         "limits": {"memory": job.limits.memory, "processes": job.limits.processes,
                    "output_size": job.limits.output_size},
         "drop_to": drop_to,
+        "shard": job.shard,
     }
 
 

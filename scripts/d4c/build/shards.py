@@ -1,0 +1,412 @@
+"""Sharded builds: partition (`shards:`), one shard's build, the reduce (`reduce:`), run locally.
+
+The partition is a function of the sources' sha256s and the shard spec only: every file
+to partition (a source, or each member of an `extract: true` archive) is sorted by sha256
+and the sorted list is cut into `max` contiguous runs, so any machine, in any order, gives
+each shard the same files. A shard builds in the same sandbox as a whole build and writes
+`shard.json` (inputs, outputs, tool versions, arguments); the reduce verifies every shard
+manifest and streams the shards' rows through the pinned writer, whose total order makes
+the bytes equal to one unsharded build's. docs/scale.md.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from d4c import canonical
+from d4c.atomic import atomic_write
+from d4c.build import check, outputs, pipeline, provenance, writers
+from d4c.build import limits as lim
+from d4c.build import manifest as mf
+from d4c.build.runners import Job, RunResult, get_runner
+from d4c.digest import sha256_file
+from d4c.errors import D4CError, UsageError
+from d4c.recipe import Recipe
+
+log = logging.getLogger("d4c.build")
+SHARD_MANIFEST = "shard.json"
+SHARD_MANIFEST_VERSION = 1
+REDUCIBLE = {"parquet", "geoparquet"}
+# The libraries the reduce writes with: they must be the versions the shards ran with.
+WRITER_PACKAGES = ("pyarrow", "duckdb", "shapely", "pyproj")
+
+
+@dataclass(frozen=True, order=True)
+class Item:
+    """One file to partition: a source, or a member (relative path) of an extracted source."""
+
+    sha256: str
+    source: str
+    member: str | None = None
+
+    def doc(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "source": self.source, "member": self.member}
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`N/M` (1-based) -> (N, M), or a usage error."""
+    head, _, tail = text.partition("/")
+    if not (head.isdigit() and tail.isdigit()) or not 1 <= int(head) <= int(tail):
+        raise UsageError(f"--shard {text!r}: expected N/M with 1 <= N <= M, e.g. 2/4")
+    return int(head), int(tail)
+
+
+def spec_of(recipe: Recipe) -> Any:
+    """The recipe's shard spec, checked against what this slice can reduce."""
+    spec = recipe.shards
+    if spec is None:
+        raise D4CError(f"{recipe.id}: the recipe declares no `shards:`", hint="build it without --shard/--reduce")
+    odd = [o.name for o in recipe.outputs if o.format not in REDUCIBLE]
+    if odd:
+        raise D4CError(f"{recipe.id}: `reduce: concat` merges parquet and geoparquet outputs only, not {odd}",
+                       where=str(recipe.path), hint="drop `shards:` or write these outputs as (Geo)Parquet")
+    names = {s.name for s in recipe.sources}
+    unknown = sorted(set(spec.sources or ()) - names)
+    if unknown:
+        raise D4CError(f"{recipe.id}: `shards.sources` names no source {unknown}", where=str(recipe.path),
+                       hint=f"use names from `sources:` ({', '.join(sorted(names))})")
+    return spec
+
+
+def partitioned(recipe: Recipe) -> list[Any]:
+    spec = spec_of(recipe)
+    return [s for s in recipe.sources if spec.sources is None or s.name in spec.sources]
+
+
+def needed_sources(recipe: Recipe, index: int, count: int) -> set[str]:
+    """The sources shard `index` of `count` must fetch: the unpartitioned ones, every partitioned
+    archive (its members are known only once unpacked) and its own plain files."""
+    parts = partitioned(recipe)
+    plain = [Item(s.sha256, s.name) for s in parts if not s.extract]
+    if any(s.extract for s in parts):
+        mine = {s.name for s in parts}  # the cut depends on the members: every partitioned file
+    else:
+        mine = {i.source for i in assign(plain, count)[index - 1]}
+    return {s.name for s in recipe.sources if s not in parts} | mine
+
+
+def items(recipe: Recipe, sources: dict[str, Path]) -> list[Item]:
+    """Every file to partition, sorted by sha256 (then source and member, for equal bytes)."""
+    found: list[Item] = []
+    for src in partitioned(recipe):
+        if not src.extract:
+            found.append(Item(src.sha256, src.name))
+            continue
+        root = sources[src.name]
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            found.append(Item(sha256_file(path), src.name, path.relative_to(root).as_posix()))
+    return sorted(found)
+
+
+def assign(found: list[Item], count: int) -> list[list[Item]]:
+    """Cut the sorted files into `count` contiguous runs, as even as whole files allow."""
+    ordered = sorted(found)
+    n = len(ordered)
+    return [ordered[k * n // count:(k + 1) * n // count] for k in range(count)]
+
+
+def view(index: int, count: int, mine: list[Item]) -> dict[str, Any]:
+    """What the worker hands the transform as `ctx.shard`."""
+    return {"index": index, "count": count, "files": [[i.source, i.member] for i in mine]}
+
+
+def whole_view(recipe: Recipe, sources: dict[str, Path]) -> dict[str, Any] | None:
+    """`ctx.shard` of an unsharded build: shard 1 of 1, every file (None without `shards:`)."""
+    return view(1, 1, items(recipe, sources)) if recipe.shards else None
+
+
+# -- one shard ---------------------------------------------------------------------------
+
+def _check_shard_out(out: Path) -> None:
+    """Replace only an earlier shard build (its shard.json and the files it lists)."""
+    if not os.path.lexists(out):
+        return
+    if out.is_symlink() or not out.is_dir():
+        raise D4CError(f"--out {out} exists and is not a folder", hint="choose a new or empty folder")
+    entries = set(os.listdir(out))
+    known = {SHARD_MANIFEST} | {o["file"] for o in _read_json(out / SHARD_MANIFEST).get("outputs", [])} \
+        if SHARD_MANIFEST in entries else set()
+    if entries and not entries <= known:
+        raise D4CError(f"--out {out} is not empty and is not an earlier shard build",
+                       hint="choose a new or empty folder; d4c replaces only its own builds")
+
+
+def build_shard(recipe: Recipe, root: Path, out: Path, opts: pipeline.BuildOptions,
+                index: int, count: int) -> dict[str, Any]:
+    """Build shard `index` of `count` into `out`: its outputs and shard.json."""
+    spec_of(recipe)
+    code = opts.code if opts.code is not None else mf.code_state(root, recipe)
+    need = needed_sources(recipe, index, count)
+    subset = replace(recipe, sources=tuple(s for s in recipe.sources if s.name in need))
+    sources = pipeline.resolve_sources(subset, opts.sources, opts.source_copies)
+    mine = assign(items(recipe, sources), count)[index - 1]
+    keep = {s.name for s in recipe.sources if s not in partitioned(recipe)} | {i.source for i in mine}
+    sources = {n: p for n, p in sources.items() if n in keep}
+    epoch = pipeline.source_date_epoch(root, recipe)
+    params = pipeline.effective_params(recipe, opts.sample)
+    out = out.absolute()
+    _check_shard_out(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    work = Path(tempfile.mkdtemp(prefix="d4c-shard-"))
+    try:
+        run: RunResult | None = None
+        if mine:  # a shard left without files runs nothing and reduces to nothing
+            job = Job(recipe=recipe, repo_root=root, params=params, sources=sources, stage=stage, work=work,
+                      source_date_epoch=epoch, sample=opts.sample, limits=lim.from_recipe(recipe.data),
+                      sandbox=opts.sandbox, variation=opts.variation, shard=view(index, count, mine))
+            log.info("building %s shard %d/%d (%d files) with the %s runner", recipe.id, index, count,
+                     len(mine), opts.runner)
+            run = get_runner(opts.runner).run(job)
+            outputs.accept(stage, [recipe.artifact_name(o) for o in recipe.outputs], where=recipe.folder.name)
+        doc = shard_manifest(recipe, stage, run, index, count, mine, params, epoch, opts.sample, code)
+        atomic_write(stage / SHARD_MANIFEST, data=canonical.encode(doc))
+        pipeline.publish(stage, out)
+        return doc
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def shard_manifest(recipe: Recipe, folder: Path, run: RunResult | None, index: int, count: int,
+                   mine: list[Item], params: dict[str, Any], epoch: int, sample: bool,
+                   code: dict[str, Any]) -> dict[str, Any]:
+    """Inputs, outputs, tool versions and arguments of one shard (canonical JSON)."""
+    env = None if run is None else {
+        "runner": run.runner, "sandbox": run.sandbox, "network_isolation": run.network_isolation,
+        "image_id": run.image_id, "python": run.python, "packages": dict(sorted(run.packages.items()))}
+    outs = []
+    for o in recipe.outputs if run is not None else ():
+        path = folder / recipe.artifact_name(o)
+        outs.append({"name": o.name, "file": path.name, "format": o.format, "size": path.stat().st_size,
+                     "sha256": sha256_file(path), "rows": pq.ParquetFile(path).metadata.num_rows})
+    spec = spec_of(recipe)
+    return {
+        "shard_manifest_version": SHARD_MANIFEST_VERSION,
+        "dataset": {"id": recipe.id, "version": recipe.version, "recipe_sha256": recipe.sha256,
+                    "files": dict(sorted((run.files if run else {}).items()))},
+        "shard": {"index": index, "count": count, "by": spec.by, "reduce": spec.reduce},
+        "inputs": [i.doc() for i in mine],
+        "outputs": outs,
+        "environment": env,
+        "arguments": {"params": params, "sample": sample, "source_date_epoch": epoch,
+                      "transform": recipe.transform},
+        "code": code,
+    }
+
+
+# -- the reduce ----------------------------------------------------------------------------
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise D4CError(f"{path}: not a readable shard manifest ({exc})",
+                       hint="pass the folders `d4c build ID --shard N/M --out DIR` wrote") from None
+    if not isinstance(doc, dict) or doc.get("shard_manifest_version") != SHARD_MANIFEST_VERSION:
+        raise D4CError(f"{path}: not a shard manifest (version {SHARD_MANIFEST_VERSION})",
+                       hint="pass the folders `d4c build ID --shard N/M --out DIR` wrote")
+    return doc
+
+
+def verify_shard(recipe: Recipe, folder: Path) -> tuple[dict[str, Any], str]:
+    """A shard manifest of this recipe whose files hash as listed; returns (doc, its sha256)."""
+    path = folder / SHARD_MANIFEST
+    doc = _read_json(path)
+    try:
+        ds, shard = doc["dataset"], doc["shard"]
+        if (ds["id"], ds["version"], ds["recipe_sha256"]) != (recipe.id, recipe.version, recipe.sha256):
+            raise D4CError(f"{path}: built from {ds['id']} v{ds['version']} recipe {ds['recipe_sha256'][:12]}, "
+                           f"not this recipe ({recipe.sha256[:12]})", hint="rebuild the shard from this recipe")
+        for o in doc["outputs"]:
+            f = folder / o["file"]
+            if not f.is_file() or f.is_symlink() or sha256_file(f) != o["sha256"]:
+                raise D4CError(f"{f}: missing or not the bytes shard {shard['index']}/{shard['count']} lists",
+                               hint="rebuild that shard")
+    except (KeyError, TypeError) as exc:
+        raise D4CError(f"{path}: shard manifest lacks {exc}", hint="rebuild the shard") from None
+    return doc, sha256_file(path)
+
+
+def check_set(recipe: Recipe, docs: list[dict[str, Any]]) -> None:
+    """Exactly shards 1..M of one partition, with the same arguments and tools."""
+    count = docs[0]["shard"]["count"]
+    indices = sorted(d["shard"]["index"] for d in docs)
+    if indices != list(range(1, count + 1)) or any(d["shard"]["count"] != count for d in docs):
+        raise D4CError(f"{recipe.id}: the reduce needs shards 1..{count} once each, got {indices}",
+                       hint="pass one folder per shard of the same plan")
+    for key in ("arguments", "code"):
+        if any(d[key] != docs[0][key] for d in docs):
+            raise D4CError(f"{recipe.id}: the shards differ in their {key}", hint="rebuild them from one commit")
+    envs = [d["environment"] for d in docs if d["environment"] is not None]
+    if any(e != envs[0] for e in envs):
+        raise D4CError(f"{recipe.id}: the shards ran in different environments (tool versions or runner)",
+                       hint="build every shard in the same pinned environment")
+    found = [Item(i["sha256"], i["source"], i["member"]) for d in docs for i in d["inputs"]]
+    plain = {(s.sha256, s.name) for s in partitioned(recipe) if not s.extract}
+    got = {(i.sha256, i.source) for i in found if i.member is None}
+    cut = assign(found, count)
+    if got != plain or any([Item(**i) for i in d["inputs"]] != cut[d["shard"]["index"] - 1] for d in docs):
+        raise D4CError(f"{recipe.id}: the shards' inputs are not the partition of the sources",
+                       hint="rebuild the shards with this recipe's `shards:` spec")
+
+
+def _host_writers(env: dict[str, Any]) -> None:
+    """The reduce writes with this process's libraries: they must be the shards' versions."""
+    for name in WRITER_PACKAGES:
+        want = env["packages"].get(name)
+        have = metadata.version(name)
+        if want is not None and want != have:
+            raise D4CError(f"the reduce runs {name} {have}, the shards ran {want}",
+                           hint="run the reduce in the shards' environment (the same requirements.lock)")
+
+
+def _merge(output: Any, files: list[Path], dest: Path) -> None:
+    """Every shard's rows through the pinned writer, a row group at a time (bounded memory)."""
+    def batches() -> Any:
+        for f in files:
+            yield from pq.ParquetFile(f).iter_batches(batch_size=writers.ROW_GROUP_ROWS, use_threads=False)
+
+    if output.format == "parquet":
+        writers.write_parquet(dest, batches(), output.sort_by)
+        return
+    geo = json.loads(pq.ParquetFile(files[0]).metadata.metadata[b"geo"])
+    column = geo["primary_column"]
+    cover = geo["columns"][column].get("covering", {}).get("bbox", {}).get("xmin", [None])[0]
+    crs = geo["columns"][column].get("crs")
+    import pyproj
+
+    def plain() -> Any:  # the writer adds the bbox covering again, from the geometry
+        for b in batches():
+            yield b.drop_columns([cover]) if cover else b
+
+    writers.write_geoparquet(dest, plain(), output.sort_by, geometry=column,
+                             crs=None if crs is None else pyproj.CRS.from_json_dict(crs))
+
+
+def reduce(recipe: Recipe, root: Path, folders: list[Path], out: Path,
+           opts: pipeline.BuildOptions) -> dict[str, Any]:
+    """Verify every shard, merge their outputs into the artifacts, write the final manifest."""
+    spec_of(recipe)
+    shards = sorted((verify_shard(recipe, f.absolute()) + (f.absolute(),) for f in folders),
+                    key=lambda t: t[0]["shard"]["index"])
+    docs = [d for d, _, _ in shards]
+    check_set(recipe, docs)
+    built = [(d, f) for d, _, f in shards if d["environment"] is not None]
+    if not built:
+        raise D4CError(f"{recipe.id}: no shard holds any file", hint="check `shards:` and the sources")
+    env = built[0][0]["environment"]
+    _host_writers(env)
+    out = out.absolute()
+    pipeline.check_out_dir(out, recipe.id)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    try:
+        for o in recipe.outputs:
+            name = recipe.artifact_name(o)
+            log.info("reduce: %s from %d shards", name, len(built))
+            _merge(o, [f / name for _, f in built], stage / name)
+        outputs.accept(stage, [recipe.artifact_name(o) for o in recipe.outputs], where=recipe.folder.name)
+        run = RunResult(runner=env["runner"], sandbox=env["sandbox"], network_isolation=env["network_isolation"],
+                        python=env["python"], packages=env["packages"], image_id=env["image_id"],
+                        files=built[0][0]["dataset"]["files"])
+        args = docs[0]["arguments"]
+        manifest = mf.make(recipe, root, stage, run, args["params"], args["source_date_epoch"], args["sample"],
+                           docs[0]["code"])
+        manifest["shards"] = [{"index": d["shard"]["index"], "sha256": h} for d, h, _ in shards]
+        mf.validate(manifest)
+        mf.write(stage / pipeline.MANIFEST, manifest)
+        mf.write(stage / pipeline.PROVENANCE, provenance.statement(manifest))
+        pipeline.publish(stage, out)
+        return manifest
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+# -- all shards here, then the reduce ------------------------------------------------------
+
+def shards_dir(out: Path) -> Path:
+    """Where a local sharded build keeps its shards: `<out>.shards/<N>/` beside the output."""
+    return out.with_name(f"{out.name}.shards")
+
+
+def build_local(recipe: Recipe, root: Path, out: Path, opts: pipeline.BuildOptions,
+                jobs: int | None = None) -> dict[str, Any]:
+    """Every shard in parallel worker processes (one sandbox each), then the reduce into `out`."""
+    count = spec_of(recipe).max
+    out = out.absolute()
+    pipeline.check_out_dir(out, recipe.id)
+    opts = replace(opts, code=opts.code if opts.code is not None else mf.code_state(root, recipe))
+    pipeline.resolve_sources(recipe, opts.sources, opts.source_copies)  # fetched once, before the shards
+    folder = shards_dir(out)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    dirs = [folder / str(i) for i in range(1, count + 1)]
+    workers = max(1, min(count, jobs or os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # each thread waits on its own sandbox process
+        list(pool.map(lambda i: build_shard(recipe, root, dirs[i - 1], opts, i, count), range(1, count + 1)))
+    return reduce(recipe, root, dirs, out, opts)
+
+
+# -- --check -------------------------------------------------------------------------------
+
+def check_subset(recipe: Recipe, count: int) -> tuple[int, list[int]]:
+    """(seed, shards to rebuild): seeded by the recipe's bytes, so a rerun checks the same ones
+    and a new recipe others; about one in eight, at least one."""
+    seed = int(recipe.sha256[:16], 16)
+    return seed, sorted(random.Random(seed).sample(range(1, count + 1), max(1, -(-count // 8))))
+
+
+def check_local(recipe: Recipe, root: Path, out: Path, opts: pipeline.BuildOptions) -> dict[str, Any]:
+    """`--check` of a sharded build: every shard and the reduce once, then a seeded subset of
+    shards twice more (normal and varied) and the reduce again over those rebuilds."""
+    out = out.absolute()
+    pipeline.check_out_dir(out, recipe.id)
+    opts = replace(opts, code=opts.code if opts.code is not None else mf.code_state(root, recipe))
+    first, again = (out.with_name(f".{out.name}.check-{i}") for i in (1, 2))
+    for folder in (first, shards_dir(first), again):
+        shutil.rmtree(folder, ignore_errors=True)
+    manifest = build_local(recipe, root, first, opts)
+    count = spec_of(recipe).max
+    seed, chosen = check_subset(recipe, count)
+    log.info("--check: rebuilding shards %s of %d twice (seed %d), then the reduce", chosen, count, seed)
+    diffs: list[tuple[str, list[str]]] = []
+    for i in chosen:
+        for v, variation in enumerate(check.VARIATIONS):
+            folder = again / f"{i}-{v + 1}"
+            with check.varied_host(v):
+                doc = build_shard(recipe, root, folder, replace(opts, variation=variation), i, count)
+            files = [(SHARD_MANIFEST, "json"), *((o["file"], o["format"]) for o in doc["outputs"])]
+            diffs += [(f"shard {i}/{count} (build {v + 2} of 3): {n}", why)
+                      for n, why in check.compare(shards_dir(first) / str(i), folder, files)]
+    dirs = [again / f"{i}-2" if i in chosen else shards_dir(first) / str(i) for i in range(1, count + 1)]
+    with check.varied_host(1):
+        reduce(recipe, root, dirs, again / "reduce", opts)
+    names = [(o["file"], o["format"]) for o in manifest["outputs"]] + \
+        [(pipeline.MANIFEST, "json"), (pipeline.PROVENANCE, "json")]
+    diffs += [(f"reduce: {n}", why) for n, why in check.compare(first, again / "reduce", names)]
+    result = check.check_result_path(out)
+    check.write_result(result, recipe, [n for n, _ in names], diffs, None)
+    doc = json.loads(result.read_bytes())
+    doc["shards"] = {"count": count, "seed": seed, "rebuilt": chosen}
+    atomic_write(result, data=canonical.encode(doc))
+    shutil.rmtree(again, ignore_errors=True)
+    if diffs:
+        raise D4CError(f"sharded build is not reproducible: {diffs[0][0]} differs",
+                       hint=f"{diffs[0][1][0] if diffs[0][1] else ''} (see {result.name}); "
+                            f"the first build is kept in {first}")
+    pipeline.publish(first, out)
+    shutil.rmtree(shards_dir(out), ignore_errors=True)
+    os.replace(shards_dir(first), shards_dir(out))
+    return manifest

@@ -1,0 +1,132 @@
+"""Sharded builds: the partition, one shard, the reduce, `--check`; the bytes of a sharded
+build equal one unsharded build's (real sandboxed builds of a small demo-like dataset)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from d4c.build import shards
+from d4c.cli import main
+from d4c.errors import UsageError
+from d4c.recipe import load
+
+TEMPLATE = "ca_d4c_provinces-territories"
+DS = "ca_test_sharded-capitals"
+TRANSFORM = '''import geopandas as gpd
+import pandas as pd
+
+DTYPES = {"pruid": "int16", "code": "string", "name_en": "string", "name_fr": "string", "kind": "string",
+          "capital": "string", "capital_lat": "float64", "capital_lon": "float64"}
+
+
+def build(ctx):
+    frames = [pd.read_csv(path, dtype=DTYPES, encoding="utf-8") for _, path in ctx.shard_files()]
+    table = pd.concat(frames, ignore_index=True)
+    points = gpd.points_from_xy(table["capital_lon"], table["capital_lat"])
+    ctx.write_geoparquet("capitals", gpd.GeoDataFrame(table.drop(columns=["capital_lat", "capital_lon"]),
+                                                      geometry=points, crs="EPSG:4326"))
+    ctx.write_parquet("table", table)
+'''
+
+
+def add_sharded(repo: Path, parts: int = 4, count: int = 3) -> Path:
+    """The provinces demo split into `parts` CSV files kept in git, built in `count` shards."""
+    folder = repo / "datasets" / DS
+    shutil.copytree(repo / "datasets" / TEMPLATE, folder)
+    rows = (folder / "sources" / "provinces-territories.csv").read_text(encoding="utf-8").splitlines()
+    (folder / "sources" / "provinces-territories.csv").unlink()
+    header, body = rows[0], rows[1:]
+    sources = []
+    for k in range(parts):
+        data = "\n".join([header, *body[k::parts]]).encode() + b"\n"
+        (folder / "sources" / f"part-{k}.csv").write_bytes(data)
+        sources.append(f"  - name: part-{k}\n    path: sources/part-{k}.csv\n"
+                       f"    sha256: {hashlib.sha256(data).hexdigest()}\n    size: {len(data)}\n")
+    text = (folder / "recipe.yaml").read_text(encoding="utf-8")
+    head, _, rest = text.partition("sources:\n")
+    _, _, tail = rest.partition("transform:\n")
+    tail = tail.replace("outputs:\n", f"shards:\n  by: source_file\n  max: {count}\nreduce:\n  method: concat\n"
+                        "outputs:\n  - name: table\n    format: parquet\n    sort_by: [pruid]\n")
+    (folder / "recipe.yaml").write_text(head.replace(f"id: {TEMPLATE}", f"id: {DS}") + "sources:\n"
+                                        + "".join(sources) + "transform:\n" + tail, encoding="utf-8")
+    (folder / "transform.py").write_text(TRANSFORM, encoding="utf-8")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "sharded"], cwd=repo, check=True)
+    return folder
+
+
+def artifacts(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.parquet"))}
+
+
+def test_partition_is_a_function_of_hashes_and_spec() -> None:
+    found = [shards.Item(h * 64, f"s{h}") for h in "fa3c09"]
+    cut = shards.assign(found, 4)
+    assert cut == shards.assign(list(reversed(found)), 4)  # the recipe's order does not matter
+    assert [len(p) for p in cut] == [1, 2, 1, 2]  # contiguous runs, as even as whole files allow
+    assert [i for part in cut for i in part] == sorted(found)
+    assert shards.parse_shard("2/4") == (2, 4)
+    for bad in ("0/4", "5/4", "x/2", "3"):
+        with pytest.raises(UsageError):
+            shards.parse_shard(bad)
+
+
+def test_sharded_equals_unsharded_and_reduce_verifies(repo_copy: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("D4C_REPO", str(repo_copy))
+    add_sharded(repo_copy)
+    whole, sharded = repo_copy / "whole", repo_copy / "sharded"
+    assert main(["build", DS, "--whole", "--out", str(whole)]) == 0
+    assert main(["build", DS, "--jobs", "2", "--out", str(sharded)]) == 0  # 3 shards, 2 at a time, + reduce
+    assert artifacts(sharded) == artifacts(whole) and len(artifacts(whole)) == 2
+    manifest = json.loads((sharded / "manifest.json").read_text())
+    dirs = [shards.shards_dir(sharded) / str(i) for i in (1, 2, 3)]
+    assert manifest["shards"] == [{"index": i + 1, "sha256": hashlib.sha256((d / "shard.json").read_bytes())
+                                   .hexdigest()} for i, d in enumerate(dirs)]
+    assert [o["rows"] for o in manifest["outputs"]] == [13, 13]
+    doc = json.loads((dirs[2] / "shard.json").read_text())
+    assert len(doc["inputs"]) == 2 and doc["environment"]["packages"]["pyarrow"]
+    # One shard on its own (as a CI job would), and the reduce over shards given in another order.
+    alone = repo_copy / "alone"
+    assert main(["build", DS, "--shard", "2/3", "--out", str(alone)]) == 0
+    assert (alone / "shard.json").read_bytes() == (dirs[1] / "shard.json").read_bytes()
+    again = repo_copy / "again"
+    assert main(["build", DS, "--reduce", str(dirs[2]), str(alone), str(dirs[0]), "--out", str(again)]) == 0
+    assert artifacts(again) == artifacts(whole)
+    assert (again / "manifest.json").read_bytes() == (sharded / "manifest.json").read_bytes()
+    capsys.readouterr()
+    # A shard whose bytes are not the ones its manifest lists, or a missing shard: one line, exit 1.
+    victim = next(alone.glob("*_table.parquet"))
+    victim.chmod(0o644)
+    victim.write_bytes(victim.read_bytes()[:-1] + b"x")
+    assert main(["build", DS, "--reduce", str(dirs[0]), str(alone), str(dirs[2]), "--out", str(repo_copy / "x")]) == 1
+    assert "not the bytes shard 2/3 lists" in capsys.readouterr().err
+    assert main(["build", DS, "--reduce", str(dirs[0]), str(dirs[2]), "--out", str(repo_copy / "x")]) == 1
+    err = capsys.readouterr().err
+    assert "needs shards 1..3 once each, got [1, 3]" in err and "Traceback" not in err
+
+
+def test_check_rebuilds_a_seeded_subset(repo_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("D4C_REPO", str(repo_copy))
+    folder = add_sharded(repo_copy, parts=3, count=3)
+    out = repo_copy / "checked"
+    assert main(["build", DS, "--check", "--out", str(out)]) == 0
+    result = json.loads((out.with_name("checked.check.json")).read_text())
+    seed, chosen = shards.check_subset(load(folder / "recipe.yaml"), 3)
+    assert result["reproducible"] and result["shards"] == {"count": 3, "seed": seed, "rebuilt": chosen}
+    assert len(chosen) == 1 and (out / "manifest.json").is_file()
+    assert sorted(p.name for p in shards.shards_dir(out).iterdir()) == ["1", "2", "3"]
+
+
+def test_plan_fans_out_one_row_per_shard(repo_copy: Path) -> None:
+    from d4c import plan
+
+    add_sharded(repo_copy, parts=4, count=3)
+    rows = [r for r in plan.plan(repo_copy, "HEAD~1", "HEAD").matrix if r["dataset"] == DS]
+    assert [r["shard"] for r in rows] == ["1/3", "2/3", "3/3"]
+    assert len({r["cache_key"] for r in rows}) == 1
