@@ -38,6 +38,7 @@ from d4c.catalog import build_catalog, load_records, metadata_from
 from d4c.catalog.site import dataset_views
 from d4c.catalog.site_html import href_of
 from d4c.cli import main
+from test_catalog_query import _RangeHandler
 
 D4C = [sys.executable, "-m", "d4c.cli"]
 EVIL = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"> & "q"'
@@ -109,6 +110,18 @@ def test_same_catalog_same_bytes_and_rebuild_replaces(world: dict[str, Any], tmp
     (again / "datasets" / "stale.html").write_text("old")
     assert main([*cmd, "--out", str(again)]) == 0
     assert _tree(again) == _tree(world["site"])
+    # The same catalog read over HTTP (Range requests) gives the same site.
+    handler = type("H", (_RangeHandler,), {"body": world["catalog"].read_bytes(), "served": 0})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/catalog.parquet"
+        assert main(["catalog", "site", "--catalog", url, "--health", health,
+                     "--out", str(tmp_path / "remote")]) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _tree(tmp_path / "remote") == _tree(world["site"])
     pages = sorted(p.name for p in (again / "datasets").iterdir())
     assert pages == sorted({f"{r['id']}.html" for r in world["records"]})  # stale.html is gone
 

@@ -9,6 +9,7 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from d4c.atomic import atomic_write
 from d4c.catalog import site_html
 from d4c.catalog.site import dataset_views, load_catalog, load_health
 from d4c.errors import D4CError
@@ -59,11 +60,8 @@ def publish(files: dict[str, bytes], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        for rel in sorted(files):
-            dest = tmp / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(files[rel])
-            dest.chmod(0o644)
+        for rel in sorted(files):  # a private folder: the rename below is what publishes it
+            atomic_write(tmp / rel, files[rel], durable=False)
         tmp.chmod(0o755)
         old = None
         if out.exists():
