@@ -126,6 +126,25 @@ def test_same_catalog_same_bytes_and_rebuild_replaces(world: dict[str, Any], tmp
     assert pages == sorted({f"{r['id']}.html" for r in world["records"]})  # stale.html is gone
 
 
+def test_health_from_the_catalog_fields(world: dict[str, Any], tmp_path: Path) -> None:
+    """Without --health, the at-risk flags are what `d4c mirrors annotate` wrote."""
+    catalog = tmp_path / "annotated.parquet"
+    shutil.copy(world["catalog"], catalog)
+    assert main(["mirrors", "annotate", "--catalog", str(catalog), "--health-dir",
+                 str(world["root"] / "health")]) == 0
+    assert main(["catalog", "site", "--catalog", str(catalog), "--out", str(tmp_path / "s")]) == 0
+    page = "datasets/ca_d4c_provinces-territories.html"
+    mine, full = ((tmp_path / "s" / page).read_text(), (world["site"] / page).read_text())
+    risk = '<span class="badge risk">at risk</span> 2 copies pass, last verified 2026-12-01T'
+    assert risk in mine and risk in full
+    assert "capitals: 2 of 3 copies pass" in full and "copies pass (fewer" not in mine
+    assert 'class="badge bad">missing' in full and "missing" not in mine  # no copy verdicts
+    assert main(["catalog", "site", "--catalog", str(world["catalog"]), "--out",
+                 str(tmp_path / "bare")]) == 0  # a catalog never annotated: not checked
+    assert "not checked" in (tmp_path / "bare" / page).read_text()
+    assert "<h2>Versions at risk: 0</h2>" in (tmp_path / "bare" / "health.html").read_text()
+
+
 def test_bad_input_is_one_line(world: dict[str, Any], tmp_path: Path,
                                capsys: pytest.CaptureFixture[str]) -> None:
     mine = tmp_path / "mine"
@@ -182,6 +201,7 @@ class Chromium:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", _ON_3_AND_4, str(cmd_r), str(out_w), exe, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
              f"--user-data-dir={profile}", "--no-first-run", "--disable-extensions",
+             "--disable-dev-shm-usage",
              "--hide-scrollbars", "--window-size=1280,900", "about:blank"],
             pass_fds=(cmd_r, out_w), stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
