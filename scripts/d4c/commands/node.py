@@ -52,8 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--every", type=_every, metavar="INTERVAL", help="run forever, every 30m, 6h, ...")
     sub.add_parser("status", help="what the node holds, today's bandwidth, the last check-in")
     m = sub.add_parser("simulate", help="the policies side by side on a simulated network")
-    m.add_argument("--nodes", type=int, default=200)
-    m.add_argument("--artifacts", type=int, default=2000)
+    m.add_argument("--nodes", type=int, default=120)
+    m.add_argument("--artifacts", type=int, default=1200)
     m.add_argument("--days", type=int, default=90)
     m.add_argument("--seed", type=int, default=1)
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 MIN_COPIES = 3
 MIN_AT_RISK = 5
 SPREAD = 2  # maximum = minimum + SPREAD: kept, but not sought
+WIDEN = 2  # more nodes in the gate for each day under the goal
 WIDEN_DAYS = 14  # the gate stops widening after this many days: no stampede on a lost cause
 SEEK = 1  # nodes seek one copy above the minimum: a departed node is not counted lost for 14 days
 FULL_DAYS, HALF_DAYS = 14, 30
@@ -82,15 +83,16 @@ def deficit(c: Candidate) -> float:
 
 
 def goal(c: Candidate) -> int:
-    """The copies nodes fetch towards (between the minimum and the maximum)."""
-    return targets(c)[0] + SEEK
+    """The copies nodes fetch towards: a spare above the minimum, but never past the
+    at-risk minimum, which already has its spares."""
+    return min(targets(c)[0] + SEEK, MIN_AT_RISK)
 
 
 def gate_width(c: Candidate) -> int:
     """How many of the known nodes not holding it may fetch it: the copies missing to the
     goal, widened by 2 a day while it stays under the goal (nodes full, offline or gone),
     for at most WIDEN_DAYS days."""
-    return max(0, math.ceil(goal(c) - elsewhere(c))) + 2 * min(max(0, c.days_under), WIDEN_DAYS)
+    return max(0, math.ceil(goal(c) - elsewhere(c))) + WIDEN * min(max(0, c.days_under), WIDEN_DAYS)
 
 
 def score(node_id: str, sha256: str) -> bytes:
@@ -104,7 +106,10 @@ def rank_among(node_id: str, sha256: str, nodes: Iterable[str]) -> int:
     return sum(1 for n in set(nodes) if n != node_id and score(n, sha256) < own)
 
 
-def urgency(c: Candidate) -> tuple[bool, bool, float, bool, int, bool]:
+Urgency = tuple[bool, bool, float, bool, int, bool]
+
+
+def urgency(c: Candidate) -> Urgency:
     """How much the artifact needs a copy: smaller is more urgent (no tie-breaks)."""
     return (c.mirrors > 0, c.deprecated, -deficit(c), not c.at_risk, -c.curator, not c.latest)
 
@@ -124,22 +129,23 @@ def droppable(c: Candidate, keep: int) -> bool:
     return elsewhere(c) >= keep and c.holder_rank >= keep - c.mirrors
 
 
-def _make_room(need: int, keep: list[Candidate], than: Candidate) -> list[Candidate] | None:
+def _make_room(need: int, keep: list[tuple[Urgency, Candidate]], than: Candidate
+               ) -> list[tuple[Urgency, Candidate]] | None:
     """Lowest-priority droppable held items, strictly less urgent than `than`, freeing `need`
     bytes; else None. Only an artifact under its minimum (or without a mirror) evicts: a
-    spare copy never displaces one, and a tie in urgency never swaps copies back and forth."""
+    spare copy never displaces one, and a tie in urgency never swaps copies back and forth.
+    `keep` holds the droppable items only, lowest priority first."""
     if deficit(than) <= 0 and than.mirrors > 0:
         return None
-    victims: list[Candidate] = []
-    room = 0
-    for h in keep:  # lowest priority first
-        if urgency(h) <= urgency(than):
+    victims = []
+    room, bar = 0, urgency(than)
+    for u, h in keep:
+        if u <= bar:
             break
-        if droppable(h, targets(h)[0]):
-            victims.append(h)
-            room += h.size
-            if room >= need:
-                return victims
+        victims.append((u, h))
+        room += h.size
+        if room >= need:
+            return victims
     return None
 
 
@@ -161,18 +167,19 @@ def plan(cands: Sequence[Candidate], budget: int, max_fetch: int | None = None) 
         c = keep.pop(0)
         out.evict.append((c, "over budget"))
         used -= c.size
+    spare = [(urgency(h), h) for h in keep if droppable(h, targets(h)[0])]
     fetched = 0
     for c in sorted((c for c in cands if wanted(c)), key=priority):
         if c.size > budget or (max_fetch is not None and fetched + c.size > max_fetch):
             continue
         if used + c.size > budget:
-            victims = _make_room(used + c.size - budget, keep, c)
+            victims = _make_room(used + c.size - budget, spare, c)
             if victims is None:
                 continue
             for v in victims:
-                keep.remove(v)
-                used -= v.size
-                out.evict.append((v, f"room for {c.sha256}"))
+                spare.remove(v)
+                used -= v[1].size
+                out.evict.append((v[1], f"room for {c.sha256}"))
         used += c.size
         fetched += c.size
         out.fetch.append((c, _why(c)))

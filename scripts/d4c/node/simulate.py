@@ -99,9 +99,13 @@ def _smartnode(n: Node, w: World, allow: int) -> int:
 def _random(n: Node, w: World, allow: int, under: list[int], rng: random.Random) -> int:
     moved = 0
     for pool in (under, range(len(w.sizes))):
+        misses = 0
         for a in rng.sample(pool, min(len(pool), 300)):
             size = w.sizes[a]
             if a in n.held or size > n.budget - n.used or moved + size > allow:
+                misses += 1
+                if misses > 50 and pool is not under:  # full, or the day's bandwidth used
+                    break
                 continue
             moved += _add(n, a, w)
     return moved
