@@ -249,8 +249,8 @@ class Chromium:
         return list(self.events)
 
     def js(self, expression: str) -> Any:
-        got = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True},
-                        self.session)
+        got = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True,
+                                             "awaitPromise": True}, self.session)
         assert "exceptionDetails" not in got, got
         return got["result"].get("value")
 
@@ -339,6 +339,16 @@ def test_what_the_pages_say(world: dict[str, Any], chromium: Chromium) -> None:
     assert chromium.js("document.querySelector('h1').textContent") == EVIL
     assert chromium.js("document.title").startswith(EVIL)
     assert chromium.js("document.querySelectorAll('img').length") == 0
+    # The map's tooltip gets the title too: hover the footprint, it must stay text.
+    x, y = chromium.js("(r => [r.x + r.width / 2, r.y + r.height / 2])(document.querySelector("
+                       "'path.leaflet-interactive').getBoundingClientRect())")
+    chromium.call("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y},
+                  chromium.session)
+    tip = chromium.js("new Promise(ok => setTimeout(() => ok(document.querySelector("
+                      "'.leaflet-tooltip')?.textContent), 300))")
+    assert tip == f"{EVIL} (0.1.0)"
+    assert chromium.js("document.querySelectorAll('img').length") == 0
+    assert chromium.js("window.__pwned === undefined")
     chromium.visit((site / "datasets/ca_d4c_provinces-territories.html").as_uri())
     text = chromium.js("document.body.innerText")
     assert "Jeu de données ca_d4c_provinces-territories" in text and "Limites du Canada." in text
