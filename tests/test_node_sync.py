@@ -248,5 +248,16 @@ def test_cli_init_plan_status(net: Net, capsys: pytest.CaptureFixture[str]) -> N
     assert "fetch" in out and "no mirror left" in out
     assert main(["node", "--config", str(conf), "status"]) == 0
     assert "holds 0 files" in capsys.readouterr().out
+    import fcntl
+
+    lock = net.tmp / "cli" / ".d4c-node" / "lock"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "a") as fh:  # a sync from cron still running
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        assert main(["node", "--config", str(conf), "sync"]) == 1
+        assert "another sync is running" in capsys.readouterr().err
+    assert main(["node", "--config", str(conf), "sync"]) == 0
+    assert main(["node", "--config", str(conf), "status"]) == 0
+    assert "holds 4 files" in capsys.readouterr().out
     assert main(["node", "--config", str(net.tmp / "nope.yaml"), "plan"]) == 1
     assert "run `d4c node init` first" in capsys.readouterr().err

@@ -7,11 +7,13 @@ deleted after the new one is verified when the reserve allows, else before it st
 """
 from __future__ import annotations
 
+import fcntl
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 from d4c.atomic import publish
+from d4c.errors import D4CError
 from d4c.node import checkins, inventory, policy
 from d4c.node.config import NodeConfig
 from d4c.node.inventory import Entry
@@ -170,9 +172,21 @@ def _clean_partials(store: Store, keep: set[str]) -> None:
 def run(cfg: NodeConfig, *, dry: bool = False, max_fetch: int | None = None,
         now: datetime | None = None) -> Report:
     """One sync (or, with `dry`, only the plan: nothing is written or fetched)."""
-    now = now or datetime.now(UTC)
-    warn: list[str] = []
     store = Store(cfg.data)
+    if dry:  # reads only: no lock, so `d4c node plan` works while a sync runs
+        return _run(cfg, store, dry, max_fetch, now or datetime.now(UTC))
+    store.meta.mkdir(parents=True, exist_ok=True)
+    with open(store.meta / "lock", "a") as lock:  # left in place: removing it would race
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise D4CError(f"another sync is running on {cfg.data}",
+                           hint="wait for it (a timer or cron started it)") from None
+        return _run(cfg, store, dry, max_fetch, now or datetime.now(UTC))
+
+
+def _run(cfg: NodeConfig, store: Store, dry: bool, max_fetch: int | None, now: datetime) -> Report:
+    warn: list[str] = []
     state = store.load()
     found = inventory.load(cfg.catalog, warn)
     entries = {e.sha256: e for e in found}
