@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from d4c.build import shards
 from d4c.cli import main
-from d4c.errors import UsageError
+from d4c.errors import D4CError, UsageError
 from d4c.recipe import load
 
 TEMPLATE = "ca_d4c_provinces-territories"
@@ -79,24 +79,24 @@ def test_partition_is_a_function_of_hashes_and_spec() -> None:
 def test_sharded_equals_unsharded_and_reduce_verifies(repo_copy: Path, monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("D4C_REPO", str(repo_copy))
-    add_sharded(repo_copy)
+    add_sharded(repo_copy, parts=3, count=2)
     whole, sharded = repo_copy / "whole", repo_copy / "sharded"
     assert main(["build", DS, "--whole", "--out", str(whole)]) == 0
-    assert main(["build", DS, "--jobs", "2", "--out", str(sharded)]) == 0  # 3 shards, 2 at a time, + reduce
+    assert main(["build", DS, "--jobs", "2", "--out", str(sharded)]) == 0  # 2 shards at once, then the reduce
     assert artifacts(sharded) == artifacts(whole) and len(artifacts(whole)) == 2
     manifest = json.loads((sharded / "manifest.json").read_text())
-    dirs = [shards.shards_dir(sharded) / str(i) for i in (1, 2, 3)]
+    dirs = [shards.shards_dir(sharded) / str(i) for i in (1, 2)]
     assert manifest["shards"] == [{"index": i + 1, "sha256": hashlib.sha256((d / "shard.json").read_bytes())
                                    .hexdigest()} for i, d in enumerate(dirs)]
     assert [o["rows"] for o in manifest["outputs"]] == [13, 13]
-    doc = json.loads((dirs[2] / "shard.json").read_text())
+    doc = json.loads((dirs[1] / "shard.json").read_text())
     assert len(doc["inputs"]) == 2 and doc["environment"]["packages"]["pyarrow"]
     # One shard on its own (as a CI job would), and the reduce over shards given in another order.
     alone = repo_copy / "alone"
-    assert main(["build", DS, "--shard", "2/3", "--out", str(alone)]) == 0
+    assert main(["build", DS, "--shard", "2/2", "--out", str(alone)]) == 0
     assert (alone / "shard.json").read_bytes() == (dirs[1] / "shard.json").read_bytes()
     again = repo_copy / "again"
-    assert main(["build", DS, "--reduce", str(dirs[2]), str(alone), str(dirs[0]), "--out", str(again)]) == 0
+    assert main(["build", DS, "--reduce", str(alone), str(dirs[0]), "--out", str(again)]) == 0
     assert artifacts(again) == artifacts(whole)
     assert (again / "manifest.json").read_bytes() == (sharded / "manifest.json").read_bytes()
     capsys.readouterr()
@@ -104,23 +104,37 @@ def test_sharded_equals_unsharded_and_reduce_verifies(repo_copy: Path, monkeypat
     victim = next(alone.glob("*_table.parquet"))
     victim.chmod(0o644)
     victim.write_bytes(victim.read_bytes()[:-1] + b"x")
-    assert main(["build", DS, "--reduce", str(dirs[0]), str(alone), str(dirs[2]), "--out", str(repo_copy / "x")]) == 1
-    assert "not the bytes shard 2/3 lists" in capsys.readouterr().err
-    assert main(["build", DS, "--reduce", str(dirs[0]), str(dirs[2]), "--out", str(repo_copy / "x")]) == 1
+    assert main(["build", DS, "--reduce", str(dirs[0]), str(alone), "--out", str(repo_copy / "x")]) == 1
+    assert "not the bytes shard 2/2 lists" in capsys.readouterr().err
+    assert main(["build", DS, "--reduce", str(dirs[1]), "--out", str(repo_copy / "x")]) == 1
     err = capsys.readouterr().err
-    assert "needs shards 1..3 once each, got [1, 3]" in err and "Traceback" not in err
+    assert "needs shards 1..2 once each, got [2]" in err and "Traceback" not in err
 
 
 def test_check_rebuilds_a_seeded_subset(repo_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("D4C_REPO", str(repo_copy))
-    folder = add_sharded(repo_copy, parts=3, count=3)
+    folder = add_sharded(repo_copy, parts=2, count=2)
     out = repo_copy / "checked"
     assert main(["build", DS, "--check", "--out", str(out)]) == 0
     result = json.loads((out.with_name("checked.check.json")).read_text())
-    seed, chosen = shards.check_subset(load(folder / "recipe.yaml"), 3)
-    assert result["reproducible"] and result["shards"] == {"count": 3, "seed": seed, "rebuilt": chosen}
+    seed, chosen = shards.check_subset(load(folder / "recipe.yaml"), 2)
+    assert result["reproducible"] and result["shards"] == {"count": 2, "seed": seed, "rebuilt": chosen}
     assert len(chosen) == 1 and (out / "manifest.json").is_file()
-    assert sorted(p.name for p in shards.shards_dir(out).iterdir()) == ["1", "2", "3"]
+    assert sorted(p.name for p in shards.shards_dir(out).iterdir()) == ["1", "2"]
+
+
+def test_a_shard_without_files_builds_nothing(repo_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("D4C_REPO", str(repo_copy))
+    add_sharded(repo_copy, parts=1, count=2)  # one file, two shards: shard 1 holds none
+    one, two = repo_copy / "s1", repo_copy / "s2"
+    assert main(["build", DS, "--shard", "1/2", "--out", str(one)]) == 0
+    doc = json.loads((one / "shard.json").read_text())
+    assert doc["inputs"] == [] and doc["outputs"] == [] and doc["environment"] is None
+    assert sorted(p.name for p in one.iterdir()) == ["shard.json"]
+    assert main(["build", DS, "--shard", "2/2", "--out", str(two)]) == 0
+    assert main(["build", DS, "--reduce", str(one), str(two), "--out", str(repo_copy / "out")]) == 0
+    manifest = json.loads((repo_copy / "out" / "manifest.json").read_text())
+    assert [s["index"] for s in manifest["shards"]] == [1, 2] and manifest["outputs"][0]["rows"] == 13
 
 
 def test_plan_fans_out_one_row_per_shard(repo_copy: Path) -> None:
@@ -130,3 +144,35 @@ def test_plan_fans_out_one_row_per_shard(repo_copy: Path) -> None:
     rows = [r for r in plan.plan(repo_copy, "HEAD~1", "HEAD").matrix if r["dataset"] == DS]
     assert [r["shard"] for r in rows] == ["1/3", "2/3", "3/3"]
     assert len({r["cache_key"] for r in rows}) == 1
+
+
+def write_recipe(tmp: Path, sources: str, shards_spec: str, fmt: str = "parquet") -> Path:
+    path = tmp / "recipe.yaml"
+    path.write_text(f"id: ca_test_x\nversion: 1.0.0\nsources:\n{sources}transform:\n  python: transform.py:build\n"
+                    f"shards:\n{shards_spec}reduce:\n  method: concat\n"
+                    f"outputs:\n  - name: t\n    format: {fmt}\n    sort_by: [k]\n", encoding="utf-8")
+    return path
+
+
+def test_archive_members_and_needed_sources(tmp_path: Path) -> None:
+    a, b, z = "a" * 64, "b" * 64, "c" * 64
+    src = (f"  - {{name: one, path: one.csv, sha256: '{b}', size: 1}}\n"
+           f"  - {{name: two, path: two.csv, sha256: '{a}', size: 1}}\n"
+           f"  - {{name: lookup, path: l.csv, sha256: '{z}', size: 1}}\n")
+    rec = load(write_recipe(tmp_path, src, "  by: source_file\n  max: 2\n  sources: [one, two]\n"))
+    # plain files: shard 1 holds the lower sha256 ("two"), and every shard gets the unpartitioned lookup
+    assert shards.needed_sources(rec, 1, 2) == {"two", "lookup"}
+    assert shards.needed_sources(rec, 2, 2) == {"one", "lookup"}
+    unpacked = tmp_path / "unpacked"
+    (unpacked / "d").mkdir(parents=True)
+    for name, data in (("x.csv", b"1"), ("d/y.csv", b"2"), ("z.csv", b"3")):
+        (unpacked / name).write_bytes(data)
+    rec = load(write_recipe(tmp_path, f"  - {{name: zip, path: a.zip, sha256: '{a}', size: 1, extract: true}}\n",
+                            "  by: source_file\n  max: 2\n"))
+    found = shards.items(rec, {"zip": unpacked})
+    assert [i.member for i in found] == sorted(["x.csv", "d/y.csv", "z.csv"],
+                                               key=lambda m: hashlib.sha256((unpacked / m).read_bytes()).hexdigest())
+    assert [len(p) for p in shards.assign(found, 2)] == [1, 2] and shards.needed_sources(rec, 1, 2) == {"zip"}
+    rec = load(write_recipe(tmp_path, src, "  by: source_file\n  max: 2\n", fmt="csv"))
+    with pytest.raises(D4CError, match="merges parquet and geoparquet outputs only"):
+        shards.spec_of(rec)
