@@ -176,3 +176,20 @@ def test_archive_members_and_needed_sources(tmp_path: Path) -> None:
     rec = load(write_recipe(tmp_path, src, "  by: source_file\n  max: 2\n", fmt="csv"))
     with pytest.raises(D4CError, match="merges parquet and geoparquet outputs only"):
         shards.spec_of(rec)
+
+
+def test_check_finds_a_shard_that_depends_on_the_machine(repo_copy: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("D4C_REPO", str(repo_copy))
+    folder = add_sharded(repo_copy, parts=1, count=1)
+    transform = folder / "transform.py"
+    transform.write_text(transform.read_text().replace('    ctx.write_parquet("table", table)',
+                                                       '    import os\n    table["tz"] = os.environ["TZ"]\n'
+                                                       '    ctx.write_parquet("table", table)'))
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qam", "tz"],
+                   cwd=repo_copy, check=True)
+    out = repo_copy / "checked"
+    assert main(["build", DS, "--check", "--out", str(out)]) == 1
+    assert "not reproducible: shard 1/1 (build 3 of 3): " in capsys.readouterr().err
+    result = json.loads(out.with_name("checked.check.json").read_text())
+    assert not result["reproducible"] and result["shards"]["rebuilt"] == [1] and not out.exists()
