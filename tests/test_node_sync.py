@@ -261,3 +261,32 @@ def test_cli_init_plan_status(net: Net, capsys: pytest.CaptureFixture[str]) -> N
     assert "holds 4 files" in capsys.readouterr().out
     assert main(["node", "--config", str(net.tmp / "nope.yaml"), "plan"]) == 1
     assert "run `d4c node init` first" in capsys.readouterr().err
+
+
+def test_bittorrent_through_aria2c_with_the_web_seed_when_no_http_copy_answers(
+        net: Net, require_tool: Any) -> None:
+    import torf
+
+    require_tool("aria2c")
+    record = net.add("ca_t_bt", 50_000)
+    data = net.data(record)
+    seed = data["urls"]["www"]
+    src = net.tmp / "seed" / data["file"]
+    src.parent.mkdir()
+    src.write_bytes((net.tmp / "www" / "www" / "ca_t_bt" / data["file"]).read_bytes())
+    t = torf.Torrent(path=src, webseeds=[seed], private=False, created_by=None,
+                     creation_date=None, piece_size=16384)
+    t.generate()
+    raw = t.dump()
+    tor = next(f for f in record["files"] if f["role"] == "torrent")
+    tor.update(size=len(raw), sha256=hashlib.sha256(raw).hexdigest())
+    for name in ("www", "backup"):
+        (net.tmp / "www" / name / "ca_t_bt" / tor["file"]).write_bytes(raw)
+        data["urls"][name] = f"{net.mirror.url}/gone/{name}/{data['file']}"  # no HTTP copy answers
+    net.build({"ca_t_bt": Risk(0, True)})
+    cfg = node(net)
+    report = sync.run(cfg, now=NOW)
+    assert data["file"] in held_files(cfg), report.failed
+    assert (cfg.data / "ca_t_bt" / "ca_t_bt_v1-0-0" / data["file"]).read_bytes() == src.read_bytes()
+    assert not (cfg.data / ".d4c-node" / "bt").exists()
+    assert ("GET", f"/www/ca_t_bt/{data['file']}") in net.mirror.requests  # the web seed

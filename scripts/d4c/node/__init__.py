@@ -2,5 +2,6 @@
 
 `policy` is the pure ranking (also used by `simulate`); `config` the node's settings,
 `inventory` the catalog as candidates, `store` the data folder, `transfer` the verified
-HTTP download, `checkins` the node's public record, `sync` one run.
+HTTP download, `torrent` BitTorrent through aria2c, `checkins` the node's public
+record, `sync` one run.
 """

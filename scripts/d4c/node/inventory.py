@@ -34,6 +34,7 @@ class Entry:
     mirrors: int
     at_risk: bool
     deprecated: bool
+    torrent: str | None = None  # the sha256 of this data file's .torrent (another entry)
 
     @property
     def relpath(self) -> PurePosixPath:
@@ -67,9 +68,11 @@ def entries(table: pa.Table, warn: list[str]) -> list[Entry]:
             hrefs = tuple(c.href for c in art.copies if c.href.startswith(("https://", "http://")))
             copies_ok = h.get("d4c:copies_ok")
             mirrors = int(copies_ok) if isinstance(copies_ok, int) and copies_ok >= 0 else len(hrefs)
+            tor = version.artifact(art.torrent) if art.torrent else None
             entry = Entry(art.sha256, art.size, version.collection, version.item_id, art.asset,
                           art.file, hrefs, mirrors, bool(h.get("d4c:at_risk")),
-                          bool(h.get("deprecated")))
+                          bool(h.get("deprecated")),
+                          tor.sha256 if tor and _SHA.fullmatch(tor.sha256) else None)
             out.setdefault(entry.sha256, entry)  # one copy per content, whichever names it
     return sorted(out.values(), key=lambda e: (e.collection, e.item_id, e.file))
 

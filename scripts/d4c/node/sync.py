@@ -8,6 +8,7 @@ deleted after the new one is verified when the reserve allows, else before it st
 from __future__ import annotations
 
 import fcntl
+import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -104,17 +105,44 @@ def _drops(cfg: NodeConfig, entries: dict[str, Entry], state: State) -> list[tup
     return out
 
 
-def _fetch_one(store: Store, state: State, e: Entry, allow: Allowance, now: datetime) -> str | None:
-    """Download and publish one copy; None when done, else why not."""
+def _via_torrent(store: Store, e: Entry, entries: dict[str, Entry], allow: Allowance) -> bool:
+    """Fetch `e` into its partial file with aria2c from its torrent; False when not done."""
+    from d4c.node import torrent
+
+    t = entries.get(e.torrent or "")
+    aria2c = torrent.client()
+    if t is None or aria2c is None or e.size + t.size > allow.left:
+        return False
+    tpart = store.partial(t.sha256)
+    try:
+        if download(t.hrefs, tpart, t.size, t.sha256, allow).status != "ok":
+            return False
+        work = store.meta / "bt" / e.sha256
+        got, path = torrent.fetch(aria2c, tpart, work, e.size, e.sha256)
+        if got.status != "ok" or path is None:
+            return False
+        path.replace(store.partial(e.sha256))
+        allow.take(e.size)
+        return True
+    finally:
+        tpart.unlink(missing_ok=True)
+        shutil.rmtree(store.meta / "bt", ignore_errors=True)
+
+
+def _fetch_one(store: Store, state: State, e: Entry, entries: dict[str, Entry], allow: Allowance,
+               now: datetime) -> str | None:
+    """Download and publish one copy (BitTorrent when a client is there, else HTTP);
+    None when done, else why not."""
     dest = store.path_of(e.relpath)
     if dest.exists() and not any(h.relpath == str(e.relpath) for h in state.held.values()):
         dest.unlink()  # a leftover the state does not know (a crash before the state was saved)
     elif dest.exists():
         return f"{e.relpath}: the path is taken by another artifact of the catalog"
     part = store.partial(e.sha256)
-    got = download(e.hrefs, part, e.size, e.sha256, allow)
-    if got.status != "ok":
-        return f"{e.relpath}: {got.detail}"
+    if not _via_torrent(store, e, entries, allow):
+        got = download(e.hrefs, part, e.size, e.sha256, allow)
+        if got.status != "ok":
+            return f"{e.relpath}: {got.detail}"
     dest.parent.mkdir(parents=True, exist_ok=True)
     publish(part, dest)
     state.held[e.sha256] = Held(e.sha256, e.size, str(e.relpath), e.item_id, e.asset, _iso(now))
@@ -142,7 +170,7 @@ def _execute(store: Store, state: State, cfg: NodeConfig, plan: policy.Plan,
         if store.held_bytes(state) + store.partial_bytes() + c.size - have > cap:
             report.failed.append(f"{e.relpath}: no room within budget + reserve")
             continue
-        failure = _fetch_one(store, state, e, allow, now)
+        failure = _fetch_one(store, state, e, entries, allow, now)
         if failure and allow.left <= 0:
             report.paused.append(failure)  # the partial waits for tomorrow's allowance
             break
