@@ -290,3 +290,26 @@ def test_bittorrent_through_aria2c_with_the_web_seed_when_no_http_copy_answers(
     assert (cfg.data / "ca_t_bt" / "ca_t_bt_v1-0-0" / data["file"]).read_bytes() == src.read_bytes()
     assert not (cfg.data / ".d4c-node" / "bt").exists()
     assert ("GET", f"/www/ca_t_bt/{data['file']}") in net.mirror.requests  # the web seed
+
+
+def test_a_broken_catalog_or_hostile_checkins_give_one_line_each(net: Net, capsys: pytest.CaptureFixture[str]) -> None:
+    from d4c.node import checkins
+
+    net.add("ca_t_ok", 1_000)
+    net.build({"ca_t_ok": Risk(0, True)})
+    shared = net.tmp / "checkins"
+    shared.mkdir()
+    (shared / "junk.json").write_text("{not json")
+    (shared / f"{'a' * 32}.json").write_text('{"node": "' + "b" * 32 + '", "at": "2026-12-01T00:00:00Z", "held": []}')
+    (shared / f"{'c' * 32}.json").write_text('{"node": "' + "c" * 32 + '", "at": "2026-12-01T00:00:00Z", '
+                                              '"held": [{"sha256": "../../x"}]}')
+    warn: list[str] = []
+    assert checkins.read(shared, warn) == [] and len(warn) == 3
+    cfg = node(net, checkins=shared)
+    assert main(["node", "--config", str(cfg.path), "sync"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: check-in") == 3 and "Traceback" not in err
+    net.catalog.write_bytes(b"PAR1 not really")
+    assert main(["node", "--config", str(cfg.path), "plan"]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {net.catalog} is not a readable d4c catalog" in err and "Traceback" not in err

@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from d4c.errors import D4CError
 from d4c.mirrors.inventory import read_catalog, versions_of
 
 SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
@@ -78,4 +79,9 @@ def entries(table: pa.Table, warn: list[str]) -> list[Entry]:
 
 
 def load(catalog: str, warn: list[str]) -> list[Entry]:
-    return entries(read_catalog(catalog), warn)
+    """The catalog's entries; a file that is not a readable catalog is one clear error."""
+    try:
+        return entries(read_catalog(catalog), warn)
+    except (pa.ArrowException, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise D4CError(f"{catalog} is not a readable d4c catalog ({type(exc).__name__})",
+                       hint="check the node config's `catalog` (a STAC GeoParquet file or URL)") from None
