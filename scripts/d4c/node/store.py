@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -76,8 +77,11 @@ class Store:
         except (ValueError, TypeError, AttributeError):
             raise D4CError(f"{path}: not a node state file",
                            hint="move it aside; the next sync re-verifies what the folder holds") from None
-        for h in state.held.values():
+        for sha, h in state.held.items():
             self.path_of(h.relpath)  # a state file that names a path outside is refused
+            if sha != h.sha256 or not isinstance(h.size, int) or not _when(h.verified_at):
+                raise D4CError(f"{path}: entry {sha[:16]} is malformed",
+                               hint="move the file aside; the next sync starts afresh")
         return state
 
     def save(self, state: State) -> None:
@@ -98,6 +102,13 @@ class Store:
                     folder.rmdir()  # only when empty
                 except OSError:
                     break
+
+
+def _when(text: object) -> bool:
+    try:
+        return isinstance(text, str) and datetime.fromisoformat(text).tzinfo is not None
+    except ValueError:
+        return False
 
 
 def sha256_of(path: Path) -> str:

@@ -105,7 +105,8 @@ def download(hrefs: tuple[str, ...], part: Path, size: int, sha256: str, allow: 
         if have > size:
             part.unlink()
             have = 0
-        headers = {"Range": f"bytes={have}-"} if 0 < have else {}
+        # identity: the bytes counted and hashed are the file's, never a decoded stream
+        headers = {"Accept-Encoding": "identity", **({"Range": f"bytes={have}-"} if have else {})}
         try:
             with sess.get(href, headers=headers, stream=True, allow_redirects=True) as resp:
                 start = _start(resp, have, size)
