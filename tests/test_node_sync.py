@@ -170,13 +170,25 @@ def _ids_ranked(sha: str, first: bool, own: str) -> list[str]:
     return out
 
 
-def _write_checkins(folder: Path, ids: list[str], shas: list[str]) -> None:
+def _bytes(net: Net, record: dict[str, Any]) -> dict[str, bytes]:
+    data = net.data(record)
+    return {data["sha256"]: (net.tmp / "www" / "www" / record["id"] / data["file"]).read_bytes()}
+
+
+def _write_checkins(folder: Path, ids: list[str], blobs: dict[str, bytes], lie: bool = False) -> None:
+    """Other nodes' check-ins claiming these files, answering the challenge from their bytes
+    (or, when they `lie`, from bytes they do not have)."""
     from d4c.node import checkins
     from d4c.node.store import Held, State
 
+    def read(sha: str, start: int, length: int) -> bytes:
+        return bytes(length) if lie else blobs[sha][start:start + length]
+
     for i in ids:
-        state = State({s: Held(s, 1, f"a/b/{s[:8]}", "x", "y", "2026-12-01T00:00:00Z") for s in shas})
-        checkins.write(checkins.document(i, "2026-12-01T06:00:00Z", 1, state), [folder])
+        state = State({s: Held(s, len(b), f"a/b/{s[:8]}", "x", "y", "2026-12-01T00:00:00Z")
+                       for s, b in blobs.items()})
+        doc = checkins.document(i, "2026-12-01T06:00:00Z", 1, state, f"nonce-{i}", read)
+        checkins.write(doc, [folder])
 
 
 @pytest.mark.parametrize("ranked_first", [False, True])
@@ -189,11 +201,38 @@ def test_evicts_above_the_maximum_only_when_ranked_last_among_holders(net: Net, 
     data = net.data(record)
     assert data["file"] in held_files(cfg)
     # four other nodes check in with it: 2 mirrors + 4 nodes = 6 elsewhere, above max 5
-    _write_checkins(shared, _ids_ranked(data["sha256"], ranked_first, cfg.node_id), [data["sha256"]])
+    _write_checkins(shared, _ids_ranked(data["sha256"], ranked_first, cfg.node_id), _bytes(net, record))
     report = sync.run(cfg, now=NOW + timedelta(hours=1))
     evicted = any(data["file"] in line and "above the maximum" in line for line in report.evicted)
     assert evicted is (not ranked_first)  # the holders ranked first keep the copies
     assert (data["file"] in held_files(cfg)) is ranked_first
+
+
+def test_nodes_that_claim_a_file_they_do_not_hold_fail_the_challenge_and_are_not_counted(net: Net) -> None:
+    record = net.add("ca_t_claimed", 5_000)
+    net.build({"ca_t_claimed": Risk(2, False)})
+    shared = net.tmp / "checkins"
+    cfg = node(net, checkins=shared)
+    sync.run(cfg, now=NOW)
+    data = net.data(record)
+    # four liars ranked before this node claim it: counted, they would make it evict
+    liars = _ids_ranked(data["sha256"], False, cfg.node_id)
+    _write_checkins(shared, liars, _bytes(net, record), lie=True)
+    report = sync.run(cfg, now=NOW + timedelta(hours=1))
+    assert data["file"] in held_files(cfg) and not report.evicted
+    assert sum("failed its challenge" in w for w in report.warnings) == 4
+    # this node's own check-in answers right: another holder can check it
+    from d4c.node import challenge, checkins
+
+    (mine,) = [c for c in checkins.read(shared, []) if c.node == cfg.node_id]
+    blobs = _bytes(net, record)
+    assert len(mine.answers) == 4  # data, torrent, manifest, bundle
+
+    def mirror(sha: str, start: int, n: int) -> bytes | None:
+        return blobs[sha][start:start + n] if sha in blobs else None
+
+    assert not challenge.wrong(mine.node, mine.date, mine.nonce, mine.answers, mine.sizes, mirror)
+    assert challenge.wrong("f" * 32, mine.date, mine.nonce, mine.answers, mine.sizes, mirror)
 
 
 def test_evicts_for_an_urgent_item_but_never_below_the_minimum_elsewhere(net: Net) -> None:
@@ -207,7 +246,7 @@ def test_evicts_for_an_urgent_item_but_never_below_the_minimum_elsewhere(net: Ne
     # one other node holds the spare (3 copies elsewhere, and that node ranks first); the
     # thin one has only its 2 mirrors elsewhere. Then a version loses every mirror.
     _write_checkins(shared, _ids_ranked(net.data(spare)["sha256"], False, cfg.node_id)[:1],
-                    [net.data(spare)["sha256"]])
+                    _bytes(net, spare))
     urgent = net.add("ca_t_urgent", 20_000)
     net.build({"ca_t_spare": Risk(2, False), "ca_t_thin": Risk(2, False), "ca_t_urgent": Risk(0, True)})
     report = sync.run(cfg, now=NOW + timedelta(hours=1))

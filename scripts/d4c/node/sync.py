@@ -8,6 +8,7 @@ deleted after the new one is verified when the reserve allows, else before it st
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from d4c.atomic import publish
 from d4c.errors import D4CError
-from d4c.node import checkins, inventory, policy
+from d4c.node import challenge, checkins, inventory, policy
 from d4c.node.config import NodeConfig
 from d4c.node.inventory import Entry
 from d4c.node.store import Held, State, Store, sha256_of
@@ -38,15 +39,33 @@ def _iso(now: datetime) -> str:
     return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _counts(cfg: NodeConfig, cis: list[checkins.Checkin], now: datetime
-            ) -> tuple[dict[str, float], dict[str, list[str]], set[str]]:
-    """Per sha256: other nodes' weighted copies and holders; the known live nodes."""
+def reader(store: Store, state: State) -> challenge.Reader:
+    """Pieces of the files this node holds (for its answers, and to check others')."""
+    def read(sha: str, start: int, length: int) -> bytes | None:
+        h = state.held.get(sha)
+        if h is None:
+            return None
+        with store.path_of(h.relpath).open("rb") as fh:
+            fh.seek(start)
+            return fh.read(length)
+    return read
+
+
+def _counts(cfg: NodeConfig, cis: list[checkins.Checkin], now: datetime, read: challenge.Reader,
+            warn: list[str]) -> tuple[dict[str, float], dict[str, list[str]], set[str]]:
+    """Per sha256: other nodes' weighted copies and holders; the known live nodes. A node
+    that answers wrong for a file this node holds is not counted at all."""
     others: dict[str, float] = {}
     holders: dict[str, list[str]] = {}
     nodes = {cfg.node_id}
     for ci in cis:
         weight = policy.checkin_weight((now - ci.at).total_seconds() / 86400)
         if ci.node == cfg.node_id or weight == 0:
+            continue
+        bad = challenge.wrong(ci.node, ci.date, ci.nonce, ci.answers, ci.sizes, read)
+        if bad:
+            warn.append(f"node {ci.node} failed its challenge for {len(bad)} files "
+                        f"(e.g. {bad[0][:16]}), not counted")
             continue
         nodes.add(ci.node)
         for sha in ci.held:
@@ -55,9 +74,9 @@ def _counts(cfg: NodeConfig, cis: list[checkins.Checkin], now: datetime
     return others, holders, nodes
 
 
-def candidates(cfg: NodeConfig, entries: list[Entry], state: State,
-               cis: list[checkins.Checkin], now: datetime) -> list[policy.Candidate]:
-    others, holders, nodes = _counts(cfg, cis, now)
+def candidates(cfg: NodeConfig, entries: list[Entry], state: State, cis: list[checkins.Checkin],
+               now: datetime, read: challenge.Reader, warn: list[str]) -> list[policy.Candidate]:
+    others, holders, nodes = _counts(cfg, cis, now, read, warn)
     today = now.date()
     out = []
     for e in entries:
@@ -221,7 +240,7 @@ def _run(cfg: NodeConfig, store: Store, dry: bool, max_fetch: int | None, now: d
     cis = checkins.read(Path(cfg.checkins) if cfg.checkins else None, warn)
     if not dry:
         verify_held(store, state, cfg, now, warn)
-    cands = candidates(cfg, found, state, cis, now)
+    cands = candidates(cfg, found, state, cis, now, reader(store, state), warn)
     today = now.date().isoformat()
     left = max(0, cfg.bandwidth_per_day - state.downloaded.get(today, 0))
     # The day's allowance is not a cap of the plan: a file larger than it is started today
@@ -241,7 +260,9 @@ def _run(cfg: NodeConfig, store: Store, dry: bool, max_fetch: int | None, now: d
         state.downloaded[today] = state.downloaded.get(today, 0) + allow.used
         report.downloaded = allow.used
         store.save(state)
-    doc = checkins.document(cfg.node_id, _iso(now), cfg.budget, state)
+    at = _iso(now)
+    nonce = hashlib.sha256(f"d4c-node-nonce:{cfg.key}:{at[:10]}".encode()).hexdigest()[:32]
+    doc = checkins.document(cfg.node_id, at, cfg.budget, state, nonce, reader(store, state))
     folders = [store.meta] + ([Path(cfg.checkins)] if cfg.checkins else [])
     report.checkin = checkins.write(doc, folders)
     return report
