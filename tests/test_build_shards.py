@@ -33,7 +33,7 @@ def build(ctx):
 '''
 
 
-def add_sharded(repo: Path, parts: int = 4, count: int = 3) -> Path:
+def add_sharded(repo: Path, parts: int = 4, count: int = 3, by: str = "source_file") -> Path:
     """The provinces demo split into `parts` CSV files kept in git, built in `count` shards."""
     folder = repo / "datasets" / DS
     shutil.copytree(repo / "datasets" / TEMPLATE, folder)
@@ -49,11 +49,13 @@ def add_sharded(repo: Path, parts: int = 4, count: int = 3) -> Path:
     text = (folder / "recipe.yaml").read_text(encoding="utf-8")
     head, _, rest = text.partition("sources:\n")
     _, _, tail = rest.partition("transform:\n")
-    tail = tail.replace("outputs:\n", f"shards:\n  by: source_file\n  max: {count}\nreduce:\n  method: concat\n"
+    key = "  key: pruid\n" if by == "row_range" else ""
+    tail = tail.replace("outputs:\n", f"shards:\n  by: {by}\n{key}  max: {count}\nreduce:\n  method: concat\n"
                         "outputs:\n  - name: table\n    format: parquet\n    sort_by: [pruid]\n")
     (folder / "recipe.yaml").write_text(head.replace(f"id: {TEMPLATE}", f"id: {DS}") + "sources:\n"
                                         + "".join(sources) + "transform:\n" + tail, encoding="utf-8")
-    (folder / "transform.py").write_text(TRANSFORM, encoding="utf-8")
+    rows = "    table = ctx.shard_rows(table)\n" if by == "row_range" else ""
+    (folder / "transform.py").write_text(TRANSFORM.replace("    points =", rows + "    points ="), encoding="utf-8")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
     subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
     subprocess.run([*git, "commit", "-q", "-m", "sharded"], cwd=repo, check=True)
@@ -113,27 +115,16 @@ def test_sharded_equals_unsharded_and_reduce_verifies(repo_copy: Path, monkeypat
 
 def test_check_rebuilds_a_seeded_subset(repo_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("D4C_REPO", str(repo_copy))
-    folder = add_sharded(repo_copy, parts=2, count=2)
+    folder = add_sharded(repo_copy, parts=1, count=2)  # one file, two shards: shard 1 holds none
     out = repo_copy / "checked"
     assert main(["build", DS, "--check", "--out", str(out)]) == 0
     result = json.loads((out.with_name("checked.check.json")).read_text())
-    seed, chosen = shards.check_subset(load(folder / "recipe.yaml"), 2)
-    assert result["reproducible"] and result["shards"] == {"count": 2, "seed": seed, "rebuilt": chosen}
-    assert len(chosen) == 1 and (out / "manifest.json").is_file()
-    assert sorted(p.name for p in shards.shards_dir(out).iterdir()) == ["1", "2"]
-
-
-def test_a_shard_without_files_builds_nothing(repo_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("D4C_REPO", str(repo_copy))
-    add_sharded(repo_copy, parts=1, count=2)  # one file, two shards: shard 1 holds none
-    one, two = repo_copy / "s1", repo_copy / "s2"
-    assert main(["build", DS, "--shard", "1/2", "--out", str(one)]) == 0
-    doc = json.loads((one / "shard.json").read_text())
-    assert doc["inputs"] == [] and doc["outputs"] == [] and doc["environment"] is None
-    assert sorted(p.name for p in one.iterdir()) == ["shard.json"]
-    assert main(["build", DS, "--shard", "2/2", "--out", str(two)]) == 0
-    assert main(["build", DS, "--reduce", str(one), str(two), "--out", str(repo_copy / "out")]) == 0
-    manifest = json.loads((repo_copy / "out" / "manifest.json").read_text())
+    seed, _ = shards.check_subset(load(folder / "recipe.yaml"), [2])  # only shards with files
+    assert result["reproducible"] and result["shards"] == {"count": 2, "seed": seed, "rebuilt": [2]}
+    empty = json.loads((shards.shards_dir(out) / "1" / "shard.json").read_text())
+    assert empty["inputs"] == [] and empty["outputs"] == [] and empty["environment"] is None
+    assert sorted(p.name for p in (shards.shards_dir(out) / "1").iterdir()) == ["shard.json"]
+    manifest = json.loads((out / "manifest.json").read_text())
     assert [s["index"] for s in manifest["shards"]] == [1, 2] and manifest["outputs"][0]["rows"] == 13
 
 
@@ -173,6 +164,8 @@ def test_archive_members_and_needed_sources(tmp_path: Path) -> None:
     assert [i.member for i in found] == sorted(["x.csv", "d/y.csv", "z.csv"],
                                                key=lambda m: hashlib.sha256((unpacked / m).read_bytes()).hexdigest())
     assert [len(p) for p in shards.assign(found, 2)] == [1, 2] and shards.needed_sources(rec, 1, 2) == {"zip"}
+    seed, chosen = shards.check_subset(rec, list(range(1, 41)))
+    assert (seed, chosen) == shards.check_subset(rec, list(range(1, 41))) and len(chosen) == 5
     rec = load(write_recipe(tmp_path, src, "  by: source_file\n  max: 2\n", fmt="csv"))
     with pytest.raises(D4CError, match="merges parquet and geoparquet outputs only"):
         shards.spec_of(rec)
@@ -193,3 +186,33 @@ def test_check_finds_a_shard_that_depends_on_the_machine(repo_copy: Path, monkey
     assert "not reproducible: shard 1/1 (build 3 of 3): " in capsys.readouterr().err
     result = json.loads(out.with_name("checked.check.json").read_text())
     assert not result["reproducible"] and result["shards"]["rebuilt"] == [1] and not out.exists()
+
+
+def test_row_range_shards_equal_the_whole_build(repo_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("D4C_REPO", str(repo_copy))
+    add_sharded(repo_copy, parts=2, count=2, by="row_range")  # every shard reads both files, keeps its rows
+    whole, sharded = repo_copy / "whole", repo_copy / "sharded"
+    assert main(["build", DS, "--whole", "--out", str(whole)]) == 0
+    assert main(["build", DS, "--out", str(sharded)]) == 0
+    assert artifacts(sharded) == artifacts(whole)
+    rows = [json.loads((shards.shards_dir(sharded) / i / "shard.json").read_text())["outputs"][0]["rows"]
+            for i in ("1", "2")]
+    assert rows == [6, 7]  # 13 rows cut at 13 // 2
+
+
+def test_reduce_refuses_row_ranges_out_of_key_order(tmp_path: Path) -> None:
+    import pyarrow as pa
+    from d4c.build import writers
+
+    rec = load(write_recipe(tmp_path, f"  - {{name: a, path: a.csv, sha256: '{'a' * 64}', size: 1}}\n",
+                            "  by: row_range\n  key: k\n  max: 2\n"))
+    built = []
+    for index, keys in ((1, [5, 9]), (2, [7, 12])):  # shard 2 starts below shard 1's largest key
+        folder = tmp_path / str(index)
+        folder.mkdir()
+        writers.write_parquet(folder / rec.artifact_name(rec.outputs[0]), pa.table({"k": keys}), ["k"])
+        built.append(({"shard": {"index": index}}, folder))
+    with pytest.raises(D4CError, match="shard 2's t starts at k = 7, below the previous shard's largest 9"):
+        shards._check_key_order(rec, built)
+    writers.write_parquet(built[1][1] / rec.artifact_name(rec.outputs[0]), pa.table({"k": [9, 12]}), ["k"])
+    shards._check_key_order(rec, built)  # a key shared at the cut is in order

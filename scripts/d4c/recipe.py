@@ -60,6 +60,7 @@ class ShardSpec:
     max: int
     sources: tuple[str, ...] | None = None  # the partitioned sources; None: every source
     reduce: str = "concat"
+    key: str | None = None  # `row_range`: the column whose sorted order is cut into ranges
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,8 @@ class Recipe:
             names = spec.get("sources")
             return ShardSpec(by=str(spec["by"]), max=int(spec["max"]),
                              sources=tuple(map(str, names)) if names else None,
-                             reduce=str((self.data.get("reduce") or {}).get("method", "concat")))
+                             reduce=str((self.data.get("reduce") or {}).get("method", "concat")),
+                             key=str(spec["key"]) if spec.get("key") is not None else None)
         except (KeyError, TypeError, ValueError) as exc:
             raise D4CError(f"{self.path}: `shards:` is incomplete ({exc})", hint="run `d4c validate`") from None
 

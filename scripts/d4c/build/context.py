@@ -39,6 +39,11 @@ class ShardView:
     index: int
     count: int
     files: tuple[tuple[str, Path], ...]
+    key: str | None = None  # `by: row_range`: the column whose sorted order is cut
+
+    def rows(self, n: int) -> tuple[int, int]:
+        """[start, stop) of this shard's rows among `n` rows in key order: contiguous, as even as can be."""
+        return (self.index - 1) * n // self.count, self.index * n // self.count
 
     @classmethod
     def from_spec(cls, spec: Any, sources: dict[str, str]) -> ShardView | None:
@@ -46,7 +51,7 @@ class ShardView:
             return None
         files = tuple((str(name), Path(sources[name]) / member if member else Path(sources[name]))
                       for name, member in spec["files"])
-        return cls(int(spec["index"]), int(spec["count"]), files)
+        return cls(int(spec["index"]), int(spec["count"]), files, spec.get("key"))
 
 
 @dataclass
@@ -66,6 +71,19 @@ class BuildContext:
         if self.shard is None:
             raise ContextError("the recipe declares no `shards:`; read sources with ctx.source(name)")
         return list(self.shard.files)
+
+    def shard_rows(self, data: Any) -> Any:
+        """`by: row_range`: this shard's rows of a DataFrame or Arrow table, taken after a stable
+        sort by the shard key (the whole build, shard 1 of 1, keeps every row, sorted)."""
+        if self.shard is None or not self.shard.key:
+            raise ContextError("the recipe declares no `shards: {by: row_range, key: ...}`")
+        key = self.shard.key
+        start, stop = self.shard.rows(len(data))
+        if hasattr(data, "sort_values"):  # pandas / geopandas; NaN and None last
+            return data.sort_values(key, kind="stable", na_position="last").iloc[start:stop]
+        import pyarrow.compute as pc
+
+        return data.take(pc.sort_indices(data, [(key, "ascending")], null_placement="at_end")).slice(start, stop - start)
 
     def source(self, name: str) -> Path:
         """The verified local path of a declared source."""

@@ -71,6 +71,9 @@ def spec_of(recipe: Recipe) -> Any:
     if odd:
         raise D4CError(f"{recipe.id}: `reduce: concat` merges parquet and geoparquet outputs only, not {odd}",
                        where=str(recipe.path), hint="drop `shards:` or write these outputs as (Geo)Parquet")
+    if spec.by == "row_range" and not spec.key:
+        raise D4CError(f"{recipe.id}: `shards: {{by: row_range}}` needs `key:`", where=str(recipe.path),
+                       hint="name the column whose sorted order is cut into ranges")
     names = {s.name for s in recipe.sources}
     unknown = sorted(set(spec.sources or ()) - names)
     if unknown:
@@ -89,7 +92,9 @@ def needed_sources(recipe: Recipe, index: int, count: int) -> set[str]:
     archive (its members are known only once unpacked) and its own plain files."""
     parts = partitioned(recipe)
     plain = [Item(s.sha256, s.name) for s in parts if not s.extract]
-    if any(s.extract for s in parts):
+    if spec_of(recipe).by == "row_range":  # every shard reads every file and keeps its rows
+        mine = {s.name for s in parts}
+    elif any(s.extract for s in parts):
         mine = {s.name for s in parts}  # the cut depends on the members: every partitioned file
     else:
         mine = {i.source for i in assign(plain, count)[index - 1]}
@@ -109,21 +114,24 @@ def items(recipe: Recipe, sources: dict[str, Path]) -> list[Item]:
     return sorted(found)
 
 
-def assign(found: list[Item], count: int) -> list[list[Item]]:
-    """Cut the sorted files into `count` contiguous runs, as even as whole files allow."""
+def assign(found: list[Item], count: int, by: str = "source_file") -> list[list[Item]]:
+    """Cut the sorted files into `count` contiguous runs, as even as whole files allow
+    (`row_range`: every shard gets every file, and its range of the rows)."""
     ordered = sorted(found)
     n = len(ordered)
+    if by == "row_range":
+        return [ordered] * count
     return [ordered[k * n // count:(k + 1) * n // count] for k in range(count)]
 
 
-def view(index: int, count: int, mine: list[Item]) -> dict[str, Any]:
-    """What the worker hands the transform as `ctx.shard`."""
-    return {"index": index, "count": count, "files": [[i.source, i.member] for i in mine]}
+def view(index: int, count: int, mine: list[Item], key: str | None = None) -> dict[str, Any]:
+    """What the worker hands the transform as `ctx.shard` (`key`: a `row_range` partition's)."""
+    return {"index": index, "count": count, "files": [[i.source, i.member] for i in mine], "key": key}
 
 
 def whole_view(recipe: Recipe, sources: dict[str, Path]) -> dict[str, Any] | None:
     """`ctx.shard` of an unsharded build: shard 1 of 1, every file (None without `shards:`)."""
-    return view(1, 1, items(recipe, sources)) if recipe.shards else None
+    return view(1, 1, items(recipe, sources), recipe.shards.key) if recipe.shards else None
 
 
 # -- one shard ---------------------------------------------------------------------------
@@ -150,7 +158,8 @@ def build_shard(recipe: Recipe, root: Path, out: Path, opts: pipeline.BuildOptio
     need = needed_sources(recipe, index, count)
     subset = replace(recipe, sources=tuple(s for s in recipe.sources if s.name in need))
     sources = pipeline.resolve_sources(subset, opts.sources, opts.source_copies)
-    mine = assign(items(recipe, sources), count)[index - 1]
+    spec = spec_of(recipe)
+    mine = assign(items(recipe, sources), count, spec.by)[index - 1]
     keep = {s.name for s in recipe.sources if s not in partitioned(recipe)} | {i.source for i in mine}
     sources = {n: p for n, p in sources.items() if n in keep}
     epoch = pipeline.source_date_epoch(root, recipe)
@@ -165,7 +174,7 @@ def build_shard(recipe: Recipe, root: Path, out: Path, opts: pipeline.BuildOptio
         if mine:  # a shard left without files runs nothing and reduces to nothing
             job = Job(recipe=recipe, repo_root=root, params=params, sources=sources, stage=stage, work=work,
                       source_date_epoch=epoch, sample=opts.sample, limits=lim.from_recipe(recipe.data),
-                      sandbox=opts.sandbox, variation=opts.variation, shard=view(index, count, mine))
+                      sandbox=opts.sandbox, variation=opts.variation, shard=view(index, count, mine, spec.key))
             log.info("building %s shard %d/%d (%d files) with the %s runner", recipe.id, index, count,
                      len(mine), opts.runner)
             run = get_runner(opts.runner).run(job)
@@ -196,7 +205,7 @@ def shard_manifest(recipe: Recipe, folder: Path, run: RunResult | None, index: i
         "shard_manifest_version": SHARD_MANIFEST_VERSION,
         "dataset": {"id": recipe.id, "version": recipe.version, "recipe_sha256": recipe.sha256,
                     "files": dict(sorted((run.files if run else {}).items()))},
-        "shard": {"index": index, "count": count, "by": spec.by, "reduce": spec.reduce},
+        "shard": {"index": index, "count": count, "by": spec.by, "key": spec.key, "reduce": spec.reduce},
         "inputs": [i.doc() for i in mine],
         "outputs": outs,
         "environment": env,
@@ -253,10 +262,11 @@ def check_set(recipe: Recipe, docs: list[dict[str, Any]]) -> None:
     if any(e != envs[0] for e in envs):
         raise D4CError(f"{recipe.id}: the shards ran in different environments (tool versions or runner)",
                        hint="build every shard in the same pinned environment")
-    found = [Item(i["sha256"], i["source"], i["member"]) for d in docs for i in d["inputs"]]
+    by = spec_of(recipe).by
+    found = sorted({Item(i["sha256"], i["source"], i["member"]) for d in docs for i in d["inputs"]})
     plain = {(s.sha256, s.name) for s in partitioned(recipe) if not s.extract}
     got = {(i.sha256, i.source) for i in found if i.member is None}
-    cut = assign(found, count)
+    cut = assign(found, count, by)
     if got != plain or any([Item(**i) for i in d["inputs"]] != cut[d["shard"]["index"] - 1] for d in docs):
         raise D4CError(f"{recipe.id}: the shards' inputs are not the partition of the sources",
                        hint="rebuild the shards with this recipe's `shards:` spec")
@@ -270,6 +280,31 @@ def _host_writers(env: dict[str, Any]) -> None:
         if want is not None and want != have:
             raise D4CError(f"the reduce runs {name} {have}, the shards ran {want}",
                            hint="run the reduce in the shards' environment (the same requirements.lock)")
+
+
+def _key_range(path: Path, key: str) -> tuple[Any, Any] | None:
+    """(min, max) of `key` in a Parquet file, from its row-group statistics (nulls left out)."""
+    pf = pq.ParquetFile(path)
+    column = pf.schema_arrow.get_field_index(key)
+    stats = [pf.metadata.row_group(g).column(column).statistics for g in range(pf.num_row_groups)]
+    known = [s for s in stats if s is not None and s.has_min_max]
+    return (min(s.min for s in known), max(s.max for s in known)) if known else None
+
+
+def _check_key_order(recipe: Recipe, built: list[tuple[dict[str, Any], Path]]) -> None:
+    """A `row_range` shard holds a run of the rows sorted by the key: in shard order, each
+    shard's smallest key is at least the previous shard's largest (checked on the outputs
+    whose `sort_by` starts with the key)."""
+    key = spec_of(recipe).key or ""
+    for o in (o for o in recipe.outputs if o.sort_by[:1] == (key,)):
+        last: Any = None
+        for doc, folder in built:
+            span = _key_range(folder / recipe.artifact_name(o), key)
+            if span is not None and last is not None and span[0] < last:
+                raise D4CError(f"{recipe.id}: shard {doc['shard']['index']}'s {o.name} starts at {key} = {span[0]!r}, below "
+                               f"the previous shard's largest {last!r}",
+                               hint="keep each shard's rows with ctx.shard_rows(table)")
+            last = span[1] if span is not None else last
 
 
 def _merge(output: Any, files: list[Path], dest: Path) -> None:
@@ -308,6 +343,8 @@ def reduce(recipe: Recipe, root: Path, folders: list[Path], out: Path,
         raise D4CError(f"{recipe.id}: no shard holds any file", hint="check `shards:` and the sources")
     env = built[0][0]["environment"]
     _host_writers(env)
+    if spec_of(recipe).by == "row_range":
+        _check_key_order(recipe, built)
     out = out.absolute()
     pipeline.check_out_dir(out, recipe.id)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -361,11 +398,12 @@ def build_local(recipe: Recipe, root: Path, out: Path, opts: pipeline.BuildOptio
 
 # -- --check -------------------------------------------------------------------------------
 
-def check_subset(recipe: Recipe, count: int) -> tuple[int, list[int]]:
-    """(seed, shards to rebuild): seeded by the recipe's bytes, so a rerun checks the same ones
-    and a new recipe others; about one in eight, at least one."""
+def check_subset(recipe: Recipe, candidates: list[int]) -> tuple[int, list[int]]:
+    """(seed, shards to rebuild) among `candidates` (the shards holding files): seeded by the
+    recipe's bytes, so a rerun checks the same ones and a new recipe others; about one in
+    eight, at least one."""
     seed = int(recipe.sha256[:16], 16)
-    return seed, sorted(random.Random(seed).sample(range(1, count + 1), max(1, -(-count // 8))))
+    return seed, sorted(random.Random(seed).sample(candidates, max(1, -(-len(candidates) // 8))))
 
 
 def check_local(recipe: Recipe, root: Path, out: Path, opts: pipeline.BuildOptions) -> dict[str, Any]:
@@ -379,7 +417,8 @@ def check_local(recipe: Recipe, root: Path, out: Path, opts: pipeline.BuildOptio
         shutil.rmtree(folder, ignore_errors=True)
     manifest = build_local(recipe, root, first, opts)
     count = spec_of(recipe).max
-    seed, chosen = check_subset(recipe, count)
+    held = [i for i in range(1, count + 1) if _read_json(shards_dir(first) / str(i) / SHARD_MANIFEST)["inputs"]]
+    seed, chosen = check_subset(recipe, held)
     log.info("--check: rebuilding shards %s of %d twice (seed %d), then the reduce", chosen, count, seed)
     diffs: list[tuple[str, list[str]]] = []
     for i in chosen:
