@@ -59,7 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _gb(n: float) -> str:
-    return f"{n / 1e9:,.2f} GB"
+    """Bytes for people: 1.2 GB, 340 kB, 12 B (powers of 1000)."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} B"
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -69,9 +73,11 @@ def _plan(args: argparse.Namespace) -> int:
     for line in report.warnings:
         print(f"warning: {line}", file=sys.stderr)
     for c, why in report.plan.evict:
-        print(f"evict  {c.sha256[:16]}  {_gb(c.size):>12}  {why}")
+        if why.startswith("room for "):
+            why = f"room for {report.paths.get(why.removeprefix('room for '), '?')}"
+        print(f"evict  {report.paths.get(c.sha256, c.sha256)}  {_gb(c.size)}  {why}")
     for c, why in report.plan.fetch:
-        print(f"fetch  {c.sha256[:16]}  {_gb(c.size):>12}  {why}")
+        print(f"fetch  {report.paths.get(c.sha256, c.sha256)}  {_gb(c.size)}  {why}")
     print(f"{len(report.plan.fetch)} to fetch ({_gb(report.plan.fetch_bytes)}), "
           f"{len(report.plan.evict)} to evict", file=sys.stderr)
     return 0

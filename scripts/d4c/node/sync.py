@@ -33,6 +33,7 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     downloaded: int = 0
     checkin: list[Path] = field(default_factory=list)
+    paths: dict[str, str] = field(default_factory=dict)  # sha256 -> where it is (or goes)
 
 
 def _iso(now: datetime) -> str:
@@ -249,7 +250,8 @@ def _run(cfg: NodeConfig, store: Store, dry: bool, max_fetch: int | None, now: d
     drops = _drops(cfg, entries, state)
     plan.evict[:0] = [(policy.Candidate(sha, state.held[sha].size, 0, held=True), why)
                       for sha, why in drops]
-    report = Report(plan, warnings=warn)
+    report = Report(plan, warnings=warn, paths={e.sha256: str(e.relpath) for e in found})
+    report.paths.update({sha: h.relpath for sha, h in state.held.items()})
     if dry:
         return report
     _clean_partials(store, {c.sha256 for c in cands if policy.wanted(c)})
