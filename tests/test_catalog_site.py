@@ -324,8 +324,12 @@ def test_pages_in_chromium(world: dict[str, Any], chromium: Chromium, tmp_path: 
             _check_link(link.split("#")[0], dois, world["gone"])
         boxes = chromium.js("document.querySelectorAll('path.leaflet-interactive').length")
         assert boxes == count, rel  # one box per footprint, and the land outline under them
-        assert chromium.js("document.querySelectorAll('#map path').length") == (
-            boxes + 1 if count else 0), rel
+        want = boxes + 1 if count else 0  # the land is drawn once its script ran: poll a while
+        deadline = time.monotonic() + 15
+        while chromium.js("document.querySelectorAll('#map path').length") != want \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert chromium.js("document.querySelectorAll('#map path').length") == want, rel
         if shot:
             png = chromium.screenshot()
             assert png.startswith(b"\x89PNG") and len(png) > 20_000
