@@ -111,6 +111,15 @@ def test_sharded_equals_unsharded_and_reduce_verifies(repo_copy: Path, monkeypat
     assert main(["build", DS, "--reduce", str(dirs[1]), "--out", str(repo_copy / "x")]) == 1
     err = capsys.readouterr().err
     assert "needs shards 1..2 once each, got [2]" in err and "Traceback" not in err
+    # A shard manifest must list exactly the recipe's artifacts: the reduce reads those names.
+    odd = repo_copy / "odd"
+    shutil.copytree(dirs[0], odd)
+    doc = json.loads((odd / "shard.json").read_text())
+    doc["outputs"] = doc["outputs"][:1]
+    (odd / "shard.json").chmod(0o644)
+    (odd / "shard.json").write_text(json.dumps(doc))
+    assert main(["build", DS, "--reduce", str(odd), str(dirs[1]), "--out", str(repo_copy / "x")]) == 1
+    assert "not this recipe's artifacts for its inputs" in capsys.readouterr().err
 
 
 def test_check_rebuilds_a_seeded_subset(repo_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -238,6 +238,10 @@ def verify_shard(recipe: Recipe, folder: Path) -> tuple[dict[str, Any], str]:
         if (ds["id"], ds["version"], ds["recipe_sha256"]) != (recipe.id, recipe.version, recipe.sha256):
             raise D4CError(f"{path}: built from {ds['id']} v{ds['version']} recipe {ds['recipe_sha256'][:12]}, "
                            f"not this recipe ({recipe.sha256[:12]})", hint="rebuild the shard from this recipe")
+        names = [o["file"] for o in doc["outputs"]]
+        if names != ([recipe.artifact_name(o) for o in recipe.outputs] if doc["inputs"] else []):
+            raise D4CError(f"{path}: lists the outputs {names}, not this recipe's artifacts for its inputs",
+                           hint="rebuild the shard from this recipe")
         for o in doc["outputs"]:
             f = folder / o["file"]
             if not f.is_file() or f.is_symlink() or sha256_file(f) != o["sha256"]:
