@@ -54,8 +54,8 @@ def add_sharded(repo: Path, parts: int = 4, count: int = 3, by: str = "source_fi
                         "outputs:\n  - name: table\n    format: parquet\n    sort_by: [pruid]\n")
     (folder / "recipe.yaml").write_text(head.replace(f"id: {TEMPLATE}", f"id: {DS}") + "sources:\n"
                                         + "".join(sources) + "transform:\n" + tail, encoding="utf-8")
-    rows = "    table = ctx.shard_rows(table)\n" if by == "row_range" else ""
-    (folder / "transform.py").write_text(TRANSFORM.replace("    points =", rows + "    points ="), encoding="utf-8")
+    cut = "    table = ctx.shard_rows(table)\n" if by == "row_range" else ""
+    (folder / "transform.py").write_text(TRANSFORM.replace("    points =", cut + "    points ="), encoding="utf-8")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
     subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
     subprocess.run([*git, "commit", "-q", "-m", "sharded"], cwd=repo, check=True)
