@@ -225,3 +225,17 @@ def test_reduce_refuses_row_ranges_out_of_key_order(tmp_path: Path) -> None:
         shards._check_key_order(rec, built)
     writers.write_parquet(built[1][1] / rec.artifact_name(rec.outputs[0]), pa.table({"k": [9, 12]}), ["k"])
     shards._check_key_order(rec, built)  # a key shared at the cut is in order
+
+
+def test_reduce_refuses_shards_whose_schemas_differ(tmp_path: Path) -> None:
+    import pyarrow as pa
+    from d4c.build import writers
+
+    rec = load(write_recipe(tmp_path, f"  - {{name: a, path: a.csv, sha256: '{'a' * 64}', size: 1}}\n",
+                            "  by: source_file\n  max: 2\n"))
+    one, two = tmp_path / "1.parquet", tmp_path / "2.parquet"
+    writers.write_parquet(one, pa.table({"k": [1], "v": ["x"]}), ["k"])
+    writers.write_parquet(two, pa.table({"k": [2], "v": pa.nulls(1)}), ["k"])  # a reader guessed "null"
+    with pytest.raises(D4CError, match="shard 2's t differs in schema from shard 1's \\(v: string vs null\\)"):
+        shards._merge(rec.outputs[0], [(1, one), (2, two)], tmp_path / "out.parquet")
+    assert not (tmp_path / "out.parquet").exists()

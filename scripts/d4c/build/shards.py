@@ -311,8 +311,23 @@ def _check_key_order(recipe: Recipe, built: list[tuple[dict[str, Any], Path]]) -
             last = span[1] if span is not None else last
 
 
-def _merge(output: Any, files: list[Path], dest: Path) -> None:
+def _same_schema(output: Any, files: list[tuple[int, Path]]) -> None:
+    """Every shard's file has the first one's columns and types (as the writer writes them)."""
+    first = writers.plain_schema(pq.read_schema(files[0][1]))
+    for index, f in files[1:]:
+        schema = writers.plain_schema(pq.read_schema(f))
+        if not schema.equals(first):
+            odd = [f"{a.name}: {a.type} vs {b.type}" for a, b in zip(first, schema) if a != b] or \
+                [f"columns {first.names} vs {schema.names}"]
+            raise D4CError(f"shard {index}'s {output.name} differs in schema from shard {files[0][0]}'s "
+                           f"({'; '.join(odd)[:300]})", hint="give every column an explicit type in the transform, "
+                           "so each shard writes the same schema")
+
+
+def _merge(output: Any, shard_files: list[tuple[int, Path]], dest: Path) -> None:
     """Every shard's rows through the pinned writer, a row group at a time (bounded memory)."""
+    _same_schema(output, shard_files)
+    files = [f for _, f in shard_files]
     def batches() -> Any:
         for f in files:
             yield from pq.ParquetFile(f).iter_batches(batch_size=writers.ROW_GROUP_ROWS, use_threads=False)
@@ -357,7 +372,7 @@ def reduce(recipe: Recipe, root: Path, folders: list[Path], out: Path,
         for o in recipe.outputs:
             name = recipe.artifact_name(o)
             log.info("reduce: %s from %d shards", name, len(built))
-            _merge(o, [f / name for _, f in built], stage / name)
+            _merge(o, [(d["shard"]["index"], f / name) for d, f in built], stage / name)
         outputs.accept(stage, [recipe.artifact_name(o) for o in recipe.outputs], where=recipe.folder.name)
         run = RunResult(runner=env["runner"], sandbox=env["sandbox"], network_isolation=env["network_isolation"],
                         python=env["python"], packages=env["packages"], image_id=env["image_id"],
