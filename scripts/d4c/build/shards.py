@@ -10,6 +10,7 @@ the bytes equal to one unsharded build's. docs/scale.md.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -217,22 +218,27 @@ def shard_manifest(recipe: Recipe, folder: Path, run: RunResult | None, index: i
 
 # -- the reduce ----------------------------------------------------------------------------
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path, hashed: list[str] | None = None) -> dict[str, Any]:
+    """The shard manifest at `path`; `hashed` gets the sha256 of the very bytes parsed."""
     try:
-        doc = json.loads(path.read_bytes())
+        raw = path.read_bytes()
+        doc = json.loads(raw)
     except (OSError, ValueError) as exc:
         raise D4CError(f"{path}: not a readable shard manifest ({exc})",
                        hint="pass the folders `d4c build ID --shard N/M --out DIR` wrote") from None
     if not isinstance(doc, dict) or doc.get("shard_manifest_version") != SHARD_MANIFEST_VERSION:
         raise D4CError(f"{path}: not a shard manifest (version {SHARD_MANIFEST_VERSION})",
                        hint="pass the folders `d4c build ID --shard N/M --out DIR` wrote")
+    if hashed is not None:
+        hashed.append(hashlib.sha256(raw).hexdigest())
     return doc
 
 
 def verify_shard(recipe: Recipe, folder: Path) -> tuple[dict[str, Any], str]:
     """A shard manifest of this recipe whose files hash as listed; returns (doc, its sha256)."""
     path = folder / SHARD_MANIFEST
-    doc = _read_json(path)
+    hashed: list[str] = []
+    doc = _read_json(path, hashed)
     try:
         ds, shard = doc["dataset"], doc["shard"]
         if (ds["id"], ds["version"], ds["recipe_sha256"]) != (recipe.id, recipe.version, recipe.sha256):
@@ -249,7 +255,7 @@ def verify_shard(recipe: Recipe, folder: Path) -> tuple[dict[str, Any], str]:
                                hint="rebuild that shard")
     except (KeyError, TypeError) as exc:
         raise D4CError(f"{path}: shard manifest lacks {exc}", hint="rebuild the shard") from None
-    return doc, sha256_file(path)
+    return doc, hashed[0]
 
 
 def check_set(recipe: Recipe, docs: list[dict[str, Any]]) -> None:
