@@ -5,14 +5,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from d4c.build import check, writers
+from d4c.build import check, sorting, writers
 
 
 def test_footer_metadata_difference_is_named(tmp_path: Path) -> None:
     t = pa.table({"k": [1, 2]})
     a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
-    writers._atomic_write_parquet(t, a, {"geo": '{"version":"1.1.0","when":"2026-11-26T10:00"}'})
-    writers._atomic_write_parquet(t, b, {"geo": '{"version":"1.1.0","when":"2026-11-26T11:00"}'})
+    sorting.atomic_write_parquet(t, a, {"geo": '{"version":"1.1.0","when":"2026-11-26T10:00"}'})
+    sorting.atomic_write_parquet(t, b, {"geo": '{"version":"1.1.0","when":"2026-11-26T11:00"}'})
     report = check.explain_parquet(a, b)
     assert report[0].startswith("footer metadata 'geo' differs at byte 39")
     assert report[-1] == "rows: identical values"

@@ -19,14 +19,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import shapely
-from d4c.build import logical, writers
+from d4c.build import logical, sorting, writers
 
 
 @pytest.fixture
 def external(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every stream goes through the external sort, in small row groups (several of them)."""
-    monkeypatch.setattr(writers, "IN_MEMORY_BYTES", 0)
-    monkeypatch.setattr(writers, "ROW_GROUP_ROWS", 97)
+    monkeypatch.setattr(sorting, "IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(sorting, "ROW_GROUP_ROWS", 97)
 
 
 def mixed(n: int = 1000, seed: int = 3) -> pa.Table:
@@ -57,11 +57,11 @@ def batches(table: pa.Table, size: int, seed: int = 0) -> list[pa.RecordBatch]:
 
 def test_streamed_parquet_has_the_whole_table_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     t = mixed()
-    monkeypatch.setattr(writers, "ROW_GROUP_ROWS", 97)
+    monkeypatch.setattr(sorting, "ROW_GROUP_ROWS", 97)
     whole, small, big, reader = (tmp_path / f"{n}.parquet" for n in ("whole", "small", "big", "reader"))
     assert writers.write_parquet(whole, t, ["k"]) == t.num_rows
     writers.write_parquet(small, batches(t, 113), ["k"])  # fits: sorted in memory
-    monkeypatch.setattr(writers, "IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(sorting, "IN_MEMORY_BYTES", 0)
     assert writers.write_parquet(big, iter(batches(t, 61, seed=1)), ["k"]) == t.num_rows  # external sort
     schema = batches(t, 61)[0].schema
     writers.write_parquet(reader, pa.RecordBatchReader.from_batches(schema, iter(batches(t, 200, seed=2))), ["k"])

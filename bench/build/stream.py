@@ -56,13 +56,13 @@ def peak_mib() -> float:
 
 
 def child(mode: str, rows: int, out: str) -> dict[str, float]:
-    from d4c.build import logical, writers
+    from d4c.build import logical, sorting, writers
 
     if mode in ("bare", "bare-d4c"):
         import pyarrow.parquet as pq
 
         table = pa.Table.from_batches(list(batches(rows)))
-        settings = {k: v for k, v in writers.PARQUET_SETTINGS.items()} if mode == "bare-d4c" else {}
+        settings = {k: v for k, v in sorting.PARQUET_SETTINGS.items()} if mode == "bare-d4c" else {}
         t = time.perf_counter()
         pq.write_table(table, out, **settings)
         return {"s": time.perf_counter() - t}

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from d4c.atomic import publish, temp_path
-from d4c.build.writers import sort_table
+from d4c.build.sorting import sort_table
 
 
 def gdal_config() -> dict[str, str]:

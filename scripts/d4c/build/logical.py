@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from d4c.build.writers import sort_keys, sort_table
+from d4c.build.sorting import sort_keys, sort_table
 
 PARQUET_FORMATS = {"parquet", "geoparquet"}
 
@@ -168,7 +168,7 @@ def _external_order(path: Path, schema: pa.Schema, keys: list[str]) -> Any:
 
     import duckdb
 
-    from d4c.build.writers import _q
+    from d4c.build.sorting import sql_name as _q
 
     order = ", ".join([*(f"{_q(k)} ASC NULLS LAST" for k in keys), "file_row_number ASC"])
     cols = ", ".join(_q(n) for n in schema.names)

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from d4c import canonical
 from d4c.atomic import atomic_write
-from d4c.build import check, outputs, pipeline, provenance, writers
+from d4c.build import check, outputs, pipeline, provenance, sorting, writers
 from d4c.build import limits as lim
 from d4c.build import manifest as mf
 from d4c.build.runners import Job, RunResult, get_runner
@@ -319,9 +319,9 @@ def _check_key_order(recipe: Recipe, built: list[tuple[dict[str, Any], Path]]) -
 
 def _same_schema(output: Any, files: list[tuple[int, Path]]) -> None:
     """Every shard's file has the first one's columns and types (as the writer writes them)."""
-    first = writers.plain_schema(pq.read_schema(files[0][1]))
+    first = sorting.plain_schema(pq.read_schema(files[0][1]))
     for index, f in files[1:]:
-        schema = writers.plain_schema(pq.read_schema(f))
+        schema = sorting.plain_schema(pq.read_schema(f))
         if not schema.equals(first):
             odd = [f"{a.name}: {a.type} vs {b.type}" for a, b in zip(first, schema) if a != b] or \
                 [f"columns {first.names} vs {schema.names}"]
@@ -336,7 +336,7 @@ def _merge(output: Any, shard_files: list[tuple[int, Path]], dest: Path) -> None
     files = [f for _, f in shard_files]
     def batches() -> Any:
         for f in files:
-            yield from pq.ParquetFile(f).iter_batches(batch_size=writers.ROW_GROUP_ROWS, use_threads=False)
+            yield from pq.ParquetFile(f).iter_batches(batch_size=sorting.ROW_GROUP_ROWS, use_threads=False)
 
     if output.format == "parquet":
         writers.write_parquet(dest, batches(), output.sort_by)
