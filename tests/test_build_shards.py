@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from d4c.build import shards
+from d4c.build import shard_reduce, shards
 from d4c.cli import main
 from d4c.errors import D4CError, UsageError
 from d4c.recipe import load
@@ -87,7 +87,7 @@ def test_sharded_equals_unsharded_and_reduce_verifies(repo_copy: Path, monkeypat
     assert main(["build", DS, "--jobs", "2", "--out", str(sharded)]) == 0  # 2 shards at once, then the reduce
     assert artifacts(sharded) == artifacts(whole) and len(artifacts(whole)) == 2
     manifest = json.loads((sharded / "manifest.json").read_text())
-    dirs = [shards.shards_dir(sharded) / str(i) for i in (1, 2)]
+    dirs = [shard_reduce.shards_dir(sharded) / str(i) for i in (1, 2)]
     assert manifest["shards"] == [{"index": i + 1, "sha256": hashlib.sha256((d / "shard.json").read_bytes())
                                    .hexdigest()} for i, d in enumerate(dirs)]
     assert [o["rows"] for o in manifest["outputs"]] == [13, 13]
@@ -128,11 +128,11 @@ def test_check_rebuilds_a_seeded_subset(repo_copy: Path, monkeypatch: pytest.Mon
     out = repo_copy / "checked"
     assert main(["build", DS, "--check", "--out", str(out)]) == 0
     result = json.loads((out.with_name("checked.check.json")).read_text())
-    seed, _ = shards.check_subset(load(folder / "recipe.yaml"), [2])  # only shards with files
+    seed, _ = shard_reduce.check_subset(load(folder / "recipe.yaml"), [2])  # only shards with files
     assert result["reproducible"] and result["shards"] == {"count": 2, "seed": seed, "rebuilt": [2]}
-    empty = json.loads((shards.shards_dir(out) / "1" / "shard.json").read_text())
+    empty = json.loads((shard_reduce.shards_dir(out) / "1" / "shard.json").read_text())
     assert empty["inputs"] == [] and empty["outputs"] == [] and empty["environment"] is None
-    assert sorted(p.name for p in (shards.shards_dir(out) / "1").iterdir()) == ["shard.json"]
+    assert sorted(p.name for p in (shard_reduce.shards_dir(out) / "1").iterdir()) == ["shard.json"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert [s["index"] for s in manifest["shards"]] == [1, 2] and manifest["outputs"][0]["rows"] == 13
 
@@ -173,8 +173,8 @@ def test_archive_members_and_needed_sources(tmp_path: Path) -> None:
     assert [i.member for i in found] == sorted(["x.csv", "d/y.csv", "z.csv"],
                                                key=lambda m: hashlib.sha256((unpacked / m).read_bytes()).hexdigest())
     assert [len(p) for p in shards.assign(found, 2)] == [1, 2] and shards.needed_sources(rec, 1, 2) == {"zip"}
-    seed, chosen = shards.check_subset(rec, list(range(1, 41)))
-    assert (seed, chosen) == shards.check_subset(rec, list(range(1, 41))) and len(chosen) == 5
+    seed, chosen = shard_reduce.check_subset(rec, list(range(1, 41)))
+    assert (seed, chosen) == shard_reduce.check_subset(rec, list(range(1, 41))) and len(chosen) == 5
     rec = load(write_recipe(tmp_path, src, "  by: source_file\n  max: 2\n", fmt="csv"))
     with pytest.raises(D4CError, match="merges parquet and geoparquet outputs only"):
         shards.spec_of(rec)
@@ -204,7 +204,7 @@ def test_row_range_shards_equal_the_whole_build(repo_copy: Path, monkeypatch: py
     assert main(["build", DS, "--whole", "--out", str(whole)]) == 0
     assert main(["build", DS, "--out", str(sharded)]) == 0
     assert artifacts(sharded) == artifacts(whole)
-    rows = [json.loads((shards.shards_dir(sharded) / i / "shard.json").read_text())["outputs"][0]["rows"]
+    rows = [json.loads((shard_reduce.shards_dir(sharded) / i / "shard.json").read_text())["outputs"][0]["rows"]
             for i in ("1", "2")]
     assert rows == [6, 7]  # 13 rows cut at 13 // 2
 
@@ -222,9 +222,9 @@ def test_reduce_refuses_row_ranges_out_of_key_order(tmp_path: Path) -> None:
         writers.write_parquet(folder / rec.artifact_name(rec.outputs[0]), pa.table({"k": keys}), ["k"])
         built.append(({"shard": {"index": index}}, folder))
     with pytest.raises(D4CError, match="shard 2's t starts at k = 7, below the previous shard's largest 9"):
-        shards._check_key_order(rec, built)
+        shard_reduce._check_key_order(rec, built)
     writers.write_parquet(built[1][1] / rec.artifact_name(rec.outputs[0]), pa.table({"k": [9, 12]}), ["k"])
-    shards._check_key_order(rec, built)  # a key shared at the cut is in order
+    shard_reduce._check_key_order(rec, built)  # a key shared at the cut is in order
 
 
 def test_reduce_refuses_shards_whose_schemas_differ(tmp_path: Path) -> None:
@@ -237,5 +237,5 @@ def test_reduce_refuses_shards_whose_schemas_differ(tmp_path: Path) -> None:
     writers.write_parquet(one, pa.table({"k": [1], "v": ["x"]}), ["k"])
     writers.write_parquet(two, pa.table({"k": [2], "v": pa.nulls(1)}), ["k"])  # a reader guessed "null"
     with pytest.raises(D4CError, match="shard 2's t differs in schema from shard 1's \\(v: string vs null\\)"):
-        shards._merge(rec.outputs[0], [(1, one), (2, two)], tmp_path / "out.parquet")
+        shard_reduce._merge(rec.outputs[0], [(1, one), (2, two)], tmp_path / "out.parquet")
     assert not (tmp_path / "out.parquet").exists()

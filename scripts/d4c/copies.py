@@ -26,7 +26,7 @@ class Copies:
     bundle_sha256: str | None = None
 
     def names(self) -> set[str]:
-        return set(self.bundle).union(*self.sources.values()) if self.sources else set(self.bundle)
+        return set(self.bundle).union(*self.sources.values())
 
     def only(self, mirror: str | None) -> Copies:
         """Just one mirror's copies; a name no copy is on is one clear line."""

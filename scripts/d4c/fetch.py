@@ -210,10 +210,9 @@ class _Fetcher:
         return digest.hexdigest()
 
     def _get(self, place: str, src: Source, part: Path) -> str:
-        parsed = urlparse(place)
-        if parsed.scheme in ("http", "https"):
+        local = local_path(place)
+        if local is None:
             return self._download(place, src, part)
-        local = Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(place)
         if not local.is_file():
             raise _Failed("not present")
         part.unlink(missing_ok=True)

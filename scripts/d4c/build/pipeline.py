@@ -134,11 +134,11 @@ def build(recipe: Recipe, root: Path, out: Path, opts: BuildOptions) -> dict[str
     if not recipe.outputs:
         raise D4CError(f"{recipe.path}: the recipe declares no outputs", hint="add `outputs:`")
     if recipe.shards is not None:
-        from d4c.build import shards  # it builds on this module
+        from d4c.build import shard_reduce, shards  # they build on this module
 
         shards.spec_of(recipe)
         if not opts.whole:
-            return shards.build_local(recipe, root, out, opts, opts.jobs)
+            return shard_reduce.build_local(recipe, root, out, opts, opts.jobs)
     code = opts.code if opts.code is not None else mf.code_state(root, recipe)
     sources = resolve_sources(recipe, opts.sources, opts.source_copies)
     epoch = source_date_epoch(root, recipe)

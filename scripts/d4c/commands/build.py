@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from d4c import paths, recipe
-from d4c.build import BuildOptions, build, build_twice, shards
+from d4c.build import BuildOptions, build, build_twice, shard_reduce, shards
 from d4c.build.check import check_result_path
 from d4c.build.runners import RUNNERS
 from d4c.errors import UsageError
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.shard or args.reduce:
         return _shard_or_reduce(args, rec, root, Path(out), opts)
     sharded = rec.shards is not None and not args.whole
-    check = shards.check_local if sharded else build_twice
+    check = shard_reduce.check_local if sharded else build_twice
     manifest = (check if args.check else build)(rec, root, Path(out), opts)
     for o in manifest["outputs"]:
         rows = "" if o["rows"] is None else f"  {o['rows']} rows"
@@ -65,13 +65,13 @@ def _shard_or_reduce(args: argparse.Namespace, rec: recipe.Recipe, root: Path, o
     if args.shard:
         index, count = shards.parse_shard(args.shard)
         if args.out is None:
-            out = shards.shards_dir(out) / str(index)
+            out = shard_reduce.shards_dir(out) / str(index)
         if rec.shards is not None and count != rec.shards.max:
             raise UsageError(f"--shard {args.shard}: {rec.id} declares {rec.shards.max} shards (`shards.max`)")
         doc = shards.build_shard(rec, root, out, opts, index, count)
         print(f"built {rec.id} v{rec.version} shard {index}/{count} ({len(doc['inputs'])} files) into {out}")
         return 0
-    manifest = shards.reduce(rec, root, list(args.reduce), out, opts)
+    manifest = shard_reduce.reduce(rec, root, list(args.reduce), out, opts)
     for o in manifest["outputs"]:
         print(f"{o['file']}  sha256:{o['sha256']}  {o['size']} bytes  {o['rows']} rows")
     print(f"reduced {len(args.reduce)} shards of {rec.id} v{rec.version} into {out}")

@@ -38,12 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override the runner recorded in the manifest")
 
 
-def expected_manifest(path: Path) -> dict[str, Any]:
-    """The manifest held in a manifest file or a release record (d4c.model checks both)."""
-    doc = model.load_either(path)
-    return (doc.manifest if isinstance(doc, model.ReleaseRecord) else doc).doc
-
-
 def rebuild(root: Path, expected: model.Manifest, args: argparse.Namespace,
             found: cp.Copies) -> dict[str, Any]:
     path = (root / expected.recipe_path).resolve()
