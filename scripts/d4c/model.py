@@ -22,9 +22,10 @@ from d4c import schemas
 from d4c.errors import D4CError
 
 # The recipe's descriptive fields a record snapshots as `metadata`, so the catalog never
-# needs the recipe; the rest of a recipe is build detail.
+# needs the recipe; the rest of a recipe is build detail. `retention` (a keep-until or
+# takedown date) rides along so the catalog and the at-risk signal see it.
 DESCRIPTIVE = ("title", "description", "license", "creators", "providers", "keywords",
-               "temporal", "spatial")
+               "temporal", "spatial", "retention")
 
 
 @dataclass(frozen=True)
