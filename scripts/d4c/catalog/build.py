@@ -1,7 +1,8 @@
-"""Regenerate the whole catalog from release records (`d4c catalog build`)."""
+"""Regenerate the whole catalog from release records (`d4c catalog build`), streaming."""
 from __future__ import annotations
 
 import gc
+import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -9,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from d4c.catalog.collections import Collection, collection_for
-from d4c.catalog.items import Item, items_from_records
+from d4c.catalog.items import items_from_records
 from d4c.catalog.records import Record, descriptive_metadata
+from d4c.catalog.spill import Spill
 from d4c.catalog.tree import write_dataset, write_root
-from d4c.catalog.writer import concat_parts, items_to_table, write_parquet
+from d4c.catalog.writer import catalog_writer, conform, items_to_table, schema_from_keys
+from d4c.errors import D4CError
 
 Metadata = Callable[[Record], dict[str, Any]]
-BATCH = 4096  # items converted to Arrow at a time
 
 
 @contextmanager
@@ -51,32 +53,49 @@ def build_catalog(
     metadata: Metadata | None = None,
     collections_dir: Path | None = None,
 ) -> tuple[int, dict[str, Collection]]:
-    """Write `out` (and the static JSON tree when asked); same records, same bytes.
-
-    Datasets are mapped one at a time and converted to Arrow a few thousand items at a
-    time: items live only until they are Arrow rows, which keeps memory flat and the
-    many small objects cache-warm. Returns (versions, collections).
-    """
-    meta = metadata or metadata_from(None)
+    """Write `out` from records in any order (held in memory: tests, small catalogs; the
+    CLI streams `build_from_datasets`). Same records, same bytes."""
     grouped: dict[str, list[Record]] = defaultdict(list)
     for record in records:
         grouped[record["id"]].append(record)
-    parts, collections = [], {}
-    pending: list[Item] = []
-    with paused_gc():
-        for cid in sorted(grouped):
-            items = items_from_records(grouped[cid], meta)
-            collections[cid] = collection_for(items)
-            if collections_dir is not None:
-                write_dataset(items, collections[cid], collections_dir)
-            pending += items
-            if len(pending) >= BATCH:  # a few thousand rows per conversion: small overhead
-                parts.append(items_to_table(pending))
-                pending = []
-        if pending or not parts:
-            parts.append(items_to_table(pending))
-        table = concat_parts(parts)
-    write_parquet(table, collections, out)
+    return build_from_datasets((grouped[cid] for cid in sorted(grouped)), out,
+                               metadata=metadata, collections_dir=collections_dir)
+
+
+def build_from_datasets(
+    datasets: Iterable[list[Record]],
+    out: Path,
+    *,
+    metadata: Metadata | None = None,
+    collections_dir: Path | None = None,
+) -> tuple[int, dict[str, Collection]]:
+    """Write `out` (and the static JSON tree when asked) from each dataset's records, the
+    datasets in id order (`records.iter_datasets`); returns (versions, collections).
+
+    Two passes, each one dataset at a time: records -> items -> an Arrow table parked in
+    a spill file (d4c.catalog.spill), then, once the schema (the union of every dataset's
+    key sets) is known, spill -> Parquet. Memory is bounded by the largest dataset.
+    """
+    meta = metadata or metadata_from(None)
+    collections: dict[str, Collection] = {}
+    with tempfile.TemporaryDirectory(prefix="d4c-catalog-") as tmp:
+        spill = Spill(Path(tmp))
+        with paused_gc():
+            for records in datasets:
+                items = items_from_records(records, meta)
+                cid = items[0]["collection"]
+                if collections and cid <= next(reversed(collections)):
+                    raise D4CError(f"dataset {cid} comes out of order",
+                                   hint="pass each dataset once, in id order")
+                collections[cid] = collection_for(items)
+                if collections_dir is not None:
+                    write_dataset(items, collections[cid], collections_dir)
+                spill.add(items_to_table(items))
+        schema = schema_from_keys(spill.keys)
+        with catalog_writer(out, schema) as writer:
+            for table in spill.tables():
+                writer.add(conform(table, schema))
+            writer.collections = collections
     if collections_dir is not None:
         write_root(collections, collections_dir)
-    return table.num_rows, collections
+    return spill.rows, collections

@@ -111,11 +111,9 @@ def open_remote(url: str, s3_client: Any = None) -> RangeFile:
     raise D4CError(f"unsupported catalog URL {url}", hint="use a path, https:// or s3://")
 
 
-def read_remote(source: Any, dataset: str | None) -> pa.Table:
-    """Read the row groups that can hold `dataset` (all when None) from a file object."""
-    pf = pq.ParquetFile(source)
-    if dataset is None:
-        return pf.read()
+def groups_for(pf: pq.ParquetFile, dataset: str) -> list[int]:
+    """The row groups whose `collection` min/max can hold `dataset` (one, unless the
+    dataset has more versions than a row group holds)."""
     leaves = pf.metadata.schema  # Parquet leaf columns: nested fields flatten, so search by path
     col = next(i for i in range(len(leaves)) if leaves.column(i).path == "collection")
     groups = []
@@ -123,6 +121,15 @@ def read_remote(source: Any, dataset: str | None) -> pa.Table:
         stats = pf.metadata.row_group(g).column(col).statistics
         if stats is None or not stats.has_min_max or stats.min <= dataset <= stats.max:
             groups.append(g)
+    return groups
+
+
+def read_remote(source: Any, dataset: str | None) -> pa.Table:
+    """Read the row groups that can hold `dataset` (all when None) from a file object."""
+    pf = pq.ParquetFile(source)
+    if dataset is None:
+        return pf.read()
+    groups = groups_for(pf, dataset)
     return pf.read_row_groups(groups) if groups else pf.schema_arrow.empty_table()
 
 

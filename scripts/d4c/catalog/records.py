@@ -7,7 +7,9 @@ recipe at the commit the manifest names (`git show`), else from the recipe file.
 """
 from __future__ import annotations
 
+import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,21 +43,40 @@ def check_record(record: Any, where: str) -> Record:
     return record
 
 
-def load_records(releases: Path) -> list[Record]:
-    """Every record under `releases/`, in path order (the catalog sorts them itself)."""
+def iter_datasets(releases: Path) -> Iterator[list[Record]]:
+    """Each dataset's records (releases/<id>/*.json), one dataset at a time, in the
+    catalog's order (dataset ids sorted as strings): memory holds one dataset's records.
+
+    Folders are listed with `os.scandir` and sorted by name, not by path: `ca_x-a/`
+    sorts before `ca_x/` as a path but after `ca_x` as an id.
+    """
     if not releases.is_dir():
         raise D4CError(f"no releases folder at {releases}", hint="pass --releases DIR")
-    records = []
-    for path in sorted(releases.glob("*/*.json")):
-        record = check_record(model.read_json(path, "release record"), str(path))
-        if path.parent.name != record["id"] or path.stem != record["version"]:
-            raise D4CError(
-                f"record says {record['id']} {record['version']} but sits at {path}",
-                where=str(path),
-                hint="records live at releases/<id>/<version>.json",
-            )
-        records.append(record)
-    return records
+    with os.scandir(releases) as entries:
+        folders = sorted(e.name for e in entries if e.is_dir())
+    for name in folders:
+        with os.scandir(releases / name) as entries:
+            files = sorted(e.name for e in entries if e.name.endswith(".json") and e.is_file())
+        group = [_read_record(releases / name / f) for f in files]
+        if group:
+            yield group
+
+
+def _read_record(path: Path) -> Record:
+    record = check_record(model.read_json(path, "release record"), str(path))
+    if path.parent.name != record["id"] or path.stem != record["version"]:
+        raise D4CError(
+            f"record says {record['id']} {record['version']} but sits at {path}",
+            where=str(path),
+            hint="records live at releases/<id>/<version>.json",
+        )
+    return record
+
+
+def load_records(releases: Path) -> list[Record]:
+    """Every record under `releases/`, in dataset order (small catalogs, tests; the CLI
+    streams `iter_datasets`)."""
+    return [record for group in iter_datasets(releases) for record in group]
 
 
 def _recipe_text(record: Record, root: Path) -> str | None:

@@ -9,11 +9,13 @@ the same bytes. Layout follows stac-geoparquet 1.0: properties at the top level,
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from stac_geoparquet.arrow import DEFAULT_PARQUET_SCHEMA_VERSION, stac_table_to_items
 from stac_geoparquet.arrow._crs import WGS84_CRS_JSON  # the CRS stac-geoparquet itself tags
@@ -24,12 +26,17 @@ from d4c.catalog.assets import RETAIN
 from d4c.catalog.items import Item
 from d4c.errors import D4CError
 
-ROW_GROUP_SIZE = 2048  # ~50 row groups for 100k versions: min/max on `collection` prunes
-# Min/max statistics only where a query can prune on them: statistics of every nested
-# asset field (long URLs, citations) would make the footer, read by every query, the
-# bulk of the file.
-STATISTICS = ["collection", "id", "version", "deprecated", "datetime", "start_datetime",
-              "end_datetime", "created", "bbox.xmin", "bbox.ymin", "bbox.xmax", "bbox.ymax"]
+# Row groups hold whole datasets (a point query reads one), up to this many rows; a
+# dataset with more versions gets groups of its own. The footer, which every query reads,
+# grows with row groups x leaf columns: larger groups keep it small at a million versions.
+ROW_GROUP_SIZE = 16384
+# Min/max statistics only where a query can prune on them: on the sort key, the version
+# and the time and space extents. Statistics of every nested asset field (long URLs,
+# citations) would make the footer the bulk of the file. No bloom filter or page index on
+# `collection`: the rows are sorted by it and groups hold whole datasets, so the groups'
+# min/max already name the one group a dataset is in.
+STATISTICS = ["collection", "version", "datetime", "start_datetime", "end_datetime",
+              "bbox.xmin", "bbox.ymin", "bbox.xmax", "bbox.ymax"]
 PARQUET_OPTIONS: dict[str, Any] = {
     "compression": "zstd", "compression_level": 6, "version": "2.6",
     "data_page_version": "1.0", "write_statistics": STATISTICS, "use_dictionary": True,
@@ -172,30 +179,77 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
          for f in schema], schema=schema)
 
 
-def concat_parts(parts: list[pa.Table]) -> pa.Table:
-    """Per-dataset tables (each with its own key sets) -> one table, canonical schema."""
-    keys: Keys = (set(), set(), set())
-    for part in parts:
-        for acc, more in zip(keys, keys_of_schema(part.schema)):
-            acc |= more
-    schema = schema_from_keys(keys)
-    merged = pa.concat_tables(parts, promote_options="permissive")  # unions struct fields
-    return conform(merged.select([n for n in schema.names if n in merged.column_names]), schema)
+def widen(schema: pa.Schema, more: Keys) -> pa.Schema:
+    """The schema for the union of a schema's key sets and some more."""
+    return schema_from_keys(tuple(a | b for a, b in zip(keys_of_schema(schema), more)))  # type: ignore[arg-type]
+
+
+def dataset_slices(table: pa.Table) -> Iterator[pa.Table]:
+    """A table sorted by collection -> one zero-copy slice per dataset."""
+    if table.num_rows == 0:
+        return
+    ends = pc.run_end_encode(table["collection"].combine_chunks()).run_ends.to_pylist()
+    start = 0
+    for end in ends:
+        yield table.slice(start, end - start)
+        start = end
+
+
+class CatalogWriter:
+    """Streams datasets' rows (catalog order, the file's schema) into row groups of
+    whole datasets: groups are cut only between datasets, at ROW_GROUP_SIZE rows, so
+    the layout depends on the datasets' sizes alone, however the rows arrive."""
+
+    def __init__(self, writer: pq.ParquetWriter) -> None:
+        self._writer = writer
+        self._pending: list[pa.Table] = []
+        self._rows = 0
+        self.collections: dict[str, Any] = {}  # what the footer carries; set before closing
+
+    def add(self, rows: pa.Table) -> None:
+        if self._rows and self._rows + rows.num_rows > ROW_GROUP_SIZE:
+            self.flush()
+        self._pending.append(rows)
+        self._rows += rows.num_rows
+        if self._rows >= ROW_GROUP_SIZE:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        # Contiguous arrays: the pages then do not depend on how the input was chunked.
+        group = pa.concat_tables(self._pending).combine_chunks()
+        self._pending, self._rows = [], 0
+        for start in range(0, group.num_rows, ROW_GROUP_SIZE):  # a giant dataset: several
+            self._writer.write_table(group.slice(start, ROW_GROUP_SIZE),
+                                     row_group_size=ROW_GROUP_SIZE)
+
+
+@contextmanager
+def catalog_writer(dest: Path, schema: pa.Schema) -> Iterator[CatalogWriter]:
+    """Write a catalog atomically (temp file + rename): readers never see half of one.
+    The caller sets `.collections` before leaving the block; the footer carries them.
+
+    Our own writer rather than `stac_geoparquet.arrow.to_parquet`, which cannot add footer
+    metadata without ARROW:schema; the metadata itself is stac-geoparquet's.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dest) as tmp, pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS) as pw:
+        out = CatalogWriter(pw)
+        yield out
+        out.flush()
+        pw.add_key_value_metadata(create_parquet_metadata(
+            schema, schema_version=DEFAULT_PARQUET_SCHEMA_VERSION,
+            collections=dict(out.collections)))
 
 
 def write_parquet(table: pa.Table, collections: Mapping[str, Any], dest: Path) -> None:
-    """Write atomically (temp file + rename): readers never see a half-written catalog.
-
-    Our own writer loop rather than `stac_geoparquet.arrow.to_parquet`, which cannot add
-    footer metadata without ARROW:schema; the metadata itself is stac-geoparquet's.
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    meta = create_parquet_metadata(table.schema, schema_version=DEFAULT_PARQUET_SCHEMA_VERSION,
-                                   collections=dict(collections))
-    with atomic_path(dest) as tmp, pq.ParquetWriter(tmp, table.schema, **PARQUET_OPTIONS) as writer:
-        # Row groups of exactly ROW_GROUP_SIZE rows, however the table is chunked.
-        writer.write_table(table, row_group_size=ROW_GROUP_SIZE)
-        writer.add_key_value_metadata(meta)
+    """A whole table (sorted by collection) -> the catalog file: the layout a streamed
+    build of the same items writes, byte for byte."""
+    with catalog_writer(dest, table.schema) as out:
+        for rows in dataset_slices(table):
+            out.add(rows)
+        out.collections = dict(collections)
 
 
 def _strip_nulls(value: Any) -> Any:

@@ -40,17 +40,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
+    import itertools
+
     from d4c import paths
-    from d4c.catalog import build_catalog, load_records, metadata_from
+    from d4c.catalog.build import build_from_datasets, metadata_from
+    from d4c.catalog.records import iter_datasets
 
     releases = args.releases or paths.releases_dir()
-    records = load_records(releases)
-    if not records:
+    datasets = iter_datasets(releases)  # streamed: one dataset's records in memory at a time
+    first = next(datasets, None)
+    if first is None:
         raise D4CError(f"no release records under {releases}", hint="pass --releases DIR")
-    print(f"building the catalog from {len(records)} release records in {releases}",
-          file=sys.stderr)
-    count, colls = build_catalog(records, args.out, metadata=metadata_from(releases.resolve().parent),
-                                 collections_dir=args.collections_dir)
+    print(f"building the catalog from the release records in {releases}", file=sys.stderr)
+    count, colls = build_from_datasets(itertools.chain([first], datasets), args.out,
+                                       metadata=metadata_from(releases.resolve().parent),
+                                       collections_dir=args.collections_dir)
     print(f"wrote {count} versions of {len(colls)} datasets to {args.out}", file=sys.stderr)
     return 0
 
