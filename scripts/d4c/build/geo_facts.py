@@ -1,7 +1,7 @@
 """Manifest facts of FlatGeobuf, PMTiles and COG artifacts, read back as their users read them.
 
-- FlatGeobuf (pyogrio/GDAL): the same facts as GeoParquet; the geometry column is the
-  ISO WKB GDAL returns, named `geometry`, so the logical hash covers it.
+- FlatGeobuf and GeoPackage (pyogrio/GDAL): the same facts as GeoParquet; the geometry
+  column is the ISO WKB GDAL returns, named `geometry`, so the logical hash covers it.
 - COG (rasterio/GDAL): each band is a column (`band_<n>`, its data type, its nodata pixels
   as `nulls`); `raster` holds the grid; the logical hash covers the grid and every pixel,
   read one strip of blocks at a time.
@@ -150,4 +150,4 @@ def pmtiles_facts(path: Path) -> dict[str, Any]:
     }
 
 
-DESCRIBE = {"flatgeobuf": flatgeobuf_facts, "cog": cog_facts, "pmtiles": pmtiles_facts}
+DESCRIBE = {"flatgeobuf": flatgeobuf_facts, "gpkg": flatgeobuf_facts, "cog": cog_facts, "pmtiles": pmtiles_facts}

@@ -1,4 +1,4 @@
-"""Deterministic writers for FlatGeobuf, PMTiles and Cloud-Optimized GeoTIFF.
+"""Deterministic writers for FlatGeobuf, GeoPackage, PMTiles and Cloud-Optimized GeoTIFF.
 
 Each writer fixes every setting that could default differently (listed in the
 constants below; changing one changes every artifact's bytes) and passes GDAL's
@@ -29,6 +29,10 @@ def gdal_config() -> dict[str, str]:
 # FlatGeobuf layer options. The packed Hilbert R-tree orders the features spatially; the
 # rows reach GDAL sorted by the declared keys, so that order (and the bytes) is fixed.
 FLATGEOBUF_OPTIONS = {"SPATIAL_INDEX": "YES"}
+# GeoPackage layer options: an R-tree index, rows in the declared order (FIDs 1..n follow it).
+# `gpkg_contents.last_change` is OGR_CURRENT_DATE (gdal_config), the only clock GDAL writes;
+# the file does not hold its own name, so the same rows give the same bytes anywhere.
+GPKG_OPTIONS = {"SPATIAL_INDEX": "YES"}
 # tippecanoe runs in an empty folder with relative file names and argv[0] "tippecanoe", so
 # the command line it embeds in the metadata (`generator_options`) is the same everywhere.
 TIPPECANOE_ARGS = ("--force", "--quiet", "--no-progress-indicator", "--drop-densest-as-needed",
@@ -57,22 +61,31 @@ def _sorted_frame(gdf: Any, sort_by: tuple[str, ...] | list[str]) -> Any:
     return frame.iloc[order].reset_index(drop=True)
 
 
-def write_flatgeobuf(path: Path, gdf: Any, sort_by: tuple[str, ...] | list[str] = (),
-                     layer: str | None = None) -> None:
-    """FlatGeobuf with a spatial index, from rows sorted by `sort_by`."""
+def _write_ogr(path: Path, gdf: Any, sort_by: tuple[str, ...] | list[str], layer: str | None,
+               driver: str, suffix: str, options: dict[str, str]) -> None:
     import pyogrio
 
     frame = _sorted_frame(gdf, sort_by)
-    # GDAL needs the .fgb name (else it makes a folder of layers): write in a private folder
-    # beside the output, so the final rename stays on one file system.
-    with tempfile.TemporaryDirectory(prefix=".d4c-fgb-", dir=path.parent) as work:
-        written = Path(work) / "out.fgb"
+    # GDAL picks the format's layout by the file name (a .fgb, not a folder of layers): write in
+    # a private folder beside the output, so the final rename stays on one file system.
+    with tempfile.TemporaryDirectory(prefix=".d4c-ogr-", dir=path.parent) as work:
+        written = Path(work) / f"out.{suffix}"
         pyogrio.set_gdal_config_options(gdal_config())
-        pyogrio.write_dataframe(frame, written, driver="FlatGeobuf", layer=layer or path.stem,
-                                layer_options=FLATGEOBUF_OPTIONS)
+        pyogrio.write_dataframe(frame, written, driver=driver, layer=layer or path.stem, layer_options=options)
         tmp = temp_path(path)
         os.replace(written, tmp)
     publish(tmp, path, durable=False)  # a build folder, published whole by the pipeline
+
+
+def write_flatgeobuf(path: Path, gdf: Any, sort_by: tuple[str, ...] | list[str] = (),
+                     layer: str | None = None) -> None:
+    """FlatGeobuf with a spatial index, from rows sorted by `sort_by`."""
+    _write_ogr(path, gdf, sort_by, layer, "FlatGeobuf", "fgb", FLATGEOBUF_OPTIONS)
+
+
+def write_gpkg(path: Path, gdf: Any, sort_by: tuple[str, ...] | list[str] = (), layer: str | None = None) -> None:
+    """A GeoPackage of one layer with an R-tree index, from rows sorted by `sort_by`."""
+    _write_ogr(path, gdf, sort_by, layer, "GPKG", "gpkg", GPKG_OPTIONS)
 
 
 def tippecanoe_binary() -> str:

@@ -63,7 +63,7 @@ def profile_manifest(out: dict[str, Any]) -> Profile:
 
 
 # Formats whose rows the diff reads from the files themselves.
-TABULAR = {"parquet", "geoparquet", "csv", "flatgeobuf"}
+TABULAR = {"parquet", "geoparquet", "csv", "flatgeobuf", "gpkg"}
 
 
 # DuckDB's budget for the row comparison (the join spills to a temporary folder beyond it).
@@ -129,7 +129,7 @@ def read_table(path: Path, fmt: str) -> Rows:
             return ParquetSource(path)
         if fmt == "csv":
             return pacsv.read_csv(path)
-        if fmt == "flatgeobuf":
+        if fmt in ("flatgeobuf", "gpkg"):  # both read through GDAL the same way
             return _flatgeobuf_as_parquet(path)
     except (pa.ArrowException, OSError, RuntimeError) as exc:  # GDAL's errors are RuntimeErrors
         raise D4CError(f"{path}: cannot read as {fmt}: {str(exc)[:200]}") from None
