@@ -9,7 +9,7 @@ Only declared names are accepted, so a typo fails with the list of valid names.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,13 @@ class BuildContext:
     source_date_epoch: int
     sample: bool = False
     shard: ShardView | None = None
+    sample_bboxes: dict[str, tuple[float, ...]] = field(default_factory=dict)
+
+    def sample_bbox(self, name: str) -> tuple[float, ...] | None:
+        """A sample build's `sample.sources.<name>.bbox` (minx, miny, maxx, maxy) to filter with
+        while reading, e.g. `pyogrio.read_dataframe(path, bbox=ctx.sample_bbox(name))`; else None."""
+        self.source(name)
+        return self.sample_bboxes.get(name)
 
     def shard_files(self) -> list[tuple[str, Path]]:
         """(source name, path) of every file this shard builds from, in sha256 order; for an
@@ -118,20 +125,29 @@ class BuildContext:
         return writers.write_parquet(spec.path, data, spec.sort_by)
 
     def write_batches(self, name: str, batches: Any, **options: Any) -> int:
-        """A stream of record batches into a declared Parquet or GeoParquet output, sorted with
-        bounded memory (DuckDB's external sort); `options` as for write_geoparquet."""
-        spec = self.output(name, "parquet", "geoparquet")
+        """A stream of record batches into a declared Parquet, GeoParquet or CSV output, sorted
+        with bounded memory (DuckDB's external sort); `options` as for write_geoparquet."""
+        spec = self.output(name, "parquet", "geoparquet", "csv")
         if spec.format == "geoparquet":
             return self.write_geoparquet(name, batches, **options)
+        if spec.format == "csv":
+            return self.write_csv(name, batches)
         return self.write_parquet(name, batches)
 
-    def write_csv(self, name: str, data: Any) -> None:
+    def write_csv(self, name: str, data: Any) -> int:
+        """CSV from a table or DataFrame, or a stream as for write_parquet (sorted with bounded
+        memory). Returns the row count."""
         spec = self.output(name, "csv")
-        writers.write_csv(spec.path, data, spec.sort_by)
+        return writers.write_csv(spec.path, data, spec.sort_by)
 
     def write_flatgeobuf(self, name: str, gdf: Any) -> None:
         spec = self.output(name, "flatgeobuf")
         geo_writers.write_flatgeobuf(spec.path, gdf, spec.sort_by, layer=name)
+
+    def write_gpkg(self, name: str, gdf: Any) -> None:
+        """A GeoPackage of one layer called `name`, rows in `sort_by` order, R-tree indexed."""
+        spec = self.output(name, "gpkg")
+        geo_writers.write_gpkg(spec.path, gdf, spec.sort_by, layer=name)
 
     def write_pmtiles(self, name: str, gdf: Any, *, min_zoom: int = 0, max_zoom: int | None = None,
                       args: tuple[str, ...] = ()) -> None:

@@ -9,6 +9,8 @@ is small and by DuckDB's external sort when it is not, and written with fixed se
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -245,16 +247,34 @@ def write_sorted(path: Path, data: Any, sort_by: tuple[str, ...] | list[str] = (
     """Write a table or a stream of batches as sorted Parquet; return the number of rows.
 
     `prepare(part) -> part` is applied to each table or batch first (GeoParquet: the WKB and
-    the bbox covering). A whole table is sorted in memory; a stream is gathered up to
-    IN_MEMORY_BYTES and sorted in memory if it ends there, else every batch goes through
-    DuckDB's external sort. Both give the same order, so the same rows give the same bytes.
-    `in_memory` sorts a stream in memory whatever its size (the parts of a frame already there).
+    the bbox covering). The order and the memory bound are `sorted_groups`'s, so the same
+    rows give the same bytes however they arrive.
     """
+    rows = [0]
+
+    def counted(groups: Any) -> Any:
+        for g in groups:
+            rows[0] += g.num_rows
+            yield g
+
+    with sorted_groups(path, data, sort_by, prepare, in_memory) as (schema, groups):
+        _write_row_groups(path, schema, counted(groups), metadata)
+    return rows[0]
+
+
+@contextmanager
+def sorted_groups(path: Path, data: Any, sort_by: tuple[str, ...] | list[str] = (), prepare: Any = None,
+                  in_memory: bool = False) -> Iterator[tuple[pa.Schema, Iterator[pa.Table]]]:
+    """The plain schema and the row groups (ROW_GROUP_ROWS rows) of `data` in sort order, for
+    any writer (Parquet, CSV). A whole table is sorted in memory; a stream is gathered up to
+    IN_MEMORY_BYTES and sorted in memory if it ends there, else every batch goes through
+    DuckDB's external sort, spilling beside `path`. Both give the same order. `in_memory`
+    sorts a stream in memory whatever its size (the parts of a frame already there)."""
     prep = prepare or (lambda part: part if isinstance(part, pa.Table | pa.RecordBatch) else to_table(part))
     if not is_stream(data):
         table = _plain(prep(to_table(data) if not isinstance(data, pa.Table) else data))
-        _write_row_groups(path, table.schema, _sorted_in_memory(table, sort_by), metadata)
-        return table.num_rows
+        yield table.schema, _sorted_in_memory(table, sort_by)
+        return
     parts = iter(iter_batches(data))
     first: list[Any] = []
     schema: pa.Schema | None = None
@@ -271,22 +291,15 @@ def write_sorted(path: Path, data: Any, sort_by: tuple[str, ...] | list[str] = (
             raise ValueError("the stream holds no batches (not even an empty one with the columns)")
         table = pa.Table.from_batches([b for p in first for b in (p.to_batches() if isinstance(p, pa.Table) else [p])],
                                       schema=schema)
-        _write_row_groups(path, schema, _sorted_in_memory(table, sort_by), metadata)
-        return table.num_rows
+        del first
+        yield schema, _sorted_in_memory(table, sort_by)
+        return
     assert schema is not None
-    rows = [0]
+    plain = schema
 
     def rest() -> Any:
         for part in parts:
-            out = _plain(prep(part), schema)
-            yield out
-
-    def counted(groups: Any) -> Any:
-        for g in groups:
-            rows[0] += g.num_rows
-            yield g
+            yield _plain(prep(part), plain)
 
     with tempfile.TemporaryDirectory(prefix=".d4c-sort-", dir=path.parent) as spill:
-        _write_row_groups(path, schema, counted(_sorted_external(first, rest(), schema, sort_by, Path(spill))),
-                          metadata)
-    return rows[0]
+        yield schema, _sorted_external(first, rest(), schema, sort_by, Path(spill))

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from d4c.atomic import publish, temp_path
 from d4c.build import sorting
-from d4c.build.sorting import is_stream, sort_table, to_table, write_sorted
+from d4c.build.sorting import is_stream, sorted_groups, to_table, write_sorted
 
 GEOPARQUET_VERSION = "1.1.0"
 
@@ -193,15 +193,25 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def write_csv(path: Path, data: Any, sort_by: tuple[str, ...] | list[str] = ()) -> pa.Table:
-    """Write sorted CSV: UTF-8, LF line ends, header, minimal quoting, fixed number forms."""
-    table = sort_table(to_table(data), sort_by)
+def write_csv(path: Path, data: Any, sort_by: tuple[str, ...] | list[str] = ()) -> int:
+    """Write sorted CSV: UTF-8, LF line ends, header, minimal quoting, fixed number forms.
+
+    `data` is a table or DataFrame, or a stream as for write_parquet: the rows come sorted one
+    row group at a time (d4c.build.sorting, DuckDB's external sort for a big stream), so memory
+    stays bounded and the same rows give the same bytes however they arrive. Returns the rows."""
+    rows = 0
     tmp = temp_path(path)
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        out = csv.writer(fh, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-        out.writerow(table.column_names)
-        for batch in table.to_batches(max_chunksize=65536):
-            cols = [c.to_pylist() for c in batch.columns]
-            out.writerows([_cell(v) for v in row] for row in zip(*cols))
+    try:
+        with sorted_groups(path, data, sort_by) as (schema, groups), \
+                open(tmp, "w", encoding="utf-8", newline="") as fh:
+            out = csv.writer(fh, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+            out.writerow(schema.names)
+            for group in groups:
+                cols = [c.to_pylist() for c in group.columns]
+                out.writerows([_cell(v) for v in row] for row in zip(*cols))
+                rows += group.num_rows
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     publish(tmp, path, durable=False)  # a build folder, published whole by the pipeline
-    return table
+    return rows
