@@ -78,7 +78,11 @@ def _lazy(count: int, seen: list[int]) -> Iterator[list[dict[str, Any]]]:
         yield [make_record(f"ca_s_set{n:03d}", f"1.{v}.0") for v in range(3)]
 
 
-def test_streamed_build_holds_one_dataset_at_a_time(tmp_path: Path) -> None:
+def test_streamed_build_holds_one_dataset_at_a_time(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from d4c.catalog import build
+
+    monkeypatch.setattr(build, "BATCH", 1)  # memory: max(BATCH items, the largest dataset)
     peaks = []
     for count in (4, 40):
         seen: list[int] = []

@@ -10,14 +10,23 @@ from pathlib import Path
 from typing import Any
 
 from d4c.catalog.collections import Collection, collection_for
-from d4c.catalog.items import items_from_records
+from d4c.catalog.items import Item, items_from_records
 from d4c.catalog.records import Record, descriptive_metadata
 from d4c.catalog.spill import Spill
 from d4c.catalog.tree import write_dataset, write_root
-from d4c.catalog.writer import catalog_writer, conform, items_to_table, schema_from_keys
+from d4c.catalog.writer import (
+    catalog_writer,
+    conform,
+    dataset_slices,
+    items_to_table,
+    schema_from_keys,
+)
 from d4c.errors import D4CError
 
 Metadata = Callable[[Record], dict[str, Any]]
+# Items converted to Arrow (and spilled) at a time, whole datasets: one conversion costs
+# about as much per column as per row at 100 rows, so a few thousand keep it small.
+BATCH = 4096
 
 
 @contextmanager
@@ -72,14 +81,16 @@ def build_from_datasets(
     """Write `out` (and the static JSON tree when asked) from each dataset's records, the
     datasets in id order (`records.iter_datasets`); returns (versions, collections).
 
-    Two passes, each one dataset at a time: records -> items -> an Arrow table parked in
-    a spill file (d4c.catalog.spill), then, once the schema (the union of every dataset's
-    key sets) is known, spill -> Parquet. Memory is bounded by the largest dataset.
+    Two passes: records -> items, a dataset at a time -> Arrow tables of BATCH items
+    (whole datasets) parked in a spill file (d4c.catalog.spill); then, once the schema (the
+    union of every dataset's key sets) is known, spill -> Parquet, a dataset at a time.
+    Memory is bounded by BATCH items or the largest dataset, whichever is larger.
     """
     meta = metadata or metadata_from(None)
     collections: dict[str, Collection] = {}
     with tempfile.TemporaryDirectory(prefix="d4c-catalog-") as tmp:
         spill = Spill(Path(tmp))
+        pending: list[Item] = []
         with paused_gc():
             for records in datasets:
                 items = items_from_records(records, meta)
@@ -90,11 +101,17 @@ def build_from_datasets(
                 collections[cid] = collection_for(items)
                 if collections_dir is not None:
                     write_dataset(items, collections[cid], collections_dir)
-                spill.add(items_to_table(items))
+                pending += items
+                if len(pending) >= BATCH:
+                    spill.add(items_to_table(pending))
+                    pending = []
+            if pending:
+                spill.add(items_to_table(pending))
         schema = schema_from_keys(spill.keys)
         with catalog_writer(out, schema) as writer:
             for table in spill.tables():
-                writer.add(conform(table, schema))
+                for rows in dataset_slices(conform(table, schema)):
+                    writer.add(rows)
             writer.collections = collections
     if collections_dir is not None:
         write_root(collections, collections_dir)
