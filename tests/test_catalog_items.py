@@ -155,8 +155,10 @@ def test_stac_extensions_match_the_fields_used() -> None:
     del bare["manifest"]["environment"]["python"]
     del bare["metadata"]["title"]["fr"], bare["metadata"]["description"]["fr"]
     item = _item(bare)
-    # One mirror, yet an alternate: the data file's torrent.
-    assert item["stac_extensions"] == sorted([EXT["alternate"], EXT["file"], EXT["sci"], EXT["version"]])
+    # One mirror, yet an alternate: the data file's torrent; d4c: each main href's d4c:mirror.
+    assert item["stac_extensions"] == sorted([EXT["alternate"], EXT["d4c"], EXT["file"], EXT["sci"],
+                                              EXT["version"]])
+    assert {a["d4c:mirror"] for a in item["assets"].values()} == {"local"}
     assert "sci:doi" not in item["properties"] and "processing:software" not in item["properties"]
     assert validate_item(item) == []
     item["stac_extensions"].append(EXT["processing"])  # declared but unused

@@ -8,7 +8,7 @@ from typing import Any
 from catalog_factory import five_records, make_record
 from d4c import schemas
 from d4c.catalog import build_catalog
-from d4c.catalog.items import EXT, items_from_records
+from d4c.catalog.items import D4C_VERSIONS, EXT, items_from_records
 from jsonschema import Draft7Validator
 from rashid import validate
 from stac_check.lint import Linter
@@ -56,8 +56,10 @@ def test_stac_check_has_no_id_warning_on_any_item(tmp_path: Path) -> None:
 
 def test_items_validate_against_the_published_d4c_schema(tmp_path: Path) -> None:
     root = _tree(tmp_path, _records())
-    published = json.loads((root / "extensions/d4c/v1.0.0/schema.json").read_text())
+    published = json.loads((root / "extensions/d4c/v1.1.0/schema.json").read_text())
     assert published == schemas.load("stac-d4c") and published["$id"] == EXT["d4c"]
+    first = json.loads((root / "extensions/d4c/v1.0.0/schema.json").read_text())
+    assert first == schemas.load("stac-d4c-v1.0.0")  # still served, unchanged, for old items
     validator = Draft7Validator(published)
     item = json.loads(next(root.glob("ca_d4c_provinces-territories/*_v1-1-0.json")).read_text())
     assert EXT["d4c"] in item["stac_extensions"]
@@ -67,6 +69,22 @@ def test_items_validate_against_the_published_d4c_schema(tmp_path: Path) -> None
     item["assets"]["bundle"]["d4c:retain"] = "forever"
     bad = {e.json_path for e in validator.iter_errors(item)}
     assert bad >= {"$.properties", "$.properties['d4c:concept_doi']", "$.assets.bundle['d4c:retain']"}
+
+
+def test_an_item_declaring_v1_0_0_is_checked_against_v1_0_0(tmp_path: Path) -> None:
+    from d4c.catalog.validation import validate_item
+
+    root = _tree(tmp_path, _records())
+    item = json.loads(next(root.glob("ca_d4c_provinces-territories/*_v1-1-0.json")).read_text())
+    assert all(a["d4c:mirror"] for a in item["assets"].values() if "href" in a)
+    assert validate_item(item) == []
+    v1 = next(u for u in D4C_VERSIONS if u != EXT["d4c"])
+    item["stac_extensions"] = sorted(v1 if u == EXT["d4c"] else u for u in item["stac_extensions"])
+    for asset in item["assets"].values():  # d4c:mirror is new in v1.1.0
+        asset.pop("d4c:mirror", None)
+    assert validate_item(item) == []  # a v1.0.0 item as it was published still validates
+    item["properties"]["d4c:at_risk"] = True
+    assert any("[stac-d4c-v1.0.0]" in p and "d4c:at_risk" in p for p in validate_item(item))
 
 
 def _with_mirrors(record: dict[str, Any]) -> dict[str, Any]:

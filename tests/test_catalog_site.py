@@ -362,7 +362,7 @@ def test_what_the_pages_say(world: dict[str, Any], chromium: Chromium) -> None:
            f"[Data set]. Data for Canada. https://doi.org/{latest['doi']}" in text
     row = chromium.js("[...document.querySelectorAll('tr')].find(r => r.textContent.includes("
                       "'territories_v1.1.0.parquet') && r.textContent.includes('data')).innerText")
-    assert re.search(r"main\s+ok\s+s3\s+ok\s+zenodo\s+missing\s+torrent\s+ok", row), row
+    assert re.search(r"local\s+ok\s+s3\s+ok\s+zenodo\s+missing\s+torrent\s+ok", row), row
     assert "at risk" in text and "capitals: 2 of 3 copies pass (fewer than 3)" in text
     chromium.visit((site / "health.html").as_uri())
     text = chromium.js("document.body.innerText")

@@ -161,7 +161,7 @@ def test_journal_and_catalog_on_a_target_outside_its_public_prefix(
     tree = f"{world.s3.endpoint}/{bucket}/catalog/stac/catalog.json"
     assert f"stac tree {tree}" in out
     seen = _crawl(tree)
-    assert any(u.endswith("/extensions/d4c/v1.0.0/schema.json") for u in seen)
+    assert any(u.endswith("/extensions/d4c/v1.1.0/schema.json") for u in seen)
     assert any(u.endswith(".parquet") for u in seen) and len(seen) > 8
 
 
@@ -189,7 +189,7 @@ def _crawl(start: str) -> set[str]:
             if full.startswith("http://127.0.0.1"):
                 todo.append(full)
             elif "dataforcanada.org/stac/extensions/d4c" in full:  # served from the tree
-                todo.append(urljoin(start, "extensions/d4c/v1.0.0/schema.json"))
+                todo.append(urljoin(start, full.removeprefix("https://dataforcanada.org/stac/")))
     return seen
 
 

@@ -4,6 +4,7 @@ The main href must stay valid for as long as the version exists, so it is a copy
 target that keeps every version (`retain: all`), the primary (first in the targets
 config) first, an https URL before any other. Every other copy is an `alternate`
 (alternate-assets, map form, by target name), and a data asset also names its torrent.
+The main copy's target name is the asset's `d4c:mirror`, so every copy has a name.
 A copy on a `retain: latest` target is marked `d4c:retain: "latest"`: that store
 deletes it when the next version is released, so `link_versions` drops it from every
 item but the one released last (the only version that store still holds).
@@ -20,6 +21,7 @@ ASSET_ROLE = {"data": "data", "torrent": "torrent", "manifest": "metadata",
 TORRENT = "torrent"  # the alternate key of a data asset's torrent
 S3_SUFFIX = "-s3"  # `<target>-s3`: the alternate key of a copy's s3:// address
 RETAIN = "d4c:retain"
+MIRROR = "d4c:mirror"  # the target name of the copy the main href points at
 _HTTPS = "https://"
 
 
@@ -68,6 +70,8 @@ def _asset(f: dict[str, Any], order: list[tuple[str, str]]) -> dict[str, Any]:
         "file:size": f["size"],
         "file:checksum": "1220" + f["sha256"],
     }
+    if main:  # which copy the href is: health, repair and nodes attribute it by this name
+        asset[MIRROR] = main
     if main in latest_only:
         asset[RETAIN] = "latest"
     alternate = {}

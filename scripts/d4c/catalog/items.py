@@ -27,11 +27,17 @@ EXT = {
     "version": "https://stac-extensions.github.io/version/v1.2.0/schema.json",
     "processing": "https://stac-extensions.github.io/processing/v1.2.0/schema.json",
     "alternate": "https://stac-extensions.github.io/alternate-assets/v1.2.0/schema.json",
-    "d4c": "https://dataforcanada.org/stac/extensions/d4c/v1.0.0/schema.json",
+    "d4c": "https://dataforcanada.org/stac/extensions/d4c/v1.1.0/schema.json",
+}
+# Every published version of our extension -> its schema (d4c.schemas). A published version
+# never changes: new fields make a new version, and items declare the newest (EXT["d4c"]).
+D4C_VERSIONS = {
+    "https://dataforcanada.org/stac/extensions/d4c/v1.0.0/schema.json": "stac-d4c-v1.0.0",
+    EXT["d4c"]: "stac-d4c",
 }
 RELATION_RELS = ("latest-version", "predecessor-version", "successor-version")
 _CRS84 = {"EPSG:4326", "OGC:CRS84", "CRS84"}
-_D4C_FIELDS = ("d4c:title_fr", "d4c:description_fr", "d4c:concept_doi")
+_D4C_FIELDS = ("d4c:title_fr", "d4c:description_fr", "d4c:concept_doi", "d4c:retention_until")
 
 
 _DATE = re.compile(r"\d{4}-\d\d-\d\d")
@@ -149,6 +155,10 @@ def record_to_item(record: Record, meta: dict[str, Any]) -> Item:
     props["sci:citation"] = _citation(record, meta, props["title"], props["created"][:4])
     if record.get("concept_doi"):
         props["d4c:concept_doi"] = str(record["concept_doi"])
+    retention = meta.get("retention") or {}
+    if retention.get("until"):  # a keep-until or takedown date: the version is at risk
+        props["d4c:retention_until"] = str(retention["until"])
+        props["d4c:retention_reason"] = str(retention.get("reason") or "")
     if software:
         props["processing:software"] = dict(sorted(software.items()))
     links = [{"rel": "root", "href": "../catalog.json", "type": "application/json",
@@ -184,7 +194,7 @@ def record_to_item(record: Record, meta: dict[str, Any]) -> Item:
         used.append("file")
     if "processing:software" in props:
         used.append("processing")
-    if any(k in props for k in _D4C_FIELDS) or _retains(item["assets"]):
+    if any(k in props for k in _D4C_FIELDS) or d4c_on_assets(item["assets"]):
         used.append("d4c")
     if any("alternate" in a for a in item["assets"].values()):
         used.append("alternate")
@@ -198,12 +208,21 @@ def _retains(assets: dict[str, Any]) -> bool:
                for a in assets.values())
 
 
+def d4c_on_assets(assets: dict[str, Any]) -> bool:
+    """Whether an asset or an alternate carries a d4c field (d4c:mirror, d4c:retain)."""
+    def has(obj: dict[str, Any]) -> bool:
+        return any(k.startswith("d4c:") for k in obj)
+
+    return any(has(a) or any(has(alt) for alt in (a.get("alternate") or {}).values())
+               for a in assets.values())
+
+
 def extensions_used(item: Item) -> list[str]:
     """The extension schema URLs an item's fields need: no more, no fewer."""
     assets = (item.get("assets") or {}).values()
     prefixes = {k.partition(":")[0] for k in item["properties"] if ":" in k}
     used = {"version"} | (prefixes & {"sci", "processing", "d4c"})  # version: always set
-    if _retains(item.get("assets") or {}):
+    if d4c_on_assets(item.get("assets") or {}):
         used.add("d4c")
     if any("file:size" in a or "file:checksum" in a for a in assets):
         used.add("file")

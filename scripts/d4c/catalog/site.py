@@ -27,7 +27,7 @@ ROLE_ORDER = {"data": 0, "torrent": 1, "metadata": 2, "source": 3}
 
 @dataclass
 class CopyView:
-    mirror: str  # "main" for the asset's href, else the alternate's key (a target name)
+    mirror: str  # the target name: the asset's d4c:mirror ("main" if it has none), or the alternate's key
     href: str
     status: str | None = None  # the health file's verdict for this copy, None if not checked
 
@@ -142,7 +142,7 @@ def _asset_view(item_id: str, key: str, asset: dict[str, Any],
         return CopyView(mirror, href, status)
 
     alternates = asset.get("alternate") or {}
-    copies = [copy("main", asset.get("href"))]
+    copies = [copy(str(asset.get("d4c:mirror") or "main"), asset.get("href"))]
     copies += [copy(str(name), alt.get("href")) for name, alt in sorted(alternates.items())
                if name != "torrent" and isinstance(alt, dict)]
     torrent = alternates.get("torrent")

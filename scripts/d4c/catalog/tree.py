@@ -1,7 +1,8 @@
 """The static STAC tree (`d4c catalog build --collections-dir DIR`), a Portolan catalog.
 
     DIR/catalog.json, README.md, AGENTS.md
-    DIR/extensions/d4c/v1.0.0/schema.json      the d4c extension schema items declare
+    DIR/extensions/d4c/v1.1.0/schema.json      the d4c extension schema items declare
+    DIR/extensions/d4c/v1.0.0/schema.json      its earlier version, as it was published
     DIR/<id>/collection.json, README.md, AGENTS.md, thumbnail.png
     DIR/<id>/<id>_v<version>.json              one item per version (immutable paths)
 
@@ -18,13 +19,20 @@ from typing import Any
 from d4c import canonical, schemas
 from d4c.atomic import atomic_write
 from d4c.catalog import readme
-from d4c.catalog.assets import RETAIN
 from d4c.catalog.collections import Collection
-from d4c.catalog.items import EXT, STAC_VERSION, Item
+from d4c.catalog.items import D4C_VERSIONS, EXT, STAC_VERSION, Item, d4c_on_assets
 from d4c.catalog.thumbnail import footprint_png
 
 PORTOLAN = "https://schemas.portolan-sdi.org/portolan/v0.2.0/schema.json"
-D4C_SCHEMA_PATH = "extensions/d4c/v1.0.0/schema.json"  # under the tree: see docs/catalog.md
+_STAC_BASE = "https://dataforcanada.org/stac/"  # the tree is served here (docs/catalog.md)
+
+
+def schema_path(url: str) -> str:
+    """An extension schema URL -> its path in the tree (extensions/d4c/vX.Y.Z/schema.json)."""
+    return url.removeprefix(_STAC_BASE)
+
+
+D4C_SCHEMA_PATH = schema_path(EXT["d4c"])
 _JSON, _MD = "application/json", "text/markdown"
 
 
@@ -55,7 +63,8 @@ def write_root(collections: dict[str, Collection], out_dir: Path) -> None:
     _write_json(out_dir / "catalog.json", root)
     atomic_write(out_dir / "README.md", data=readme.root_readme(collections).encode())
     atomic_write(out_dir / "AGENTS.md", data=readme.root_agents().encode())
-    atomic_write(out_dir / D4C_SCHEMA_PATH, data=canonical.encode(schemas.load("stac-d4c")))
+    for url, name in D4C_VERSIONS.items():  # every published version: old items keep resolving
+        atomic_write(out_dir / schema_path(url), data=canonical.encode(schemas.load(name)))
 
 
 def tree_collection(items: list[Item], coll: Collection) -> Collection:
@@ -75,8 +84,7 @@ def tree_collection(items: list[Item], coll: Collection) -> Collection:
     exts = {*coll["stac_extensions"], PORTOLAN, EXT["file"]}
     if any("alternate" in a for a in assets.values()):
         exts.add(EXT["alternate"])
-    if any(RETAIN in a or any(RETAIN in x for x in (a.get("alternate") or {}).values())
-           for a in assets.values()):
+    if d4c_on_assets(assets):
         exts.add(EXT["d4c"])
     return {**coll, "stac_extensions": sorted(exts), "links": links, "assets": assets}
 

@@ -1,6 +1,8 @@
 """Validate items and collections offline: STAC 1.1 core schemas bundled with pystac,
 plus the stac-extensions schema (d4c.schemas) for the extension fields we use, and
-our own d4c extension's schema (stac-d4c), the file the static tree publishes.
+our own d4c extension's schemas (stac-d4c for v1.1.0, stac-d4c-v1.0.0), the files the
+static tree publishes. An item may declare either version of ours; it is checked against
+the one it declares.
 
 No schema is ever fetched: the registry's `retrieve` refuses every URI it was not
 given, so a missing schema is an error here rather than a network call.
@@ -17,7 +19,7 @@ from referencing.exceptions import NoSuchResource
 from referencing.jsonschema import DRAFT7
 
 from d4c import schemas
-from d4c.catalog.items import EXT, extensions_used
+from d4c.catalog.items import D4C_VERSIONS, EXT, extensions_used
 
 _CORE = "https://schemas.stacspec.org/v1.1.0/{0}-spec/json-schema/{0}.json"
 
@@ -42,14 +44,14 @@ def _core(kind: str) -> Draft7Validator:
 @functools.cache
 def _extensions() -> tuple[dict[str, str], dict[str, Any]]:
     doc = schemas.load("stac-extensions")
-    known = {**doc["x-extensions"], EXT["d4c"]: "d4c"}  # d4c: its own published schema
+    known = {**doc["x-extensions"], **D4C_VERSIONS}  # d4c: its own published schemas
     return known, dict(doc["definitions"])
 
 
 @functools.cache
 def _ext_validator(name: str) -> Draft7Validator:
-    if name == "d4c":
-        return Draft7Validator(schemas.load("stac-d4c"))
+    if name in D4C_VERSIONS.values():
+        return Draft7Validator(schemas.load(name))
     _, defs = _extensions()
     return Draft7Validator({"$ref": f"#/definitions/{name}", "definitions": defs})
 
@@ -63,7 +65,8 @@ def _check_extensions(obj: dict[str, Any], label: str, expected: list[str]) -> l
     known, _ = _extensions()
     declared = list(obj.get("stac_extensions") or [])
     problems = [f"{label}: no offline schema for extension {u}" for u in declared if u not in known]
-    if sorted(declared) != sorted(expected):
+    as_newest = sorted(EXT["d4c"] if u in D4C_VERSIONS else u for u in declared)
+    if as_newest != sorted(expected):
         problems.append(f"{label}: stac_extensions {sorted(declared)} but fields use {sorted(expected)}")
     for uri in declared:
         if uri in known:
@@ -79,7 +82,5 @@ def validate_item(item: dict[str, Any]) -> list[str]:
 
 def validate_collection(coll: dict[str, Any]) -> list[str]:
     label = f"collection {coll.get('id')}"
-    known, _ = _extensions()
-    d4c = [u for u, n in known.items() if n == "d4c"]
-    expected = d4c if any(k.startswith("d4c:") for k in coll) else []
+    expected = [EXT["d4c"]] if any(k.startswith("d4c:") for k in coll) else []
     return _messages(_core("collection"), coll, label) + _check_extensions(coll, label, expected)

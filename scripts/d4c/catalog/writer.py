@@ -22,7 +22,7 @@ from stac_geoparquet.arrow._crs import WGS84_CRS_JSON  # the CRS stac-geoparquet
 from stac_geoparquet.arrow._to_parquet import create_parquet_metadata
 
 from d4c.atomic import atomic_path
-from d4c.catalog.assets import RETAIN
+from d4c.catalog.assets import MIRROR, RETAIN
 from d4c.catalog.items import Item
 from d4c.errors import D4CError
 
@@ -68,6 +68,8 @@ PROPERTIES: list[tuple[str, pa.DataType]] = [
     ("sci:doi", pa.string()), ("sci:citation", pa.string()), ("d4c:concept_doi", pa.string()),
     # mirror health (d4c.catalog.health, docs/mirrors.md): null until a health file is applied
     ("d4c:copies_ok", pa.int32()), ("d4c:last_verified", TS), ("d4c:at_risk", pa.bool_()),
+    # a recorded keep-until or takedown date (the recipe's retention, via the record)
+    ("d4c:retention_until", pa.string()), ("d4c:retention_reason", pa.string()),
 ]
 
 
@@ -109,7 +111,7 @@ def schema_from_keys(keys: Keys) -> pa.Schema:
                     ("file:checksum", pa.string())]
     if mirrors:  # Parquet cannot store an empty struct: no mirrors, no column
         asset_fields.append(("alternate", pa.struct([(m, ALTERNATE) for m in sorted(mirrors)])))
-    asset_fields.append((RETAIN, pa.string()))
+    asset_fields += [(RETAIN, pa.string()), (MIRROR, pa.string())]
     asset = pa.struct(asset_fields)
     geometry = pa.field("geometry", pa.binary(), metadata={
         b"ARROW:extension:name": b"geoarrow.wkb",

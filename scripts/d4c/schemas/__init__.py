@@ -10,7 +10,8 @@ installed wheel all check documents against the schemas of the code that runs.
     release          a release record, releases/<id>/<version>.json
     targets          the targets config of d4c release
     stac-extensions  the offline checks of the STAC extension fields the catalog uses
-    stac-d4c         the d4c STAC extension (published with the catalog's static tree)
+    stac-d4c         the d4c STAC extension v1.1.0 (published with the catalog's static tree)
+    stac-d4c-v1.0.0  its v1.0.0, unchanged since it was published (never edit a published one)
 
 `load` and `validator` are cached per process; treat what they return as read-only.
 """
@@ -27,7 +28,8 @@ from jsonschema.validators import Draft202012Validator, validator_for
 
 from d4c.errors import D4CError
 
-NAMES = ("recipe", "manifest", "release", "targets", "stac-extensions", "stac-d4c")
+NAMES = ("recipe", "manifest", "release", "targets", "stac-extensions", "stac-d4c",
+         "stac-d4c-v1.0.0")
 
 
 def filename(name: str) -> str:
