@@ -52,7 +52,7 @@ def test_a_clean_world_passes_every_tier_on_every_mirror(world: World) -> None:
     report = run(world, tier=3)
     assert bad(report) == {}
     mirrors = {r["mirror"] for r in report.rows if r["tier"] == 1}
-    assert mirrors == {"main", "s3", "zenodo", "ia"}  # main: the http mirror, first in config
+    assert mirrors == {"http", "s3", "zenodo", "ia"}  # http: the main href (its d4c:mirror), first in config
     checks = {(r["mirror"], r["check"]) for r in report.rows if r["asset"] == "table"}
     # each service's own checksum was compared: Zenodo md5, IA md5, S3 ETag + sha256
     for mirror in ("s3", "zenodo", "ia"):
@@ -128,12 +128,12 @@ def test_middle_byte_tier1_blind_tier2_within_documented_runs_tier3_always(world
     caught = [d for d in dates if bad_piece in choose_pieces(d, world.data["sha256"], 16, 4)]
     assert caught, "tier 2 missed the byte in the documented number of runs"
     first = caught[0]
-    assert bad(run(world, date=first)) == {(world.data["file"], "main"): "corrupt"}
+    assert bad(run(world, date=first)) == {(world.data["file"], "http"): "corrupt"}
     missed = next((d for d in dates if d not in caught), None)
     if missed:
         assert bad(run(world, date=missed)) == {}
     report = run(world, tier=3, date=missed or first)  # the rolling sample re-hashes it
-    assert bad(report) == {(world.data["file"], "main"): "corrupt"}
+    assert bad(report) == {(world.data["file"], "http"): "corrupt"}
     assert any(r["tier"] == 3 and r["status"] == "corrupt" for r in report.rows)
 
 
@@ -144,7 +144,7 @@ def test_changed_etag_is_reported_then_tier3_settles_it(world: World) -> None:
     path = world.tmp / "www" / world.key()
     os.utime(path, ns=(1, 1))  # same bytes, a new ETag on the HTTP mirror
     report = run(world, tier=1)
-    assert bad(report) == {(world.data["file"], "main"): "changed"}
+    assert bad(report) == {(world.data["file"], "http"): "changed"}
     (row,) = report.failures
     assert "was" in row["evidence"]
     assert bad(run(world, tier=3)) == {}  # re-hashed: the bytes are ours
@@ -163,7 +163,7 @@ def test_mirror_down_is_unreachable_for_every_file(world: World) -> None:
 def test_200_with_the_wrong_length(world: World) -> None:
     world.http.lie["/" + world.key()] = b"<html>maintenance</html>"
     report = run(world)
-    assert bad(report) == {(world.data["file"], "main"): "corrupt"}
+    assert bad(report) == {(world.data["file"], "http"): "corrupt"}
 
 
 def test_at_risk_with_fewer_than_n_passing_copies_and_annotated_catalog(world: World, tmp_path: Path) -> None:

@@ -82,7 +82,7 @@ def test_deleted_truncated_and_middle_byte_are_repaired_and_the_next_check_is_cl
     world.s3.client().put_object(Bucket=world.bucket, Key=world.key(manifest), Body=raw[:-9])  # truncated
     flipped = _flip_middle_byte(world)  # rot on the local target's disk, size and mtime kept
     assert checked(world) == {(data["file"], "s3"): "missing", (manifest["file"], "s3"): "corrupt",
-                              (data["file"], "main"): "corrupt"}
+                              (data["file"], "http"): "corrupt"}
     capsys.readouterr()
     assert repair(world, "--dry-run") == 0
     plan = capsys.readouterr().out

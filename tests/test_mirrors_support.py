@@ -25,11 +25,13 @@ SIZE = 16 * PIECE
 class HttpMirror:
     """A static file server over a folder: HEAD and GET with Range (206), an ETag from size
     and mtime (as nginx makes one), CORS for any origin. `lie[path] = bytes` answers that
-    body with 200 instead of the file (a server that serves an error page as 200)."""
+    body with 200 instead of the file (a server that serves an error page as 200);
+    `status[path] = 410` answers that status (a file its server says is gone)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.lie: dict[str, bytes] = {}
+        self.status: dict[str, int] = {}
         self.requests: list[tuple[str, str]] = []
         mirror = self
 
@@ -43,6 +45,8 @@ class HttpMirror:
             def _serve(self) -> None:
                 mirror.requests.append((self.command, self.path))
                 path = unquote(self.path.split("?", 1)[0])
+                if path in mirror.status:
+                    return self._send(mirror.status[path], b"gone", {})
                 if path in mirror.lie:
                     return self._send(200, mirror.lie[path], {})
                 file = mirror.root / path.lstrip("/")
@@ -88,7 +92,8 @@ def artifact_bytes(seed: str, size: int = SIZE) -> bytes:
     return bytes(out[:size])
 
 
-def make_files(folder: Path, trackers: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+def make_files(folder: Path, trackers: tuple[str, ...] = (),
+               sources: tuple[dict[str, Any], ...] = ()) -> list[dict[str, Any]]:
     """The release's files (data, its torrent, the manifest) with real digests."""
     import torf
 
@@ -103,7 +108,7 @@ def make_files(folder: Path, trackers: tuple[str, ...] = ()) -> list[dict[str, A
               "columns": [], "schema_fingerprint": "0" * 64, "logical_sha256": "0" * 64,
               "geometry_types": [], "crs": None, "bbox": None}
     manifest = {"manifest_version": 1, "dataset": {"id": ID, "version": VERSION}, "outputs": [output],
-                "sources": [], "params": {}, "environment": {"python": "3.11.7", "packages": {}}}
+                "sources": list(sources), "params": {}, "environment": {"python": "3.11.7", "packages": {}}}
     mfile = folder / f"{base}_manifest.json"
     mfile.write_text(json.dumps(manifest, sort_keys=True, indent=2) + "\n")
     t = torf.Torrent(path=data, trackers=list(trackers) or None, private=False, created_by=None,
@@ -127,11 +132,12 @@ class World:
     """Copies of one release on four mirrors, and its catalog."""
 
     def __init__(self, tmp: Path, s3: Any, zenodo: Any, ia: Any, *, trackers: tuple[str, ...] = (),
-                 mirrors: tuple[str, ...] = ("http", "s3", "zenodo", "ia")) -> None:
+                 mirrors: tuple[str, ...] = ("http", "s3", "zenodo", "ia"),
+                 sources: tuple[dict[str, Any], ...] = (), metadata: dict[str, Any] | None = None) -> None:
         import base64
 
         self.tmp, self.s3, self.zenodo, self.ia = tmp, s3, zenodo, ia
-        self.files = make_files(tmp / "build", trackers)
+        self.files = make_files(tmp / "build", trackers, sources)
         self.manifest = self.files[0].pop("manifest")
         self.http = HttpMirror(tmp / "www")
         self.bucket = s3.bucket("health", public=True) if "s3" in mirrors else ""
@@ -172,7 +178,8 @@ class World:
             "record_version": 1, "id": ID, "version": VERSION, "released_at": "2026-11-26T00:00:00Z",
             "manifest": self.manifest,
             "metadata": {"title": {"en": "Health test"}, "description": {"en": "Copies to check"},
-                         "license": "CC0-1.0", "spatial": {"bbox": [-141.0, 41.7, -52.6, 83.1]}},
+                         "license": "CC0-1.0", "spatial": {"bbox": [-141.0, 41.7, -52.6, 83.1]},
+                         **(metadata or {})},
             "doi": None, "concept_doi": None, "github_release": None, "bundle_sha256": "0" * 64,
             "targets": {}, "mirrors": [{"name": m, "retain": "all"} for m in mirrors],
             "files": [{k: v for k, v in f.items() if k != "path"} for f in self.files],

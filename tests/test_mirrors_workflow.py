@@ -51,15 +51,15 @@ def config(w: World) -> Path:
 
 def test_issues_name_each_broken_copy_once_with_the_reproducing_command(world: World, tmp_path: Path) -> None:
     (world.tmp / "www" / world.key()).unlink()
-    assert checked(world, tier=1) == {(world.data["file"], "main"): "missing"}
+    assert checked(world, tier=1) == {(world.data["file"], "http"): "missing"}
     out = tmp_path / "issues.json"
     assert main(["mirrors", "issues", "--health-dir", str(world.tmp / "health"), "--catalog",
                  str(world.catalog), "--out", str(out)]) == 1
     doc = json.loads(out.read_text())
     (issue,) = doc["broken"]  # tier 0 (fresh) and tier 1 name the same copy: one issue
     href = world.data["urls"]["http"]
-    assert issue["marker"] == marker("main", href) and issue["body"].startswith(issue["marker"])
-    assert issue["title"] == f"mirror health: {world.data['file']} missing on main"
+    assert issue["marker"] == marker("http", href) and issue["body"].startswith(issue["marker"])
+    assert issue["title"] == f"mirror health: {world.data['file']} missing on http"
     assert f"d4c mirrors check --catalog {world.catalog} --tier 1 --date {DATE}" in issue["body"]
     assert f"curl -sSI -H 'Origin: https://dataforcanada.org' -H 'x-amz-checksum-mode: ENABLED' {href}" \
         in issue["body"]

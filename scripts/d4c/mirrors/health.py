@@ -4,7 +4,8 @@ the markdown summary.
 One row per artifact x copy x check (d4c.mirrors.checks.row). A copy's verdict is the
 tier 3 result when there is one (the full sha256 settles it), else the worst of its
 other rows: `missing`, `corrupt`, `unreachable`, `changed` (an ETag that moved and was
-not re-hashed) fail; `ok`, `warning` and `skipped` pass.
+not re-hashed) fail; `ok`, `warning` and `skipped` pass. The `upstream` and `retention`
+rows (d4c.mirrors.upstream) are no copy's verdict: they are evidence for the at-risk signal.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ BAD = ("missing", "corrupt", "unreachable", "changed")
 _RANK = {s: n for n, s in enumerate(("ok", "skipped", "warning", "changed", "unreachable",
                                      "missing", "corrupt"))}
 _DATED = re.compile(r"^(\d{4}-\d\d-\d\d)\.parquet$")
+NOT_COPIES = ("scrape", "upstream", "retention")  # checks that give no copy a verdict
 
 
 def write(rows: list[dict[str, Any]], dest: Path) -> None:
@@ -57,12 +59,14 @@ def read(path: Path) -> list[dict[str, Any]]:
 
 
 def baseline(rows: Iterable[dict[str, Any]]) -> dict[str, str]:
-    """href -> ETag as the last check saw it, from copies that passed."""
+    """href -> ETag as the last check saw it, from copies that passed (and upstreams that
+    answered unchanged)."""
     verdict = verdicts(rows := list(rows))
     out = {}
     for r in rows:
         key = (r["item_id"], r["asset"], r["mirror"], r["href"])
-        if r["check"] == "head" and r["etag"] and verdict.get(key) == "ok":
+        passed = verdict.get(key) if r["check"] == "head" else r["status"] if r["check"] == "upstream" else None
+        if r["etag"] and passed == "ok":
             out[r["href"]] = r["etag"]
     return out
 
@@ -71,7 +75,7 @@ def verdicts(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str, str], 
     """(item id, asset, mirror, href) -> the copy's status."""
     by: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        if r["item_id"] and r["href"] and r["tier"] >= 1 and r["check"] != "scrape":
+        if r["item_id"] and r["href"] and r["tier"] >= 1 and r["check"] not in NOT_COPIES:
             by[(r["item_id"], r["asset"], r["mirror"], r["href"])].append(r)
     out = {}
     for key, rs in by.items():
@@ -104,7 +108,8 @@ class Risk:
 
 def risks(rows: list[dict[str, Any]], min_copies: int = 3) -> dict[str, Risk]:
     """Per version (item id): the at-risk signal over its data files (all files when it has
-    none): fewer than `min_copies` copies pass, or one provider holds every passing copy."""
+    none): fewer than `min_copies` copies pass, one provider holds every passing copy, an
+    upstream source is gone or changed, or a retention or takedown date is recorded."""
     verdict = verdicts(rows)
     data_assets = {(r["item_id"], r["asset"]) for r in rows if r["role"] == "data"}
     per_asset: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)  # -> (status, host)
@@ -132,6 +137,22 @@ def risks(rows: list[dict[str, Any]], min_copies: int = 3) -> dict[str, Risk]:
             elif provs < 2:
                 reasons.append(f"{asset}: one provider holds every passing copy")
         out[item] = Risk(item, worst_ok or 0, worst_prov or 0, bool(reasons), reasons, when.get(item))
+    for item, more in _signals(rows).items():
+        risk = out.setdefault(item, Risk(item, 0, 0, True, [], when.get(item)))
+        risk.reasons += more
+        risk.at_risk = True
+    return out
+
+
+def _signals(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """item id -> the reasons its upstream and retention rows give."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for r in sorted(rows, key=lambda r: (r["check"], r["href"] or "")):
+        if r["check"] == "upstream" and r["status"] in ("missing", "changed"):
+            what = "gone" if r["status"] == "missing" else "changed"
+            out[r["item_id"]].append(f"upstream {r['file']} {what}: {r['href']} ({r['evidence']})")
+        elif r["check"] == "retention" and r["item_id"]:
+            out[r["item_id"]].append(str(r["evidence"]))
     return out
 
 

@@ -2,14 +2,17 @@
 
 A catalog item (one dataset version) has assets; each asset is one file (`title`, its
 `file:size` and `file:checksum`) with a main `href` and `alternate` copies by target name
-(docs/catalog.md). The main href's target is not named in the item, so that copy is
-reported as mirror `main` (its host is in the `host` column). The `torrent` alternate of a
+(docs/catalog.md). The main href's target is the asset's `d4c:mirror`; a catalog written
+before that field names none, and that copy is reported as mirror `main` (its host is in
+the `host` column). The `torrent` alternate of a
 data asset is not a copy of the data: it points at the `.torrent` file, which is an asset
 of its own (`torrent-<name>`), and is used for the tracker scrape.
 
-Piece hashes and md5s are not in the catalog: they are in the version's manifest (its
-`manifest` asset, `outputs[].pieces_sha1`, `piece_size`, `md5`), fetched from the first
-copy that gives bytes with the manifest's sha256 and kept in the cache by sha256.
+Piece hashes, md5s and the upstream sources are not in the catalog: they are in the
+version's manifest (its `manifest` asset, `outputs[].pieces_sha1`, `piece_size`, `md5`,
+`sources[].url`), fetched from the first copy that gives bytes with the manifest's sha256
+and kept in the cache by sha256. A recorded retention or takedown date is in the item
+(`d4c:retention_until`, `d4c:retention_reason`).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from d4c import paths
 from d4c.errors import D4CError
 from d4c.mirrors.net import Net, file_path
 
-MAIN = "main"  # the mirror name of a main href (the item does not name its target)
+MAIN = "main"  # the mirror name of a main href whose asset has no d4c:mirror (older catalogs)
 TORRENT = "torrent"
 FETCHABLE = ("http://", "https://", "file://")  # what the checks read; s3:// is not
 
@@ -63,6 +66,7 @@ class Version:
     version: str
     created: str
     artifacts: list[Artifact]
+    retention: tuple[str, str] | None = None  # (until, reason) when the item records one
     _manifest: dict[str, Any] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -90,7 +94,8 @@ def versions_of(table: pa.Table) -> list[Version]:
         props = item["properties"]
         arts = []
         for key, asset in sorted(item.get("assets", {}).items()):
-            copies = [Copy(MAIN, asset["href"], asset.get("d4c:retain") or "all")]
+            copies = [Copy(str(asset.get("d4c:mirror") or MAIN), asset["href"],
+                           asset.get("d4c:retain") or "all")]
             alternate = asset.get("alternate") or {}
             torrent = None
             for name, alt in sorted(alternate.items()):
@@ -106,8 +111,10 @@ def versions_of(table: pa.Table) -> list[Version]:
                 asset=key, file=str(asset.get("title") or key), size=int(asset.get("file:size") or 0),
                 sha256=checksum[4:] if checksum.startswith("1220") else "",
                 roles=tuple(asset.get("roles") or ()), copies=copies, torrent=torrent))
+        until = props.get("d4c:retention_until")
+        retention = (str(until), str(props.get("d4c:retention_reason") or "")) if until else None
         out.append(Version(item["id"], item["collection"], props["version"],
-                           str(props.get("created") or ""), arts))
+                           str(props.get("created") or ""), arts, retention))
     return out
 
 
@@ -153,6 +160,12 @@ def manifest_of(net: Net, version: Version) -> dict[str, Any]:
             except ValueError:
                 version._manifest = {}
         return version._manifest
+
+
+def upstream_sources(net: Net, version: Version) -> list[dict[str, Any]]:
+    """The manifest's sources that name a public URL (the upstream the build read)."""
+    sources = manifest_of(net, version).get("sources") or []
+    return [s for s in sources if isinstance(s, dict) and str(s.get("url") or "").startswith(FETCHABLE[:2])]
 
 
 def output_facts(net: Net, version: Version, art: Artifact) -> dict[str, Any]:

@@ -103,7 +103,7 @@ def _copies(rows: list[dict[str, Any]]) -> list[_Copy]:
     """One entry per copy in the health file, with its verdict, in a stable order."""
     first: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     for r in rows:
-        if r["item_id"] and r["href"] and r["tier"] >= 1 and r["check"] != "scrape":
+        if r["item_id"] and r["href"] and r["tier"] >= 1 and r["check"] not in health.NOT_COPIES:
             first.setdefault((r["item_id"], r["asset"], r["mirror"], r["href"]), r)
     verdict = health.verdicts(rows)
     return [_Copy(first[k], verdict[k]) for k in sorted(first) if k in verdict]

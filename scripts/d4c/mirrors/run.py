@@ -2,7 +2,9 @@
 
 Tier 0 once per mirror, then per copy, concurrently (per-host limits in d4c.mirrors.net):
 tier 1 (HEAD), tier 2 (sampled pieces), then tier 3 (full sha256) for the copies that
-failed or changed and a rolling sample, in that order, while the budget lasts.
+failed or changed and a rolling sample, in that order, while the budget lasts. Beside
+the copies: each version's recorded retention date (with tier 0) and a HEAD of each of
+its upstream sources (with tier 1), the at-risk evidence of d4c.mirrors.upstream.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from d4c.mirrors import checks, health
+from d4c.mirrors import checks, health, upstream
 from d4c.mirrors.checks import Context, Row, ServiceChecksums, row
 from d4c.mirrors.inventory import Artifact, Copy, Version, fetch_small, read_catalog, versions_of
 from d4c.mirrors.net import Net, file_path
@@ -127,6 +129,8 @@ def check(catalog: str, options: Options, *, health_dir: Path | None = None,
     ctx = Context(net, date, now, options.pieces, base)
     services = ServiceChecksums(net)
     rows: list[Row] = _tier0(ctx, versions, catalog)
+    for v in versions:
+        rows += upstream.retention_row(ctx, v)
     work = [(v, a, c) for v in versions for a in v.artifacts for c in a.copies]
     done = 0
 
@@ -145,6 +149,10 @@ def check(catalog: str, options: Options, *, health_dir: Path | None = None,
             done += 1
             if options.progress:
                 options.progress(done, len(work))
+        if options.tier >= 1:
+            sources = upstream.Upstream(ctx)
+            for got in pool.map(sources.rows, versions):
+                rows += got
         if options.tier >= 1 and options.scrape:
             rows += _scrape(ctx, versions)
         if options.tier >= 3:
