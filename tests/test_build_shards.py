@@ -141,9 +141,9 @@ def test_plan_fans_out_one_row_per_shard(repo_copy: Path) -> None:
     from d4c import plan
 
     add_sharded(repo_copy, parts=4, count=3)
-    rows = [r for r in plan.plan(repo_copy, "HEAD~1", "HEAD").matrix if r["dataset"] == DS]
+    rows = [r for r in plan.plan(repo_copy, "HEAD~1", "HEAD").jobs["shard"] if r["dataset"] == DS]
     assert [r["shard"] for r in rows] == ["1/3", "2/3", "3/3"]
-    assert len({r["cache_key"] for r in rows}) == 1
+    assert len({r["cache_key"] for r in rows}) == 3  # each shard caches the sources it fetched
 
 
 def write_recipe(tmp: Path, sources: str, shards_spec: str, fmt: str = "parquet") -> Path:

@@ -130,7 +130,8 @@ def test_relative_sibling_import(repo: Path) -> None:
     p = change(repo, {f"datasets/{B}/cleaning.py": "def clean():\n    return 1\n"})
     assert p["datasets"] == [B]
     assert p["matrix"] == [{"dataset": B, "version": "1.0.0", "cache_key": p["matrix"][0]["cache_key"],  # type: ignore[index]
-                            "sample": True}]
+                            "sample": True, "runs_on": ["ubuntu-24.04"], "shards": 0}]
+    assert p["jobs"] == {"build": p["matrix"], "shard": [], "reduce": []}
 
 
 def test_new_dataset_is_touched_and_needs_release(repo: Path) -> None:
@@ -179,6 +180,7 @@ def test_cli_json_and_errors(repo: Path, tmp_path: Path) -> None:
     assert json.loads(proc.stdout)["datasets"] == [C]
     lines = out.read_text().splitlines()
     assert lines[0] == f"json={proc.stdout.strip()}" and "any=true" in lines
+    assert {"any_build=true", "any_shard=false", "any_release_build=true", "any_release_shard=false"} <= set(lines)
     bad = subprocess.run([sys.executable, "-m", "d4c", "plan", "--base", "no-such-ref"],
                          capture_output=True, text=True, env=env, check=False)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
@@ -216,3 +218,29 @@ def test_released_records_for_verify(repo: Path) -> None:
     for bad in ("../etc/passwd", "*", f"{C}/../../x"):
         with pytest.raises(D4CError, match="not a release selector"):
             released(repo, bad)
+
+
+def sharded(ds: str, count: int, runs_on: str = "") -> str:
+    return recipe(ds) + f"shards:\n  by: source_file\n  max: {count}\nreduce:\n  method: concat\n" + runs_on
+
+
+def test_sharded_recipes_fan_out_into_shard_and_reduce_jobs(repo: Path) -> None:
+    p = change(repo, {f"datasets/{A}/recipe.yaml": sharded(A, 3)})
+    jobs = p["jobs"]
+    assert jobs["build"] == [] and [r["dataset"] for r in jobs["reduce"]] == [A]  # type: ignore[index]
+    (row,) = jobs["reduce"]  # type: ignore[index]
+    assert row["shards"] == 3 and row["runs_on"] == ["ubuntu-24.04"]
+    shard_rows = jobs["shard"]  # type: ignore[index]
+    assert [(r["shard"], r["shard_index"]) for r in shard_rows] == [("1/3", 1), ("2/3", 2), ("3/3", 3)]
+    assert all(r["runs_on"] == row["runs_on"] and r["dataset"] == A for r in shard_rows)
+    assert len({r["cache_key"] for r in shard_rows}) == 3 and all(
+        r["cache_key"].startswith(row["cache_key"] + "-shard-") for r in shard_rows)
+    assert [r["dataset"] for r in p["release_jobs"]["reduce"]] == [A]  # type: ignore[index]
+    assert [r["dataset"] for r in p["release_jobs"]["build"]] == [B]  # type: ignore[index]
+
+
+def test_past_one_matrix_the_plan_refuses_in_one_line(repo: Path) -> None:
+    with pytest.raises(D4CError, match=r"needs 300 `shard` jobs.*at most 256 \(shards per dataset: "
+                       rf"{A}: 200, {B}: 100\)"):
+        change(repo, {f"datasets/{A}/recipe.yaml": sharded(A, 200), f"datasets/{B}/recipe.yaml": sharded(B, 100)})
+

@@ -25,7 +25,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from d4c import model, semver
+from d4c import fanout, model, semver
 from d4c.errors import D4CError
 
 GLOBAL_PREFIXES = ("scripts/", "docker/", "schemas/")
@@ -42,16 +42,21 @@ class Plan:
     deleted: list[str]
     release: list[str]
     all: bool
-    # CI matrix rows {"dataset", "version", "cache_key", "sample"} for `datasets` and `release`:
-    # the cache key follows the sources' sha256; `sample` says the recipe has a cheap PR build;
-    # a recipe with `shards:` has one row per shard, each with "shard": "N/M"
+    # One row per dataset {"dataset", "version", "cache_key", "sample", "runs_on", "shards"} for
+    # `datasets` and `release`: the cache key follows the sources' sha256; `sample` says the
+    # recipe has a cheap PR build; `shards` is `shards.max` (0: a whole build)
     matrix: list[dict[str, Any]]
     release_matrix: list[dict[str, Any]]
+    # The CI jobs of each (d4c.fanout.jobs): {"build": [row], "shard": [row + "shard": "N/M",
+    # "shard_index"], "reduce": [row]}
+    jobs: dict[str, list[dict[str, Any]]]
+    release_jobs: dict[str, list[dict[str, Any]]]
 
     def to_json(self) -> dict[str, Any]:
         return {
             "datasets": self.datasets, "deleted": self.deleted, "release": self.release,
             "all": self.all, "matrix": self.matrix, "release_matrix": self.release_matrix,
+            "jobs": self.jobs, "release_jobs": self.release_jobs,
         }
 
 
@@ -237,6 +242,13 @@ def cache_key(recipe: dict[str, Any]) -> str:
     return "d4c-sources-" + hashlib.sha256("\n".join(hashes).encode()).hexdigest()[:32]
 
 
+def _row(ds: str, r: dict[str, Any]) -> dict[str, Any]:
+    """A dataset's CI row: `runs_on` is checked here, since it goes into the workflows' `runs-on`."""
+    return {"dataset": ds, "version": str(r.get("version")), "cache_key": cache_key(r),
+            "sample": bool(r.get("sample")), "runs_on": fanout.runs_on(r, f"datasets/{ds}/recipe.yaml"),
+            "shards": fanout.shard_count(r)}
+
+
 def _released(files: set[str], dataset: str) -> list[str]:
     return sorted(f for f in files if f.startswith(f"releases/{dataset}/") and f.endswith(".json"))
 
@@ -248,6 +260,11 @@ def plan(root: Path, base: str, head: str = "HEAD") -> Plan:
         return _plan(git, base, head)
     finally:
         git.close()
+
+
+def commit_of(root: Path, ref: str) -> str:
+    """The commit a ref names (a plan's head, for manifests that pin it)."""
+    return _Git(root).commit(ref)
 
 
 def _plan(git: _Git, base: str, head: str) -> Plan:
@@ -291,24 +308,11 @@ def _plan(git: _Git, base: str, head: str) -> Plan:
     release = sorted(
         ds for ds, r in recipes.items() if f"releases/{ds}/{r.get('version')}.json" not in head_files
     )
-    def rows(ds: str) -> list[dict[str, Any]]:
-        r = recipes[ds]
-        base = {"dataset": ds, "version": str(r.get("version")), "cache_key": cache_key(r),
-                "sample": bool(r.get("sample"))}
-        return [{**base, "shard": s} for s in shard_labels(r)] or [base]
-
     ordered = sorted(touched)
-    return Plan(datasets=ordered, deleted=deleted, release=release, all=touch_all,
-                matrix=[x for ds in ordered for x in rows(ds)], release_matrix=[x for ds in release for x in rows(ds)])
-
-
-def shard_labels(recipe: dict[str, Any]) -> list[str]:
-    """`N/M` for each shard of a recipe with `shards:` (`d4c build ID --shard N/M`); none without."""
-    spec = recipe.get("shards")
-    count = spec.get("max") if isinstance(spec, dict) else None
-    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 256:
-        return []  # no shards, or a spec `d4c validate` rejects: one row, whose build says why
-    return [f"{i}/{count}" for i in range(1, count + 1)]
+    matrix, release_matrix = [_row(ds, recipes[ds]) for ds in ordered], [_row(ds, recipes[ds]) for ds in release]
+    return Plan(datasets=ordered, deleted=deleted, release=release, all=touch_all, matrix=matrix,
+                release_matrix=release_matrix, jobs=fanout.jobs(matrix, "change"),
+                release_jobs=fanout.jobs(release_matrix, "release"))
 
 
 def released(root: Path, selector: str) -> dict[str, Any]:

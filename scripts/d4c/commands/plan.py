@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
-from d4c import paths
+from ruamel.yaml import YAML
+
+from d4c import argo, paths
 from d4c.errors import D4CError, UsageError
-from d4c.plan import dumps, plan, released
+from d4c.plan import commit_of, dumps, plan, released
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--released", metavar="SELECTOR",
                         help="instead: list release records (all, ID or ID/VERSION) for verify")
+    parser.add_argument("--format", choices=["json", "argo"], default="json",
+                        help="json (default), or argo: an Argo Workflows manifest (YAML) of the release jobs")
+    parser.add_argument("--argo-repo", default="", help="--format argo: the git URL the pods clone")
+    parser.add_argument("--argo-image", default="", help="--format argo: the d4c image the pods run")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,6 +38,14 @@ def run(args: argparse.Namespace) -> int:
         data = plan(paths.repo_root(), args.base, args.head).to_json()
     else:
         raise UsageError("d4c plan: --base REF (or --released SELECTOR) is required")
+    if args.format == "argo":
+        if args.released is not None or args.github_output:
+            raise UsageError("--format argo takes --base/--head only")
+        yaml = YAML()  # block style, keys in the order written: same plan, same bytes
+        yaml.default_flow_style = False
+        yaml.dump(argo.workflow(data, args.argo_repo, commit_of(paths.repo_root(), args.head), args.argo_image),
+                 sys.stdout)
+        return 0
     text = dumps(data)
     print(text)
     if args.github_output:
@@ -42,4 +57,7 @@ def run(args: argparse.Namespace) -> int:
             fh.write(f"json={text}\n")
             fh.write(f"any={'true' if data.get('datasets') or data.get('records') else 'false'}\n")
             fh.write(f"any_release={'true' if data.get('release') else 'false'}\n")
+            for prefix, key in (("", "jobs"), ("release_", "release_jobs")):  # guards: a matrix may not be empty
+                fh.writelines(f"any_{prefix}{job}={'true' if (data.get(key) or {}).get(job) else 'false'}\n"
+                              for job in ("build", "shard"))
     return 0
