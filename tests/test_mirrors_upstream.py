@@ -41,9 +41,9 @@ def world(tmp_path: Path, upstream: HttpMirror, **metadata: Any) -> World:
 
 
 def run(w: World, date: str) -> Any:
-    report = check(str(w.catalog), Options(tier=1, date=date, retries=1, backoff=0.01, min_copies=1,
+    report = check(str(w.catalog), Options(tier=2, date=date, retries=1, backoff=0.01, min_copies=1,
                                            scrape=False), health_dir=w.tmp / "health")
-    write_report(report, w.tmp / "health", 1)
+    write_report(report, w.tmp / "health", 2)
     return report
 
 
@@ -103,7 +103,7 @@ def test_a_410_a_new_length_and_a_new_etag_are_each_evidence(tmp_path: Path, ups
 
 
 def check_only(w: World, date: str) -> Any:
-    return check(str(w.catalog), Options(tier=1, date=date, retries=1, backoff=0.01, min_copies=1,
+    return check(str(w.catalog), Options(tier=2, date=date, retries=1, backoff=0.01, min_copies=1,
                                          scrape=False), health_dir=w.tmp / "health")
 
 
@@ -120,7 +120,7 @@ def test_a_recorded_retention_date_reaches_the_catalog_and_puts_the_version_at_r
             RETENTION["until"], RETENTION["reason"])
         assert validate_item(item) == []
         health_dir = w.tmp / "health"
-        assert main(["mirrors", "check", "--catalog", str(w.catalog), "--date", D1, "--tier", "1",
+        assert main(["mirrors", "check", "--catalog", str(w.catalog), "--date", D1,
                      "--min-copies", "1", "--health-dir", str(health_dir), "--no-progress",
                      "--no-scrape"]) == 0  # the copies pass
         assert "1 of 1 versions at risk" in capsys.readouterr().err

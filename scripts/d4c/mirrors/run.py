@@ -4,7 +4,7 @@ Tier 0 once per mirror, then per copy, concurrently (per-host limits in d4c.mirr
 tier 1 (HEAD), tier 2 (sampled pieces), then tier 3 (full sha256) for the copies that
 failed or changed and a rolling sample, in that order, while the budget lasts. Beside
 the copies: each version's recorded retention date (with tier 0) and a HEAD of each of
-its upstream sources (with tier 1), the at-risk evidence of d4c.mirrors.upstream.
+its upstream sources (with tier 2, which reads the manifests), the at-risk evidence of d4c.mirrors.upstream.
 """
 from __future__ import annotations
 
@@ -149,7 +149,7 @@ def check(catalog: str, options: Options, *, health_dir: Path | None = None,
             done += 1
             if options.progress:
                 options.progress(done, len(work))
-        if options.tier >= 1:
+        if options.tier >= 2:  # the manifests tier 2 reads anyway: tier 1 stays one HEAD a copy
             sources = upstream.Upstream(ctx)
             for got in pool.map(sources.rows, versions):
                 rows += got

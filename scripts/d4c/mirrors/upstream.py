@@ -1,8 +1,9 @@
 """Signals that a version is at risk although its copies pass: its upstream source has
 disappeared or changed, or a retention or takedown date is recorded (docs/mirrors.md).
 
-Each is a row of its own check kind in the health file: `upstream` (one per version x
-source URL of its manifest, mirror `upstream`) and `retention` (one per version that
+Each is a row of its own check kind in the health file: `upstream` (tier 2, which reads
+the manifests anyway; one per version x source URL of its manifest, mirror `upstream`)
+and `retention` (tier 0) (one per version that
 records a date). They feed the at-risk signal (d4c.mirrors.health.risks) and never fail
 the run: the copies d4c publishes are what the check guards, an upstream is not ours.
 """
@@ -52,22 +53,22 @@ class Upstream:
     def _verdict(self, art: Artifact, copy: Copy, got: Answer, size: int | None) -> Row:
         ctx, etag = self.ctx, got.header("etag")
         if got.status in _NO_HEAD:
-            return row(ctx, 1, UPSTREAM, art, copy, "skipped", f"HTTP {got.status} to HEAD",
+            return row(ctx, 2, UPSTREAM, art, copy, "skipped", f"HTTP {got.status} to HEAD",
                        http_status=got.status)
         gone = _gone(got)
         if gone:  # 404/410 (and 401/403): the upstream no longer serves it
-            return row(ctx, 1, UPSTREAM, art, copy, gone, f"upstream answers {_why(got)}",
+            return row(ctx, 2, UPSTREAM, art, copy, gone, f"upstream answers {_why(got)}",
                        http_status=got.status)
         length = got.header("content-length")
         if size is not None and length and length.isdigit() and int(length) != size:
-            return row(ctx, 1, UPSTREAM, art, copy, "changed",
+            return row(ctx, 2, UPSTREAM, art, copy, "changed",
                        f"upstream Content-Length {length}, the build read {size} bytes",
                        etag=etag, http_status=got.status)
         before = (ctx.baseline or {}).get(copy.href)
         if etag and before and etag != before:
-            return row(ctx, 1, UPSTREAM, art, copy, "changed", f"upstream ETag {etag}, was {before}",
+            return row(ctx, 2, UPSTREAM, art, copy, "changed", f"upstream ETag {etag}, was {before}",
                        etag=etag, http_status=got.status)
-        return row(ctx, 1, UPSTREAM, art, copy, "ok",
+        return row(ctx, 2, UPSTREAM, art, copy, "ok",
                    f"HTTP {got.status}, Content-Length {length}", etag=etag, http_status=got.status)
 
 
