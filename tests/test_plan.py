@@ -225,11 +225,11 @@ def sharded(ds: str, count: int, runs_on: str = "") -> str:
 
 
 def test_sharded_recipes_fan_out_into_shard_and_reduce_jobs(repo: Path) -> None:
-    p = change(repo, {f"datasets/{A}/recipe.yaml": sharded(A, 3)})
+    p = change(repo, {f"datasets/{A}/recipe.yaml": sharded(A, 3, "runs_on: [self-hosted, linux, big-disk]\n")})
     jobs = p["jobs"]
     assert jobs["build"] == [] and [r["dataset"] for r in jobs["reduce"]] == [A]  # type: ignore[index]
     (row,) = jobs["reduce"]  # type: ignore[index]
-    assert row["shards"] == 3 and row["runs_on"] == ["ubuntu-24.04"]
+    assert row["shards"] == 3 and row["runs_on"] == ["self-hosted", "linux", "big-disk"]
     shard_rows = jobs["shard"]  # type: ignore[index]
     assert [(r["shard"], r["shard_index"]) for r in shard_rows] == [("1/3", 1), ("2/3", 2), ("3/3", 3)]
     assert all(r["runs_on"] == row["runs_on"] and r["dataset"] == A for r in shard_rows)
@@ -244,3 +244,19 @@ def test_past_one_matrix_the_plan_refuses_in_one_line(repo: Path) -> None:
                        rf"{A}: 200, {B}: 100\)"):
         change(repo, {f"datasets/{A}/recipe.yaml": sharded(A, 200), f"datasets/{B}/recipe.yaml": sharded(B, 100)})
 
+
+@pytest.mark.parametrize("labels", ["[\"ubuntu-latest; curl x | sh\"]", "'${{ secrets.X }}'", "[]",
+                                    "[a, a]", "[\"x\\ny\"]", "[" + ", ".join(f"l{i}" for i in range(9)) + "]"])
+def test_runs_on_is_checked_before_it_reaches_a_workflow(repo: Path, labels: str) -> None:
+    with pytest.raises(D4CError, match=rf"datasets/{A}/recipe.yaml: `runs_on` must be a list of 1 to 8"):
+        change(repo, {f"datasets/{A}/recipe.yaml": recipe(A) + f"runs_on: {labels}\n"})
+
+
+def test_the_schema_takes_the_labels_the_plan_takes() -> None:
+    from d4c import schemas
+    from d4c.recipe import load
+
+    doc = load(Path(__file__).resolve().parent.parent / "datasets" / "ca_d4c_capitals" / "recipe.yaml").data
+    assert schemas.errors("recipe", {**doc, "runs_on": ["self-hosted", "linux", "big-disk.2"]}) == []
+    for bad in (["a b"], ["${{ github.token }}"], [], ["x", "x"], ["-x"]):
+        assert schemas.errors("recipe", {**doc, "runs_on": bad}), bad
