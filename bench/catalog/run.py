@@ -1,22 +1,33 @@
-"""Catalog benchmark: 100,000 versions (1,000 datasets x 100 versions, varied asset sets).
+"""Catalog benchmark: the CLI build from releases/ beside a bare pyarrow write and two peers.
 
-Prints, side by side in one run:
-- build time of the whole catalog (records in memory -> items -> Arrow -> Parquet) against a
-  bare pyarrow write of the same table with the same settings (goal: <= 3x);
-- time to append one version to that catalog, against the whole rebuild;
-- DuckDB point query for one dataset's versions (local file), and the same query over
-  HTTP Range requests (bytes fetched against the file size);
-- file size per item.
+At each size (10k and 100k versions by default; 100 versions per dataset, varied asset
+sets), every figure from a process of its own (peak RSS from wait4), min and median of N,
+with the load average when it was taken:
+- `d4c catalog build` from record files on disk (the CLI path: loading, mapping, writing);
+- bare pyarrow at its defaults: the same STAC items as NDJSON -> pyarrow.json -> Parquet;
+- stac-geoparquet's writer (parse_stac_ndjson_to_parquet) and rustac (`rustac translate`),
+  on the same items as NDJSON;
+- one append (`append_record`, timed inside its process) against the build;
+- the point query: `d4c catalog query --dataset` (a whole CLI run), DuckDB on a fresh
+  connection reading every column of one dataset, and pyarrow over HTTP Range (bytes
+  fetched, footer size);
+then time ~ n^k between sizes. Goals (issue 16): k <= 1.05, peak RSS <= 2 GiB at 1M,
+<= 0.5x the best peer, an append <= 0.05x a rebuild at 100k, the point query at 1M <= 1.5x
+the 10k figure.
 
-Run: .venv/bin/python bench/catalog/run.py [--datasets 1000] [--versions 100]
+Run: .venv/bin/python bench/catalog/run.py [--sizes 10000 100000] [--repeat 3]
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import math
+import os
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -27,12 +38,9 @@ from typing import Any
 
 import duckdb
 import pyarrow.parquet as pq
-from d4c.catalog import append_record, build_catalog
 from d4c.catalog.build import paused_gc
-from d4c.catalog.collections import collections_for
 from d4c.catalog.items import items_from_records
-from d4c.catalog.query import open_remote, query, read_remote
-from d4c.catalog.writer import PARQUET_OPTIONS, ROW_GROUP_SIZE, items_to_table
+from d4c.catalog.query import open_remote, read_remote
 
 OUTPUT_NAMES = ["boundaries", "points", "table", "table-csv", "tiles", "dem", "lines",
                 "centroids", "attributes", "hexes", "grid", "summary"]
@@ -63,16 +71,21 @@ def synthetic_record(ds: int, version: str, rng: random.Random) -> dict[str, Any
     for name in outputs:
         fmt = FORMATS[name]
         file = f"{base}_{name}.{EXT[fmt]}" if len(outputs) > 1 else f"{base}.{EXT[fmt]}"
+        data = entry("data", name, file, rng.randint(10**5, 10**9))
         outs.append({"name": name, "file": file, "format": fmt, "rows": 1000, "crs": "EPSG:4326",
-                     "bbox": [float(x0), float(y0), x0 + 5.5, y0 + 3.25], "columns": []})
-        files.append(entry("data", name, file, rng.randint(10**5, 10**9)))
+                     "bbox": [float(x0), float(y0), x0 + 5.5, y0 + 3.25], "columns": [],
+                     "media_type": data["media_type"], "size": data["size"],
+                     "sha256": data["sha256"], "md5": data["md5"]})
+        files.append(data)
         files.append(entry("torrent", name, file + ".torrent", rng.randint(500, 5000)))
     files.append(entry("manifest", "manifest", f"{base}_manifest.json", 4000))
     files.append(entry("bundle", "bundle", f"{base}_source.tar.gz", 90000))
     return {
         "record_version": 1, "id": did, "version": version,
         "released_at": f"20{20 + ds % 6}-0{1 + ds % 9}-1{ds % 10}T12:00:00Z",
-        "manifest": {"dataset": {"id": did, "version": version},
+        "manifest": {"dataset": {"id": did, "version": version,
+                                 "recipe_path": f"datasets/{did}/recipe.yaml"},
+                     "source_date_epoch": 1767225600, "sources": [],
                      "environment": {"python": "3.11.7",
                                      "packages": {"pyarrow": "26.0.1", "geopandas": "1.2.0"}},
                      "outputs": outs},
@@ -88,15 +101,6 @@ def synthetic_record(ds: int, version: str, rng: random.Random) -> dict[str, Any
             "temporal": {"start": "2021-01-01", "end": "2021-12-31"} if ds % 2 else {"start": "2021-05-11"},
         },
     }
-
-
-def timed(fn: Any, repeat: int = 1) -> float:
-    runs = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - t)
-    return statistics.median(runs)
 
 
 class _Range(BaseHTTPRequestHandler):
@@ -119,83 +123,187 @@ class _Range(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--datasets", type=int, default=1000)
-    ap.add_argument("--versions", type=int, default=100)
-    args = ap.parse_args()
-    rng = random.Random(42)
+BIN = Path(sys.executable).parent
+BARE = """import sys, pyarrow.json as pj, pyarrow.parquet as pq
+pq.write_table(pj.read_json(sys.argv[1]), sys.argv[2])"""
+SGP = """import sys; from stac_geoparquet.arrow import parse_stac_ndjson_to_parquet
+parse_stac_ndjson_to_parquet(sys.argv[1], sys.argv[2])"""
+APPEND = """import json, sys, time; from pathlib import Path; from d4c.catalog import append_record
+record = json.loads(Path(sys.argv[1]).read_text())
+t = time.perf_counter(); append_record(record, Path(sys.argv[2]), metadata=lambda r: r["metadata"])
+print(time.perf_counter() - t)"""
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def child(argv: list[str]) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS (bytes) and stdout of one process."""
     t = time.perf_counter()
-    records = [synthetic_record(ds, f"{v // 10}.{v % 10}.0", rng)
-               for ds in range(args.datasets) for v in range(args.versions)]
-    n = len(records)
-    print(f"{n:,} synthetic records in {time.perf_counter() - t:.1f}s (not measured below)")
-    tmp = Path(tempfile.mkdtemp(prefix="d4c-bench-catalog-"))
-    out, bare = tmp / "catalog.parquet", tmp / "bare.parquet"
-    *head, last = records  # the appended version: the newest of the last dataset
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    if status:
+        raise SystemExit(f"failed ({status}): {' '.join(argv)}")
+    return wall, usage.ru_maxrss * 1024, out
 
-    # Build and the bare write alternate, best of two each: on a shared machine the
-    # minimum is the figure least disturbed by other work.
-    with paused_gc():
-        items = items_from_records(head, lambda r: r["metadata"])
-        table = items_to_table(items)
-    builds, bares = [], []
-    for _ in range(2):
-        builds.append(timed(lambda: build_catalog(head, out)))
-        bares.append(timed(lambda: pq.write_table(table, bare, row_group_size=ROW_GROUP_SIZE,
-                                                  **PARQUET_OPTIONS)))
-    t_build, t_bare = min(builds), min(bares)
-    with paused_gc():
-        t_map = min(timed(lambda: items_from_records(head, lambda r: r["metadata"]))
-                    for _ in range(2))
-        t_arrow = min(timed(lambda: items_to_table(items)) for _ in range(2))
-        t_coll = timed(lambda: collections_for(items))
-    size = out.stat().st_size
-    appended = tmp / "appended.parquet"
-    appends = []
-    for _ in range(2):
-        appended.write_bytes(out.read_bytes())
-        appends.append(timed(lambda: append_record(last, appended)))
-    t_append = min(appends)
 
-    probe = records[len(records) // 2]["id"]
-    t_point = timed(lambda: query(str(out), dataset=probe), repeat=5)
-    con = duckdb.connect()
-    sql = "SELECT id, version FROM read_parquet(?) WHERE collection = ?"
-    t_duck = timed(lambda: con.execute(sql, [str(out), probe]).fetchall(), repeat=5)
-    rows = len(con.execute(sql, [str(out), probe]).fetchall())
+def measure(label: str, runs: list[tuple[float, int]], note: str = "") -> float:
+    """Print min/median of N and the peak RSS; return the min."""
+    times = [t for t, _ in runs]
+    rss = max(r for _, r in runs)
+    print(f"  {label:44} min {min(times):8.3f} s  median {statistics.median(times):8.3f} s  "
+          f"of {len(times)}  peak RSS {rss / 2**20:7.0f} MiB  load {_load()}  {note}", flush=True)
+    return min(times)
 
+
+def prepare(tmp: Path, datasets: int, versions: int,
+            peers: bool) -> tuple[Path, Path, Path, str]:
+    """releases/ (all but the last version), the held-out record, and (for the peers) the
+    items as NDJSON."""
+    rng = random.Random(42)
+    releases, ndjson, held = tmp / "releases", tmp / "items.ndjson", tmp / "append.json"
+    with ndjson.open("w") as items_out:
+        for ds in range(datasets):
+            records = [synthetic_record(ds, f"{v // 10}.{v % 10}.0", rng) for v in range(versions)]
+            if ds == datasets - 1:
+                held.write_text(json.dumps(records.pop()))
+            folder = releases / records[0]["id"]
+            folder.mkdir(parents=True)
+            for r in records:
+                (folder / f"{r['version']}.json").write_text(json.dumps(r))
+            if peers:
+                with paused_gc():
+                    for item in items_from_records(records, lambda r: r["metadata"]):
+                        items_out.write(json.dumps(item) + "\n")
+    probe = synthetic_record(datasets // 2, "0.0.0", random.Random(0))["id"]
+    return releases, ndjson, held, probe
+
+
+def builds(tmp: Path, releases: Path, ndjson: Path, repeat: int,
+           peers: bool) -> dict[str, float]:
+    out = tmp / "catalog.parquet"
+    argvs = {
+        "d4c catalog build (CLI, from record files)": [str(BIN / "d4c"), "catalog", "build",
+                                                      "--releases", str(releases), "--out", str(out)],
+        "bare pyarrow defaults (NDJSON -> Parquet)": [sys.executable, "-c", BARE, str(ndjson),
+                                                      str(tmp / "bare.parquet")],
+        "stac-geoparquet parse_stac_ndjson_to_parquet": [sys.executable, "-c", SGP, str(ndjson),
+                                                         str(tmp / "sgp.parquet")],
+        "rustac translate (NDJSON -> stac-geoparquet)": [str(BIN / "rustac"), "translate",
+                                                         str(ndjson), str(tmp / "rustac.parquet")],
+    }
+    if not peers:
+        argvs = dict(list(argvs.items())[:1])
+    runs: dict[str, list[tuple[float, int]]] = {k: [] for k in argvs}
+    for _ in range(repeat):  # interleaved: noise hits every tool alike
+        for label, argv in argvs.items():
+            runs[label].append(child(argv)[:2])
+    sizes = {"d4c catalog build (CLI, from record files)": out,
+             "bare pyarrow defaults (NDJSON -> Parquet)": tmp / "bare.parquet",
+             "stac-geoparquet parse_stac_ndjson_to_parquet": tmp / "sgp.parquet",
+             "rustac translate (NDJSON -> stac-geoparquet)": tmp / "rustac.parquet"}
+    return {label: measure(label, r, f"{sizes[label].stat().st_size / 1e6:.1f} MB")
+            for label, r in runs.items()}
+
+
+def appends(tmp: Path, held: Path, repeat: int) -> float:
+    runs = []
+    for _ in range(repeat):
+        copy = tmp / "appended.parquet"
+        shutil.copyfile(tmp / "catalog.parquet", copy)
+        _, rss, out = child([sys.executable, "-c", APPEND, str(held), str(copy)])
+        runs.append((float(out.strip()), rss))
+    return measure("append one version (in its process)", runs)
+
+
+def point_queries(out: Path, probe: str, repeat: int) -> dict[str, float]:
+    cli = [child([str(BIN / "d4c"), "catalog", "query", "--catalog", str(out), "--dataset", probe,
+                  "--format", "json"])[:2] for _ in range(repeat)]
+    duck = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        rows = duckdb.connect().execute("SELECT * FROM read_parquet(?) WHERE collection = ?",
+                                        [str(out), probe]).fetchall()
+        duck.append((time.perf_counter() - t, 0))
     server = ThreadingHTTPServer(("127.0.0.1", 0), type("H", (_Range,), {"body": out.read_bytes()}))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/catalog.parquet"
-    remote = open_remote(url)
-    t_remote = timed(lambda: read_remote(open_remote(url), probe), repeat=3)
-    read_remote(remote, probe)
+    http = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        remote = open_remote(url)
+        read_remote(remote, probe)
+        http.append((time.perf_counter() - t, 0))
     server.shutdown()
-    footer = pq.ParquetFile(out).metadata.serialized_size
+    size = out.stat().st_size
+    return {
+        "cli": measure("point query: d4c catalog query (whole CLI run)", cli),
+        "duckdb": measure("point query: DuckDB, new connection, SELECT *", duck,
+                          f"{len(rows)} rows"),
+        "http": measure("point query: pyarrow over HTTP Range", http,
+                        f"{remote.bytes_read:,} of {size:,} bytes in {remote.requests} requests"),
+    }
 
-    print(f"\ncatalog of {n:,} versions of {args.datasets:,} datasets, "
-          f"{pq.ParquetFile(out).num_row_groups} row groups, "
-          f"{len(table.schema.field('assets').type)} asset keys")
-    print(f"{'measure':44} {'seconds':>9} {'ratio':>9}")
-    print(f"{'bare pyarrow write of the same table':44} {t_bare:9.2f} {1:9.2f}x")
-    print(f"{'d4c catalog build (records -> file)':44} {t_build:9.2f} {t_build / t_bare:9.2f}x"
-          f"   goal <= 3x")
-    # The steps alone, each over all 100,000 items at once (the build streams them in
-    # batches, so these do not add up to the build exactly).
-    print(f"{'  step alone: records -> items':44} {t_map:9.2f} {t_map / t_bare:9.2f}x")
-    print(f"{'  step alone: items -> Arrow table':44} {t_arrow:9.2f} {t_arrow / t_bare:9.2f}x")
-    print(f"{'  step alone: collections':44} {t_coll:9.2f} {t_coll / t_bare:9.2f}x")
-    print(f"{'append one version (local file)':44} {t_append:9.2f} {t_append / t_build:9.2f}x"
-          f"   of the rebuild")
-    print(f"{'point query, d4c catalog query (DuckDB)':44} {t_point * 1000:8.1f}ms"
-          f"   {rows} rows")
-    print(f"{'point query, DuckDB read_parquet only':44} {t_duck * 1000:8.1f}ms")
-    print(f"{'point query over HTTP Range (pyarrow)':44} {t_remote * 1000:8.1f}ms"
-          f"   {remote.bytes_read:,} of {size:,} bytes in {remote.requests} requests"
-          f" ({remote.bytes_read / size:.1%}); footer {footer:,} bytes")
-    print(f"{'file size':44} {size / 1e6:8.1f}MB   {size / n:,.0f} bytes per item")
-    shutil.rmtree(tmp)
+
+def layout(out: Path) -> None:
+    md = pq.ParquetFile(out).metadata
+    kv = sum(len(k) + len(v) for k, v in (md.metadata or {}).items())
+    print(f"  layout: {md.num_rows:,} rows, {md.num_row_groups} row groups x {md.num_columns} "
+          f"leaf columns; footer {md.serialized_size:,} bytes ({kv:,} of them key-value "
+          f"metadata: the collections); file {out.stat().st_size / 1e6:.1f} MB")
+
+
+def exponent(sizes: list[int], times: list[float]) -> str:
+    ks = [math.log(times[i + 1] / times[i]) / math.log(sizes[i + 1] / sizes[i])
+          for i in range(len(sizes) - 1)]
+    return ", ".join(f"{sizes[i]:,}->{sizes[i + 1]:,}: k = {k:.2f}" for i, k in enumerate(ks))
+
+
+def one_size(n: int, versions: int, repeat: int, peers: bool) -> dict[str, float]:
+    datasets = max(1, n // versions)
+    tmp = Path(tempfile.mkdtemp(prefix="d4c-bench-catalog-"))
+    try:
+        t = time.perf_counter()
+        releases, ndjson, held, probe = prepare(tmp, datasets, versions, peers)
+        print(f"\n{n:,} versions ({datasets:,} datasets x {versions}): inputs written in "
+              f"{time.perf_counter() - t:.0f} s (not measured); {os.cpu_count()} CPUs", flush=True)
+        figures = builds(tmp, releases, ndjson, repeat, peers)
+        layout(tmp / "catalog.parquet")
+        figures["append"] = appends(tmp, held, repeat)
+        figures.update(point_queries(tmp / "catalog.parquet", probe, repeat))
+        return figures
+    finally:
+        shutil.rmtree(tmp)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--versions", type=int, default=100, help="versions per dataset")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-peers", action="store_true",
+                    help="d4c only (a 1M run: the peers' NDJSON alone takes minutes to write)")
+    args = ap.parse_args()
+    results = [one_size(n, args.versions, args.repeat, not args.no_peers) for n in args.sizes]
+    build = "d4c catalog build (CLI, from record files)"
+    peers = [k for k in results[0] if k.startswith(("stac-geoparquet", "rustac"))]
+    print(f"\nsummary (load {_load()})")
+    for n, r in zip(args.sizes, results):
+        if peers:
+            best = min(peers, key=lambda k: r[k])
+            print(f"  {n:>9,}: build {r[build]:.2f} s = {r[build] / r[best]:.2f}x the best "
+                  f"peer ({best.split()[0]}; goal <= 0.5x)")
+        print(f"  {n:>9,}: append {r['append']:.3f} s = {r['append'] / r[build]:.3f}x the "
+              f"build (goal <= 0.05x at 100k)")
+    if len(args.sizes) > 1:
+        for label in [build, *peers]:
+            print(f"  {label}: {exponent(args.sizes, [r[label] for r in results])} (goal <= 1.05)")
+        for key in ("cli", "duckdb", "http"):
+            print(f"  point query {key}: {results[-1][key] / results[0][key]:.2f}x from "
+                  f"{args.sizes[0]:,} to {args.sizes[-1]:,} (goal <= 1.5x at 1M against 10k)")
     return 0
 
 
