@@ -16,7 +16,7 @@ import pyarrow as pa
 from d4c import model, schemas
 from d4c.atomic import atomic_write
 from d4c.build.logical import describe
-from d4c.build.runners import RunResult
+from d4c.build.runners import RunResult, environment_file
 from d4c.canonical import dumps
 from d4c.digest import digest_file
 from d4c.errors import D4CError
@@ -79,7 +79,7 @@ def make(
     recipe: Recipe, root: Path, folder: Path, run: RunResult, params: dict[str, Any],
     source_date_epoch: int, sample: bool, code: dict[str, Any],
 ) -> dict[str, Any]:
-    env_file = str(recipe.data.get("environment") or "docker/Dockerfile")
+    env_file = environment_file(recipe)
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "dataset": {"id": recipe.id, "version": recipe.version,
@@ -91,6 +91,7 @@ def make(
             "dockerfile": env_file, "dockerfile_sha256": _sha256(root / env_file),
             "lock_sha256": _sha256(root / "requirements.lock"), "image_id": run.image_id,
             "python": run.python, "packages": dict(sorted(run.packages.items())),
+            "tools": dict(sorted(run.tools.items())),
         },
         "params": params,
         "sample": sample,

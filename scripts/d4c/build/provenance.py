@@ -60,7 +60,8 @@ def statement(manifest: dict[str, Any]) -> dict[str, Any]:
                 "internalParameters": {"runner": env["runner"], "sandbox": env.get("sandbox", "none"),
                                        "network_isolation": env["network_isolation"],
                                        "source_date_epoch": manifest["source_date_epoch"],
-                                       "python": env["python"], "packages": env["packages"]},
+                                       "python": env["python"], "packages": env["packages"],
+                                       "tools": env.get("tools", {})},
                 "resolvedDependencies": deps,
             },
             "runDetails": {

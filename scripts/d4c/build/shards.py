@@ -193,7 +193,8 @@ def shard_manifest(recipe: Recipe, folder: Path, run: RunResult | None, index: i
     """Inputs, outputs, tool versions and arguments of one shard (canonical JSON)."""
     env = None if run is None else {
         "runner": run.runner, "sandbox": run.sandbox, "network_isolation": run.network_isolation,
-        "image_id": run.image_id, "python": run.python, "packages": dict(sorted(run.packages.items()))}
+        "image_id": run.image_id, "python": run.python, "packages": dict(sorted(run.packages.items())),
+        "tools": dict(sorted(run.tools.items()))}
     outs = []
     for o in recipe.outputs if run is not None else ():
         path = folder / recipe.artifact_name(o)

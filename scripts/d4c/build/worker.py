@@ -24,7 +24,7 @@ from typing import Any
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from d4c.build import sandbox
+from d4c.build import sandbox, tools
 from d4c.build.context import BuildContext, OutputSpec, ShardView
 
 # Native libraries inside wheels, recorded when the build loaded their module: module ->
@@ -58,15 +58,15 @@ def _closure(root: str = "d4c") -> set[str]:
 
 
 def versions() -> dict[str, Any]:
-    """Python and the version of every distribution the build environment gives d4c, as
-    installed where the worker runs (not a list kept here)."""
+    """Python, the version of every distribution the build environment gives d4c, as installed
+    where the worker runs (not a list kept here), and the command-line tools on its PATH."""
     pkgs = {}
     for name in sorted(_closure()):
         try:
             pkgs[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
-    return {"python": platform.python_version(), "packages": pkgs}
+    return {"python": platform.python_version(), "packages": pkgs, "tools": tools.versions()}
 
 
 def _top_modules() -> set[str]:
@@ -124,7 +124,11 @@ def _run_command(spec: dict[str, Any], ctx: BuildContext) -> None:
     env.update({f"D4C_SOURCE_{_env_name(n)}": str(p) for n, p in ctx.sources.items()})
     env.update({f"D4C_OUTPUT_{_env_name(n)}": str(o.path) for n, o in ctx.outputs.items()})
     env["D4C_PARAMS"] = json.dumps(ctx.params, sort_keys=True)
-    proc = subprocess.run(argv, env=env, check=False)
+    try:
+        proc = subprocess.run(argv, env=env, check=False)
+    except OSError as exc:  # not on this environment's PATH, or not a program: one line, no traceback
+        raise CommandFailed(f"transform command {argv[0]!r} could not start ({exc.strerror}); the build's "
+                            f"PATH is {env.get('PATH', '')} (is it in the recipe's `environment:`?)") from None
     if proc.returncode:
         raise CommandFailed(f"transform command {argv[0]} exited with status {proc.returncode}")
 

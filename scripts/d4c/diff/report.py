@@ -35,7 +35,8 @@ def _sources(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[
 
 def _environment(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
     out = _changes({k: old.get(k) for k in ENV_FIELDS}, {k: new.get(k) for k in ENV_FIELDS})
-    return out + _changes(old.get("packages") or {}, new.get("packages") or {}, "packages.")
+    return out + _changes(old.get("packages") or {}, new.get("packages") or {}, "packages.") \
+        + _changes(old.get("tools") or {}, new.get("tools") or {}, "tools.")
 
 
 def _artifact(name: str, old: dict[str, Any] | None, new: dict[str, Any] | None,

@@ -24,6 +24,7 @@ from d4c.errors import D4CError
 from d4c.recipe import Recipe
 
 MOUNT = Path("/d4c")  # where the worker sees its files in a normal build
+DEFAULT_ENVIRONMENT = "docker/Dockerfile"  # a recipe's `environment:` when it names none
 SANDBOX_UID = 65534  # "nobody": the uid a transform runs as when d4c itself runs as root
 
 
@@ -77,6 +78,7 @@ class RunResult:
     python: str
     packages: dict[str, str]
     image_id: str | None = None
+    tools: dict[str, str] = field(default_factory=dict)  # command-line tools on the build's PATH (d4c.build.tools)
     files: dict[str, str] = field(default_factory=dict)  # dataset file -> sha256 of what ran
 
 
@@ -90,6 +92,11 @@ RUNNERS: dict[str, str] = {
     "local": "d4c.build.runners.local:LocalRunner",
     "container": "d4c.build.runners.container:ContainerRunner",
 }
+
+
+def environment_file(recipe: Recipe) -> str:
+    """The recipe's build environment: a Dockerfile's path in the repository."""
+    return str(recipe.data.get("environment") or DEFAULT_ENVIRONMENT)
 
 
 def get_runner(name: str) -> Runner:

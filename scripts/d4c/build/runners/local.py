@@ -11,6 +11,7 @@ worker ends, the pid namespace ends, and with it every process the build started
 """
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -18,9 +19,11 @@ from functools import cache
 from pathlib import Path
 
 from d4c.build.runners import (
+    DEFAULT_ENVIRONMENT,
     SANDBOX_UID,
     Job,
     RunResult,
+    environment_file,
     fixed_env,
     prepare_stage,
     shareable,
@@ -31,6 +34,9 @@ from d4c.build.runners import (
 )
 from d4c.build.runners.supervise import SHM_SIZE, read_outcome, supervise
 from d4c.errors import D4CError
+
+log = logging.getLogger("d4c.build")
+_warned: set[str] = set()  # recipes already told about their environment (`--check` runs twice)
 
 # /etc holds secrets on some hosts; the dynamic loader needs only these.
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime")
@@ -154,10 +160,23 @@ def _probe(argv0: str, root: bool) -> str | None:
     return None if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["no output"])[-1]
 
 
+def warn_environment(job: Job) -> None:
+    """The local runner has one environment, this machine's: a recipe that names another gets
+    its build (a contributor's quick loop) with one warning, since its tools may differ from
+    the pinned ones. The manifest records the tools that did run (`environment.tools`)."""
+    env_file = environment_file(job.recipe)
+    if env_file != DEFAULT_ENVIRONMENT and job.recipe.id not in _warned:
+        _warned.add(job.recipe.id)
+        log.warning("%s: the recipe's environment is %s, but the local runner runs this machine's tools "
+                    "(their versions may differ from the pinned ones); build with --runner container to use %s",
+                    job.recipe.id, env_file, env_file)
+
+
 class LocalRunner:
     name = "local"
 
     def run(self, job: Job) -> RunResult:
+        warn_environment(job)
         job = shareable(job)
         dataset, files = snapshot_dataset(job)
         python = sys.executable
@@ -189,4 +208,5 @@ class LocalRunner:
         code, stdout, stopped = supervise(argv, spec, env, job, watch_memory=True)
         outcome = read_outcome(job, code, stdout, stopped)
         return RunResult(runner=self.name, sandbox=kind, network_isolation="bwrap" if job.sandbox else "none",
-                         python=outcome["python"], packages=outcome["packages"], files=files)
+                         python=outcome["python"], packages=outcome["packages"], files=files,
+                         tools=outcome["tools"])

@@ -178,7 +178,7 @@ def supervise(argv: list[str], spec: dict[str, Any], env: dict[str, str], job: J
     return proc.returncode, b"".join(out), stopped
 
 
-_OUTCOME_KEYS = {"status": str, "message": str, "python": str, "packages": dict}
+_OUTCOME_KEYS = {"status": str, "message": str, "python": str, "packages": dict, "tools": dict}
 
 
 def read_outcome(job: Job, returncode: int, stdout: bytes, stopped: str | None) -> dict[str, Any]:
@@ -200,10 +200,11 @@ def read_outcome(job: Job, returncode: int, stdout: bytes, stopped: str | None) 
                            f"{human(job.limits.memory, 'B')}?)", where=where, hint=hint_limits)
         raise D4CError(f"the build sandbox ended (status {returncode}) without a result",
                        where=where, hint="see the output above")
-    packages = {str(k)[:100]: str(v)[:100] for k, v in list(outcome["packages"].items())[:200]}
+    packages, tools = ({str(k)[:100]: str(v)[:100] for k, v in list(outcome[key].items())[:200]}
+                       for key in ("packages", "tools"))
     message = _CONTROL.sub("?", str(outcome.get("message", "")))[:2000]
     clean = {"status": outcome["status"], "message": message, "python": outcome["python"][:40],
-             "packages": packages}
+             "packages": packages, "tools": tools}
     if clean["status"] == "violation":
         raise D4CError(f"sandbox violation: {message}", where=where)
     if clean["status"] != "ok":
