@@ -171,3 +171,62 @@ def test_multipart_survives_throttling_and_lost_responses(moto_s3: MotoS3, tmp_p
     assert {f.split()[0] for f in proxy.faults} == set(kinds) and len(completes) >= 2
     assert moto_s3.client().get_object(Bucket=bucket, Key="k/big")["Body"].read() == path.read_bytes()
     assert moto_s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_parts_stream_from_the_file_and_memory_does_not_grow_with_them(tmp_path: Path) -> None:
+    """Three 5 MiB parts in flight at once: no part is ever held whole in Python memory.
+    moto runs in a process of its own here, so only the client's allocations are traced."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import tracemalloc
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1",
+                               "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        cfg = TargetConfig(kind="s3", name="s3", url="http://x/{key}", credentials={
+            "access_key_id": "D4C_TEST_S3_KEY", "secret_access_key": "D4C_TEST_S3_SECRET"},
+            options={"bucket": "bkt-mem", "endpoint_url": f"http://127.0.0.1:{port}",
+                     "multipart_chunksize": 5 * MiB, "max_concurrency": 3})
+        t = make_target(cfg, S3_ENV)
+        assert isinstance(t, S3Target)
+        t.client.create_bucket(Bucket="bkt-mem")
+        path, sha, md5 = _file(tmp_path / "big.bin", os.urandom(15 * MiB))
+        tracemalloc.start()
+        try:
+            t.upload("k/big", path, sha, md5)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 4 * MiB, peak  # reading whole parts would be >= 15 MiB
+        assert t._read_hash("k/big") == sha  # the bytes the server holds are ours
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_the_writes_own_checksum_answer_spares_one_head(moto_s3: MotoS3, tmp_path: Path) -> None:
+    t = _target(moto_s3, moto_s3.bucket())
+    heads: list[str] = []
+    t.client.meta.events.register("before-call.s3.HeadObject", lambda **kw: heads.append("HEAD"))
+    path, sha, md5 = _file(tmp_path / "f", os.urandom(100))
+    t.upload("k/f", path, sha, md5)
+    assert t.verify("k/f", sha) and heads == []  # the PUT's answer carried the full-object SHA-256
+    assert t.verify("k/f", sha) and heads == ["HEAD"]  # only once: later checks ask the server
+    assert not t.verify("k/f", "0" * 64)
+    # a multipart complete whose answer has no composite (moto's) proves nothing: verify HEADs
+    big, bsha, bmd5 = _file(tmp_path / "big", os.urandom(11 * MiB))
+    t2 = _target(moto_s3, t.bucket, multipart_chunksize=5 * MiB)
+    t2.client.meta.events.register("before-call.s3.HeadObject", lambda **kw: heads.append("HEAD2"))
+    t2.upload("k/big", big, bsha, bmd5)
+    assert t2.verify("k/big", bsha) and heads[-1] == "HEAD2"

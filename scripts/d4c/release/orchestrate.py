@@ -14,9 +14,11 @@ primary target so a rerun on any machine resumes.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -143,34 +145,61 @@ def _torrents(p: Plan) -> list[TorrentInfo]:
 
 def _upload(p: Plan, t: Target, journal: Journal, effect: SideEffect, echo: Echo,
             source_urls: dict[str, dict[str, str]]) -> None:
-    """The plan's uploads to `t`, each looked for first and verified after."""
+    """The plan's uploads to `t`, each looked for first and verified after, up to the
+    target's `upload_slots` at once. Workers only talk to the target; this thread alone
+    reports side effects and marks the journal, each step only once its file is verified,
+    so a crash (here or in a worker) leaves no step marked that was not done."""
     memo = journal.data.setdefault("memo", {})  # per-target working facts, not for the record
     if hasattr(t, "recall"):
         t.recall(memo.get(t.name, {}))
     by_file = {f.file: f for f in p.files}
     sources = {s["sha256"]: s for s in p.manifest.get("sources") or []}
+    jobs: list[tuple[Action, Path, str, str | None]] = []
     for a in p.of("upload", t.name):
         f = by_file.get(a.file)
         if f is not None:
-            path, sha, md5 = f.path, f.sha256, f.md5
-        else:  # a raw source, to a source mirror, by its hash
-            path, sha = source_file(p.recipe, sources[str(a.sha256)]), str(a.sha256)
-            md5 = digest_file(path).md5
-            source_urls.setdefault(sha, {})[t.name] = t.public_url(a.key)  # after prepare: Zenodo's id
-        if t.exists(a.key, sha):
-            log.debug("%s: %s already there", t.name, a.key)
-        else:
-            echo(f"upload {t.name}: {a.key} ({path.stat().st_size} bytes)")
-            t.upload(a.key, path, sha, md5)
-            effect(a.step)
-        if not t.verify(a.key, sha):
-            raise D4CError(f"target {t.name!r}: {a.key} does not match sha256 {sha} after upload",
-                           hint="the store damaged or replaced it; rerun to retry")
-        journal.mark(a.step)
+            jobs.append((a, f.path, f.sha256, f.md5))
+        else:  # a raw source, to a source mirror, by its hash (its md5 is taken in the worker)
+            jobs.append((a, source_file(p.recipe, sources[str(a.sha256)]), str(a.sha256), None))
+            source_urls.setdefault(str(a.sha256), {})[t.name] = t.public_url(a.key)  # after prepare
+    slots, todo = max(1, t.upload_slots), iter(jobs)
+    running: dict[Future[bool], tuple[Action, Path]] = {}
+    with ThreadPoolExecutor(slots, thread_name_prefix=f"upload-{t.name}") as pool:
+        while True:
+            # A file starts only here, once a slot is free and every finished one is reported:
+            # after a failure or a crash nothing new starts (one slot: exactly the serial order).
+            for a, path, sha, md5 in itertools.islice(todo, slots - len(running)):
+                running[pool.submit(_put_one, t, a, path, sha, md5)] = (a, path)
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for done in sorted(finished, key=lambda f: running[f][0].step):
+                a, path = running.pop(done)
+                if done.result():  # a worker's error stops the loop; in-flight files finish
+                    echo(f"upload {t.name}: {a.key} ({path.stat().st_size} bytes)")
+                    effect(a.step)
+                journal.mark(a.step)
     if hasattr(t, "remembered"):
         memo[t.name] = t.remembered()
     journal.save()  # once per target: the journal is a hint, existence checks are the truth
     effect("journal")
+
+
+def _put_one(t: Target, a: Action, path: Path, sha: str, md5: str | None) -> bool:
+    """Look, upload if absent, verify. True when this call uploaded. The plan looked at every
+    key moments ago: one it found present needs only the verify; one it found absent goes
+    straight to a target whose upload refuses to replace a key (S3's If-None-Match: a 412
+    there is answered by the same look, and verify follows either way)."""
+    key, uploaded = a.key, False
+    if a.exists == "present" or (a.exists != "absent" or not t.guards_create) and t.exists(key, sha):
+        log.debug("%s: %s already there", t.name, key)
+    else:
+        t.upload(key, path, sha, md5 or digest_file(path).md5)
+        uploaded = True
+    if not t.verify(key, sha):
+        raise D4CError(f"target {t.name!r}: {key} does not match sha256 {sha} after upload",
+                       hint="the store damaged or replaced it; rerun to retry")
+    return uploaded
 
 
 def _cleanup(p: Plan, effect: SideEffect, echo: Echo) -> None:

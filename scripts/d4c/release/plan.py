@@ -12,6 +12,7 @@ anywhere (no draft, no DOI, no upload, no record) before the whole plan is possi
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -325,17 +326,28 @@ def _uploads(p: Plan, t: Target, data: list[ReleaseFile], torrents: list[str],
     if t.source_mirror:
         rows += [(t.source_key_for(ident, version, s["sha256"]), str(s.get("name")), s.get("size"),
                   s["sha256"]) for s in p.manifest.get("sources") or []]
+    looks = _looks(t, [(key, sha) for key, _, _, sha in rows if probed and sha])
     out = []
     for key, file, size, sha in rows:
         there = "unknown"
         if probed and sha:
-            try:
-                there = t.look(key, sha)
-            except D4CError as exc:
-                p.problems.append(exc)
-                there = "conflict"
+            found = looks[key]
+            if isinstance(found, D4CError):
+                p.problems.append(found)
+            there = "conflict" if isinstance(found, D4CError) else found
         elif torrents and file in torrents:
             there = "made during the run"
         out.append(Action(f"upload:{t.name}:{key}", "upload", t.name, key=key, file=file, size=size,
                           sha256=sha, url=t.public_url(key), exists=there))
     return out
+
+
+def _looks(t: Target, wanted: list[tuple[str, str]]) -> dict[str, str | D4CError]:
+    """What `t` holds at each key, asked `t.upload_slots` at a time (reads only)."""
+    def one(item: tuple[str, str]) -> str | D4CError:
+        try:
+            return t.look(*item)
+        except D4CError as exc:
+            return exc
+    with ThreadPoolExecutor(max(1, t.upload_slots), thread_name_prefix=f"look-{t.name}") as pool:
+        return dict(zip((key for key, _ in wanted), pool.map(one, wanted)))

@@ -10,6 +10,7 @@ and stops the release before the record is written.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
@@ -41,13 +42,14 @@ def refusal(sess: requests.Session, url: str) -> str | None:
     return None
 
 
-def check_public(urls: Mapping[str, Iterable[str]]) -> list[D4CError]:
-    """`urls` is target name -> its public URLs; one error per target that refuses any."""
+def check_public(urls: Mapping[str, Iterable[str]], parallel: int = 8) -> list[D4CError]:
+    """`urls` is target name -> its public URLs; one error per target that refuses any.
+    `parallel` URLs are checked at once (the session's pool is thread-safe for requests)."""
     out: list[D4CError] = []
-    with anonymous_session() as sess:
+    with anonymous_session() as sess, ThreadPoolExecutor(parallel, thread_name_prefix="reach") as pool:
         for name, todo in urls.items():
             wanted = sorted({u for u in todo if u.startswith(("http://", "https://"))})
-            bad = [r for u in wanted if (r := refusal(sess, u)) is not None]
+            bad = [r for r in pool.map(lambda u: refusal(sess, u), wanted) if r is not None]
             if bad:
                 more = f" ({len(bad)} of {len(wanted)} URLs refused)" if len(bad) > 1 else ""
                 out.append(D4CError(

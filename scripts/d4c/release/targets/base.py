@@ -17,7 +17,8 @@ then, only when the whole plan is possible, the run:
                                         version draft + reserved DOI; github: the draft
                                         release). Returns facts for the record, e.g.
                                         {"doi": "...", "concept_doi": "...", "record_id": "..."}.
-    t.exists(key, sha) / t.upload(...)  per file: look before you write
+    t.exists(key, sha) / t.upload(...)  per file: look before you write (up to
+                                        t.upload_slots files at once, each in a thread)
     t.verify(key, sha)                  after every upload, before any cleanup
     t.delete_older_versions(id, ver)    only for retain: latest, only after verify
     t.finalize(ctx)                     publish (zenodo publish, github un-draft). Returns
@@ -107,6 +108,8 @@ class Target(Protocol):
     retain: Retain
     source_mirror: bool
     public: bool
+    upload_slots: int  # files of one release uploaded to it at once
+    guards_create: bool  # upload() itself refuses to replace a key (so no look just before)
 
     def key_for(self, dataset_id: str, version: str, file: str) -> str: ...
     def public_url(self, key: str) -> str: ...
@@ -168,6 +171,10 @@ class BaseTarget:
     # copy of a raw source is a file of that deposit, `source-<sha256>`, not a shared key.
     SOURCES_IN_VERSION: ClassVar[bool] = False
     URLS_FROM_CONFIG: ClassVar[bool] = True  # False: a URL exists only once prepare() ran
+    # One file at a time unless a kind says otherwise: the services limit request rates and
+    # drafts; a store (s3) takes its own `parallel_uploads` option.
+    upload_slots: int = 1
+    guards_create: bool = False
 
     def __init__(self, config: TargetConfig, environ: Mapping[str, str] | None = None):
         self.config = config
