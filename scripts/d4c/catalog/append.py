@@ -47,11 +47,13 @@ from d4c.errors import D4CError
 _CONFLICT = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 
 
-def _datasets(pf: pq.ParquetFile) -> Iterator[pa.Table]:
-    """The file's rows, one whole dataset at a time (a dataset may span row groups)."""
+def _datasets(pf: pq.ParquetFile, read: dict[int, pa.Table]) -> Iterator[pa.Table]:
+    """The file's rows, one whole dataset at a time (a dataset may span row groups);
+    `read` holds row groups already decoded."""
     carry: pa.Table | None = None
     for g in range(pf.num_row_groups):
-        for rows in dataset_slices(pf.read_row_group(g)):
+        group = read.pop(g) if g in read else pf.read_row_group(g)
+        for rows in dataset_slices(group):
             if carry is not None and carry["collection"][0] == rows["collection"][0]:
                 carry = pa.concat_tables([carry, rows])
                 continue
@@ -62,10 +64,11 @@ def _datasets(pf: pq.ParquetFile) -> Iterator[pa.Table]:
         yield carry
 
 
-def _merged(pf: pq.ParquetFile | None, cid: str, rows: pa.Table) -> Iterator[pa.Table]:
+def _merged(pf: pq.ParquetFile | None, read: dict[int, pa.Table], cid: str,
+            rows: pa.Table) -> Iterator[pa.Table]:
     """The file's datasets in order, with `cid`'s rows replaced by (or added as) `rows`."""
     placed = False
-    for old in _datasets(pf) if pf is not None else ():
+    for old in _datasets(pf, read) if pf is not None else ():
         name = old["collection"][0].as_py()
         if not placed and name >= cid:
             yield rows
@@ -76,15 +79,17 @@ def _merged(pf: pq.ParquetFile | None, cid: str, rows: pa.Table) -> Iterator[pa.
         yield rows
 
 
-def _linked(pf: pq.ParquetFile | None, record: Record, metadata: Metadata) -> list[Any]:
-    """The dataset's items with the new one, re-linked (its row groups alone are read)."""
+def _linked(pf: pq.ParquetFile | None, record: Record, metadata: Metadata,
+            read: dict[int, pa.Table]) -> list[Any]:
+    """The dataset's items with the new one, re-linked: only its row groups are read
+    (kept in `read` for the rewrite)."""
     new = record_to_item(record, metadata(record))
     cid, version = new["collection"], new["properties"]["version"]
     same = []
     if pf is not None:
-        groups = groups_for(pf, cid)
-        if groups:
-            table = pf.read_row_groups(groups)
+        read.update({g: pf.read_row_group(g) for g in groups_for(pf, cid)})
+        if read:
+            table = pa.concat_tables(read.values())
             table = table.filter(pc.equal(table["collection"], cid))
             # by version: link_versions refuses id clashes
             same = [i for i in table_to_items(table) if i["properties"]["version"] != version]
@@ -94,8 +99,9 @@ def _linked(pf: pq.ParquetFile | None, record: Record, metadata: Metadata) -> li
 def rewrite(source: Any, record: Record, metadata: Metadata, dest: Path) -> None:
     """Write to `dest` the catalog at `source` (path, file object, or None) plus `record`."""
     pf = pq.ParquetFile(source) if source is not None else None
+    read: dict[int, pa.Table] = {}
     with paused_gc():
-        linked = _linked(pf, record, metadata)
+        linked = _linked(pf, record, metadata, read)
         rows = items_to_table(linked)
     cid = linked[0]["collection"]
     old_schema = pf.schema_arrow if pf is not None and pf.metadata.num_rows else rows.schema
@@ -103,7 +109,7 @@ def rewrite(source: Any, record: Record, metadata: Metadata, dest: Path) -> None
     colls = _collections(pf.metadata.metadata) if pf is not None else {}
     colls[cid] = collection_for(linked)
     with catalog_writer(dest, schema) as writer:
-        for table in _merged(pf, cid, rows):
+        for table in _merged(pf, read, cid, rows):
             writer.add(table if table.schema == schema else conform(table, schema))
         writer.collections = {k: colls[k] for k in sorted(colls)}
 

@@ -38,7 +38,9 @@ ROW_GROUP_SIZE = 16384
 STATISTICS = ["collection", "version", "datetime", "start_datetime", "end_datetime",
               "bbox.xmin", "bbox.ymin", "bbox.xmax", "bbox.ymax"]
 PARQUET_OPTIONS: dict[str, Any] = {
-    "compression": "zstd", "compression_level": 6, "version": "2.6",
+    # zstd 3 over 6: on the bench's catalog 5% larger and a third less encoding time,
+    # which every append pays for the whole file (d4c.catalog.append).
+    "compression": "zstd", "compression_level": 3, "version": "2.6",
     "data_page_version": "1.0", "write_statistics": STATISTICS, "use_dictionary": True,
     "write_page_index": False,
     # ARROW:schema would repeat the footer metadata (all collections) base64-encoded; the
