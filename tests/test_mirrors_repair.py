@@ -169,3 +169,32 @@ def test_s3_addresses_in_the_catalog_are_not_copies_to_fetch(world: World) -> No
     report = check(str(world.catalog), Options(tier=1, date=DATE, retries=0, scrape=False))
     assert bad(report) == {}
     assert not any(str(r["href"]).startswith("s3://") for r in report.rows)
+
+
+def test_each_kind_replaces_a_damaged_object_through_its_public_api(world: World) -> None:
+    """`replace` is the targets' own: the stores put our bytes over damaged ones and verify;
+    a service refuses in one line with what to do instead (repair reaches no internals)."""
+    from d4c.errors import D4CError
+    from d4c.release import config as tconfig
+    from d4c.release.targets import make_target
+
+    cfg = tconfig.load(targets(world))
+    data, key = world.data, world.key()
+    local, s3 = make_target(cfg.config_of("http")), make_target(cfg.config_of("s3"))
+    (world.tmp / "www" / key).write_bytes(b"rot" * 10)
+    world.s3.client().put_object(Bucket=world.bucket, Key=key, Body=b"rot",
+                                 Metadata={"sha256": "0" * 64})
+    for t in (local, s3):
+        assert t.REPLACES
+        with pytest.raises(D4CError, match="exists with"):
+            t.look(key, data["sha256"])  # other bytes: the release's own look refuses them
+        t.replace(key, data["path"], data["sha256"], data["md5"])
+        assert t.look(key, data["sha256"]) == "present"
+        t.replace(key, data["path"], data["sha256"], data["md5"])  # again: idempotent
+    assert s3_bytes(world, data) == data["path"].read_bytes()
+    assert (world.tmp / "www" / key).read_bytes() == data["path"].read_bytes()
+    zenodo = make_target(cfg.config_of("zenodo"))
+    assert not zenodo.REPLACES
+    with pytest.raises(D4CError) as err:
+        zenodo.replace(key, data["path"], data["sha256"], data["md5"])
+    assert "not replaced in place" in err.value.line() and "immutable" in err.value.line()

@@ -2,16 +2,16 @@
 
 The latest health file says which copies failed. Each one is mapped to the target of the
 targets config that holds it (by its alternate's name, or, for the main href, by the URL
-its layout gives), and repaired through the same plug-ins as the release (`look`,
-`upload`, `verify`) with a journal like the release's. Like the release it is a plan,
+its layout gives), and repaired through the same plug-ins as the release (`look`, then
+the target's public `replace`, which writes and verifies) with a journal like the release's. Like the release it is a plan,
 then its execution: the plan only reads (credentials, a probe of each target, what each
 key holds now, a good copy for each file), and nothing is written anywhere unless every
 repair is possible; the execution then fetches every file it needs from a copy that
 passed, checking the sha256 of every byte, before the first write.
 
-Only the stores (local, s3) are repaired: a service's deposit (a published Zenodo record,
-an Internet Archive item, a GitHub release) is not rewritten in place, so such a copy is
-one line saying what the operator can do.
+Only the kinds that can replace a damaged object (`REPLACES`: local, s3) are repaired: a
+service's deposit (a published Zenodo record, an Internet Archive item, a GitHub release)
+is not rewritten in place, so such a copy is one line with the kind's `REPLACE_ADVICE`.
 """
 from __future__ import annotations
 
@@ -32,17 +32,9 @@ from d4c.release import locations
 from d4c.release.journal import Journal
 from d4c.release.targets import ReleaseContext, StateStore, Target, make_target
 
-STORES = ("local", "s3")  # the kinds whose keys repair may replace
+STORES = ("local", "s3")  # kinds whose URLs the config fixes: an unnamed main href is looked for there
 REPAIRABLE = ("missing", "corrupt")
 JOURNAL_ID = "mirrors-repair"  # the {id} of the repair journal's key
-_ADVICE = {
-    "zenodo": "published Zenodo records are immutable: ask Zenodo support to restore the file "
-              "(it keeps the md5 our manifest records), or release a new version; the other copies serve meanwhile",
-    "internet-archive": "d4c does not rewrite an Internet Archive item: upload a copy that passed over "
-                        "that file of the item (an IA-S3 PUT), then rerun the check",
-    "github": "d4c does not rewrite a published GitHub release: delete that asset and upload a "
-              "copy that passed with `gh release upload`, then rerun the check",
-}
 Echo = Callable[[str], None]
 
 
@@ -137,7 +129,7 @@ class _Targets:
         for n in named:
             t = self.get(n)
             key = t.key_for(str(r["collection"]), str(r["version"]), str(r["file"]))
-            if t.kind not in STORES or r["href"] in (t.public_url(key), t.storage_uri(key)):
+            if not t.REPLACES or r["href"] in (t.public_url(key), t.storage_uri(key)):
                 return t, key
             if n == name:
                 return None, (f"target {n!r} keeps {r['file']} at {t.public_url(key)}, not at {r['href']}: "
@@ -187,10 +179,9 @@ def _plan_copy(p: RepairPlan, targets: _Targets, c: _Copy, sources: list[str]) -
     if t is None:
         p.notes.append(f"{where}: {c.status}; {key}")
         return
-    if t.kind not in STORES:
-        advice = _ADVICE.get(t.kind, "repair it by hand")
+    if not t.REPLACES:
         p.notes.append(f"{where}: {c.status} on {t.kind} target {t.name!r}, which is not repaired "
-                       f"in place: {advice}")
+                       f"in place: {t.REPLACE_ADVICE}")
         return
     if not sources:
         p.problems.append(D4CError(f"{where} is {c.status}, and no copy of it passed the last check",
@@ -256,14 +247,6 @@ def _journal(p: RepairPlan, targets: _Targets, latest: Path, copies: list[_Copy]
     return Journal(local, t, key)
 
 
-def _discard(t: Target, key: str) -> None:
-    """Remove the bad bytes at `key` (published keys are never overwritten by `upload`)."""
-    if t.kind == "s3":
-        t.client.delete_object(Bucket=t.bucket, Key=key)  # type: ignore[attr-defined]
-    elif t.kind == "local":
-        t._path(key).unlink(missing_ok=True)  # type: ignore[attr-defined]
-
-
 def _stage(p: RepairPlan, echo: Echo) -> dict[str, tuple[Path, str, str]]:
     """sha256 -> (verified file, md5, the copy it came from); raises before any write."""
     from d4c.digest import digest_file
@@ -298,12 +281,7 @@ def execute(p: RepairPlan, echo: Echo = print) -> int:
     for r in p.repairs:
         t = p.targets[r.target]
         path, md5, src = staged[r.sha256]
-        if r.now != "absent" or r.status == "corrupt":
-            _discard(t, r.key)
-        t.upload(r.key, path, r.sha256, md5)
-        if not t.verify(r.key, r.sha256):
-            raise D4CError(f"target {t.name!r}: {r.key} does not match sha256 {r.sha256} after the repair",
-                           hint="the store did not keep the bytes; rerun `d4c mirrors repair`")
+        t.replace(r.key, path, r.sha256, md5)  # writes, then verifies (or raises)
         journal.mark(r.step)
         done[r.step] = {"from": src, "health": p.health.name, "was": r.status,
                         "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}

@@ -24,6 +24,12 @@ then, only when the whole plan is possible, the run:
     t.finalize(ctx)                     publish (zenodo publish, github un-draft). Returns
                                         facts for the record, e.g. {"github_release": url}.
 
+Outside a release, `d4c mirrors repair` puts a damaged copy back with
+
+    t.replace(key, path, sha, md5)      the stores (REPLACES): ours at `key` whatever is
+                                        there now, verified after the write like an
+                                        upload; the services raise, with REPLACE_ADVICE
+
 Every call must be idempotent: a rerun after a crash at any point calls them again
 in the same order, and each must re-read state and decide instead of blindly
 re-sending a create or publish. `ctx.state` carries what this target returned from
@@ -110,6 +116,8 @@ class Target(Protocol):
     public: bool
     upload_slots: int  # files of one release uploaded to it at once
     guards_create: bool  # upload() itself refuses to replace a key (so no look just before)
+    REPLACES: ClassVar[bool]
+    REPLACE_ADVICE: ClassVar[str]
 
     def key_for(self, dataset_id: str, version: str, file: str) -> str: ...
     def public_url(self, key: str) -> str: ...
@@ -126,6 +134,7 @@ class Target(Protocol):
     def missing_credentials(self) -> list[D4CError]: ...
     def probe(self, ctx: ReleaseContext) -> list[str]: ...
     def look(self, key: str, sha256: str) -> str: ...
+    def replace(self, key: str, path: Path, sha256: str, md5: str) -> None: ...
 
 
 @runtime_checkable
@@ -171,6 +180,10 @@ class BaseTarget:
     # copy of a raw source is a file of that deposit, `source-<sha256>`, not a shared key.
     SOURCES_IN_VERSION: ClassVar[bool] = False
     URLS_FROM_CONFIG: ClassVar[bool] = True  # False: a URL exists only once prepare() ran
+    # A store can put our bytes back over a damaged copy (`replace`); a service's published
+    # deposit is not rewritten in place, and REPLACE_ADVICE says what the operator can do.
+    REPLACES: ClassVar[bool] = False
+    REPLACE_ADVICE: ClassVar[str] = "repair it by hand"
     # One file at a time unless a kind says otherwise: the services limit request rates and
     # drafts; a store (s3) takes its own `parallel_uploads` option.
     upload_slots: int = 1
@@ -261,6 +274,20 @@ class BaseTarget:
         return "present" if self.exists(key, sha256) else "absent"
 
     def exists(self, key: str, sha256: str) -> bool:
+        raise NotImplementedError
+
+    def replace(self, key: str, path: Path, sha256: str, md5: str) -> None:
+        """Put our bytes at `key` over whatever is there (a damaged copy), then verify."""
+        raise D4CError(f"target {self.name!r}: a {self.kind} copy is not replaced in place",
+                       hint=self.REPLACE_ADVICE)
+
+    def replaced(self, key: str, sha256: str) -> None:
+        """The release's guarantee after a replace: the key holds our bytes, or one error."""
+        if not self.verify(key, sha256):
+            raise D4CError(f"target {self.name!r}: {key} does not match sha256 {sha256} after "
+                           "the repair", hint="the store did not keep the bytes; rerun `d4c mirrors repair`")
+
+    def verify(self, key: str, sha256: str) -> bool:
         raise NotImplementedError
 
     def prepare(self, ctx: ReleaseContext) -> dict[str, Any]:

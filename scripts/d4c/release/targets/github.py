@@ -30,6 +30,8 @@ class GitHubTarget(BaseTarget):
     kind = "github"
     CREDENTIALS: ClassVar[Mapping[str, str]] = {"token": "GITHUB_TOKEN"}
     KEEPS_EVERY_VERSION = "GitHub releases are kept for every version"
+    REPLACE_ADVICE = ("d4c does not rewrite a published GitHub release: delete that asset and "
+                      "upload a copy that passed with `gh release upload`, then rerun the check")
     SOURCES_IN_VERSION = True
 
     def __init__(self, config: TargetConfig, environ: Mapping[str, str] | None = None):

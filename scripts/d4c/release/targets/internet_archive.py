@@ -49,6 +49,8 @@ class InternetArchiveTarget(BaseTarget):
     kind = "internet-archive"
     CREDENTIALS: ClassVar[Mapping[str, str]] = {"access": "IA_ACCESS_KEY", "secret": "IA_SECRET_KEY"}
     KEEPS_EVERY_VERSION = "archive.org items are kept for every version"
+    REPLACE_ADVICE = ("d4c does not rewrite an Internet Archive item: upload a copy that passed "
+                      "over that file of the item (an IA-S3 PUT), then rerun the check")
     SOURCES_IN_VERSION = True
 
     def __init__(self, config: TargetConfig, environ: Mapping[str, str] | None = None):

@@ -13,6 +13,7 @@ from d4c.release.targets.base import BaseTarget, ReleaseContext, TargetConfig
 
 class LocalTarget(BaseTarget):
     kind = "local"
+    REPLACES = True
 
     def __init__(self, config: TargetConfig, environ: Mapping[str, str] | None = None):
         super().__init__(config, environ)
@@ -51,6 +52,12 @@ class LocalTarget(BaseTarget):
     def verify(self, key: str, sha256: str) -> bool:
         path = self._path(key)
         return path.is_file() and sha256_file(path) == sha256
+
+    def replace(self, key: str, path: Path, sha256: str, md5: str) -> None:
+        """A damaged file gives way to ours in one rename (readers see old or new, never
+        half), then the bytes are read back like a release's."""
+        atomic_write(self._path(key), src=path)
+        self.replaced(key, sha256)
 
     def delete_older_versions(self, dataset_id: str, keep_version: str) -> list[str]:
         prefix = self.listing_prefix(dataset_id)

@@ -91,6 +91,7 @@ def _code(exc: ClientError) -> str:
 
 class S3Target(BaseTarget):
     kind = "s3"
+    REPLACES = True
     OPTIONAL = frozenset({"session_token"})
 
     def credential_vars(self) -> dict[str, str]:
@@ -256,6 +257,17 @@ class S3Target(BaseTarget):
                          for a in ("CRC32", "SHA256")):
             return True
         return self._read_hash(key) == sha256  # no usable server checksum: read it back
+
+    def replace(self, key: str, path: Path, sha256: str, md5: str) -> None:
+        """Remove the damaged object (`upload` never overwrites a key), put ours through
+        `upload` (If-None-Match, the server-checked SHA-256 or part checksums), verify."""
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail("remove the damaged copy at", key, exc) from None
+        self._composite.pop(key, None)
+        self.upload(key, path, sha256, md5)
+        self.replaced(key, sha256)
 
     def _read_hash(self, key: str) -> str:
         h = hashlib.sha256()

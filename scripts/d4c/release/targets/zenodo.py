@@ -38,6 +38,9 @@ class ZenodoTarget(BaseTarget):
     KEEPS_EVERY_VERSION = "zenodo records are permanent archives"
     SOURCES_IN_VERSION = True
     URLS_FROM_CONFIG = False  # /records/<id>/files/...: the id comes from prepare()
+    REPLACE_ADVICE = ("published Zenodo records are immutable: ask Zenodo support to restore the "
+                      "file (it keeps the md5 our manifest records), or release a new version; "
+                      "the other copies serve meanwhile")
 
     def __init__(self, config: TargetConfig, environ: Mapping[str, str] | None = None):
         super().__init__(config, environ)
