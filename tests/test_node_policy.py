@@ -75,3 +75,16 @@ def test_two_node_keys_pick_mostly_different_rare_items() -> None:
     assert len(a & b) <= 0.25 * min(len(a), len(b))
     union = set().union(*(picks(n) for n in nodes))
     assert len(union) == len(rare)  # and together the nodes cover every item
+
+
+def test_a_lowered_budget_evicts_first_what_stays_at_its_minimum_elsewhere() -> None:
+    # the deprecated copy is the lowest priority but has no other copy than its 2 mirrors;
+    # the two spares sit at 3 copies elsewhere: they go first, though more urgent
+    alone = Candidate(sha(1), 30, mirrors=2, deprecated=True, latest=False, held=True)
+    spares = [Candidate(sha(n), 30, mirrors=2, others=1, held=True, holder_rank=1) for n in (2, 3)]
+    got = plan([alone, *spares], budget=60)
+    assert [why for _, why in got.evict] == ["over budget"]
+    assert got.evict[0][0].sha256 in {sha(2), sha(3)}
+    # when only copies below the minimum elsewhere are left, the volunteer's disk still wins
+    got = plan([alone, *spares], budget=20)
+    assert {c.sha256 for c, _ in got.evict} == {sha(1), sha(2), sha(3)}

@@ -113,7 +113,7 @@ def test_fills_to_budget_most_urgent_first_and_never_past_budget_plus_reserve(ne
     assert Store(cfg.data).held_bytes(Store(cfg.data).load()) <= cfg.budget
     assert peak[0] <= cfg.budget + cfg.reserve
     # the check-in lists exactly what is held, and the plan after it wants nothing more
-    assert len(report.checkin) == 1 and cfg.node_id in report.checkin[0].name
+    assert report.checkin == [str(cfg.data / ".d4c-node" / "checkin.json")]
     assert sync.run(cfg, dry=True, now=NOW).plan.fetch == []
 
 
@@ -158,15 +158,18 @@ def test_refuses_a_corrupt_copy_and_takes_the_good_alternate(net: Net, capsys: p
     assert not Store(cfg2.data).partial(data["sha256"]).exists()
 
 
-def _ids_ranked(sha: str, first: bool, own: str) -> list[str]:
-    """Four node ids that all score after `own` for sha (first) or all before it."""
+def _keys_ranked(sha: str, first: bool, own: str, n: int = 4) -> list[str]:
+    """`n` node keys whose ids all score after `own` for sha (first) or all before it."""
+    from d4c.node import identity
+
     out: list[str] = []
-    n = 0
-    while len(out) < 4:
-        cand = f"{n:032x}"
-        n += 1
-        if (policy.score(cand, sha) > policy.score(own, sha)) == first:
-            out.append(cand)
+    k = 0
+    while len(out) < n:
+        key = hashlib.sha256(f"test-key-{k}".encode()).hexdigest()
+        k += 1
+        node_id = identity.node_id(identity.public_key(key))
+        if (policy.score(node_id, sha) > policy.score(own, sha)) == first:
+            out.append(key)
     return out
 
 
@@ -175,20 +178,23 @@ def _bytes(net: Net, record: dict[str, Any]) -> dict[str, bytes]:
     return {data["sha256"]: (net.tmp / "www" / "www" / record["id"] / data["file"]).read_bytes()}
 
 
-def _write_checkins(folder: Path, ids: list[str], blobs: dict[str, bytes], lie: bool = False) -> None:
-    """Other nodes' check-ins claiming these files, answering the challenge from their bytes
-    (or, when they `lie`, from bytes they do not have)."""
+def _write_checkins(folder: Path, keys: list[str], blobs: dict[str, bytes], lie: bool = False) -> None:
+    """Other nodes' signed check-ins claiming these files, answering the challenge from their
+    bytes (or, when they `lie`, from bytes they do not have)."""
     from d4c.node import checkins
+    from d4c.node.log import FolderLog
     from d4c.node.store import Held, State
 
     def read(sha: str, start: int, length: int) -> bytes:
         return bytes(length) if lie else blobs[sha][start:start + length]
 
-    for i in ids:
+    log = FolderLog(folder)
+    for n, key in enumerate(keys):
         state = State({s: Held(s, len(b), f"a/b/{s[:8]}", "x", "y", "2026-12-01T00:00:00Z")
                        for s, b in blobs.items()})
-        doc = checkins.document(i, "2026-12-01T06:00:00Z", 1, state, f"nonce-{i}", read)
-        checkins.write(doc, [folder])
+        at = NOW + timedelta(minutes=30 + n)
+        prev = checkins.newest_name(checkins.read(log, at, []))
+        checkins.append(log, checkins.document(key, at.strftime("%Y-%m-%dT%H:%M:%SZ"), 1, state, prev, read))
 
 
 @pytest.mark.parametrize("ranked_first", [False, True])
@@ -201,7 +207,7 @@ def test_evicts_above_the_maximum_only_when_ranked_last_among_holders(net: Net, 
     data = net.data(record)
     assert data["file"] in held_files(cfg)
     # four other nodes check in with it: 2 mirrors + 4 nodes = 6 elsewhere, above max 5
-    _write_checkins(shared, _ids_ranked(data["sha256"], ranked_first, cfg.node_id), _bytes(net, record))
+    _write_checkins(shared, _keys_ranked(data["sha256"], ranked_first, cfg.node_id), _bytes(net, record))
     report = sync.run(cfg, now=NOW + timedelta(hours=1))
     evicted = any(data["file"] in line and "above the maximum" in line for line in report.evicted)
     assert evicted is (not ranked_first)  # the holders ranked first keep the copies
@@ -216,23 +222,25 @@ def test_nodes_that_claim_a_file_they_do_not_hold_fail_the_challenge_and_are_not
     sync.run(cfg, now=NOW)
     data = net.data(record)
     # four liars ranked before this node claim it: counted, they would make it evict
-    liars = _ids_ranked(data["sha256"], False, cfg.node_id)
+    liars = _keys_ranked(data["sha256"], False, cfg.node_id)
     _write_checkins(shared, liars, _bytes(net, record), lie=True)
     report = sync.run(cfg, now=NOW + timedelta(hours=1))
     assert data["file"] in held_files(cfg) and not report.evicted
     assert sum("failed its challenge" in w for w in report.warnings) == 4
     # this node's own check-in answers right: another holder can check it
     from d4c.node import challenge, checkins
+    from d4c.node.log import FolderLog
 
-    (mine,) = [c for c in checkins.read(shared, []) if c.node == cfg.node_id]
+    (mine,) = [c for c in checkins.read(FolderLog(shared), NOW + timedelta(hours=1), [])
+               if c.node == cfg.node_id]
     blobs = _bytes(net, record)
     assert len(mine.answers) == 4  # data, torrent, manifest, bundle
 
     def mirror(sha: str, start: int, n: int) -> bytes | None:
         return blobs[sha][start:start + n] if sha in blobs else None
 
-    assert not challenge.wrong(mine.node, mine.date, mine.nonce, mine.answers, mine.sizes, mirror)
-    assert challenge.wrong("f" * 32, mine.date, mine.nonce, mine.answers, mine.sizes, mirror)
+    assert not challenge.wrong(mine.node, mine.date, mine.prev, mine.answers, mine.sizes, mirror)
+    assert challenge.wrong("f" * 32, mine.date, mine.prev, mine.answers, mine.sizes, mirror)
 
 
 def test_evicts_for_an_urgent_item_but_never_below_the_minimum_elsewhere(net: Net) -> None:
@@ -245,7 +253,7 @@ def test_evicts_for_an_urgent_item_but_never_below_the_minimum_elsewhere(net: Ne
     assert {net.data(spare)["file"], net.data(thin)["file"]} <= held_files(cfg)
     # one other node holds the spare (3 copies elsewhere, and that node ranks first); the
     # thin one has only its 2 mirrors elsewhere. Then a version loses every mirror.
-    _write_checkins(shared, _ids_ranked(net.data(spare)["sha256"], False, cfg.node_id)[:1],
+    _write_checkins(shared, _keys_ranked(net.data(spare)["sha256"], False, cfg.node_id, 1),
                     _bytes(net, spare))
     urgent = net.add("ca_t_urgent", 20_000)
     net.build({"ca_t_spare": Risk(2, False), "ca_t_thin": Risk(2, False), "ca_t_urgent": Risk(0, True)})
@@ -331,23 +339,62 @@ def test_bittorrent_through_aria2c_with_the_web_seed_when_no_http_copy_answers(
     assert ("GET", f"/www/ca_t_bt/{data['file']}") in net.mirror.requests  # the web seed
 
 
-def test_a_broken_catalog_or_hostile_checkins_give_one_line_each(net: Net, capsys: pytest.CaptureFixture[str]) -> None:
-    from d4c.node import checkins
+def _hostile_log(folder: Path) -> int:
+    """A log with one entry of each hostile kind; how many there are."""
+    import json
 
+    from d4c import canonical
+    from d4c.node import checkins, identity
+    from d4c.node.store import State
+
+    day = folder / "2026-12-01"
+    day.mkdir(parents=True)
+    key, other = (hashlib.sha256(n.encode()).hexdigest() for n in ("a", "b"))
+    good = checkins.document(key, "2026-12-01T06:00:00Z", 1, State(), "", lambda *_: None)
+
+    def put(data: bytes) -> None:
+        (day / f"{hashlib.sha256(data).hexdigest()}.json").write_bytes(data)
+
+    doc = json.loads(good)
+    doc["budget"] = 10**15  # changed after signing
+    put(canonical.encode(doc))
+    doc = json.loads(good)
+    doc["key"] = identity.public_key(other)  # another node's key on this node's signature
+    doc["node"] = identity.node_id(doc["key"])
+    put(canonical.encode(doc))
+    doc = json.loads(good)
+    doc["node"] = "0" * 32  # a node id that is not its key's
+    put(canonical.encode(doc))
+    put(b"{not json")
+    (day / f"{'e' * 64}.json").write_bytes(good)  # bytes that do not hash to the name
+    (day / "junk.json").write_text("{}")
+    with (day / f"{'f' * 64}.json").open("wb") as fh:  # 17 MiB, refused from its size
+        fh.truncate(17 << 20)
+    return 7
+
+
+def test_hostile_checkins_are_refused_with_one_line_each(tmp_path: Path) -> None:
+    from d4c.node import checkins
+    from d4c.node.log import FolderLog
+
+    n = _hostile_log(tmp_path / "log")
+    warn: list[str] = []
+    assert checkins.read(FolderLog(tmp_path / "log"), NOW, warn) == []
+    assert len(warn) == n and all("\n" not in w for w in warn)
+    for why in ("bad signature", "its node id is not its key's", "not a check-in",
+                "do not hash to its name", "not a <date>/<sha256>.json name", "refused unread"):
+        assert any(why in w for w in warn), why
+
+
+def test_a_broken_catalog_or_hostile_checkins_give_one_line_each(net: Net, capsys: pytest.CaptureFixture[str]) -> None:
     net.add("ca_t_ok", 1_000)
     net.build({"ca_t_ok": Risk(0, True)})
     shared = net.tmp / "checkins"
-    shared.mkdir()
-    (shared / "junk.json").write_text("{not json")
-    (shared / f"{'a' * 32}.json").write_text('{"node": "' + "b" * 32 + '", "at": "2026-12-01T00:00:00Z", "held": []}')
-    (shared / f"{'c' * 32}.json").write_text('{"node": "' + "c" * 32 + '", "at": "2026-12-01T00:00:00Z", '
-                                              '"held": [{"sha256": "../../x"}]}')
-    warn: list[str] = []
-    assert checkins.read(shared, warn) == [] and len(warn) == 3
+    n = _hostile_log(shared)
     cfg = node(net, checkins=shared)
     assert main(["node", "--config", str(cfg.path), "sync"]) == 0
     err = capsys.readouterr().err
-    assert err.count("warning: check-in") == 3 and "Traceback" not in err
+    assert err.count("warning: check-in") == n and "Traceback" not in err
     net.catalog.write_bytes(b"PAR1 not really")
     assert main(["node", "--config", str(cfg.path), "plan"]) == 1
     err = capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""`d4c node init|plan|sync|status|simulate`: the volunteer's program (docs/nodes.md)."""
+"""`d4c node init|plan|sync|status|audit|simulate`: the volunteer's program (docs/nodes.md)."""
 from __future__ import annotations
 
 import argparse
@@ -42,7 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="keep only these collections (glob; repeatable)")
     i.add_argument("--deny", action="append", default=[], metavar="PATTERN",
                    help="never keep these collections (glob; repeatable)")
-    i.add_argument("--checkins", help="a shared folder where node check-ins are written and read")
+    i.add_argument("--checkins", help="the check-in log: s3://bucket/prefix, or a shared folder")
+    i.add_argument("--seeder", help="transmission-daemon's RPC URL, to seed what the node holds "
+                                    "(e.g. http://127.0.0.1:9091/transmission/rpc)")
     i.add_argument("--force", action="store_true", help="replace an existing config (a new key)")
     p = sub.add_parser("plan", help="print what the node would fetch and evict, and why")
     p.add_argument("--max", type=_size, help="fetch at most this much (\"a list for N GB\")")
@@ -51,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--once", action="store_true", help="one run (the default; for cron or a timer)")
     g.add_argument("--every", type=_every, metavar="INTERVAL", help="run forever, every 30m, 6h, ...")
     sub.add_parser("status", help="what the node holds, today's bandwidth, the last check-in")
+    a = sub.add_parser("audit", help="check every node's check-in against the mirrors' bytes")
+    a.add_argument("--catalog", required=True, help="the catalog URL or file")
+    a.add_argument("--checkins", required=True, help="the check-in log: s3://bucket/prefix or a folder")
+    a.add_argument("--sample", type=int, default=8, help="files checked per check-in (default 8)")
     m = sub.add_parser("simulate", help="the policies side by side on a simulated network")
     m.add_argument("--nodes", type=int, default=120)
     m.add_argument("--artifacts", type=int, default=1200)
@@ -128,7 +134,7 @@ def _status(args: argparse.Namespace) -> int:
           f"(+ {_gb(cfg.reserve)} reserve); partial downloads {_gb(store.partial_bytes())}")
     print(f"downloaded today {_gb(state.downloaded.get(today, 0))} of {_gb(cfg.bandwidth_per_day)}")
     last = max((h.verified_at for h in state.held.values()), default="never")
-    print(f"last verified copy {last}; check-in {store.meta / (cfg.node_id + '.json')}")
+    print(f"last verified copy {last}; last check-in {store.meta / 'checkin.json'}")
     return 0
 
 
@@ -138,11 +144,29 @@ def _init(args: argparse.Namespace) -> int:
     path = args.config or config.default_path()
     cfg = config.init(path, catalog=args.catalog, data=args.data, budget=args.budget,
                       reserve=args.reserve, bandwidth=args.bandwidth, allow=args.allow,
-                      deny=args.deny, checkins=args.checkins, force=args.force)
+                      deny=args.deny, checkins=args.checkins, seeder=args.seeder, force=args.force)
     cfg.data.mkdir(parents=True, exist_ok=True)
     print(f"wrote {path} (node {cfg.node_id}); run `d4c node plan`, then `d4c node sync`",
           file=sys.stderr)
     return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from d4c.node import audit
+    from d4c.node.log import open_log
+
+    warn: list[str] = []
+    verdicts = audit.run(args.catalog, open_log(args.checkins), datetime.now(UTC), max(1, args.sample), warn)
+    for line in warn:
+        print(f"warning: {line}", file=sys.stderr)
+    for v in verdicts:
+        state = "counted" if v.counted else f"NOT counted: {len(v.wrong)} wrong (e.g. {v.wrong[0][:16]})"
+        print(f"node {v.node}  {v.at}  {v.claimed} files, {v.checked} checked  {state}")
+    bad = sum(not v.counted for v in verdicts)
+    print(f"{len(verdicts)} nodes, {bad} failed their challenge", file=sys.stderr)
+    return 1 if bad else 0
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -155,7 +179,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    actions = {"init": _init, "plan": _plan, "sync": _sync, "status": _status, "simulate": _simulate}
+    actions = {"init": _init, "plan": _plan, "sync": _sync, "status": _status, "audit": _audit,
+               "simulate": _simulate}
     if args.action not in actions:
-        raise UsageError("no node action given", hint="d4c node init|plan|sync|status|simulate")
+        raise UsageError("no node action given", hint="d4c node init|plan|sync|status|audit|simulate")
     return actions[args.action](args)

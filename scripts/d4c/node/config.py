@@ -1,13 +1,12 @@
 """The node's settings: one YAML file written by `d4c node init` (docs/nodes.md).
 
-The file holds the node key (32 random bytes, hex), so it is written mode 0600. The node
-id, which other nodes and the project see, is derived from the key and reveals nothing
-of it; the rendezvous gate uses the id.
+The file holds the node key (32 random bytes, hex: an ed25519 private key), so it is
+written mode 0600. Check-ins carry the public key and the node id derived from it
+(d4c.node.identity); the rendezvous gate uses the id.
 """
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import os
 import re
 import secrets
@@ -21,6 +20,7 @@ from ruamel.yaml.error import YAMLError
 
 from d4c.atomic import atomic_path
 from d4c.errors import D4CError
+from d4c.node import identity
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?", re.IGNORECASE)
 _KEY = re.compile(r"[0-9a-f]{64}")
@@ -53,12 +53,13 @@ class NodeConfig:
     key: str
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
-    checkins: str | None = None  # a shared folder of check-ins (the project's, or a mount)
+    checkins: str | None = None  # the check-in log: s3://bucket/prefix or a folder
     verify_days: int = 30  # re-hash a held file after this many days
+    seeder: str | None = None  # transmission-daemon's RPC URL: seed what the node holds
 
     @property
     def node_id(self) -> str:
-        return hashlib.sha256(f"d4c-node-id:{self.key}".encode()).hexdigest()[:32]
+        return identity.node_id(identity.public_key(self.key))
 
     def wants_collection(self, collection: str) -> bool:
         if self.allow and not any(fnmatch.fnmatchcase(collection, p) for p in self.allow):
@@ -75,7 +76,8 @@ reserve: {reserve}         # extra room for a download in flight before its evic
 bandwidth_per_day: {bandwidth}
 allow: {allow}             # collections (glob patterns) to keep; [] = all
 deny: {deny}               # collections never to keep
-checkins: {checkins}       # folder where node check-ins are shared (null: keep it local)
+checkins: {checkins}       # the check-in log: s3://bucket/prefix or a folder (null: keep it local)
+seeder: {seeder}         # transmission-daemon RPC URL to seed what it holds (null: no seeding)
 verify_days: 30            # re-hash each held file this often
 key: {key}                 # secret: the node's identity; keep this file private
 """
@@ -88,7 +90,8 @@ def _yaml_list(items: list[str]) -> str:
 
 
 def init(path: Path, *, catalog: str, data: Path, budget: str, reserve: str, bandwidth: str,
-         allow: list[str], deny: list[str], checkins: str | None, force: bool = False) -> NodeConfig:
+         allow: list[str], deny: list[str], checkins: str | None, seeder: str | None = None,
+         force: bool = False) -> NodeConfig:
     """Write a new config (refuses to replace one unless `force`: the key is the identity)."""
     if path.exists() and not force:
         raise D4CError(f"{path} already exists", hint="pass --force to replace it (a new key: a new node)")
@@ -103,6 +106,7 @@ def init(path: Path, *, catalog: str, data: Path, budget: str, reserve: str, ban
                            budget=budget, reserve=reserve, bandwidth=bandwidth,
                            allow=_yaml_list(allow), deny=_yaml_list(deny),
                            checkins=json.dumps(checkins) if checkins else "null",
+                           seeder=json.dumps(seeder) if seeder else "null",
                            key=secrets.token_hex(32))
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -144,6 +148,7 @@ def load(path: Path | None = None) -> NodeConfig:
     return NodeConfig(path=path, catalog=str(_need(doc, "catalog", path)),
                       data=Path(str(_need(doc, "data", path))), key=key,
                       checkins=str(doc["checkins"]) if doc.get("checkins") else None,
+                      seeder=str(doc["seeder"]) if doc.get("seeder") else None,
                       verify_days=max(1, verify), allow=lists["allow"], deny=lists["deny"],
                       budget=sizes["budget"], reserve=sizes["reserve"],
                       bandwidth_per_day=sizes["bandwidth_per_day"])

@@ -15,7 +15,9 @@ Pure: no I/O, no clock, no randomness. The daemon (`d4c.node.sync`) and the simu
   under the goal, so (with counts a day stale) about as many nodes fetch it as copies
   are missing, and nodes with different ids pick different rare items.
 - Eviction: only above the maximum, or for a higher-priority item, and never when the
-  copies elsewhere would fall below the minimum (git-annex's numcopies). Holders rank by
+  copies elsewhere would fall below the minimum (git-annex's numcopies). A budget the
+  volunteer lowered is the one exception, and even then copies held at their minimum
+  elsewhere go first. Holders rank by
   the same hash, so with stale counts only the lowest-ranked holders let go.
 """
 from __future__ import annotations
@@ -163,10 +165,15 @@ def plan(cands: Sequence[Candidate], budget: int, max_fetch: int | None = None) 
         else:
             keep.append(c)
     used = sum(c.size for c in keep)
-    while keep and used > budget:  # the budget shrank: the volunteer's disk comes first
-        c = keep.pop(0)
-        out.evict.append((c, "over budget"))
-        used -= c.size
+    # The budget shrank: the volunteer's disk comes first, but copies that stay at their
+    # minimum elsewhere go before any other, lowest priority first.
+    for safe in (True, False):
+        for c in [c for c in keep if droppable(c, targets(c)[0]) is safe]:
+            if used <= budget:
+                break
+            keep.remove(c)
+            out.evict.append((c, "over budget"))
+            used -= c.size
     spare = [(urgency(h), h) for h in keep if droppable(h, targets(h)[0])]
     fetched = 0
     for c in sorted((c for c in cands if wanted(c)), key=priority):

@@ -8,17 +8,18 @@ deleted after the new one is verified when the reserve allows, else before it st
 from __future__ import annotations
 
 import fcntl
-import hashlib
+import json
 import shutil
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from d4c.atomic import publish
+from d4c.atomic import atomic_write, publish
 from d4c.errors import D4CError
-from d4c.node import challenge, checkins, inventory, policy
+from d4c.node import challenge, checkins, inventory, policy, seed
 from d4c.node.config import NodeConfig
 from d4c.node.inventory import Entry
+from d4c.node.log import open_log
 from d4c.node.store import Held, State, Store, sha256_of
 from d4c.node.transfer import Allowance, download
 
@@ -32,7 +33,7 @@ class Report:
     paused: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     downloaded: int = 0
-    checkin: list[Path] = field(default_factory=list)
+    checkin: list[str] = field(default_factory=list)  # where the check-in went
     paths: dict[str, str] = field(default_factory=dict)  # sha256 -> where it is (or goes)
 
 
@@ -63,7 +64,7 @@ def _counts(cfg: NodeConfig, cis: list[checkins.Checkin], now: datetime, read: c
         weight = policy.checkin_weight((now - ci.at).total_seconds() / 86400)
         if ci.node == cfg.node_id or weight == 0:
             continue
-        bad = challenge.wrong(ci.node, ci.date, ci.nonce, ci.answers, ci.sizes, read)
+        bad = challenge.wrong(ci.node, ci.date, ci.prev, ci.answers, ci.sizes, read)
         if bad:
             warn.append(f"node {ci.node} failed its challenge for {len(bad)} files "
                         f"(e.g. {bad[0][:16]}), not counted")
@@ -125,27 +126,28 @@ def _drops(cfg: NodeConfig, entries: dict[str, Entry], state: State) -> list[tup
     return out
 
 
-def _via_torrent(store: Store, e: Entry, entries: dict[str, Entry], allow: Allowance) -> bool:
-    """Fetch `e` into its partial file with aria2c from its torrent; False when not done."""
+def _via_torrent(store: Store, state: State, e: Entry, entries: dict[str, Entry],
+                 allow: Allowance) -> bool:
+    """Fetch `e` into its partial file with aria2c from its torrent (peers and web seeds);
+    False when not done. The torrent is the held copy or the cache when there is one, so
+    a node fills from peers even when no mirror answers."""
     from d4c.node import torrent
 
     t = entries.get(e.torrent or "")
     aria2c = torrent.client()
     if t is None or aria2c is None or e.size + t.size > allow.left:
         return False
-    tpart = store.partial(t.sha256)
+    tfile = seed.torrent_file(store, state, t, allow)
+    if tfile is None:
+        return False
     try:
-        if download(t.hrefs, tpart, t.size, t.sha256, allow).status != "ok":
-            return False
-        work = store.meta / "bt" / e.sha256
-        got, path = torrent.fetch(aria2c, tpart, work, e.size, e.sha256)
+        got, path = torrent.fetch(aria2c, tfile, store.meta / "bt" / e.sha256, e.size, e.sha256)
         if got.status != "ok" or path is None:
             return False
         path.replace(store.partial(e.sha256))
         allow.take(e.size)
         return True
     finally:
-        tpart.unlink(missing_ok=True)
         shutil.rmtree(store.meta / "bt", ignore_errors=True)
 
 
@@ -159,7 +161,7 @@ def _fetch_one(store: Store, state: State, e: Entry, entries: dict[str, Entry], 
     elif dest.exists():
         return f"{e.relpath}: the path is taken by another artifact of the catalog"
     part = store.partial(e.sha256)
-    if not _via_torrent(store, e, entries, allow):
+    if not _via_torrent(store, state, e, entries, allow):
         got = download(e.hrefs, part, e.size, e.sha256, allow)
         if got.status != "ok":
             return f"{e.relpath}: {got.detail}"
@@ -238,7 +240,8 @@ def _run(cfg: NodeConfig, store: Store, dry: bool, max_fetch: int | None, now: d
     state = store.load()
     found = inventory.load(cfg.catalog, warn)
     entries = {e.sha256: e for e in found}
-    cis = checkins.read(Path(cfg.checkins) if cfg.checkins else None, warn)
+    log = open_log(cfg.checkins) if cfg.checkins else None
+    cis = checkins.read(log, now, warn)
     if not dry:
         verify_held(store, state, cfg, now, warn)
     cands = candidates(cfg, found, state, cis, now, reader(store, state), warn)
@@ -262,9 +265,26 @@ def _run(cfg: NodeConfig, store: Store, dry: bool, max_fetch: int | None, now: d
         state.downloaded[today] = state.downloaded.get(today, 0) + allow.used
         report.downloaded = allow.used
         store.save(state)
-    at = _iso(now)
-    nonce = hashlib.sha256(f"d4c-node-nonce:{cfg.key}:{at[:10]}".encode()).hexdigest()[:32]
-    doc = checkins.document(cfg.node_id, at, cfg.budget, state, nonce, reader(store, state))
-    folders = [store.meta] + ([Path(cfg.checkins)] if cfg.checkins else [])
-    report.checkin = checkins.write(doc, folders)
+    if cfg.seeder:
+        seed.reconcile(cfg.seeder, store, state, entries, warn)
+    local = store.meta / "checkin.json"
+    due = _checkin_due(local, state, now)
+    data = checkins.document(cfg.key, _iso(now), cfg.budget, state, checkins.newest_name(cis),
+                             reader(store, state))
+    atomic_write(local, data)
+    report.checkin = [str(local)]
+    if log is not None and due:
+        report.checkin.append(f"{log.where.rstrip('/')}/{checkins.append(log, data)}")
     return report
+
+
+def _checkin_due(local: Path, state: State, now: datetime) -> bool:
+    """A check-in goes to the log when what is held changed, or the last is 20 h old: a
+    node that syncs every 30 minutes appends about once a day, not 48 times."""
+    try:
+        last = json.loads(local.read_bytes())
+        at = datetime.fromisoformat(last["at"])
+        held = {h["sha256"] for h in last["held"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return True
+    return held != set(state.held) or now - at >= timedelta(hours=20)
