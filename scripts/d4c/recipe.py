@@ -24,8 +24,9 @@ EXTENSIONS = {
     "cog": "tif",
     "pmtiles": "pmtiles",
     "flatgeobuf": "fgb",
+    "gpkg": "gpkg",
 }
-TABULAR_FORMATS = {"geoparquet", "parquet", "csv", "flatgeobuf"}
+TABULAR_FORMATS = {"geoparquet", "parquet", "csv", "flatgeobuf", "gpkg"}
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ class BuildContext:
     sample_bboxes: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     def sample_bbox(self, name: str) -> tuple[float, ...] | None:
-        """A sample build's `sample.sources.<name>.bbox` (minx, miny, maxx, maxy) to filter with
+        """A sample build's `bbox` of the source's `sample.sources` entry (minx, miny, maxx, maxy) to filter with
         while reading, e.g. `pyogrio.read_dataframe(path, bbox=ctx.sample_bbox(name))`; else None."""
         self.source(name)
         return self.sample_bboxes.get(name)

@@ -31,6 +31,7 @@ MEDIA_TYPES = {
     "cog": "image/tiff; application=geotiff; profile=cloud-optimized",
     "pmtiles": "application/vnd.pmtiles",
     "flatgeobuf": "application/vnd.flatgeobuf",
+    "gpkg": "application/geopackage+sqlite3",
 }
 
 
@@ -77,7 +78,7 @@ def output_entry(recipe: Recipe, output: Output, folder: Path) -> dict[str, Any]
 
 def make(
     recipe: Recipe, root: Path, folder: Path, run: RunResult, params: dict[str, Any],
-    source_date_epoch: int, sample: bool, code: dict[str, Any],
+    source_date_epoch: int, sample: bool, code: dict[str, Any], sampled: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     env_file = environment_file(recipe)
     manifest = {
@@ -100,6 +101,8 @@ def make(
                     for s in recipe.sources],
         "outputs": [output_entry(recipe, o, folder) for o in recipe.outputs],
     }
+    if sample:  # what a sample build read of each sampled source (d4c.sample), hashes and all
+        manifest["sample_sources"] = sampled or []
     validate(manifest)
     return manifest
 

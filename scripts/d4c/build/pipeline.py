@@ -11,11 +11,11 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from d4c import fetch, model
+from d4c import fetch, model, sample
 from d4c.build import limits as lim
 from d4c.build import manifest as mf
 from d4c.build import outputs, provenance
@@ -84,6 +84,17 @@ def resolve_sources(recipe: Recipe, mode: str,
                                copies=dict(copies))
 
 
+def build_sources(recipe: Recipe, opts: BuildOptions) -> tuple[dict[str, Path], list[dict[str, Any]]]:
+    """Every source's local path, and for a sample build the facts of what was sampled: a
+    source with a `sample.sources` range or members is read in part (d4c.sample), never whole."""
+    if not opts.sample:
+        return resolve_sources(recipe, opts.sources, opts.source_copies), []
+    sampled, facts = sample.resolve(recipe, "mirrors" if opts.sources in ("mirrors", "copies") else "auto")
+    rest = replace(recipe, sources=tuple(s for s in recipe.sources if s.name not in sampled))
+    found = {**resolve_sources(rest, opts.sources, opts.source_copies), **sampled}
+    return {s.name: found[s.name] for s in recipe.sources}, facts
+
+
 def check_out_dir(out: Path, dataset_id: str | None = None) -> None:
     """Refuse to replace anything but an earlier d4c build: `--out ~` must not cost a home folder.
 
@@ -137,10 +148,13 @@ def build(recipe: Recipe, root: Path, out: Path, opts: BuildOptions) -> dict[str
         from d4c.build import shard_reduce, shards  # they build on this module
 
         shards.spec_of(recipe)
+        if opts.sample and sample.specs(recipe):
+            raise D4CError(f"{recipe.path}: `sample.sources` and `shards:` together are not supported",
+                           hint="shard the full build only, or sample with `sample.params`")
         if not opts.whole:
             return shard_reduce.build_local(recipe, root, out, opts, opts.jobs)
     code = opts.code if opts.code is not None else mf.code_state(root, recipe)
-    sources = resolve_sources(recipe, opts.sources, opts.source_copies)
+    sources, sampled = build_sources(recipe, opts)
     epoch = source_date_epoch(root, recipe)
     params = effective_params(recipe, opts.sample)
     limits = lim.from_recipe(recipe.data)
@@ -152,7 +166,8 @@ def build(recipe: Recipe, root: Path, out: Path, opts: BuildOptions) -> dict[str
     try:
         job = Job(recipe=recipe, repo_root=root, params=params, sources=sources, stage=stage,
                   work=work, source_date_epoch=epoch, sample=opts.sample, limits=limits,
-                  sandbox=opts.sandbox, variation=opts.variation, shard=_whole_view(recipe, sources))
+                  sandbox=opts.sandbox, variation=opts.variation, shard=_whole_view(recipe, sources),
+                  sample_bbox=sample.bboxes(recipe) if opts.sample else {})
         log.info("running %s v%s transform with the %s runner (%s)", recipe.id, recipe.version,
                  opts.runner, limits.describe())
         if not opts.sandbox:
@@ -160,7 +175,7 @@ def build(recipe: Recipe, root: Path, out: Path, opts: BuildOptions) -> dict[str
         result = get_runner(opts.runner).run(job)
         outputs.accept(stage, [recipe.artifact_name(o) for o in recipe.outputs], where=str(recipe.folder.name))
         log.info("transform done (sandbox: %s); hashing and describing outputs", result.sandbox)
-        manifest = mf.make(recipe, root, stage, result, params, epoch, opts.sample, code)
+        manifest = mf.make(recipe, root, stage, result, params, epoch, opts.sample, code, sampled)
         mf.write(stage / MANIFEST, manifest)
         mf.write(stage / PROVENANCE, provenance.statement(manifest))
         publish(stage, out)

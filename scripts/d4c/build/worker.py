@@ -124,6 +124,7 @@ def _run_command(spec: dict[str, Any], ctx: BuildContext) -> None:
     env.update({f"D4C_SOURCE_{_env_name(n)}": str(p) for n, p in ctx.sources.items()})
     env.update({f"D4C_OUTPUT_{_env_name(n)}": str(o.path) for n, o in ctx.outputs.items()})
     env["D4C_PARAMS"] = json.dumps(ctx.params, sort_keys=True)
+    env.update({f"D4C_SAMPLE_BBOX_{_env_name(n)}": ",".join(map(repr, b)) for n, b in ctx.sample_bboxes.items()})
     try:
         proc = subprocess.run(argv, env=env, check=False)
     except OSError as exc:  # not on this environment's PATH, or not a program: one line, no traceback
@@ -169,6 +170,7 @@ def run(spec: dict[str, Any], found: dict[str, Any] | None = None) -> dict[str, 
         outputs={n: OutputSpec(n, o["format"], out_dir / o["file"], tuple(o["sort_by"]))
                  for n, o in spec["outputs"].items()},
         source_date_epoch=int(spec["source_date_epoch"]), sample=bool(spec.get("sample")),
+        sample_bboxes={n: tuple(map(float, b)) for n, b in (spec.get("sample_bbox") or {}).items()},
         shard=ShardView.from_spec(spec.get("shard"), spec["sources"]),
     )
     policy = sandbox.Policy(

@@ -58,6 +58,9 @@ def read_build(rcp: Recipe, build_dir: Path) -> tuple[bytes, dict[str, Any]]:
                        f"{rcp.id} v{rcp.version}", hint=f"run `d4c build {rcp.id}` again")
     if not outputs:
         raise D4CError(f"{mpath} lists no outputs", hint=f"run `d4c build {rcp.id}` again")
+    if typed.doc.get("sample"):
+        raise D4CError(f"{mpath} is a sample build (--sample: sample params or sample sources); release "
+                       "refuses it", hint=f"build the full data with `d4c build {rcp.id} --check`, then release")
     if typed.sandbox == "none":
         raise D4CError(f"{mpath} was built without a sandbox (--no-sandbox); release refuses it",
                        hint=f"rebuild with `d4c build {rcp.id} --check`")

@@ -179,7 +179,7 @@ _ALL = [
        "(lowercase letters, digits and single `-`, at most 64 characters).",
        "It becomes part of `<id>_v<version>_<name>.<ext>` on every mirror.",
        "Use e.g. `boundaries` or `table-csv`."),
-    _l("D4C603", "sort-keys", "error", "A tabular output (geoparquet, parquet, csv, flatgeobuf) "
+    _l("D4C603", "sort-keys", "error", "A tabular output (geoparquet, parquet, csv, flatgeobuf, gpkg) "
        "declares no `sort_by`.",
        "Row order must be fixed for builds to be bit-for-bit reproducible.",
        "Add `sort_by: [column, ...]` naming columns that make the order total."),

@@ -64,6 +64,7 @@ class Job:
     sandbox: bool = True  # False only with `d4c build --no-sandbox`: recorded, refused by release
     variation: Variation = NORMAL
     shard: dict[str, Any] | None = None  # `ctx.shard`: index, count and its files (d4c.build.shards.view)
+    sample_bbox: dict[str, list[float]] = field(default_factory=dict)  # `ctx.sample_bbox` (d4c.sample)
 
     @property
     def mount(self) -> Path:
@@ -208,6 +209,7 @@ def worker_spec(job: Job, dataset: str, sources: dict[str, str], out: str, scrat
                      os.path.join(dataset, "__pycache__"), *sources.values()],
         "source_date_epoch": job.source_date_epoch,
         "sample": job.sample,
+        "sample_bbox": job.sample_bbox,
         "limits": {"memory": job.limits.memory, "processes": job.limits.processes,
                    "output_size": job.limits.output_size},
         "drop_to": drop_to,
