@@ -19,12 +19,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from d4c.atomic import publish, temp_path
+from d4c.build.ahead import ahead
 
 # Fixed Parquet settings; changing any of them changes every artifact's bytes.
 PARQUET_SETTINGS: dict[str, Any] = {
     "version": "2.6",
     "compression": "zstd",
-    "compression_level": 9,
+    "compression_level": 3,
     "row_group_size": 65536,
     "data_page_size": 1024 * 1024,
     "data_page_version": "1.0",
@@ -225,7 +226,7 @@ def _write_row_groups(path: Path, schema: pa.Schema, groups: Any,
     settings = {k: v for k, v in PARQUET_SETTINGS.items() if k != "row_group_size"}
     try:
         with pq.ParquetWriter(tmp, schema, **settings) as writer:
-            for group in groups:
+            for group in ahead(groups):  # the next group is made while this one is compressed
                 writer.write_table(group, row_group_size=ROW_GROUP_ROWS)
             meta = metadata() if callable(metadata) else metadata
             if meta:
@@ -275,12 +276,13 @@ def sorted_groups(path: Path, data: Any, sort_by: tuple[str, ...] | list[str] = 
         table = _plain(prep(to_table(data) if not isinstance(data, pa.Table) else data))
         yield table.schema, _sorted_in_memory(table, sort_by)
         return
-    parts = iter(iter_batches(data))
+    # A pipeline of threads: the transform's stream yields the next batch while the one before
+    # is prepared (WKB, bbox) and the one before that goes to the sort; the order is kept.
+    parts = ahead(prep(part) for part in ahead(iter_batches(data)))
     first: list[Any] = []
     schema: pa.Schema | None = None
     size = 0
     for part in parts:
-        part = prep(part)
         schema = schema or plain_schema(part.schema)
         first.append(_plain(part, schema))
         size += first[-1].nbytes
@@ -299,7 +301,7 @@ def sorted_groups(path: Path, data: Any, sort_by: tuple[str, ...] | list[str] = 
 
     def rest() -> Any:
         for part in parts:
-            yield _plain(prep(part), plain)
+            yield _plain(part, plain)
 
     with tempfile.TemporaryDirectory(prefix=".d4c-sort-", dir=path.parent) as spill:
         yield schema, _sorted_external(first, rest(), schema, sort_by, Path(spill))
