@@ -21,3 +21,13 @@ def test_same_seed_same_table(capsys: pytest.CaptureFixture[str]) -> None:
     first = capsys.readouterr().out
     assert main(args) == 0
     assert capsys.readouterr().out == first and "| rendezvous | 5x |" in first
+
+
+def test_liars_are_found_and_a_release_is_copied_without_a_stampede() -> None:
+    liars, flash = simulate.Scenario("liars", liars=0.3), simulate.Scenario("flash", flash_day=25)
+    rows = {(sc, name): m for sc, name, m in simulate.scenarios(30, 300, 45, 2, which=(liars, flash))}
+    ours, rand = rows[("liars", "rendezvous")], rows[("liars", "random")]
+    assert ours["liars"] > 0 and ours["found"] == ours["liars"] and rand["found"] == 0
+    assert ours["claimed_ge3"] >= 0.97 and ours["lost"] == 0
+    new = rows[("flash", "rendezvous")]
+    assert new["new_ge3"] >= 0.97 and new["new_gt5"] <= 0.05
