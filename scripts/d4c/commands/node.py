@@ -111,6 +111,10 @@ def _sync_once(args: argparse.Namespace) -> int:
 def _sync(args: argparse.Namespace) -> int:
     if not args.every:
         return _sync_once(args)
+    import signal
+
+    # As a container's PID 1 a signal without a handler is ignored: stop cleanly on TERM.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     while True:  # a failed run (a mirror down, a bad catalog) waits for the next one
         try:
             _sync_once(args)
