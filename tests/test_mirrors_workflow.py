@@ -64,6 +64,8 @@ def test_issues_name_each_broken_copy_once_with_the_reproducing_command(world: W
     assert f"curl -sSI -H 'Origin: https://dataforcanada.org' -H 'x-amz-checksum-mode: ENABLED' {href}" \
         in issue["body"]
     assert marker("zenodo", world.data["urls"]["zenodo"]) in doc["ok"] and issue["marker"] not in doc["ok"]
+    # an issue opened when main hrefs were all `main` closes once that copy passes, not before
+    assert marker("main", world.files[2]["urls"]["http"]) in doc["ok"] and marker("main", href) not in doc["ok"]
     assert doc["label"] == "mirror-health" and doc["health"] == f"{DATE}.parquet"
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from d4c.mirrors import health
 from d4c.mirrors.checks import ORIGIN
+from d4c.mirrors.inventory import MAIN
 
 LABEL = "mirror-health"
 _RECHECK = {1: "HEAD", 2: "sampled pieces", 3: "full sha256"}
@@ -62,5 +63,10 @@ def document(rows: list[dict[str, Any]], *, catalog: str, tier: int, health_file
     passed = {marker(str(k[2]), str(k[3])) for k, v in health.verdicts(rows).items() if v == "ok"}
     passed |= {marker(str(r["mirror"]), str(r["href"])) for r in rows
                if r["tier"] == 0 and r["check"] == "catalog" and r["status"] == "ok"}
+    # Catalogs before d4c:mirror named every main href `main`: a copy now reported by its
+    # target name also closes the issue opened under that name once it passes.
+    failing = {str(r["href"]) for r in health.failures(rows)}
+    passed |= {marker(MAIN, str(k[3])) for k, v in health.verdicts(rows).items()
+               if v == "ok" and str(k[3]) not in failing}
     return {"label": LABEL, "health": health_file, "broken": list(broken.values()),
             "ok": sorted(passed - set(broken))}
