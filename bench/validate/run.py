@@ -1,8 +1,13 @@
 """Benchmark: `d4c validate` vs `check-jsonschema` on the same 1,000 generated recipes.
 
-Both run as the commands a CI job would call (a fresh process each, start-up included),
-alternating, three rounds; the best time of each is compared. d4c does more work: the
-schema plus every lint (SPDX, URLs, ORCID, transform parsed with ast, releases, ...).
+Both run as the commands a CI job would call (fresh processes, start-up included), in two
+fair pairings, interleaved rounds, min and median of each, with the load average:
+  - one process each: `d4c validate --jobs 1` against one `check-jsonschema`;
+  - all cores each: `d4c validate --jobs <cores>` against <cores> `check-jsonschema`
+    processes at once, each given an equal share of the files (its wall time is the last
+    one to finish).
+d4c does more work: the schema plus every lint (SPDX, URLs, ORCID, transform parsed with
+ast, releases, ...).
 Usage: python bench/validate/run.py [--recipes N] [--rounds R]
 """
 from __future__ import annotations
@@ -12,6 +17,7 @@ import hashlib
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -100,15 +106,20 @@ def generate(root: Path, n: int) -> list[Path]:
     return files
 
 
-def timed(cmd: list[str], cwd: Path) -> tuple[float, float, subprocess.CompletedProcess[str]]:
-    """Wall seconds, CPU seconds (user + system, all worker processes) and the result."""
+def timed(cmds: list[list[str]], cwd: Path) -> tuple[float, float]:
+    """Wall seconds until the last of `cmds` (run at once) ends, and their CPU seconds
+    (user + system, every worker process)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run(cmd, check=False, cwd=cwd, capture_output=True, text=True)
+    procs = [subprocess.Popen(c, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for c in cmds]
+    for cmd, proc in zip(cmds, procs):
+        out, err = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"{cmd[:3]} failed: {out[-2000:]} {err[-2000:]}")
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, proc
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> int:
@@ -116,33 +127,38 @@ def main() -> int:
     ap.add_argument("--recipes", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    d4c = [str(BIN / "d4c"), "validate", "datasets"]
+    cores = os.cpu_count() or 1
     cjs = shutil.which("check-jsonschema", path=str(BIN)) or "check-jsonschema"
+    schema = str(REPO / "scripts" / "d4c" / "schemas" / "recipe.schema.json")
     with tempfile.TemporaryDirectory(prefix="d4c-bench-validate-") as tmp:
         root = Path(tmp)
-        files = generate(root, args.recipes)
-        other = [cjs, "--schemafile", str(REPO / "scripts" / "d4c" / "schemas" / "recipe.schema.json"),
-                 *[str(f.relative_to(root)) for f in files]]
-        runs: dict[str, list[tuple[float, float]]] = {"d4c": [], "cjs": []}
-        for _ in range(args.rounds):  # alternate, so both see the same machine load
-            for name, cmd in (("d4c", d4c), ("cjs", other)):
-                wall, cpu, proc = timed(cmd, root)
-                if proc.returncode != 0:
-                    print(proc.stdout[-2000:], proc.stderr[-2000:], file=sys.stderr)
-                    return 1
-                runs[name].append((wall, cpu))
-    print(f"recipes: {args.recipes}  rounds: {args.rounds}  cores: {os.cpu_count()}  "
-          f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"{'tool':<44}{'best wall s':>12}{'its CPU s':>11}   all walls (s)")
-    labels = {"d4c": "d4c validate (schema + all lints)",
-              "cjs": "check-jsonschema --schemafile (schema only)"}
-    best = {k: min(v) for k, v in runs.items()}
-    for k, label in labels.items():
-        walls = " ".join(f"{w:.3f}" for w, _ in runs[k])
-        print(f"{label:<44}{best[k][0]:>12.3f}{best[k][1]:>11.3f}   {walls}")
-    ratio = best["d4c"][0] / best["cjs"][0]
-    print(f"ratio d4c / check-jsonschema, wall: {ratio:.2f} (goal <= 1.00: "
-          f"{'met' if ratio <= 1 else 'missed'}); CPU: {best['d4c'][1] / best['cjs'][1]:.2f}")
+        files = [str(f.relative_to(root)) for f in generate(root, args.recipes)]
+        shares = [files[i::cores] for i in range(cores)]
+        contenders = {
+            "d4c, 1 process": [[str(BIN / "d4c"), "validate", "--jobs", "1", "datasets"]],
+            "check-jsonschema, 1 process": [[cjs, "--schemafile", schema, *files]],
+            f"d4c, --jobs {cores}": [[str(BIN / "d4c"), "validate", "--jobs", str(cores), "datasets"]],
+            f"check-jsonschema, {cores} processes": [[cjs, "--schemafile", schema, *share]
+                                                       for share in shares],
+        }
+        runs: dict[str, list[tuple[float, float]]] = {k: [] for k in contenders}
+        for _ in range(args.rounds):  # interleaved, so all see the same machine load
+            for name, cmds in contenders.items():
+                runs[name].append(timed(cmds, root))
+    load = os.getloadavg()
+    print(f"recipes: {args.recipes}  rounds: {args.rounds}  cores: {cores}  "
+          f"load average: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"{'':36}{'wall min s':>11}{'median s':>10}{'CPU s':>8}")
+    best = {k: min(w for w, _ in v) for k, v in runs.items()}
+    for name, rs in runs.items():
+        print(f"{name:36}{best[name]:>11.3f}{statistics.median(w for w, _ in rs):>10.3f}"
+              f"{statistics.median(c for _, c in rs):>8.3f}")
+    names = list(contenders)
+    for mine, theirs, what in ((names[0], names[1], "one process each"),
+                               (names[2], names[3], "all cores each")):
+        ratio = best[mine] / best[theirs]
+        print(f"d4c / check-jsonschema, {what}: {ratio:.2f} (goal <= 1.00: "
+              f"{'met' if ratio <= 1 else 'missed'})")
     return 0
 
 
