@@ -152,6 +152,38 @@ def check_sources(ctx: Context) -> None:
             _check_local(ctx, i, rel, src)
 
 
+def check_sample_sources(ctx: Context) -> None:
+    """`sample.sources` against the recipe's sources (d4c.sample refuses the same at build)."""
+    sample = ctx.data.get("sample")
+    entries = sample.get("sources") if isinstance(sample, dict) else None
+    if not isinstance(entries, list):
+        return  # absent, or a shape the schema reports
+    sources = {s.get("name"): s for _, s in ctx.items("sources")}
+    seen: set[str] = set()
+    for i, entry in enumerate(entries):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str):
+            continue
+        where = ("sample", "sources", i, "name")
+        if name not in sources:
+            ctx.add("D4C509", where, f"sample source `{name[:60]}` is not one of the recipe's sources")
+            continue
+        if name in seen:
+            ctx.add("D4C509", where, f"sample source `{name[:60]}` is named twice")
+        seen.add(name)
+        rng, src = entry.get("range"), sources[name]
+        if not isinstance(rng, dict):
+            continue
+        start, length, size = rng.get("start"), rng.get("length"), src.get("size")
+        if src.get("extract"):
+            ctx.add("D4C509", ("sample", "sources", i, "range"), f"`{name[:60]}` is an `extract: true` "
+                    "archive: a byte range of it is not an archive (use `members`)")
+        elif all(isinstance(v, int) and not isinstance(v, bool) for v in (start, length, size)) \
+                and start + length > size:  # type: ignore[operator]
+            ctx.add("D4C509", ("sample", "sources", i, "range"), f"range ends at byte {start + length} "  # type: ignore[operator]
+                    f"of the {size}-byte source `{name[:60]}`")
+
+
 def _check_local(ctx: Context, i: int, rel: str, src: dict[str, object]) -> None:
     target = inside(ctx.folder, rel)
     where = ("sources", i, "path")

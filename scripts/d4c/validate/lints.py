@@ -172,6 +172,11 @@ _ALL = [
        "Update `sha256` and `size` after changing the file (`sha256sum`, `wc -c`)."),
     _l("D4C508", "duplicate-source", "error", "Two sources have the same `name`.",
        "The transform asks for a source by name.", "Give each source its own name."),
+    _l("D4C509", "sample-source", "error", "A `sample.sources` entry names no source of the recipe, "
+       "names one twice, or asks for a `range` past the source's declared `size` or of an "
+       "`extract: true` archive.",
+       "`d4c build --sample` reads exactly what the entry says; it refuses these before fetching.",
+       "Name a source from `sources:` once; keep `range` inside `size`; sample an archive with `members`."),
     # -- transform and outputs ----------------------------------------------------------------
     _l("D4C601", "duplicate-output", "error", "Two outputs have the same `name`.",
        "Output names become artifact file names.", "Give each output its own name."),

@@ -10,7 +10,13 @@ from pathlib import Path
 
 from d4c.errors import UsageError
 from d4c.validate import schema
-from d4c.validate.checks_files import check_outputs, check_sources, check_transform, check_urls
+from d4c.validate.checks_files import (
+    check_outputs,
+    check_sample_sources,
+    check_sources,
+    check_transform,
+    check_urls,
+)
 from d4c.validate.checks_meta import check_identity, check_metadata
 from d4c.validate.context import Context
 from d4c.validate.lints import Finding
@@ -75,7 +81,8 @@ def check_file(path: Path, allow_loopback: bool = False) -> tuple[list[Finding],
     judged = check_urls(ctx) if isinstance(loaded.data, dict) else set()
     ctx.found.extend(schema.findings(loaded, shown, judged))
     if isinstance(loaded.data, dict):
-        for check in (check_identity, check_metadata, check_sources, check_outputs, check_transform):
+        for check in (check_identity, check_metadata, check_sources, check_sample_sources, check_outputs,
+                      check_transform):
             check(ctx)
     rid = ctx.text("id")
     id_at = (rid, *loaded.pos(("id",))) if rid else None
