@@ -260,6 +260,28 @@ def _mirrors_json(world: World, rec: dict[str, Any]) -> Any:
         return json.loads(data.read())
 
 
+def test_parallel_uploads_start_nothing_after_a_crash(repo: Path, moto_s3: MotoS3) -> None:
+    """Two files in flight on the S3 target: a crash right after the first upload leaves at
+    most the one in flight beside it, and the rerun converges on the reference result."""
+    world = World(repo, moto_s3, "parallel")
+    text = world.config.read_text().replace("      max_attempts: 10\n",
+                                            "      max_attempts: 10\n      parallel_uploads: 2\n")
+    world.config.write_text(text)
+    assert "parallel_uploads: 2" in text
+
+    def crash_at_first_s3_upload(what: str) -> None:
+        if what.startswith("upload:dfc:"):
+            raise Crash(what)
+
+    with pytest.raises(Crash):
+        world.run(crash_at_first_s3_upload)
+    new = [k for k in moto_s3.keys(world.bucket) if k != OLD and not k.startswith("d4c/")]
+    assert 1 <= len(new) <= 2, new  # the crashed one, and at most one already in flight
+    world.run()
+    rec = _check(world)
+    assert len(rec["files"]) + len(rec["sources"]) > 2  # more files than slots: a real bound
+
+
 def test_faults_429_503_and_resets_are_retried(repo: Path, moto_s3: MotoS3) -> None:
     proxy = FaultProxy(moto_s3.endpoint)
     kinds = ["503", "429", "reset-before", "reset-after"]
