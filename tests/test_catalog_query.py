@@ -18,7 +18,7 @@ import pytest
 from catalog_factory import five_records, make_record
 from d4c.catalog import build_catalog, metadata_from
 from d4c.catalog import writer as catalog_writer
-from d4c.catalog.query import open_remote, query, read_remote
+from d4c.catalog.query import COLUMNS, RangeFile, open_remote, query, read_remote
 from d4c.cli import main
 from d4c.errors import D4CError
 from moto.server import ThreadedMotoServer
@@ -177,3 +177,22 @@ def test_s3_query(catalog: Path) -> None:
             query("s3://pub/missing.parquet", s3_client=s3)
     finally:
         server.stop()
+
+
+def test_remote_point_query_skips_the_asset_columns(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`query --dataset` over Range reads the summary columns, not the assets (the bulk)."""
+    monkeypatch.setattr(catalog_writer, "ROW_GROUP_SIZE", 3)  # a row group per dataset
+    outs = tuple((f"out{i}", "geoparquet") for i in range(12))
+    records = [make_record(f"ca_set_{n}", f"1.{v}.0", outputs=outs) for n in range(2) for v in range(3)]
+    out = tmp_path / "wide.parquet"
+    build_catalog(records, out, metadata=META)
+    body = out.read_bytes()
+
+    def data_bytes(columns: list[str] | None) -> int:
+        f = RangeFile(len(body), lambda a, b: body[a:b + 1])
+        got = read_remote(f, "ca_set_1", columns)
+        assert got.num_rows == 3 and (columns is None or got.column_names == columns)
+        return sum(b - a for a, b in f.ranges if b < len(body) - 8)  # not the footer reads
+
+    assert data_bytes(COLUMNS) < data_bytes(None) / 4

@@ -22,6 +22,9 @@ SUMMARY = ('collection, version, id, deprecated, "sci:doi", title, datetime, '
            "start_datetime, end_datetime, created")
 # The one item per dataset without a latest-version link is the latest.
 LATEST = "NOT list_contains(list_transform(links, lambda l: l.rel), 'latest-version')"
+# What the filters read from a remote catalog: the assets, the bulk of a row group, stay.
+COLUMNS = ["collection", "version", "id", "deprecated", "sci:doi", "title", "datetime",
+           "start_datetime", "end_datetime", "created", "links"]
 
 
 class RangeFile(io.RawIOBase):
@@ -124,13 +127,17 @@ def groups_for(pf: pq.ParquetFile, dataset: str) -> list[int]:
     return groups
 
 
-def read_remote(source: Any, dataset: str | None) -> pa.Table:
-    """Read the row groups that can hold `dataset` (all when None) from a file object."""
+def read_remote(source: Any, dataset: str | None, columns: list[str] | None = None) -> pa.Table:
+    """Read the row groups that can hold `dataset` (all when None) from a file object;
+    only `columns` when given."""
     pf = pq.ParquetFile(source)
     if dataset is None:
-        return pf.read()
+        return pf.read(columns=columns)
     groups = groups_for(pf, dataset)
-    return pf.read_row_groups(groups) if groups else pf.schema_arrow.empty_table()
+    if not groups:
+        empty = pf.schema_arrow.empty_table()
+        return empty.select(columns) if columns else empty
+    return pf.read_row_groups(groups, columns=columns)
 
 
 def query(catalog: str, *, dataset: str | None = None, version: str | None = None,
@@ -138,7 +145,8 @@ def query(catalog: str, *, dataset: str | None = None, version: str | None = Non
     """Rows of the catalog as an Arrow table; `sql` runs against a view named `catalog`."""
     con = duckdb.connect()
     if "://" in catalog:
-        table = read_remote(open_remote(catalog, s3_client), None if sql else dataset)
+        table = read_remote(open_remote(catalog, s3_client), None if sql else dataset,
+                            None if sql else COLUMNS)
         con.register("catalog_rows", table)
         con.execute("CREATE VIEW catalog AS SELECT * FROM catalog_rows")
     else:
