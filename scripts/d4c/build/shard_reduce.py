@@ -193,7 +193,7 @@ def reduce(recipe: Recipe, root: Path, folders: list[Path], out: Path,
         outputs.accept(stage, [recipe.artifact_name(o) for o in recipe.outputs], where=recipe.folder.name)
         run = RunResult(runner=env["runner"], sandbox=env["sandbox"], network_isolation=env["network_isolation"],
                         python=env["python"], packages=env["packages"], image_id=env["image_id"],
-                        files=built[0][0]["dataset"]["files"])
+                        files=built[0][0]["dataset"]["files"], tools=env.get("tools", {}))
         args = docs[0]["arguments"]
         manifest = mf.make(recipe, root, stage, run, args["params"], args["source_date_epoch"], args["sample"],
                            docs[0]["code"])

@@ -133,4 +133,5 @@ class ContainerRunner:
         kill()  # --rm already removed it; a container never outlives its build
         outcome = read_outcome(job, code, stdout, stopped)
         return RunResult(runner=self.name, sandbox="container", network_isolation="container",
-                         python=outcome["python"], packages=outcome["packages"], image_id=image, files=files)
+                         python=outcome["python"], packages=outcome["packages"], image_id=image, files=files,
+                         tools=outcome["tools"])
