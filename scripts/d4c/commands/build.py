@@ -5,9 +5,9 @@ import argparse
 from pathlib import Path
 
 from d4c import paths, recipe
-from d4c.build import BuildOptions, build, build_twice, shard_reduce, shards
+from d4c.build import BuildOptions, build, build_twice, shard_check, shard_reduce, shards
 from d4c.build.check import check_result_path
-from d4c.build.runners import RUNNERS
+from d4c.build.runners import RUNNERS, image
 from d4c.errors import UsageError
 
 
@@ -34,6 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="build a recipe with `shards:` as one process over every file (no shards, no reduce)")
     parser.add_argument("--jobs", type=int, metavar="N",
                         help="shards built at once by a local sharded build (default: the CPU count)")
+    saved = parser.add_mutually_exclusive_group()
+    saved.add_argument("--save-image", type=Path, metavar="FILE",
+                       help="container runner: build the recipe's image and save it to FILE, then stop (CI builds "
+                            "it once, so every shard job runs the same image)")
+    saved.add_argument("--load-image", type=Path, metavar="FILE",
+                       help="container runner: load the image saved with --save-image (it must be this commit's) first")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,10 +52,17 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--jobs takes a whole number of at least 1")
     opts = BuildOptions(runner=args.runner, sources=args.sources, sample=args.sample, sandbox=not args.no_sandbox,
                         whole=args.whole, jobs=args.jobs)
+    if (args.save_image or args.load_image) and args.runner != "container":
+        raise UsageError("--save-image and --load-image are for --runner container")
+    if args.save_image:
+        print(f"saved {image.save_image(root, rec, args.save_image)} to {args.save_image}")
+        return 0
+    if args.load_image:
+        print(f"loaded {image.load_image(root, rec, args.load_image)} from {args.load_image}")
     if args.shard or args.reduce:
         return _shard_or_reduce(args, rec, root, Path(out), opts)
     sharded = rec.shards is not None and not args.whole
-    check = shard_reduce.check_local if sharded else build_twice
+    check = shard_check.check_local if sharded else build_twice
     manifest = (check if args.check else build)(rec, root, Path(out), opts)
     for o in manifest["outputs"]:
         rows = "" if o["rows"] is None else f"  {o['rows']} rows"
@@ -60,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _shard_or_reduce(args: argparse.Namespace, rec: recipe.Recipe, root: Path, out: Path, opts: BuildOptions) -> int:
-    if args.check:
-        raise UsageError("--check with --shard/--reduce: run `d4c build ID --check` (it rebuilds a subset of shards)")
+    if args.check and args.shard:
+        raise UsageError("--check with --shard: check at the reduce (`--reduce DIR... --check` rebuilds a seeded "
+                         "subset of the shards), or run `d4c build ID --check`")
     if args.shard:
         index, count = shards.parse_shard(args.shard)
         if args.out is None:
@@ -71,8 +85,11 @@ def _shard_or_reduce(args: argparse.Namespace, rec: recipe.Recipe, root: Path, o
         doc = shards.build_shard(rec, root, out, opts, index, count)
         print(f"built {rec.id} v{rec.version} shard {index}/{count} ({len(doc['inputs'])} files) into {out}")
         return 0
-    manifest = shard_reduce.reduce(rec, root, list(args.reduce), out, opts)
+    merge = shard_check.check_reduce if args.check else shard_reduce.reduce
+    manifest = merge(rec, root, list(args.reduce), out, opts)
     for o in manifest["outputs"]:
         print(f"{o['file']}  sha256:{o['sha256']}  {o['size']} bytes  {o['rows']} rows")
-    print(f"reduced {len(args.reduce)} shards of {rec.id} v{rec.version} into {out}")
+    note = f"; a seeded subset rebuilt twice, identical (result: {check_result_path(out.absolute())})" \
+        if args.check else ""
+    print(f"reduced {len(args.reduce)} shards of {rec.id} v{rec.version} into {out}{note}")
     return 0

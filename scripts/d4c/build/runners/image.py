@@ -1,0 +1,66 @@
+"""The container image as a file: CI builds a recipe's image once (`--save-image`) and every
+shard job loads it (`--load-image`), so all shards run the very same image id, which the
+reduce requires. docs/scale.md.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+from d4c.build.runners.container import (
+    IMAGE_REPO,
+    _context_files,
+    _engine_env,
+    engine,
+    ensure_image,
+)
+from d4c.errors import D4CError
+from d4c.recipe import Recipe
+
+
+def image_tag(root: Path, dockerfile: Path) -> str:
+    """The tag ensure_image gives the image: a hash of the base image name, the Dockerfile, the
+    lock and the package (tests/test_container_image.py checks the two agree)."""
+    h = hashlib.sha256(os.environ.get("D4C_BASE_IMAGE", "").encode() + b"\0")
+    for rel, path in _context_files(root, dockerfile):
+        h.update(rel.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return f"{IMAGE_REPO}:{h.hexdigest()[:16]}"
+
+
+def dockerfile_of(root: Path, recipe: Recipe) -> Path:
+    return root / str(recipe.data.get("environment") or "docker/Dockerfile")
+
+
+def save_image(root: Path, recipe: Recipe, dest: Path) -> str:
+    """Build the recipe's image (if needed) and save it, tag included, to `dest`: CI builds it
+    once and every shard job loads it, so all shards run in the very same image (same id)."""
+    exe = engine()
+    env = _engine_env(root, exe)
+    dockerfile = dockerfile_of(root, recipe)
+    image = ensure_image(root, dockerfile, exe, env)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([exe, "save", "-o", str(dest), image_tag(root, dockerfile)], env=env,
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise D4CError(f"saving the image to {dest} failed: {proc.stderr.strip()[-200:]}")
+    return image
+
+
+def load_image(root: Path, recipe: Recipe, src: Path) -> str:
+    """Load an image saved by save_image; it must be this commit's image for the recipe."""
+    exe = engine()
+    env = _engine_env(root, exe)
+    tag = image_tag(root, dockerfile_of(root, recipe))
+    proc = subprocess.run([exe, "load", "-i", str(src)], env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise D4CError(f"{src}: not a loadable image archive ({(proc.stderr.strip() or 'no reason given')[-200:]})",
+                       hint="pass the file `d4c build ID --runner container --save-image FILE` wrote")
+    out = subprocess.run([exe, "image", "inspect", "--format", "{{.Id}}", tag],
+                         capture_output=True, text=True, env=env, check=False)
+    if out.returncode != 0:
+        raise D4CError(f"{src} does not hold {tag}, the image of {dockerfile_of(root, recipe).name} at this commit",
+                       hint="save the image from the same commit (`d4c build ID --runner container --save-image FILE`)")
+    found = out.stdout.strip()
+    return found if found.startswith("sha256:") else f"sha256:{found}"
