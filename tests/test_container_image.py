@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from d4c.build.runners import container
 from d4c.build.runners import image as container_image
 from d4c.cli import main
 from d4c.errors import D4CError
@@ -29,7 +30,7 @@ def test_saved_image_loads_with_its_id_and_a_stale_one_is_refused(
     rec = replace(rec, data={**rec.data, "environment": str(dockerfile)})  # an absolute path wins over the root
     archive = tmp_path / "image" / "small.tar"
     image = container_image.save_image(REPO, rec, archive)
-    tag = container_image.image_tag(REPO, dockerfile)
+    tag = container.image_tag(REPO, dockerfile)
     env = {**os.environ}
     subprocess.run([podman, "rmi", "--force", tag], env=env, check=True, capture_output=True)
     assert subprocess.run([podman, "image", "exists", tag], env=env, check=False).returncode == 1

@@ -1,4 +1,5 @@
-"""The reduce of a sharded build, and all the shards run here: verify, merge, `--check`.
+"""The reduce of a sharded build, and all the shards run here: verify, merge (`--check` is
+d4c.build.shard_check).
 
 The reduce verifies every shard manifest (hashes of its files, the partition, code,
 environment, writer versions, schemas) and streams the shards' rows through the pinned
@@ -21,10 +22,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from d4c import canonical
-from d4c.atomic import atomic_write
-from d4c.build import check, outputs, pipeline, provenance, sorting, writers
 from d4c.build import manifest as mf
+from d4c.build import outputs, pipeline, provenance, sorting, writers
 from d4c.build.runners import RunResult
 from d4c.build.shards import (
     SHARD_MANIFEST,
@@ -240,48 +239,3 @@ def check_subset(recipe: Recipe, candidates: list[int]) -> tuple[int, list[int]]
     eight, at least one."""
     seed = int(recipe.sha256[:16], 16)
     return seed, sorted(random.Random(seed).sample(candidates, max(1, -(-len(candidates) // 8))))
-
-
-def check_local(recipe: Recipe, root: Path, out: Path, opts: pipeline.BuildOptions) -> dict[str, Any]:
-    """`--check` of a sharded build: every shard and the reduce once, then a seeded subset of
-    shards twice more (normal and varied) and the reduce again over those rebuilds."""
-    out = out.absolute()
-    pipeline.check_out_dir(out, recipe.id)
-    opts = replace(opts, code=opts.code if opts.code is not None else mf.code_state(root, recipe))
-    first, again = (out.with_name(f".{out.name}.check-{i}") for i in (1, 2))
-    for folder in (first, shards_dir(first), again):
-        shutil.rmtree(folder, ignore_errors=True)
-    manifest = build_local(recipe, root, first, opts)
-    count = spec_of(recipe).max
-    held = [i for i in range(1, count + 1) if read_shard_manifest(shards_dir(first) / str(i) / SHARD_MANIFEST)["inputs"]]
-    seed, chosen = check_subset(recipe, held)
-    log.info("--check: rebuilding shards %s of %d twice (seed %d), then the reduce", chosen, count, seed)
-    diffs: list[tuple[str, list[str]]] = []
-    for i in chosen:
-        for v, variation in enumerate(check.VARIATIONS):
-            folder = again / f"{i}-{v + 1}"
-            with check.varied_host(v):
-                doc = build_shard(recipe, root, folder, replace(opts, variation=variation), i, count)
-            files = [(SHARD_MANIFEST, "json"), *((o["file"], o["format"]) for o in doc["outputs"])]
-            diffs += [(f"shard {i}/{count} (build {v + 2} of 3): {n}", why)
-                      for n, why in check.compare(shards_dir(first) / str(i), folder, files)]
-    dirs = [again / f"{i}-2" if i in chosen else shards_dir(first) / str(i) for i in range(1, count + 1)]
-    with check.varied_host(1):
-        reduce(recipe, root, dirs, again / "reduce", opts)
-    names = [(o["file"], o["format"]) for o in manifest["outputs"]] + \
-        [(pipeline.MANIFEST, "json"), (pipeline.PROVENANCE, "json")]
-    diffs += [(f"reduce: {n}", why) for n, why in check.compare(first, again / "reduce", names)]
-    result = check.check_result_path(out)
-    check.write_result(result, recipe, [n for n, _ in names], diffs, None)
-    doc = json.loads(result.read_bytes())
-    doc["shards"] = {"count": count, "seed": seed, "rebuilt": chosen}
-    atomic_write(result, data=canonical.encode(doc))
-    shutil.rmtree(again, ignore_errors=True)
-    if diffs:
-        raise D4CError(f"sharded build is not reproducible: {diffs[0][0]} differs",
-                       hint=f"{diffs[0][1][0] if diffs[0][1] else ''} (see {result.name}); "
-                            f"the first build is kept in {first}")
-    pipeline.publish(first, out)
-    shutil.rmtree(shards_dir(out), ignore_errors=True)
-    os.replace(shards_dir(first), shards_dir(out))
-    return manifest

@@ -30,6 +30,7 @@ from d4c.build.runners import (
 )
 from d4c.build.runners.supervise import read_outcome, supervise
 from d4c.errors import D4CError
+from d4c.recipe import Recipe
 
 IMAGE_REPO = "localhost/d4c-build"
 CONTEXT_FILES = ("requirements.lock", "pyproject.toml", "README.md")
@@ -62,14 +63,23 @@ def _context_files(root: Path, dockerfile: Path) -> list[tuple[str, Path]]:
     return files
 
 
+def image_tag(root: Path, dockerfile: Path) -> str:
+    """The image's tag: a hash of the base image name, the Dockerfile, the lock and the package."""
+    h = hashlib.sha256(os.environ.get("D4C_BASE_IMAGE", "").encode() + b"\0")
+    for rel, path in _context_files(root, dockerfile):
+        h.update(rel.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return f"{IMAGE_REPO}:{h.hexdigest()[:16]}"
+
+
+def dockerfile_of(root: Path, recipe: Recipe) -> Path:
+    return root / str(recipe.data.get("environment") or "docker/Dockerfile")
+
+
 def ensure_image(root: Path, dockerfile: Path, exe: str, env: dict[str, str]) -> str:
     """Build the image unless one with the same inputs exists; return its id (sha256:...)."""
     base = os.environ.get("D4C_BASE_IMAGE", "")
     files = _context_files(root, dockerfile)
-    h = hashlib.sha256(base.encode() + b"\0")
-    for rel, path in files:
-        h.update(rel.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
-    tag = f"{IMAGE_REPO}:{h.hexdigest()[:16]}"
+    tag = image_tag(root, dockerfile)
     exists = subprocess.run([exe, "image", "inspect", tag], capture_output=True, env=env, check=False)
     if exists.returncode != 0:
         with tempfile.TemporaryDirectory(prefix="d4c-image-") as ctx:
@@ -108,8 +118,7 @@ class ContainerRunner:
     def run(self, job: Job) -> RunResult:
         exe = engine()
         env = _engine_env(job.repo_root, exe)
-        env_file = str(job.recipe.data.get("environment") or "docker/Dockerfile")
-        image = ensure_image(job.repo_root, job.repo_root / env_file, exe, env)
+        image = ensure_image(job.repo_root, dockerfile_of(job.repo_root, job.recipe), exe, env)
         job = shareable(job)
         dataset, files = snapshot_dataset(job)
         root = os.geteuid() == 0

@@ -4,33 +4,12 @@ reduce requires. docs/scale.md.
 """
 from __future__ import annotations
 
-import hashlib
-import os
 import subprocess
 from pathlib import Path
 
-from d4c.build.runners.container import (
-    IMAGE_REPO,
-    _context_files,
-    _engine_env,
-    engine,
-    ensure_image,
-)
+from d4c.build.runners.container import _engine_env, dockerfile_of, engine, ensure_image, image_tag
 from d4c.errors import D4CError
 from d4c.recipe import Recipe
-
-
-def image_tag(root: Path, dockerfile: Path) -> str:
-    """The tag ensure_image gives the image: a hash of the base image name, the Dockerfile, the
-    lock and the package (tests/test_container_image.py checks the two agree)."""
-    h = hashlib.sha256(os.environ.get("D4C_BASE_IMAGE", "").encode() + b"\0")
-    for rel, path in _context_files(root, dockerfile):
-        h.update(rel.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
-    return f"{IMAGE_REPO}:{h.hexdigest()[:16]}"
-
-
-def dockerfile_of(root: Path, recipe: Recipe) -> Path:
-    return root / str(recipe.data.get("environment") or "docker/Dockerfile")
 
 
 def save_image(root: Path, recipe: Recipe, dest: Path) -> str:
