@@ -19,7 +19,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from d4c.atomic import publish, temp_path
-from d4c.build.ahead import ahead
 
 # Fixed Parquet settings; changing any of them changes every artifact's bytes.
 PARQUET_SETTINGS: dict[str, Any] = {
@@ -226,7 +225,7 @@ def _write_row_groups(path: Path, schema: pa.Schema, groups: Any,
     settings = {k: v for k, v in PARQUET_SETTINGS.items() if k != "row_group_size"}
     try:
         with pq.ParquetWriter(tmp, schema, **settings) as writer:
-            for group in ahead(groups):  # the next group is made while this one is compressed
+            for group in groups:
                 writer.write_table(group, row_group_size=ROW_GROUP_ROWS)
             meta = metadata() if callable(metadata) else metadata
             if meta:
@@ -276,13 +275,12 @@ def sorted_groups(path: Path, data: Any, sort_by: tuple[str, ...] | list[str] = 
         table = _plain(prep(to_table(data) if not isinstance(data, pa.Table) else data))
         yield table.schema, _sorted_in_memory(table, sort_by)
         return
-    # A pipeline of threads: the transform's stream yields the next batch while the one before
-    # is prepared (WKB, bbox) and the one before that goes to the sort; the order is kept.
-    parts = ahead(prep(part) for part in ahead(iter_batches(data)))
+    parts = iter(iter_batches(data))
     first: list[Any] = []
     schema: pa.Schema | None = None
     size = 0
     for part in parts:
+        part = prep(part)
         schema = schema or plain_schema(part.schema)
         first.append(_plain(part, schema))
         size += first[-1].nbytes
@@ -301,7 +299,7 @@ def sorted_groups(path: Path, data: Any, sort_by: tuple[str, ...] | list[str] = 
 
     def rest() -> Any:
         for part in parts:
-            yield _plain(part, plain)
+            yield _plain(prep(part), plain)
 
     with tempfile.TemporaryDirectory(prefix=".d4c-sort-", dir=path.parent) as spill:
         yield schema, _sorted_external(first, rest(), schema, sort_by, Path(spill))
