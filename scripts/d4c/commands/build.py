@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where sources may come from: cache, mirrors and recipe URLs (auto) or mirrors only")
     parser.add_argument("--check", action="store_true",
                         help="build twice under varied host conditions and require identical bytes")
-    parser.add_argument("--sample", action="store_true", help="cheap build with the recipe's sample params")
+    parser.add_argument("--sample", action="store_true", help="cheap build: the recipe's sample params and smaller "
+                             "sample sources (a manifest marked sample: true, which release refuses)")
     parser.add_argument("--no-sandbox", action="store_true",
                         help="run the transform with no isolation at all (local runner only; recorded in the "
                              "manifest, and release refuses the build): only for code you trust, where "
