@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import pyarrow as pa
@@ -66,7 +67,7 @@ class Timed:
     """Wall and CPU seconds (every thread) of a block: on a shared machine the wall time swings
     with the neighbours' load, the CPU time much less."""
 
-    def __enter__(self) -> Timed:
+    def __enter__(self) -> Self:
         self.t, self.c = time.perf_counter(), cpu_s()
         return self
 
