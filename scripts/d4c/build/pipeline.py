@@ -76,11 +76,12 @@ def resolve_sources(recipe: Recipe, mode: str,
                     copies: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> dict[str, Path]:
     """Verified local paths of every source (the fetch step checks each sha256)."""
     if mode == "copies":  # `d4c verify --mirror`: those copies and nothing else
-        return fetch.fetch_sources(recipe, mode="mirrors", jobs=4, copies=dict(copies), defaults=False)
+        return fetch.fetch_sources(recipe, mode="mirrors", jobs=fetch.DEFAULT_JOBS,
+                                 copies=dict(copies), defaults=False)
     if mode not in fetch.MODES:
         raise D4CError(f"unknown sources mode {mode!r}", hint=f"use one of {', '.join(fetch.MODES)}")
     # fetch adds D4C_MIRRORS and the repository's local publish folder as mirrors itself.
-    return fetch.fetch_sources(recipe, mode="mirrors" if mode == "mirrors" else "auto", jobs=4,
+    return fetch.fetch_sources(recipe, mode="mirrors" if mode == "mirrors" else "auto", jobs=fetch.DEFAULT_JOBS,
                                copies=dict(copies))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from d4c import fetch
 from d4c import recipe as recipe_mod
 from d4c.fetch import MODES, fetch_sources
 
@@ -21,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--mirror", action="append", default=[], metavar="URL",
         help="a source mirror base URL or folder (repeatable; D4C_MIRRORS adds more)",
     )
-    parser.add_argument("--jobs", type=int, default=4, help="parallel downloads (default 4)")
+    parser.add_argument("--jobs", type=int, default=fetch.DEFAULT_JOBS,
+                        help=f"parallel downloads (default {fetch.DEFAULT_JOBS})")
 
 
 def run(args: argparse.Namespace) -> int:
