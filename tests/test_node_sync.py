@@ -386,6 +386,22 @@ def test_hostile_checkins_are_refused_with_one_line_each(tmp_path: Path) -> None
         assert any(why in w for w in warn), why
 
 
+def test_a_folder_log_lists_only_regular_files(tmp_path: Path) -> None:
+    """A dangling symlink, a folder or a FIFO under an entry's name is no entry (no traceback, no hang)."""
+    import os
+
+    from d4c.node import checkins
+    from d4c.node.log import FolderLog
+
+    day = tmp_path / "log" / NOW.date().isoformat()
+    day.mkdir(parents=True)
+    (day / f"{'a' * 64}.json").symlink_to(tmp_path / "absent")
+    (day / f"{'b' * 64}.json").mkdir()
+    os.mkfifo(day / f"{'c' * 64}.json")
+    assert FolderLog(tmp_path / "log").names("2000-01-01") == []
+    assert checkins.read(FolderLog(tmp_path / "log"), NOW, []) == []
+
+
 def test_a_broken_catalog_or_hostile_checkins_give_one_line_each(net: Net, capsys: pytest.CaptureFixture[str]) -> None:
     net.add("ca_t_ok", 1_000)
     net.build({"ca_t_ok": Risk(0, True)})

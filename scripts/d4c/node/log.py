@@ -17,6 +17,7 @@ import functools
 import hashlib
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -65,7 +66,10 @@ class FolderLog:
             return []
         out = []
         for day in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name >= since):
-            out += [Listed(f"{day.name}/{p.name}", p.stat().st_size) for p in sorted(day.glob("*.json"))]
+            for p in sorted(day.glob("*.json")):
+                st = p.lstat()  # only regular files: a symlink, folder or FIFO here is not an entry
+                if stat.S_ISREG(st.st_mode):
+                    out.append(Listed(f"{day.name}/{p.name}", st.st_size))
         return out
 
     def read(self, name: str) -> bytes:
