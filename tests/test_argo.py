@@ -95,5 +95,8 @@ def test_cli_prints_yaml_and_refuses_credentials(tmp_path: Path) -> None:
     bad = subprocess.run([*base, "--argo-repo", "https://user:token@example.org/d4c.git"], capture_output=True,
                          text=True, check=False, env=env, cwd=REPO)
     assert bad.returncode == 2 and "token" not in bad.stderr and "carries credentials" in bad.stderr
+    for url in ("HTTPS://user:token@example.org/d4c.git", "git+ssh.v2://user:token@example.org/d4c.git"):
+        with pytest.raises(UsageError, match="carries credentials"):  # any scheme, any case
+            argo.workflow({"release_jobs": {}}, url, "a" * 40, "x")
     with pytest.raises(UsageError, match="--argo-repo is required"):
         argo.workflow({"release_jobs": {}}, "", "a" * 40, "x")

@@ -105,7 +105,7 @@ def workflow(plan: dict[str, Any], repo: str, revision: str, image: str) -> dict
     for name, value in (("--argo-repo", repo), ("--argo-image", image)):
         if not value or any(c.isspace() for c in value):
             raise UsageError(f"d4c plan --format argo: {name} is required (a URL or image name, no spaces)")
-    if re.match(r"^[a-z+]+://[^/]*@", repo):  # the manifest is printed and stored: no credentials in it
+    if re.match(r"^[a-z][a-z0-9+.-]*://[^/?#]*@", repo, re.IGNORECASE):  # printed and stored: no credentials
         raise UsageError("--argo-repo carries credentials; give the plain URL and let the cluster's git "
                          "artifact credentials (usernameSecret/passwordSecret) sign in")
     dag, counts = tasks(plan["release_jobs"])
