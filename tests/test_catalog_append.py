@@ -162,3 +162,21 @@ def test_s3_appends_equal_local_rebuild(s3: Any, tmp_path: Path) -> None:
     build_catalog(records, tmp_path / "c.parquet", metadata=META)
     body = s3.get_object(Bucket="catalog", Key="c.parquet")["Body"].read()
     assert body == (tmp_path / "c.parquet").read_bytes()
+
+
+@pytest.mark.parametrize("meta", [b"[1]", b"not json", b'{"collections": [1]}', b'{"collections": {"a": 1}}'])
+def test_a_hostile_catalog_file_is_one_line(tmp_path: Path, meta: bytes) -> None:
+    """Not Parquet, or a stac-geoparquet key that is not ours: a D4CError naming the file, not a traceback."""
+    import pyarrow as pa
+    from d4c.errors import D4CError
+
+    junk = tmp_path / "junk.parquet"
+    junk.write_bytes(b"garbage")
+    with pytest.raises(D4CError, match="junk.parquet is not a catalog file"):
+        append_record(make_record("ca_x", "1.0.0"), junk)
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"a": [1]}).replace_schema_metadata({b"stac-geoparquet": meta}), bad)
+    with pytest.raises(D4CError, match="metadata does not parse"):
+        read_catalog(bad)
+    with pytest.raises(D4CError, match="metadata does not parse"):
+        append_record(make_record("ca_x", "1.0.0"), bad)

@@ -98,7 +98,7 @@ def _linked(pf: pq.ParquetFile | None, record: Record, metadata: Metadata,
 
 def rewrite(source: Any, record: Record, metadata: Metadata, dest: Path) -> None:
     """Write to `dest` the catalog at `source` (path, file object, or None) plus `record`."""
-    pf = pq.ParquetFile(source) if source is not None else None
+    pf = _open(source) if source is not None else None
     read: dict[int, pa.Table] = {}
     with paused_gc():
         linked = _linked(pf, record, metadata, read)
@@ -114,14 +114,33 @@ def rewrite(source: Any, record: Record, metadata: Metadata, dest: Path) -> None
         writer.collections = {k: colls[k] for k in sorted(colls)}
 
 
+def _open(source: Any) -> pq.ParquetFile:
+    """The catalog as Parquet; a file that is not one (or not ours) is one line, not a traceback."""
+    try:
+        pf = pq.ParquetFile(source)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        where = source if isinstance(source, (str, Path)) else "the catalog read"
+        raise D4CError(f"{where} is not a catalog file: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                       hint="pass the catalog.parquet that `d4c catalog build` writes") from None
+    _collections(pf.metadata.metadata)
+    return pf
+
+
 def _collections(meta: dict[bytes, bytes] | None) -> dict[str, Collection]:
     raw = (meta or {}).get(b"stac-geoparquet")
-    return dict(json.loads(raw).get("collections") or {}) if raw else {}
+    try:
+        colls = json.loads(raw).get("collections") or {} if raw else {}
+        if not isinstance(colls, dict) or not all(isinstance(c, dict) for c in colls.values()):
+            raise TypeError("collections is not an object of objects")
+    except (ValueError, TypeError, AttributeError) as exc:  # its stac-geoparquet key is not ours
+        raise D4CError(f"not a catalog file: its stac-geoparquet metadata does not parse ({exc})",
+                       hint="pass the catalog.parquet that `d4c catalog build` writes") from None
+    return dict(colls)
 
 
 def read_catalog(source: Any) -> tuple[pa.Table, dict[str, Collection]]:
     """A catalog file (path or file object) -> its table and embedded collections."""
-    pf = pq.ParquetFile(source)
+    pf = _open(source)
     return pf.read(), _collections(pf.metadata.metadata)
 
 
