@@ -35,9 +35,12 @@ def test_saved_image_loads_with_its_id_and_a_stale_one_is_refused(
     subprocess.run([podman, "rmi", "--force", tag], env=env, check=True, capture_output=True)
     assert subprocess.run([podman, "image", "exists", tag], env=env, check=False).returncode == 1
     assert container_image.load_image(REPO, rec, archive) == image  # the very image, not a rebuild
-    dockerfile.write_text(DOCKERFILE.format(label="two"))  # another commit's image: refused
+    dockerfile.write_text(DOCKERFILE.format(label="two"))  # another commit's image: refused,
+    container_image.save_image(REPO, rec, tmp_path / "two.tar")  # also when that one is here already
     with pytest.raises(D4CError, match=r"does not hold localhost/d4c-build:\w+, the image of small.Dockerfile"):
         container_image.load_image(REPO, rec, archive)
+    subprocess.run([podman, "rmi", "--force", container.image_tag(REPO, dockerfile)], env=env, check=False,
+                   capture_output=True)
     (tmp_path / "junk.tar").write_bytes(b"not an image")
     with pytest.raises(D4CError, match="not a loadable image archive"):
         container_image.load_image(REPO, rec, tmp_path / "junk.tar")
