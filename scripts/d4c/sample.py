@@ -34,6 +34,7 @@ import requests
 
 from d4c import archive, fetch, http, paths
 from d4c.errors import D4CError
+from d4c.rangefile import RangeFile
 from d4c.recipe import Recipe, Source
 from d4c.redact import redact
 
@@ -192,32 +193,6 @@ class _Reads:
         return data
 
 
-class _RangeFile(io.RawIOBase):
-    """A seekable file over `_Reads`, so zipfile reads a remote zip's directory and members."""
-
-    def __init__(self, reads: _Reads) -> None:
-        self.reads, self.pos = reads, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.pos
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        self.pos = max(0, {0: 0, 1: self.pos, 2: self.reads.size}[whence] + offset)
-        return self.pos
-
-    def readinto(self, buf: Any) -> int:
-        data = self.reads.get(self.pos, len(buf))
-        buf[:len(data)] = data
-        self.pos += len(data)
-        return len(data)
-
-
 def _size(src: Source, place: str, sess: requests.Session | None) -> int:
     """The place's file size: a local file's, the recipe's, else what the server says for bytes 0-0."""
     local = fetch.local_path(place)
@@ -244,7 +219,7 @@ def _size(src: Source, place: str, sess: requests.Session | None) -> int:
 
 def _zip_subset(spec: Spec, reads: _Reads, out: Path) -> None:
     """The named members, read through ranges, into a new zip (stored, the archive's timestamps)."""
-    buffered = io.BufferedReader(_RangeFile(reads), buffer_size=_BLOCK)
+    buffered = io.BufferedReader(RangeFile(reads.size, lambda a, b: reads.get(a, b - a + 1)), buffer_size=_BLOCK)
     try:
         with zipfile.ZipFile(buffered) as zin, zipfile.ZipFile(out, "w") as zout:
             for name in spec.members:
