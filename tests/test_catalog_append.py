@@ -107,6 +107,8 @@ class _RaceClient:
         return getattr(self._client, name)
 
     def put_object(self, **kwargs: Any) -> Any:
+        if not kwargs["Key"].endswith(".parquet"):  # the collections file, after the catalog
+            return self._client.put_object(**kwargs)
         leader = None
         if not getattr(self._first, "done", False):
             self._first.done = True
@@ -162,6 +164,29 @@ def test_s3_appends_equal_local_rebuild(s3: Any, tmp_path: Path) -> None:
     build_catalog(records, tmp_path / "c.parquet", metadata=META)
     body = s3.get_object(Bucket="catalog", Key="c.parquet")["Body"].read()
     assert body == (tmp_path / "c.parquet").read_bytes()
+    side = s3.get_object(Bucket="catalog", Key="c.collections.json")["Body"].read()
+    assert side == (tmp_path / "c.collections.json").read_bytes()
+
+
+def test_a_missing_or_stale_collections_file_is_recomputed(tmp_path: Path) -> None:
+    """The side file is trusted only when its sha256 is the footer's: otherwise the
+    collections come from the items, and an append still writes the rebuild's bytes."""
+    records = five_records()
+    build_catalog(records, tmp_path / "rebuilt.parquet", metadata=META)
+    want = read_catalog(tmp_path / "rebuilt.parquet")[1]
+    dest, side = tmp_path / "c.parquet", tmp_path / "c.collections.json"
+    for record in records[:-1]:
+        append_record(record, dest, metadata=META)
+    side.unlink()
+    assert read_catalog(dest)[1] == {k: want[k] for k in sorted({r["id"] for r in records[:-1]})}
+    side.write_bytes(b'{"collections": {"x": {}}}')  # not the footer's sha256: ignored
+    append_record(records[-1], dest, metadata=META)
+    assert dest.read_bytes() == (tmp_path / "rebuilt.parquet").read_bytes()
+    assert side.read_bytes() == (tmp_path / "rebuilt.collections.json").read_bytes()
+    edited = side.read_bytes().replace(b"Dataset", b"Pirates")
+    assert edited != side.read_bytes()
+    side.write_bytes(edited)  # edited: not trusted
+    assert read_catalog(dest)[1] == want
 
 
 @pytest.mark.parametrize("meta", [b"[1]", b"not json", b'{"collections": [1]}', b'{"collections": {"a": 1}}'])
@@ -180,3 +205,14 @@ def test_a_hostile_catalog_file_is_one_line(tmp_path: Path, meta: bytes) -> None
         read_catalog(bad)
     with pytest.raises(D4CError, match="metadata does not parse"):
         append_record(make_record("ca_x", "1.0.0"), bad)
+
+
+@pytest.mark.parametrize("ref", [b"[]", b"{}", b'{"sha256": "../x"}', b'{"sha256": 5}'])
+def test_a_hostile_collections_reference_is_one_line(tmp_path: Path, ref: bytes) -> None:
+    import pyarrow as pa
+    from d4c.errors import D4CError
+
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"a": [1]}).replace_schema_metadata({b"d4c:collections": ref}), bad)
+    with pytest.raises(D4CError, match="d4c:collections metadata does not parse"):
+        read_catalog(bad)

@@ -129,14 +129,23 @@ def test_same_records_same_bytes_in_any_order(tmp_path: Path) -> None:
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
 
 
-def test_file_layout_sorted_zstd_with_embedded_collections(built: tuple[Path, list, dict]) -> None:
+def test_file_layout_sorted_zstd_with_collections_beside(built: tuple[Path, list, dict]) -> None:
+    """The collections sit in `<catalog>.collections.json`, whose sha256 the footer names;
+    the footer's stac-geoparquet metadata is the version alone (all its schema requires)."""
+    import hashlib
+
     out, _, colls = built
     pf = pq.ParquetFile(out)
     ids = pq.read_table(out, columns=["collection", "version"]).to_pylist()
     assert ids == sorted(ids, key=lambda r: (r["collection"], r["version"]))
     assert pf.metadata.row_group(0).column(0).compression == "ZSTD"
     meta = pf.metadata.metadata
-    embedded = json.loads(meta[b"stac-geoparquet"])["collections"]
+    assert json.loads(meta[b"stac-geoparquet"]) == {"version": "1.0.0"}
+    side = out.with_name(out.name.removesuffix(".parquet") + ".collections.json").read_bytes()
+    assert json.loads(meta[b"d4c:collections"]) == {
+        "sha256": hashlib.sha256(side).hexdigest(), "collections": len(colls)}
+    embedded = json.loads(side)["collections"]
+    assert json.loads(side)["version"] == "1.0.0"
     assert embedded == colls and list(embedded) == sorted(embedded)
     assert json.loads(meta[b"geo"])["columns"]["geometry"]["covering"]["bbox"]["xmin"] == [
         "bbox", "xmin"]

@@ -214,6 +214,7 @@ def appends(tmp: Path, held: Path, repeat: int) -> float:
     for _ in range(repeat):
         copy = tmp / "appended.parquet"
         shutil.copyfile(tmp / "catalog.parquet", copy)
+        shutil.copyfile(tmp / "catalog.collections.json", tmp / "appended.collections.json")
         _, rss, out = child([sys.executable, "-c", APPEND, str(held), str(copy)])
         runs.append((float(out.strip()), rss))
     return measure("append one version (in its process)", runs)
@@ -251,9 +252,11 @@ def point_queries(out: Path, probe: str, repeat: int) -> dict[str, float]:
 def layout(out: Path) -> None:
     md = pq.ParquetFile(out).metadata
     kv = sum(len(k) + len(v) for k, v in (md.metadata or {}).items())
+    side = out.with_name(out.name.removesuffix(".parquet") + ".collections.json")
     print(f"  layout: {md.num_rows:,} rows, {md.num_row_groups} row groups x {md.num_columns} "
           f"leaf columns; footer {md.serialized_size:,} bytes ({kv:,} of them key-value "
-          f"metadata: the collections); file {out.stat().st_size / 1e6:.1f} MB")
+          f"metadata); file {out.stat().st_size / 1e6:.1f} MB; collections file beside it "
+          f"{side.stat().st_size / 1e6 if side.exists() else 0:.2f} MB")
 
 
 def exponent(sizes: list[int], times: list[float]) -> str:

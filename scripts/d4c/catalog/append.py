@@ -15,12 +15,11 @@ ETag read (`IfNoneMatch='*'` when there was none), and on 412/409 re-read and re
 from __future__ import annotations
 
 import fcntl
-import json
 import random
 import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
 
@@ -28,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from d4c.catalog import sidecar
 from d4c.catalog.build import Metadata, metadata_from, paused_gc
 from d4c.catalog.collections import Collection, collection_for
 from d4c.catalog.items import link_versions, record_to_item
@@ -96,8 +96,10 @@ def _linked(pf: pq.ParquetFile | None, record: Record, metadata: Metadata,
     return link_versions([*same, new])
 
 
-def rewrite(source: Any, record: Record, metadata: Metadata, dest: Path) -> None:
-    """Write to `dest` the catalog at `source` (path, file object, or None) plus `record`."""
+def rewrite(source: Any, record: Record, metadata: Metadata, dest: Path,
+            fetch: sidecar.Fetch | None = None) -> None:
+    """Write to `dest` the catalog at `source` (path, file object, or None) plus `record`;
+    `fetch` reads the source's collections file (d4c.catalog.sidecar)."""
     pf = _open(source) if source is not None else None
     read: dict[int, pa.Table] = {}
     with paused_gc():
@@ -106,7 +108,7 @@ def rewrite(source: Any, record: Record, metadata: Metadata, dest: Path) -> None
     cid = linked[0]["collection"]
     old_schema = pf.schema_arrow if pf is not None and pf.metadata.num_rows else rows.schema
     schema = widen(old_schema, keys_of_items(linked))
-    colls = _collections(pf.metadata.metadata) if pf is not None else {}
+    colls = _collections(pf, fetch) if pf is not None else {}
     colls[cid] = collection_for(linked)
     with catalog_writer(dest, schema) as writer:
         for table in _merged(pf, read, cid, rows):
@@ -122,33 +124,38 @@ def _open(source: Any) -> pq.ParquetFile:
         where = source if isinstance(source, (str, Path)) else "the catalog read"
         raise D4CError(f"{where} is not a catalog file: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
                        hint="pass the catalog.parquet that `d4c catalog build` writes") from None
-    _collections(pf.metadata.metadata)
+    meta = pf.metadata.metadata or {}
+    if b"stac-geoparquet" in meta:  # ours has only the version; an older one the collections
+        sidecar.parse(meta[b"stac-geoparquet"], "its stac-geoparquet metadata")
+    sidecar.reference(meta)
     return pf
 
 
-def _collections(meta: dict[bytes, bytes] | None) -> dict[str, Collection]:
-    raw = (meta or {}).get(b"stac-geoparquet")
-    try:
-        colls = json.loads(raw).get("collections") or {} if raw else {}
-        if not isinstance(colls, dict) or not all(isinstance(c, dict) for c in colls.values()):
-            raise TypeError("collections is not an object of objects")
-    except (ValueError, TypeError, AttributeError) as exc:  # its stac-geoparquet key is not ours
-        raise D4CError(f"not a catalog file: its stac-geoparquet metadata does not parse ({exc})",
-                       hint="pass the catalog.parquet that `d4c catalog build` writes") from None
-    return dict(colls)
+def _collections(pf: pq.ParquetFile, fetch: sidecar.Fetch | None) -> dict[str, Collection]:
+    """The catalog's collections: its side file when that is the one the footer names, else
+    recomputed from the items a dataset at a time (a side file is never trusted blindly)."""
+    found = sidecar.load(pf.metadata.metadata, fetch)
+    if found is not None:
+        return found
+    with paused_gc():
+        return {(items := table_to_items(rows))[0]["collection"]: collection_for(items)
+                for rows in _datasets(pf, {})}
 
 
-def read_catalog(source: Any) -> tuple[pa.Table, dict[str, Collection]]:
-    """A catalog file (path or file object) -> its table and embedded collections."""
+def read_catalog(source: Any, fetch: sidecar.Fetch | None = None) -> tuple[pa.Table, dict[str, Collection]]:
+    """A catalog (path, or file object with `fetch` for its collections file) -> its table
+    and collections."""
     pf = _open(source)
-    return pf.read(), _collections(pf.metadata.metadata)
+    if fetch is None and isinstance(source, (str, Path)):
+        fetch = sidecar.beside_file(source)
+    return pf.read(), _collections(pf, fetch)
 
 
 def _append_local(record: Record, path: Path, metadata: Metadata) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        rewrite(path if path.exists() else None, record, metadata, path)
+        rewrite(path if path.exists() else None, record, metadata, path, sidecar.beside_file(path))
 
 
 def _code(exc: Exception) -> str:
@@ -174,17 +181,24 @@ def _append_s3(record: Record, url: str, metadata: Metadata, client: Any, attemp
                 raise D4CError(f"cannot read catalog {url}: {_code(exc)}") from None
             etag, existing = None, None
         with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "catalog.parquet"
-            rewrite(existing, record, metadata, out)
+            out = Path(tmp) / (PurePosixPath(key).name or "catalog.parquet")
+            rewrite(existing, record, metadata, out, sidecar.beside_s3(s3, bucket, key))
             body = out.read_bytes()
+            side = out.with_name(sidecar.name_for(out.name)).read_bytes()
         cond = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         try:
             s3.put_object(Bucket=bucket, Key=key, Body=body,
                           ContentType="application/vnd.apache.parquet", **cond)
-            return
         except ClientError as exc:
             if _code(exc) not in _CONFLICT:
                 raise D4CError(f"cannot write catalog {url}: {_code(exc)}") from None
+        else:
+            # After the catalog, whose conditional write is the one commit point: a reader
+            # between the two, or a late write of a lost race, finds a side file whose
+            # sha256 is not the footer's, and recomputes the collections from the items.
+            s3.put_object(Bucket=bucket, Key=sidecar.side_key(key), Body=side,
+                          ContentType="application/json")
+            return
         time.sleep(random.uniform(0, 0.05 * 2 ** min(attempt, 5)))  # someone else won: redo
     raise D4CError(f"catalog {url} kept changing under {attempts} attempts",
                    hint="retry the append; regenerating with `d4c catalog build` is always safe")

@@ -98,8 +98,9 @@ def load_catalog(source: str) -> tuple[list[Item], dict[str, Any]]:
 
     if "://" in source:
         from d4c.catalog.query import open_remote
+        from d4c.catalog.sidecar import beside_remote
 
-        table, colls = read_catalog(open_remote(source))
+        table, colls = read_catalog(open_remote(source), beside_remote(source))
     elif not Path(source).is_file():
         raise D4CError(f"no catalog at {source}", hint="run `d4c catalog build` or pass --catalog")
     else:

@@ -21,7 +21,8 @@ from stac_geoparquet.arrow import DEFAULT_PARQUET_SCHEMA_VERSION, stac_table_to_
 from stac_geoparquet.arrow._crs import WGS84_CRS_JSON  # the CRS stac-geoparquet itself tags
 from stac_geoparquet.arrow._to_parquet import create_parquet_metadata
 
-from d4c.atomic import atomic_path
+from d4c.atomic import atomic_path, atomic_write
+from d4c.catalog import sidecar
 from d4c.catalog.assets import MIRROR, RETAIN
 from d4c.catalog.items import Item
 from d4c.errors import D4CError
@@ -43,8 +44,8 @@ PARQUET_OPTIONS: dict[str, Any] = {
     "compression": "zstd", "compression_level": 3, "version": "2.6",
     "data_page_version": "1.0", "write_statistics": STATISTICS, "use_dictionary": True,
     "write_page_index": False,
-    # ARROW:schema would repeat the footer metadata (all collections) base64-encoded; the
-    # Parquet types plus the `geo` metadata already carry everything readers need.
+    # ARROW:schema would repeat the footer metadata base64-encoded; the Parquet types plus
+    # the `geo` metadata already carry everything readers need.
     "store_schema": False,
 }
 Keys = tuple[set[str], set[str], set[str]]
@@ -208,7 +209,7 @@ class CatalogWriter:
         self._writer = writer
         self._pending: list[pa.Table] = []
         self._rows = 0
-        self.collections: dict[str, Any] = {}  # what the footer carries; set before closing
+        self.collections: dict[str, Any] = {}  # for the side file; set before closing
 
     def add(self, rows: pa.Table) -> None:
         if self._rows and self._rows + rows.num_rows > ROW_GROUP_SIZE:
@@ -232,7 +233,8 @@ class CatalogWriter:
 @contextmanager
 def catalog_writer(dest: Path, schema: pa.Schema) -> Iterator[CatalogWriter]:
     """Write a catalog atomically (temp file + rename): readers never see half of one.
-    The caller sets `.collections` before leaving the block; the footer carries them.
+    The caller sets `.collections` before leaving the block; they go to the side file
+    beside `dest` (d4c.catalog.sidecar), written first, and the footer names its sha256.
 
     Our own writer rather than `stac_geoparquet.arrow.to_parquet`, which cannot add footer
     metadata without ARROW:schema; the metadata itself is stac-geoparquet's.
@@ -242,9 +244,10 @@ def catalog_writer(dest: Path, schema: pa.Schema) -> Iterator[CatalogWriter]:
         out = CatalogWriter(pw)
         yield out
         out.flush()
-        pw.add_key_value_metadata(create_parquet_metadata(
-            schema, schema_version=DEFAULT_PARQUET_SCHEMA_VERSION,
-            collections=dict(out.collections)))
+        data, ref = sidecar.encode(out.collections)
+        atomic_write(dest.with_name(sidecar.name_for(dest.name)), data=data)
+        meta = create_parquet_metadata(schema, schema_version=DEFAULT_PARQUET_SCHEMA_VERSION)
+        pw.add_key_value_metadata({**meta, sidecar.KEY: ref})
 
 
 def write_parquet(table: pa.Table, collections: Mapping[str, Any], dest: Path) -> None:
