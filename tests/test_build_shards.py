@@ -176,7 +176,7 @@ def test_archive_members_and_needed_sources(tmp_path: Path) -> None:
     seed, chosen = shard_reduce.check_subset(rec, list(range(1, 41)))
     assert (seed, chosen) == shard_reduce.check_subset(rec, list(range(1, 41))) and len(chosen) == 5
     rec = load(write_recipe(tmp_path, src, "  by: source_file\n  max: 2\n", fmt="csv"))
-    with pytest.raises(D4CError, match="merges parquet and geoparquet outputs only"):
+    with pytest.raises(D4CError, match=r"cannot merge the output\(s\) t \(csv\)"):
         shards.spec_of(rec)
 
 
@@ -237,5 +237,6 @@ def test_reduce_refuses_shards_whose_schemas_differ(tmp_path: Path) -> None:
     writers.write_parquet(one, pa.table({"k": [1], "v": ["x"]}), ["k"])
     writers.write_parquet(two, pa.table({"k": [2], "v": pa.nulls(1)}), ["k"])  # a reader guessed "null"
     with pytest.raises(D4CError, match="shard 2's t differs in schema from shard 1's \\(v: string vs null\\)"):
-        shard_reduce._merge(rec.outputs[0], [(1, one), (2, two)], tmp_path / "out.parquet")
+        shard_reduce._merge(rec.outputs[0], [shard_reduce.ShardFile(1, one), shard_reduce.ShardFile(2, two)],
+                            tmp_path / "out.parquet")
     assert not (tmp_path / "out.parquet").exists()

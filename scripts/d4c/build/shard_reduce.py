@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import pyarrow.parquet as pq
 
@@ -37,9 +37,28 @@ from d4c.build.shards import (
 )
 from d4c.digest import sha256_file
 from d4c.errors import D4CError
-from d4c.recipe import Recipe
+from d4c.recipe import Output, Recipe
 
 log = logging.getLogger("d4c.build")
+
+
+class ShardFile(NamedTuple):
+    """One file a shard made for an output (a shard may make several: a COG's parts)."""
+
+    shard: int  # the shard's index, 1-based
+    path: Path
+    tiles: tuple[tuple[int, int, int], ...] = ()  # `by: tile`: the shard's tiles (z, x, y), else ()
+
+
+class Merge(Protocol):
+    """A reducer: every shard's file(s) of one output, in shard order, into the artifact at `dest`."""
+
+    def __call__(self, output: Output, shard_files: list[ShardFile], dest: Path) -> None: ...
+
+
+class Reducer(NamedTuple):
+    method: str  # the `reduce.method` that names it (`by_format` picks each output's own)
+    merge: Merge
 
 
 # -- the reduce ----------------------------------------------------------------------------
@@ -127,23 +146,23 @@ def _check_key_order(recipe: Recipe, built: list[tuple[dict[str, Any], Path]]) -
             last = span[1] if span is not None else last
 
 
-def _same_schema(output: Any, files: list[tuple[int, Path]]) -> None:
+def _same_schema(output: Any, files: list[ShardFile]) -> None:
     """Every shard's file has the first one's columns and types (as the writer writes them)."""
-    first = sorting.plain_schema(pq.read_schema(files[0][1]))
-    for index, f in files[1:]:
+    first = sorting.plain_schema(pq.read_schema(files[0].path))
+    for index, f, _ in files[1:]:
         schema = sorting.plain_schema(pq.read_schema(f))
         if not schema.equals(first):
             odd = [f"{a.name}: {a.type} vs {b.type}" for a, b in zip(first, schema) if a != b] or \
                 [f"columns {first.names} vs {schema.names}"]
-            raise D4CError(f"shard {index}'s {output.name} differs in schema from shard {files[0][0]}'s "
+            raise D4CError(f"shard {index}'s {output.name} differs in schema from shard {files[0].shard}'s "
                            f"({'; '.join(odd)[:300]})", hint="give every column an explicit type in the transform, "
                            "so each shard writes the same schema")
 
 
-def _merge(output: Any, shard_files: list[tuple[int, Path]], dest: Path) -> None:
+def _merge(output: Output, shard_files: list[ShardFile], dest: Path) -> None:
     """Every shard's rows through the pinned writer, a row group at a time (bounded memory)."""
     _same_schema(output, shard_files)
-    files = [f for _, f in shard_files]
+    files = [f.path for f in shard_files]
     def batches() -> Any:
         for f in files:
             yield from pq.ParquetFile(f).iter_batches(batch_size=sorting.ROW_GROUP_ROWS, use_threads=False)
@@ -163,6 +182,13 @@ def _merge(output: Any, shard_files: list[tuple[int, Path]], dest: Path) -> None
 
     writers.write_geoparquet(dest, plain(), output.sort_by, geometry=column,
                              crs=None if crs is None else pyproj.CRS.from_json_dict(crs))
+
+
+# The reduce of each output format a sharded recipe may declare (shards.spec_of refuses others).
+REDUCERS: dict[str, Reducer] = {
+    "parquet": Reducer("concat", _merge),
+    "geoparquet": Reducer("concat", _merge),
+}
 
 
 def reduce(recipe: Recipe, root: Path, folders: list[Path], out: Path,
@@ -187,8 +213,10 @@ def reduce(recipe: Recipe, root: Path, folders: list[Path], out: Path,
     try:
         for o in recipe.outputs:
             name = recipe.artifact_name(o)
-            log.info("reduce: %s from %d shards", name, len(built))
-            _merge(o, [(d["shard"]["index"], f / name) for d, f in built], stage / name)
+            log.info("reduce: %s from %d shards (%s)", name, len(built), REDUCERS[o.format].method)
+            files = [ShardFile(d["shard"]["index"], f / e["file"], tuple(map(tuple, d["shard"].get("tiles", ()))))
+                     for d, f in built for e in d["outputs"] if e["name"] == o.name]
+            REDUCERS[o.format].merge(o, files, stage / name)
         outputs.accept(stage, [recipe.artifact_name(o) for o in recipe.outputs], where=recipe.folder.name)
         run = RunResult(runner=env["runner"], sandbox=env["sandbox"], network_isolation=env["network_isolation"],
                         python=env["python"], packages=env["packages"], image_id=env["image_id"],

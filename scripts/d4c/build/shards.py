@@ -36,7 +36,7 @@ from d4c.recipe import Recipe
 log = logging.getLogger("d4c.build")
 SHARD_MANIFEST = "shard.json"
 SHARD_MANIFEST_VERSION = 1
-REDUCIBLE = {"parquet", "geoparquet"}
+TABLES = {"parquet", "geoparquet"}  # outputs whose shard manifest entry counts rows
 # The libraries the reduce writes with: they must be the versions the shards ran with.
 WRITER_PACKAGES = ("pyarrow", "duckdb", "shapely", "pyproj")
 
@@ -66,10 +66,7 @@ def spec_of(recipe: Recipe) -> Any:
     spec = recipe.shards
     if spec is None:
         raise D4CError(f"{recipe.id}: the recipe declares no `shards:`", hint="build it without --shard/--reduce")
-    odd = [o.name for o in recipe.outputs if o.format not in REDUCIBLE]
-    if odd:
-        raise D4CError(f"{recipe.id}: `reduce: concat` merges parquet and geoparquet outputs only, not {odd}",
-                       where=str(recipe.path), hint="drop `shards:` or write these outputs as (Geo)Parquet")
+    _check_reduce(recipe, spec.reduce)
     if spec.by == "row_range" and not spec.key:
         raise D4CError(f"{recipe.id}: `shards: {{by: row_range}}` needs `key:`", where=str(recipe.path),
                        hint="name the column whose sorted order is cut into ranges")
@@ -79,6 +76,20 @@ def spec_of(recipe: Recipe) -> Any:
         raise D4CError(f"{recipe.id}: `shards.sources` names no source {unknown}", where=str(recipe.path),
                        hint=f"use names from `sources:` ({', '.join(sorted(names))})")
     return spec
+
+
+def _check_reduce(recipe: Recipe, method: str) -> None:
+    """Every output has a reducer (shard_reduce.REDUCERS), of `method` unless it is `by_format`."""
+    from d4c.build.shard_reduce import REDUCERS  # imported here: shard_reduce imports this module
+
+    methods = {fmt: r.method for fmt, r in REDUCERS.items()}
+    odd = [f"{o.name} ({o.format})" for o in recipe.outputs
+           if o.format not in methods or method not in ("by_format", methods[o.format])]
+    if odd:
+        known = ", ".join(f"{fmt}: {m}" for fmt, m in sorted(methods.items()))
+        raise D4CError(f"{recipe.id}: `reduce: {{method: {method}}}` cannot merge the output(s) {', '.join(odd)}",
+                       where=str(recipe.path), hint=f"the reducers are {known}; `method: by_format` takes "
+                       "each output's own, or drop `shards:`")
 
 
 def partitioned(recipe: Recipe) -> list[Any]:
@@ -199,7 +210,8 @@ def shard_manifest(recipe: Recipe, folder: Path, run: RunResult | None, index: i
     for o in recipe.outputs if run is not None else ():
         path = folder / recipe.artifact_name(o)
         outs.append({"name": o.name, "file": path.name, "format": o.format, "size": path.stat().st_size,
-                     "sha256": sha256_file(path), "rows": pq.ParquetFile(path).metadata.num_rows})
+                     "sha256": sha256_file(path),
+                     "rows": pq.ParquetFile(path).metadata.num_rows if o.format in TABLES else None})
     spec = spec_of(recipe)
     return {
         "shard_manifest_version": SHARD_MANIFEST_VERSION,
