@@ -62,6 +62,7 @@ class ShardSpec:
     sources: tuple[str, ...] | None = None  # the partitioned sources; None: every source
     reduce: str = "concat"
     key: str | None = None  # `row_range`: the column whose sorted order is cut into ranges
+    level: int | None = None  # `tile`: the zoom level of the tiles cut into runs
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,8 @@ class Recipe:
             return ShardSpec(by=str(spec["by"]), max=int(spec["max"]),
                              sources=tuple(map(str, names)) if names else None,
                              reduce=str((self.data.get("reduce") or {}).get("method", "concat")),
-                             key=str(spec["key"]) if spec.get("key") is not None else None)
+                             key=str(spec["key"]) if spec.get("key") is not None else None,
+                             level=int(spec["level"]) if spec.get("level") is not None else None)
         except (KeyError, TypeError, ValueError) as exc:
             raise D4CError(f"{self.path}: `shards:` is incomplete ({exc})", hint="run `d4c validate`") from None
 
