@@ -28,7 +28,7 @@ def row(ds: str, shards: int) -> dict[str, Any]:
 
 def manifest() -> dict[str, Any]:
     rows = [row("ca_test_whole", 0), row("ca_test_big", 3), row("ca_test_big-too", 2)]
-    plan = {"release_jobs": fanout.jobs(rows, "release")}
+    plan = {"release_jobs": fanout.jobs(rows)}
     return argo.workflow(plan, "https://example.org/d4c.git", "a" * 40, "registry.example.org/d4c-build:1")
 
 

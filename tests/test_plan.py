@@ -131,7 +131,7 @@ def test_relative_sibling_import(repo: Path) -> None:
     assert p["datasets"] == [B]
     assert p["matrix"] == [{"dataset": B, "version": "1.0.0", "cache_key": p["matrix"][0]["cache_key"],  # type: ignore[index]
                             "sample": True, "runs_on": ["ubuntu-24.04"], "shards": 0}]
-    assert p["jobs"] == {"build": p["matrix"], "shard": [], "reduce": []}
+    assert p["jobs"] == {"build": [{**p["matrix"][0], "chunk": 1}], "image": [], "shard": [], "reduce": []}  # type: ignore[index,dict-item]
 
 
 def test_new_dataset_is_touched_and_needs_release(repo: Path) -> None:
@@ -239,10 +239,45 @@ def test_sharded_recipes_fan_out_into_shard_and_reduce_jobs(repo: Path) -> None:
     assert [r["dataset"] for r in p["release_jobs"]["build"]] == [B]  # type: ignore[index]
 
 
-def test_past_one_matrix_the_plan_refuses_in_one_line(repo: Path) -> None:
-    with pytest.raises(D4CError, match=r"needs 300 `shard` jobs.*at most 256 \(shards per dataset: "
-                       rf"{A}: 200, {B}: 100\)"):
-        change(repo, {f"datasets/{A}/recipe.yaml": sharded(A, 200), f"datasets/{B}/recipe.yaml": sharded(B, 100)})
+def _cli(repo: Path, *args: str, out: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "D4C_REPO": str(repo), **({"GITHUB_OUTPUT": str(out)} if out else {})}
+    return subprocess.run([sys.executable, "-m", "d4c", "plan", *args], capture_output=True, text=True,
+                          env=env, check=False)
+
+
+def test_past_one_matrix_the_jobs_are_cut_into_chunks_one_run_each(repo: Path, tmp_path: Path) -> None:
+    base = commit(repo, "before")
+    p = change(repo, {f"datasets/{A}/recipe.yaml": sharded(A, 200), f"datasets/{B}/recipe.yaml": sharded(B, 100)})
+    jobs = p["release_jobs"]
+    assert p["chunks"] == p["release_chunks"] == 2 and len(jobs["shard"]) == 300  # type: ignore[index,arg-type]
+    chunk_of = [(r["dataset"], r["shard_index"], r["chunk"], r["image_chunk"]) for r in jobs["shard"]]  # type: ignore[index]
+    assert chunk_of == [(A, i, 1, 1) for i in range(1, 201)] + [(B, i, 1, 1) for i in range(1, 57)] + \
+        [(B, i, 2, 1) for i in range(57, 101)]  # rows 1..256 in chunk 1, in plan order
+    assert [(r["dataset"], r["chunk"]) for r in jobs["image"]] == [(A, 1), (B, 1)]  # type: ignore[index]
+    # a reduce runs in the chunk of its dataset's last shard, and takes the earlier ones from image_chunk's run
+    assert [(r["dataset"], r["chunk"], r["image_chunk"]) for r in jobs["reduce"]] == [(A, 1, 1), (B, 2, 1)]  # type: ignore[index]
+    for k, released, shards, image in ((1, [A], 256, [A, B]), (2, [B], 44, [])):
+        out = tmp_path / f"out{k}"
+        proc = _cli(repo, "--base", base, "--chunk", str(k), "--previous-run", "" if k == 1 else "123", "--github-output",
+                    out=out)
+        assert proc.returncode == 0, proc.stderr
+        run = json.loads(proc.stdout)
+        assert run["chunk"] == k and [r["dataset"] for r in run["release_matrix"]] == released
+        assert len(run["release_jobs"]["shard"]) == shards and [r["dataset"] for r in run["release_jobs"]["image"]] == image
+        lines = set(out.read_text().splitlines())
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        assert {f"chunk={k}", f"commit={head}", f"next_chunk={'2' if k == 1 else ''}",
+                f"previous_run={'' if k == 1 else '123'}"} <= lines
+        assert ("any_release_image=true" in lines) == (k == 1)
+        assert _cli(repo, "--base", base, "--chunk", str(k), "--previous-run", "" if k == 1 else "123").stdout == \
+            proc.stdout  # the same plan, the same bytes: every run of the chain cuts it alike
+    for args, said in ((["--chunk", "3", "--previous-run", "9"], "chunk 3: this plan has 2 chunk(s)"),
+                       (["--chunk", "2"], "--chunk 2 needs --previous-run"),
+                       (["--chunk", "2", "--previous-run", "1; x"], "not a workflow run id"),
+                       (["--single-run"], "the change needs 2 runs of at most 256 jobs per matrix (300 shard jobs")):
+        bad = _cli(repo, "--base", base, *args)
+        assert bad.returncode in (1, 2) and said in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
 
 @pytest.mark.parametrize("labels", ["[\"ubuntu-latest; curl x | sh\"]", "'${{ secrets.X }}'", "[]",

@@ -19,6 +19,7 @@ from d4c.redact import install_log_redaction
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("d4c.commands.validate", "check recipes against the schema and the lints"),
     "plan": ("d4c.commands.plan", "which datasets a git change touches (JSON for a CI matrix)"),
+    "chain": ("d4c.commands.chain", "start the next run of a release chained past 256 matrix rows (CI)"),
     "fetch": ("d4c.commands.fetch", "fetch a dataset's sources into the cache, verified by sha256"),
     "build": ("d4c.commands.build", "build a dataset's artifacts and manifest, offline"),
     "diff": ("d4c.commands.diff", "build diff against the latest (or a given) release"),

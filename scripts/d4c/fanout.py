@@ -12,7 +12,8 @@ from typing import Any
 from d4c import schemas
 from d4c.errors import D4CError
 
-MATRIX_LIMIT = 256  # jobs one matrix may generate in a workflow run (GitHub Actions)
+MATRIX_LIMIT = 256  # jobs one matrix may generate in a workflow run (GitHub Actions); also shards.max's ceiling
+CHUNK_ROWS = MATRIX_LIMIT  # rows per matrix in one run of a chain
 DEFAULT_RUNNER = ("ubuntu-24.04",)
 
 
@@ -54,18 +55,42 @@ def shard_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
             for i in range(1, count + 1)]
 
 
-def jobs(rows: list[dict[str, Any]], what: str) -> dict[str, list[dict[str, Any]]]:
-    """{"build": whole builds, "shard": one row per shard, "reduce": one row per sharded dataset}.
+def _chunked(listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each row with `chunk`: rows 1..256 are chunk 1, 257..512 chunk 2, ... (one workflow run each)."""
+    return [{**r, "chunk": i // CHUNK_ROWS + 1} for i, r in enumerate(listed)]
 
-    Each list is one matrix job: past 256 rows the plan refuses (chained runs are not built)."""
-    out = {"build": [r for r in rows if not r["shards"]],
-           "shard": [s for r in rows if r["shards"] for s in shard_rows(r)],
-           "reduce": [r for r in rows if r["shards"]]}
-    for job, listed in out.items():
-        if len(listed) > MATRIX_LIMIT:
-            per = ", ".join(f"{r['dataset']}: {r['shards']}" for r in out["reduce"])[:200]
-            raise D4CError(f"the plan's {what} needs {len(listed)} `{job}` jobs, and one workflow run's matrix holds "
-                           f"at most {MATRIX_LIMIT}" + (f" (shards per dataset: {per})" if job == "shard" else ""),
-                           hint="split the change across pushes (fewer datasets, or lower `shards.max`), "
-                                "or run the plan under Argo (`d4c plan --format argo`)")
-    return out
+
+def jobs(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """{"build": whole builds, "image", "shard": one row per shard, "reduce": one row per sharded dataset}.
+
+    Every row says its `chunk`: one workflow run holds at most 256 rows per matrix, so the
+    rows past that run in chained runs (chunk 2, 3, ...; docs/scale.md). The shards are cut
+    in plan order, so a dataset's shards (at most 256) span at most two chunks: its image is
+    built in the chunk of its first shard (`image_chunk`) and its reduce runs in the chunk of
+    its last one, which then also takes the shards and image of the run before."""
+    sharded = [r for r in rows if r["shards"]]
+    shard = _chunked([s for r in sharded for s in shard_rows(r)])
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for s in shard:
+        first.setdefault(s["dataset"], s["chunk"])
+        last[s["dataset"]] = s["chunk"]
+    return {"build": _chunked([r for r in rows if not r["shards"]]),
+            "image": [{**r, "chunk": first[r["dataset"]]} for r in sharded],
+            "shard": [{**s, "image_chunk": first[s["dataset"]]} for s in shard],
+            "reduce": [{**r, "chunk": last[r["dataset"]], "image_chunk": first[r["dataset"]]} for r in sharded]}
+
+
+def chunks(jobs_: dict[str, list[dict[str, Any]]]) -> int:
+    """How many chained runs the jobs take (1 when there is nothing to run: one run plans it)."""
+    return max((r["chunk"] for listed in jobs_.values() for r in listed), default=1)
+
+
+def in_chunk(jobs_: dict[str, list[dict[str, Any]]], chunk: int) -> dict[str, list[dict[str, Any]]]:
+    """The rows one run of the chain takes."""
+    return {job: [r for r in listed if r["chunk"] == chunk] for job, listed in jobs_.items()}
+
+
+def built_in(jobs_: dict[str, list[dict[str, Any]]], chunk: int) -> set[str]:
+    """The datasets whose artifacts a run makes (a whole build, or the reduce): it releases those."""
+    return {r["dataset"] for job in ("build", "reduce") for r in jobs_.get(job, []) if r["chunk"] == chunk}

@@ -47,8 +47,8 @@ class Plan:
     # recipe has a cheap PR build; `shards` is `shards.max` (0: a whole build)
     matrix: list[dict[str, Any]]
     release_matrix: list[dict[str, Any]]
-    # The CI jobs of each (d4c.fanout.jobs): {"build": [row], "shard": [row + "shard": "N/M",
-    # "shard_index"], "reduce": [row]}
+    # The CI jobs of each (d4c.fanout.jobs): {"build": [row], "image": [row], "shard": [row +
+    # "shard": "N/M", "shard_index"], "reduce": [row]}, every row with its `chunk` (chained runs)
     jobs: dict[str, list[dict[str, Any]]]
     release_jobs: dict[str, list[dict[str, Any]]]
 
@@ -57,7 +57,22 @@ class Plan:
             "datasets": self.datasets, "deleted": self.deleted, "release": self.release,
             "all": self.all, "matrix": self.matrix, "release_matrix": self.release_matrix,
             "jobs": self.jobs, "release_jobs": self.release_jobs,
+            "chunks": fanout.chunks(self.jobs), "release_chunks": fanout.chunks(self.release_jobs),
         }
+
+
+def for_run(data: dict[str, Any], chunk: int) -> dict[str, Any]:
+    """The part of a plan that run `chunk` of a chain takes: that chunk's rows of every job, and
+    the datasets it builds whole or reduces (which it also releases). docs/scale.md."""
+    if not 1 <= chunk <= max(data["chunks"], data["release_chunks"]):
+        raise D4CError(f"chunk {chunk}: this plan has {data['chunks']} chunk(s) for the change and "
+                       f"{data['release_chunks']} for the release",
+                       hint="a chained run passes the chunk after its own; the first run is chunk 1")
+    built, releasing = fanout.built_in(data["jobs"], chunk), fanout.built_in(data["release_jobs"], chunk)
+    return {**data, "chunk": chunk,
+            "matrix": [r for r in data["matrix"] if r["dataset"] in built],
+            "release_matrix": [r for r in data["release_matrix"] if r["dataset"] in releasing],
+            "jobs": fanout.in_chunk(data["jobs"], chunk), "release_jobs": fanout.in_chunk(data["release_jobs"], chunk)}
 
 
 class _Git:
@@ -311,8 +326,8 @@ def _plan(git: _Git, base: str, head: str) -> Plan:
     ordered = sorted(touched)
     matrix, release_matrix = [_row(ds, recipes[ds]) for ds in ordered], [_row(ds, recipes[ds]) for ds in release]
     return Plan(datasets=ordered, deleted=deleted, release=release, all=touch_all, matrix=matrix,
-                release_matrix=release_matrix, jobs=fanout.jobs(matrix, "change"),
-                release_jobs=fanout.jobs(release_matrix, "release"))
+                release_matrix=release_matrix, jobs=fanout.jobs(matrix),
+                release_jobs=fanout.jobs(release_matrix))
 
 
 def released(root: Path, selector: str) -> dict[str, Any]:

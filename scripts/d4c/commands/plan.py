@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from ruamel.yaml import YAML
 
-from d4c import argo, paths
+from d4c import argo, fanout, paths
 from d4c.errors import D4CError, UsageError
-from d4c.plan import commit_of, dumps, plan, released
+from d4c.plan import commit_of, dumps, for_run, plan, released
+
+RUN_ID = re.compile(r"^[1-9][0-9]{0,19}$")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--released", metavar="SELECTOR",
                         help="instead: list release records (all, ID or ID/VERSION) for verify")
+    parser.add_argument("--chunk", type=int, metavar="K",
+                        help="only the rows of chunk K (one run of a chain past 256 matrix rows; docs/scale.md)")
+    parser.add_argument("--previous-run", default="", metavar="RUN_ID",
+                        help="with --chunk K > 1: the run of chunk K-1, whose shards and images this one takes")
+    parser.add_argument("--single-run", action="store_true",
+                        help="fail if the change's jobs need more than one run (pull requests do not chain)")
     parser.add_argument("--format", choices=["json", "argo"], default="json",
                         help="json (default), or argo: an Argo Workflows manifest (YAML) of the release jobs")
     parser.add_argument("--argo-repo", default="", help="--format argo: the git URL the pods clone")
@@ -39,25 +49,52 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise UsageError("d4c plan: --base REF (or --released SELECTOR) is required")
     if args.format == "argo":
-        if args.released is not None or args.github_output:
-            raise UsageError("--format argo takes --base/--head only")
+        if args.released is not None or args.github_output or args.chunk is not None:
+            raise UsageError("--format argo takes --base/--head only (Argo runs every chunk in one Workflow)")
         yaml = YAML()  # block style, keys in the order written: same plan, same bytes
         yaml.default_flow_style = False
         yaml.dump(argo.workflow(data, args.argo_repo, commit_of(paths.repo_root(), args.head), args.argo_image),
                  sys.stdout)
         return 0
+    if args.released is None:
+        data = _chained(args, data)
     text = dumps(data)
     print(text)
     if args.github_output:
-        out = os.environ.get("GITHUB_OUTPUT")
-        if not out:
-            raise D4CError("--github-output given but GITHUB_OUTPUT is not set",
-                           hint="only use --github-output inside GitHub Actions")
-        with Path(out).open("a", encoding="utf-8") as fh:
-            fh.write(f"json={text}\n")
-            fh.write(f"any={'true' if data.get('datasets') or data.get('records') else 'false'}\n")
-            fh.write(f"any_release={'true' if data.get('release') else 'false'}\n")
-            for prefix, key in (("", "jobs"), ("release_", "release_jobs")):  # guards: a matrix may not be empty
-                fh.writelines(f"any_{prefix}{job}={'true' if (data.get(key) or {}).get(job) else 'false'}\n"
-                              for job in ("build", "shard"))
+        _github_output(data, text, args.previous_run)
     return 0
+
+
+def _chained(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
+    """The plan for one run: with --single-run, the change must fit one; with --chunk, that chunk's rows."""
+    if args.single_run and data["chunks"] > 1:
+        raise D4CError(f"the change needs {data['chunks']} runs of at most {fanout.MATRIX_LIMIT} jobs per matrix "
+                       f"({len(data['jobs']['shard'])} shard jobs, {len(data['jobs']['build'])} builds), and a pull "
+                       "request's checks run once", hint="split the change across pull requests, or lower "
+                       "`shards.max`; the release on merge chains runs (docs/scale.md)")
+    if args.chunk is None:
+        return data
+    if args.previous_run and not RUN_ID.match(args.previous_run):
+        raise UsageError(f"--previous-run {args.previous_run[:40]!r}: not a workflow run id (digits)")
+    if args.chunk > 1 and not args.previous_run:
+        raise UsageError(f"--chunk {args.chunk} needs --previous-run (the run of chunk {args.chunk - 1})")
+    data = {**for_run(data, args.chunk), "commit": commit_of(paths.repo_root(), args.head)}
+    last = data["release_chunks"]
+    return {**data, "next_chunk": args.chunk + 1 if args.chunk < last else None}
+
+
+def _github_output(data: dict[str, Any], text: str, previous_run: str) -> None:
+    out = os.environ.get("GITHUB_OUTPUT")
+    if not out:
+        raise D4CError("--github-output given but GITHUB_OUTPUT is not set",
+                       hint="only use --github-output inside GitHub Actions")
+    with Path(out).open("a", encoding="utf-8") as fh:
+        fh.write(f"json={text}\n")
+        fh.write(f"any={'true' if data.get('datasets') or data.get('records') else 'false'}\n")
+        fh.write(f"any_release={'true' if data.get('release_matrix') else 'false'}\n")
+        for prefix, key in (("", "jobs"), ("release_", "release_jobs")):  # guards: a matrix may not be empty
+            fh.writelines(f"any_{prefix}{job}={'true' if (data.get(key) or {}).get(job) else 'false'}\n"
+                          for job in ("build", "image", "shard", "reduce"))
+        if "chunk" in data:  # a run of the chain: what the next one is given
+            fh.write(f"chunk={data['chunk']}\ncommit={data['commit']}\nprevious_run={previous_run}\n")
+            fh.write(f"next_chunk={data['next_chunk'] or ''}\n")

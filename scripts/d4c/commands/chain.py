@@ -1,0 +1,80 @@
+"""`d4c chain --workflow release.yml --ref main --chunk K --commit SHA --base SHA`: start run K
+of a chained release (one workflow run holds at most 256 rows per matrix; docs/scale.md).
+
+It asks GitHub for a `workflow_dispatch` run of the workflow with the inputs the next run's
+plan job reads: the chunk, the plan's commit and base (so every run plans and builds the same
+commit) and this run's id (the next run takes the shards and images of a dataset that spans
+both runs from it). GITHUB_TOKEN needs `actions: write`; a dispatch made with the
+GITHUB_TOKEN starts a run, unlike other events it raises.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+
+import requests
+
+from d4c import http
+from d4c.errors import D4CError, UsageError
+from d4c.redact import redact
+
+SHA = re.compile(r"^[0-9a-f]{40}$")
+RUN_ID = re.compile(r"^[1-9][0-9]{0,19}$")
+WORKFLOW = re.compile(r"^[A-Za-z0-9_.-]+\.ya?ml$")
+REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workflow", required=True, help="the workflow file to run again (e.g. release.yml)")
+    parser.add_argument("--ref", required=True, help="the branch the next run's workflow file is read from")
+    parser.add_argument("--chunk", type=int, required=True, help="the chunk the next run takes (2, 3, ...)")
+    parser.add_argument("--commit", required=True, help="the commit every run of the chain plans and builds")
+    parser.add_argument("--base", required=True, help="the plan's base commit (the push's `before`)")
+
+
+def _env(name: str, pattern: re.Pattern[str], default: str = "") -> str:
+    value = os.environ.get(name, default)
+    if not pattern.match(value):
+        raise D4CError(f"d4c chain: ${name} is {'not set' if not value else 'not what GitHub Actions sets'}",
+                       hint="run it in a GitHub Actions job (it sets GITHUB_REPOSITORY and GITHUB_RUN_ID)")
+    return value
+
+
+def inputs(args: argparse.Namespace) -> dict[str, str]:
+    """The next run's workflow_dispatch inputs, each checked: they reach its plan job."""
+    checks = (("--commit", args.commit, SHA), ("--base", args.base, SHA), ("--workflow", args.workflow, WORKFLOW),
+              ("--ref", args.ref, REF))
+    for flag, value, pattern in checks:
+        if not pattern.match(value) or ".." in value:
+            raise UsageError(f"d4c chain: {flag} {value[:60]!r} is not valid", hint="see `d4c chain --help`")
+    if args.chunk < 2:
+        raise UsageError(f"d4c chain: --chunk {args.chunk}: the first run is the push's; a chained one is 2 or more")
+    return {"chunk": str(args.chunk), "commit": args.commit, "base": args.base,
+            "previous_run": _env("GITHUB_RUN_ID", RUN_ID)}
+
+
+def run(args: argparse.Namespace) -> int:
+    body = {"ref": args.ref, "inputs": inputs(args)}
+    repo = _env("GITHUB_REPOSITORY", REPO)
+    token = os.environ.get("GITHUB_TOKEN", "")
+    if not token:
+        raise D4CError("d4c chain: $GITHUB_TOKEN is not set", hint="pass ${{ github.token }} (actions: write)")
+    api = os.environ.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
+    url = f"{api}/repos/{repo}/actions/workflows/{args.workflow}/dispatches"
+    try:  # a POST is never re-sent by the session: a lost answer is reported, not a second run started
+        resp = http.session().post(url, json=body, headers={
+            "Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28"})
+    except requests.RequestException as exc:
+        raise D4CError(f"d4c chain: dispatching {args.workflow} failed: {http.describe(exc)}",
+                       hint="check the Actions tab for a run of chunk "
+                            f"{args.chunk} before dispatching it by hand") from None
+    if resp.status_code not in (200, 204):
+        raise D4CError(f"d4c chain: dispatching {args.workflow} on {args.ref} answered {resp.status_code}: "
+                       f"{redact(resp.text[:200])}",
+                       hint="the job needs `permissions: actions: write` and the workflow a workflow_dispatch "
+                            "trigger with the inputs chunk, commit, base and previous_run")
+    print(f"dispatched {args.workflow} on {args.ref}: chunk {args.chunk} of commit {args.commit}")
+    return 0
