@@ -95,33 +95,67 @@ def tippecanoe_binary() -> str:
 
 
 def write_pmtiles(path: Path, gdf: Any, sort_by: tuple[str, ...] | list[str] = (), layer: str = "",
-                  min_zoom: int = 0, max_zoom: int | None = None, args: tuple[str, ...] = ()) -> None:
+                  min_zoom: int = 0, max_zoom: int | None = None, args: tuple[str, ...] = (),
+                  tiles: Any = None, finish: bool = False) -> None:
     """Vector tiles with tippecanoe from the rows sorted by `sort_by`, in WGS 84.
 
     `max_zoom` None lets tippecanoe choose from the data (`-zg`, deterministic); `args` adds
     tippecanoe options of the recipe's own (they are recorded in the tiles' metadata).
+    `tiles` (a reduce_pmtiles.TileSet, a `by: tile` shard's): only the tiles at zooms >= its
+    level under its tiles, cut from the features near them; `finish` then makes the artifact
+    of that one part as the reduce does (every lower zoom rebuilt from its children): an
+    unsharded build is shard 1 of 1 over every tile.
     """
-    import pyogrio
-
     frame = _sorted_frame(gdf, sort_by)
     if frame.crs is not None and frame.crs.to_epsg() != 4326:
         frame = frame.to_crs(4326)
     name = layer or path.stem
+    if tiles is not None:
+        _write_tile_part(path, frame, name, tiles, min_zoom, max_zoom, args, finish)
+        return
+    zoom = ["-zg"] if max_zoom is None else [f"--maximum-zoom={max_zoom}"]
     with tempfile.TemporaryDirectory(prefix="d4c-tiles-") as work:
-        pyogrio.set_gdal_config_options(gdal_config())
-        # GeoJSON sequence, not FlatGeobuf: tippecanoe 2.72 reads FlatGeobuf's 64-bit integers as strings.
-        pyogrio.write_dataframe(frame, os.path.join(work, "in.geojsons"), driver="GeoJSONSeq", layer=name)
-        zoom = ["-zg"] if max_zoom is None else [f"--maximum-zoom={max_zoom}"]
-        argv = ["tippecanoe", "-o", "out.pmtiles", "-l", name, "-n", name, "-N", name,
-                f"--minimum-zoom={min_zoom}", *zoom, *TIPPECANOE_ARGS, *args, "in.geojsons"]
-        env = {"PATH": "/usr/bin:/bin", "TZ": "UTC", "LC_ALL": "C", "TMPDIR": work}
-        proc = subprocess.run(argv, executable=tippecanoe_binary(), cwd=work, env=env,
-                              capture_output=True, text=True, check=False)
-        if proc.returncode:
-            raise RuntimeError(f"tippecanoe exited with status {proc.returncode}: {proc.stderr.strip()[-300:]}")
+        written = _tippecanoe(frame, Path(work), name, (f"--minimum-zoom={min_zoom}", *zoom, *TIPPECANOE_ARGS, *args))
         tmp = temp_path(path)
-        shutil.move(os.path.join(work, "out.pmtiles"), tmp)
+        shutil.move(written, tmp)
     publish(tmp, path, durable=False)
+
+
+def _write_tile_part(path: Path, frame: Any, name: str, tiles: Any, min_zoom: int, max_zoom: int | None,
+                     args: tuple[str, ...], finish: bool) -> None:
+    from d4c.build import reduce_pmtiles as rp
+
+    if max_zoom is None or max_zoom < tiles.level or "-zg" in args:
+        raise ValueError(f"write_pmtiles in a `shards: {{by: tile}}` build needs a fixed max_zoom >= the shard "
+                         f"level {tiles.level} (got {max_zoom!r}{', -zg' if '-zg' in args else ''})")
+    near = frame[rp.select(frame.geometry.values, tiles)]
+    with tempfile.TemporaryDirectory(prefix="d4c-tiles-") as work:
+        zooms = (f"--minimum-zoom={max(min_zoom, tiles.level)}", f"--maximum-zoom={max_zoom}")
+        raw = _tippecanoe(near, Path(work), name, (*zooms, *rp.TILE_ARGS, *args)) if len(near) else None
+        part = Path(work) / "part.pmtiles"
+        rp.keep_part(raw, tiles, part, name, min_zoom)
+        if finish:
+            rp.finish([rp.Part("the build", part, tiles)], path)
+            return
+        tmp = temp_path(path)
+        shutil.move(part, tmp)
+    publish(tmp, path, durable=False)
+
+
+def _tippecanoe(frame: Any, work: Path, name: str, options: tuple[str, ...]) -> Path:
+    """tippecanoe over the frame in `work`; returns its archive there."""
+    import pyogrio
+
+    pyogrio.set_gdal_config_options(gdal_config())
+    # GeoJSON sequence, not FlatGeobuf: tippecanoe 2.72 reads FlatGeobuf's 64-bit integers as strings.
+    pyogrio.write_dataframe(frame, work / "in.geojsons", driver="GeoJSONSeq", layer=name)
+    argv = ["tippecanoe", "-o", "out.pmtiles", "-l", name, "-n", name, "-N", name, *options, "in.geojsons"]
+    env = {"PATH": "/usr/bin:/bin", "TZ": "UTC", "LC_ALL": "C", "TMPDIR": str(work)}
+    proc = subprocess.run(argv, executable=tippecanoe_binary(), cwd=work, env=env,
+                          capture_output=True, text=True, check=False)
+    if proc.returncode:
+        raise RuntimeError(f"tippecanoe exited with status {proc.returncode}: {proc.stderr.strip()[-300:]}")
+    return work / "out.pmtiles"
 
 
 def write_cog(path: Path, data: Any, *, transform: Any, crs: Any, nodata: float | None = None,
@@ -129,7 +163,6 @@ def write_cog(path: Path, data: Any, *, transform: Any, crs: Any, nodata: float 
     """A COG from a (bands, rows, cols) or (rows, cols) array; `options` override COG_OPTIONS."""
     import numpy as np
     import rasterio
-    import rasterio.shutil
     from rasterio.io import MemoryFile
 
     array = np.asarray(data)
@@ -138,11 +171,21 @@ def write_cog(path: Path, data: Any, *, transform: Any, crs: Any, nodata: float 
     if array.ndim != 3:
         raise ValueError(f"write_cog expects a 2-D or 3-D array, got {array.ndim} dimensions")
     count, height, width = array.shape
-    tmp = temp_path(path)
     with rasterio.Env(**gdal_config()), MemoryFile() as mem:
         with mem.open(driver="GTiff", width=width, height=height, count=count, dtype=array.dtype,
                       crs=crs, transform=transform, nodata=nodata) as src:
             src.write(array)
         with mem.open() as src:
-            rasterio.shutil.copy(src, str(tmp), driver="COG", **{**COG_OPTIONS, **(options or {})})
+            copy_cog(src, path, options)
+
+
+def copy_cog(src: Any, path: Path, options: dict[str, str] | None = None) -> None:
+    """A COG at `path` from an open rasterio dataset (a VRT of parts: the sharded reduce), read
+    block by block by GDAL; `options` override COG_OPTIONS."""
+    import rasterio
+    import rasterio.shutil
+
+    tmp = temp_path(path)
+    with rasterio.Env(**gdal_config()):
+        rasterio.shutil.copy(src, str(tmp), driver="COG", **{**COG_OPTIONS, **(options or {})})
     publish(tmp, path, durable=False)
