@@ -350,6 +350,16 @@ def finish(parts: Sequence[Part], dest: Path) -> None:
     write_archive(dest, [*sorted(low.items()), *merged(parts)], bounds, int(meta["minzoom"]), meta)
 
 
+def merge(output: Any, shard_files: Sequence[Any], dest: Path) -> None:
+    """shard_reduce's reducer for PMTiles (`reduce: {method: tile_merge}`): every shard's part
+    (shard_reduce.ShardFile: index, path, the shard's tiles) into the artifact."""
+    untiled = [f.shard for f in shard_files if not f.tiles]
+    if untiled:
+        raise D4CError(f"{output.name}: shard {untiled[0]}'s manifest lists no tiles; the PMTiles merge needs "
+                       "`shards: {by: tile}`", hint="partition the recipe with `shards: {by: tile, level: Z}`")
+    finish([Part(f"shard {f.shard}", f.path, TileSet.of(f.tiles)) for f in shard_files], dest)
+
+
 def write_archive(dest: Path, tiles: Iterable[tuple[int, bytes]], bounds: tuple[int, int, int, int],
                   center_zoom: int, meta: dict[str, Any]) -> None:
     """A PMTiles v3 archive of gzip MVT tiles given in tile-id order; metadata canonical (keys
