@@ -17,6 +17,7 @@ from test_workflows import WORKFLOWS, load
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "ghs_chaintoken1234"
 COMMIT, BASE = "c" * 40, "b" * 40
+IDS = '{"ca_test_big":"sha256:%s"}' % ("e" * 64)
 
 
 def _release() -> dict[str, Any]:
@@ -32,7 +33,8 @@ def _dispatch(fake: FakeActions, **env: str) -> subprocess.CompletedProcess[str]
     job = _release()["jobs"]["next-chunk"]
     script = step(job, "d4c chain")["run"]
     values = {"GITHUB_TOKEN": TOKEN, "NEXT_CHUNK": "2", "COMMIT": COMMIT, "BASE": BASE, "REF": "main",
-              "GITHUB_REPOSITORY": "dataforcanada/d4c", "GITHUB_RUN_ID": "4242", "GITHUB_API_URL": fake.url, **env}
+              "GITHUB_REPOSITORY": "dataforcanada/d4c", "GITHUB_RUN_ID": "4242", "GITHUB_API_URL": fake.url,
+              "IMAGES": IDS, **env}
     return subprocess.run(["bash", "-eo", "pipefail", "-c", script], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, **values}, check=False, timeout=60)
 
@@ -46,10 +48,12 @@ def test_next_chunk_dispatches_the_same_commit_with_the_declared_inputs() -> Non
         proc = _dispatch(fake)
         assert proc.returncode == 0, proc.stderr
         assert fake.runs == [{"repo": "dataforcanada/d4c", "workflow": "release.yml", "ref": "main", "inputs": {
-            "chunk": "2", "commit": COMMIT, "base": BASE, "previous_run": "4242"}}]
+            "chunk": "2", "commit": COMMIT, "base": BASE, "previous_run": "4242", "images": IDS}}]
+        assert _dispatch(fake, IMAGES="").returncode == 0 and fake.runs[-1]["inputs"]["images"] == "{}"
     plan_env = step(_release()["jobs"]["plan"], "d4c plan")["env"]  # the next run's plan reads them back
     assert plan_env["CHUNK"] == "${{ inputs.chunk || '1' }}" and plan_env["PREVIOUS_RUN"] == "${{ inputs.previous_run }}"
-    assert plan_env["BEFORE"] == "${{ inputs.base || github.event.before }}"
+    assert plan_env["BEFORE"] == "${{ inputs.base || github.event.before }}" and plan_env["IMAGES"] == "${{ inputs.images }}"
+    assert step(job, "d4c chain")["env"]["IMAGES"] == "${{ needs.image.outputs.ids }}"
     checkout = _release()["jobs"]["plan"]["steps"][0]["with"]
     assert checkout["ref"] == "${{ inputs.commit || github.sha }}"
     for name, job in _release()["jobs"].items():  # every other job builds the plan's commit; records/catalog: main
@@ -66,6 +70,7 @@ def test_next_chunk_dispatches_the_same_commit_with_the_declared_inputs() -> Non
     ({"NEXT_CHUNK": "1"}, "--chunk 1: the first run is the push's"),
     ({"GITHUB_RUN_ID": ""}, "$GITHUB_RUN_ID is not set"),
     ({"GITHUB_TOKEN": ""}, "$GITHUB_TOKEN is not set"),
+    ({"IMAGES": '{"ca_x": "latest"}'}, "is not a JSON map of dataset id -> sha256:<64 hex>"),
 ])
 def test_a_refused_dispatch_is_one_line_and_shows_no_token(env: dict[str, str], said: str) -> None:
     with FakeActions(TOKEN, {"release.yml": _declared()}, {"main"}) as fake:

@@ -258,8 +258,9 @@ def test_past_one_matrix_the_jobs_are_cut_into_chunks_one_run_each(repo: Path, t
     assert [(r["dataset"], r["chunk"], r["image_chunk"]) for r in jobs["reduce"]] == [(A, 1, 1), (B, 2, 1)]  # type: ignore[index]
     for k, released, shards, image in ((1, [A], 256, [A, B]), (2, [B], 44, [])):
         out = tmp_path / f"out{k}"
-        proc = _cli(repo, "--base", base, "--chunk", str(k), "--previous-run", "" if k == 1 else "123", "--github-output",
-                    out=out)
+        ids = "" if k == 1 else json.dumps({B: "sha256:" + "f" * 64})  # the run before's image job output
+        proc = _cli(repo, "--base", base, "--chunk", str(k), "--previous-run", "" if k == 1 else "123",
+                    "--images", ids, "--github-output", out=out)
         assert proc.returncode == 0, proc.stderr
         run = json.loads(proc.stdout)
         assert run["chunk"] == k and [r["dataset"] for r in run["release_matrix"]] == released
@@ -268,13 +269,16 @@ def test_past_one_matrix_the_jobs_are_cut_into_chunks_one_run_each(repo: Path, t
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
                               check=True).stdout.strip()
         assert {f"chunk={k}", f"commit={head}", f"next_chunk={'2' if k == 1 else ''}",
-                f"previous_run={'' if k == 1 else '123'}"} <= lines
+                f"previous_run={'' if k == 1 else '123'}",
+                "images=" + ("{}" if k == 1 else json.dumps(json.loads(ids), separators=(",", ":")))} <= lines
         assert ("any_release_image=true" in lines) == (k == 1)
-        assert _cli(repo, "--base", base, "--chunk", str(k), "--previous-run", "" if k == 1 else "123").stdout == \
+        assert _cli(repo, "--base", base, "--chunk", str(k), "--previous-run", "" if k == 1 else "123",
+                    "--images", ids).stdout == \
             proc.stdout  # the same plan, the same bytes: every run of the chain cuts it alike
     for args, said in ((["--chunk", "3", "--previous-run", "9"], "chunk 3: this plan has 2 chunk(s)"),
                        (["--chunk", "2"], "--chunk 2 needs --previous-run"),
                        (["--chunk", "2", "--previous-run", "1; x"], "not a workflow run id"),
+                       (["--chunk", "2", "--previous-run", "1", "--images", '{"a": "x"}'], "not a JSON map of dataset"),
                        (["--single-run"], "the change needs 2 runs of at most 256 jobs per matrix (300 shard jobs")):
         bad = _cli(repo, "--base", base, *args)
         assert bad.returncode in (1, 2) and said in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr

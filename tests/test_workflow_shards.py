@@ -24,7 +24,7 @@ from test_build_shards import DS, add_sharded, artifacts
 from test_workflows import WORKFLOWS, load
 
 REPO = Path(__file__).resolve().parent.parent
-CONTAINER = '--runner container --load-image "image/$DATASET.tar"'
+CONTAINER = '--runner container --load-image "image/$DATASET.tar" --image-id "$IMAGE_ID"'
 MATRIX = "${{ fromJSON(needs.plan.outputs.json).%s }}"
 
 
@@ -49,14 +49,20 @@ def applies(cond: str | None, row: dict[str, Any]) -> bool:
 @pytest.mark.parametrize("name,key", [("pr", "jobs"), ("release", "release_jobs")])
 def test_shard_matrix_reduce_and_diff_are_wired(name: str, key: str) -> None:
     jobs = load(WORKFLOWS / f"{name}.yml")["jobs"]
-    for job, part in (("build", "build"), ("image", "image"), ("shard", "shard"), ("reduce", "reduce")):
+    for job, part in (("build", "build"), ("shard", "shard"), ("reduce", "reduce")):
         assert jobs[job]["strategy"]["matrix"]["include"] == MATRIX % f"{key}.{part}", job
     assert "image" in jobs["shard"]["needs"] and {"image", "shard"} <= set(jobs["reduce"]["needs"])
     assert "!cancelled()" in jobs["reduce"]["if"]  # one dataset's failed shard fails its own reduce only
-    image = "image.${{ matrix.dataset }}"
-    assert step(jobs["image"], "upload-artifact")["with"]["name"] == image
-    for job in ("shard", "reduce"):
-        assert {s["with"]["name"] for s in steps(jobs[job], "path': 'image'")} == {image}
+    # one image job (a matrix's legs share one set of outputs): its `ids` output is what the shards check
+    assert "strategy" not in jobs["image"] and jobs["image"]["outputs"]["ids"] == "${{ steps.save.outputs.ids }}"
+    save = step(jobs["image"], "d4c images")
+    assert save["id"] == "save" and "--github-output" in save["run"] and '--datasets "$DATASETS"' in save["run"]
+    assert save["env"]["DATASETS"] == "${{ toJSON(fromJSON(needs.plan.outputs.json)." + key + ".image.*.dataset) }}"
+    assert step(jobs["image"], "upload-artifact")["with"]["name"] == "image"
+    for job, needle in (("shard", "--shard"), ("reduce", "--reduce")):
+        assert {s["with"]["name"] for s in steps(jobs[job], "path': 'image'")} == {"image"}
+        assert CONTAINER in step(jobs[job], needle)["run"]
+        assert "fromJSON(needs.image.outputs.ids" in step(jobs[job], needle)["env"]["IMAGE_ID"], job
     built = step(jobs["shard"], "--shard")
     assert built["env"]["SHARD"] == "${{ matrix.shard }}" and "--out shard" in built["run"]
     upload = step(jobs["shard"], "'path': 'shard/'")["with"]
@@ -125,6 +131,9 @@ def test_the_jobs_commands_over_the_plan_give_the_whole_builds_bytes(repo_copy: 
     assert [[(r["shard"], r["shard_index"], r["image_chunk"]) for r in c] for c in rows] == [[("1/2", 1, k)],
                                                                                            [("2/2", 2, k)]]
     assert [[r["dataset"] for r in c["image"]].count(DS) for c in chain] == [1, 0]  # built once, in run k
+    ident = step(load(WORKFLOWS / "release.yml")["jobs"]["reduce"], "--reduce")["env"]["IMAGE_ID"]
+    assert "matrix.image_chunk == matrix.chunk && fromJSON(needs.image.outputs.ids" in ident and \
+        "|| fromJSON(needs.plan.outputs.images" in ident  # run k+1 checks run k's id, carried by the dispatch
     (reduce_row,) = [r for r in chain[1]["reduce"] if r["dataset"] == DS]
     assert (reduce_row["chunk"], reduce_row["image_chunk"]) == (k + 1, k) and not [
         r for r in chain[0]["reduce"] if r["dataset"] == DS]

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chain": ("d4c.commands.chain", "start the next run of a release chained past 256 matrix rows (CI)"),
     "fetch": ("d4c.commands.fetch", "fetch a dataset's sources into the cache, verified by sha256"),
     "build": ("d4c.commands.build", "build a dataset's artifacts and manifest, offline"),
+    "images": ("d4c.commands.images", "save sharded datasets' container images for CI's shard jobs, with their ids"),
     "diff": ("d4c.commands.diff", "build diff against the latest (or a given) release"),
     "release": ("d4c.commands.release", "publish a built version to every target"),
     "verify": ("d4c.commands.verify", "rebuild from a manifest, release record or bundle and compare"),

@@ -6,12 +6,15 @@ the schema's own pattern, because they go into the workflows' `runs-on` (docs/sc
 """
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from d4c import schemas
 from d4c.errors import D4CError
 
+IMAGE_ID = re.compile(r"^sha256:[0-9a-f]{64}$")  # a container image id (the config digest)
+DATASET_ID = re.compile(r"^[a-z0-9_-]+$")
 MATRIX_LIMIT = 256  # jobs one matrix may generate in a workflow run (GitHub Actions); also shards.max's ceiling
 CHUNK_ROWS = MATRIX_LIMIT  # rows per matrix in one run of a chain
 DEFAULT_RUNNER = ("ubuntu-24.04",)
@@ -94,3 +97,17 @@ def in_chunk(jobs_: dict[str, list[dict[str, Any]]], chunk: int) -> dict[str, li
 def built_in(jobs_: dict[str, list[dict[str, Any]]], chunk: int) -> set[str]:
     """The datasets whose artifacts a run makes (a whole build, or the reduce): it releases those."""
     return {r["dataset"] for job in ("build", "reduce") for r in jobs_.get(job, []) if r["chunk"] == chunk}
+
+
+def image_ids(text: str, where: str) -> dict[str, str]:
+    """A map dataset id -> image id (the image job's `ids` output, carried to the next run of a
+    chain), checked: it reaches `--image-id` of shard and reduce jobs. Empty text is {}."""
+    try:
+        ids = json.loads(text) if text.strip() else {}
+    except ValueError:
+        ids = None
+    if not isinstance(ids, dict) or not all(isinstance(k, str) and DATASET_ID.match(k) and isinstance(v, str)
+                                            and IMAGE_ID.match(v) for k, v in ids.items()):
+        raise D4CError(f"{where}: {text[:80]!r} is not a JSON map of dataset id -> sha256:<64 hex>",
+                       hint="pass the image job's `ids` output as it is")
+    return dict(sorted(ids.items()))

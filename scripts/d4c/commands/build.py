@@ -8,7 +8,9 @@ from d4c import paths, recipe
 from d4c.build import BuildOptions, build, build_twice, shard_check, shard_reduce, shards
 from d4c.build.check import check_result_path
 from d4c.build.runners import RUNNERS, image
-from d4c.errors import UsageError
+from d4c.commands.images import archived_id
+from d4c.errors import D4CError, UsageError
+from d4c.fanout import IMAGE_ID
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "it once, so every shard job runs the same image)")
     saved.add_argument("--load-image", type=Path, metavar="FILE",
                        help="container runner: load the image saved with --save-image (it must be this commit's) first")
+    parser.add_argument("--image-id", metavar="sha256:HEX",
+                        help="with --load-image: the image id the archive must hold (CI: the image job's output)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,10 +59,14 @@ def run(args: argparse.Namespace) -> int:
                         whole=args.whole, jobs=args.jobs)
     if (args.save_image or args.load_image) and args.runner != "container":
         raise UsageError("--save-image and --load-image are for --runner container")
+    if args.image_id is not None and not args.load_image:
+        raise UsageError("--image-id is for --load-image: it names the image the archive must hold")
     if args.save_image:
         print(f"saved {image.save_image(root, rec, args.save_image)} to {args.save_image}")
         return 0
     if args.load_image:
+        if args.image_id is not None:
+            expect_image(root, rec, args.load_image, args.image_id)
         print(f"loaded {image.load_image(root, rec, args.load_image)} from {args.load_image}")
     if args.shard or args.reduce:
         return _shard_or_reduce(args, rec, root, Path(out), opts)
@@ -71,6 +79,17 @@ def run(args: argparse.Namespace) -> int:
     note = f"; identical in both builds (result: {check_result_path(Path(out).absolute())})" if args.check else ""
     print(f"built {rec.id} v{rec.version} with the {args.runner} runner into {out}{note}")
     return 0
+
+
+def expect_image(root: Path, rec: recipe.Recipe, archive: Path, want: str) -> None:
+    """Refuse, before loading, an archive whose image is not `want` (the image job's output)."""
+    if not IMAGE_ID.match(want):
+        raise UsageError(f"--image-id {want[:80]!r} is not an image id (sha256:<64 hex>)",
+                         hint="pass the image job's `ids` output for this dataset; empty: that job gave none")
+    found = archived_id(root, rec, archive)
+    if found != want:
+        raise D4CError(f"{archive} holds image {found}, not {want}, the one the image job built (--image-id)",
+                       hint="the archive did not come from this run's image job: download its artifact again")
 
 
 def _shard_or_reduce(args: argparse.Namespace, rec: recipe.Recipe, root: Path, out: Path, opts: BuildOptions) -> int:

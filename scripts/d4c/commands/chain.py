@@ -3,19 +3,20 @@ of a chained release (one workflow run holds at most 256 rows per matrix; docs/s
 
 It asks GitHub for a `workflow_dispatch` run of the workflow with the inputs the next run's
 plan job reads: the chunk, the plan's commit and base (so every run plans and builds the same
-commit) and this run's id (the next run takes the shards and images of a dataset that spans
-both runs from it). GITHUB_TOKEN needs `actions: write`; a dispatch made with the
+commit), this run's id and its image ids (the next run takes the shards and image of a
+dataset that spans both runs from this one, and checks the image against that id). GITHUB_TOKEN needs `actions: write`; a dispatch made with the
 GITHUB_TOKEN starts a run, unlike other events it raises.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 
 import requests
 
-from d4c import http
+from d4c import fanout, http
 from d4c.errors import D4CError, UsageError
 from d4c.redact import redact
 
@@ -32,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk", type=int, required=True, help="the chunk the next run takes (2, 3, ...)")
     parser.add_argument("--commit", required=True, help="the commit every run of the chain plans and builds")
     parser.add_argument("--base", required=True, help="the plan's base commit (the push's `before`)")
+    parser.add_argument("--images", default="", metavar="JSON",
+                        help="this run's image job output `ids` ({id: sha256:...}): a dataset whose shards go "
+                             "on in the next run is checked against it there")
 
 
 def _env(name: str, pattern: re.Pattern[str], default: str = "") -> str:
@@ -51,8 +55,9 @@ def inputs(args: argparse.Namespace) -> dict[str, str]:
             raise UsageError(f"d4c chain: {flag} {value[:60]!r} is not valid", hint="see `d4c chain --help`")
     if args.chunk < 2:
         raise UsageError(f"d4c chain: --chunk {args.chunk}: the first run is the push's; a chained one is 2 or more")
+    images = fanout.image_ids(args.images, "d4c chain --images")
     return {"chunk": str(args.chunk), "commit": args.commit, "base": args.base,
-            "previous_run": _env("GITHUB_RUN_ID", RUN_ID)}
+            "previous_run": _env("GITHUB_RUN_ID", RUN_ID), "images": json.dumps(images, separators=(",", ":"))}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,6 +80,6 @@ def run(args: argparse.Namespace) -> int:
         raise D4CError(f"d4c chain: dispatching {args.workflow} on {args.ref} answered {resp.status_code}: "
                        f"{redact(resp.text[:200])}",
                        hint="the job needs `permissions: actions: write` and the workflow a workflow_dispatch "
-                            "trigger with the inputs chunk, commit, base and previous_run")
+                            "trigger with the inputs chunk, commit, base, previous_run and images")
     print(f"dispatched {args.workflow} on {args.ref}: chunk {args.chunk} of commit {args.commit}")
     return 0

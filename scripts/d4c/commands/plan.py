@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -33,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only the rows of chunk K (one run of a chain past 256 matrix rows; docs/scale.md)")
     parser.add_argument("--previous-run", default="", metavar="RUN_ID",
                         help="with --chunk K > 1: the run of chunk K-1, whose shards and images this one takes")
+    parser.add_argument("--images", default="", metavar="JSON",
+                        help="with --chunk K > 1: the image ids the run of chunk K-1 built ({id: sha256:...})")
     parser.add_argument("--single-run", action="store_true",
                         help="fail if the change's jobs need more than one run (pull requests do not chain)")
     parser.add_argument("--format", choices=["json", "argo"], default="json",
@@ -78,7 +81,8 @@ def _chained(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
         raise UsageError(f"--previous-run {args.previous_run[:40]!r}: not a workflow run id (digits)")
     if args.chunk > 1 and not args.previous_run:
         raise UsageError(f"--chunk {args.chunk} needs --previous-run (the run of chunk {args.chunk - 1})")
-    data = {**for_run(data, args.chunk), "commit": commit_of(paths.repo_root(), args.head)}
+    data = {**for_run(data, args.chunk), "commit": commit_of(paths.repo_root(), args.head),
+            "images": fanout.image_ids(args.images, "--images")}
     last = data["release_chunks"]
     return {**data, "next_chunk": args.chunk + 1 if args.chunk < last else None}
 
@@ -98,3 +102,4 @@ def _github_output(data: dict[str, Any], text: str, previous_run: str) -> None:
         if "chunk" in data:  # a run of the chain: what the next one is given
             fh.write(f"chunk={data['chunk']}\ncommit={data['commit']}\nprevious_run={previous_run}\n")
             fh.write(f"next_chunk={data['next_chunk'] or ''}\n")
+            fh.write(f"images={json.dumps(data['images'], separators=(',', ':'))}\n")
