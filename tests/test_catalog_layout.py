@@ -142,3 +142,54 @@ def test_assets_stay_structs_because_stac_geoparquet_cannot_read_a_map() -> None
     })
     with pytest.raises(TypeError, match="MapType"):
         list(stac_table_to_items(table))
+
+
+def _rewrite(record: dict[str, Any], dest: Path) -> bool:
+    from d4c.catalog import sidecar
+    from d4c.catalog.append import rewrite
+
+    return rewrite(dest if dest.exists() else None, record, META, dest, sidecar.beside_file(dest))
+
+
+def test_appends_copy_untouched_row_groups_and_rewrite_when_a_cut_moves(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An append writes again only the row groups of its dataset (or, for a new one, those
+    either side of it) and copies the others' bytes; when the new row overflows its group,
+    every later cut moves and the whole file is written. Both give the rebuild's bytes."""
+    monkeypatch.setattr(catalog_writer, "ROW_GROUP_SIZE", 4)
+    records = _records()
+    dest = tmp_path / "appended.parquet"
+    spliced = [_rewrite(record, dest) for record in random.Random(3).sample(records, len(records))]
+    build_catalog(records, tmp_path / "rebuilt.parquet", metadata=META)
+    assert dest.read_bytes() == (tmp_path / "rebuilt.parquet").read_bytes()
+    assert (tmp_path / "appended.collections.json").read_bytes() == (
+        tmp_path / "rebuilt.collections.json").read_bytes()
+    assert spliced.count(True) >= 3 * spliced.count(False)  # the first, new asset keys, moves
+    # [ca_a x2, ca_b x2] is full: a third ca_a pushes ca_b into the next group, and so on
+    dest = tmp_path / "moved.parquet"
+    two = [make_record(c, f"1.{v}.0") for c in ("ca_a", "ca_b", "ca_c") for v in range(2)]
+    for record in two:
+        _rewrite(record, dest)
+    assert [len(g) for g in _groups(dest)] == [4, 2]
+    third = make_record("ca_a", "1.2.0")
+    assert _rewrite(third, dest) is False
+    assert [len(g) for g in _groups(dest)] == [3, 4]
+    assert _rewrite(make_record("ca_c", "1.2.0"), dest) is True  # the last group splits in two
+    assert [len(g) for g in _groups(dest)] == [3, 2, 3]
+    build_catalog([*two, third, make_record("ca_c", "1.2.0")], tmp_path / "r.parquet", metadata=META)
+    assert dest.read_bytes() == (tmp_path / "r.parquet").read_bytes()
+
+
+def test_the_thrift_codec_gives_back_pyarrows_footer(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import struct
+
+    from d4c.catalog import thrift_compact
+
+    monkeypatch.setattr(catalog_writer, "ROW_GROUP_SIZE", 4)
+    build_catalog(_records(), tmp_path / "c.parquet", metadata=META)
+    data = (tmp_path / "c.parquet").read_bytes()
+    footer = data[-8 - struct.unpack("<I", data[-8:-4])[0]:-8]
+    out = bytearray()
+    thrift_compact.encode_struct(thrift_compact.Reader(footer).struct(), out)
+    assert bytes(out) == footer

@@ -1,12 +1,12 @@
 """Add one release to an existing catalog without losing concurrent additions.
 
-Only the appended dataset's row group is decoded to items and re-linked; the other
-datasets stream through as Arrow, row group by row group, into a new file laid out by the
-same rule as a build (d4c.catalog.writer.CatalogWriter). Because the schema, order, items,
-layout and collections are all pure functions of the set of items, the result is the file
-a rebuild from releases/ writes (tested byte for byte). pyarrow cannot copy a row group's
-encoded bytes, so the other groups are decoded and encoded again: an append costs about
-one read and one write of the file, not the mapping of every record.
+Only the appended dataset's row group is decoded to items and re-linked. Usually only
+that span of row groups is written again and the others' bytes are copied
+(d4c.catalog.splice); when a cut moves or the schema widens, the other datasets stream
+through as Arrow, row group by row group, into a new file laid out by the same rule as a
+build (d4c.catalog.writer.CatalogWriter). Because the schema, order, items, layout and
+collections are all pure functions of the set of items, either way the result is the file
+a rebuild from releases/ writes (tested byte for byte).
 
 Concurrency: a local file is updated under an exclusive lock (flock on `<file>.lock`)
 with a temp file + rename; an S3 object with a conditional write: `IfMatch` on the
@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from d4c.catalog import sidecar
+from d4c.catalog import sidecar, splice
 from d4c.catalog.build import Metadata, metadata_from, paused_gc
 from d4c.catalog.collections import Collection, collection_for
 from d4c.catalog.items import link_versions, record_to_item
@@ -47,11 +47,12 @@ from d4c.errors import D4CError
 _CONFLICT = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 
 
-def _datasets(pf: pq.ParquetFile, read: dict[int, pa.Table]) -> Iterator[pa.Table]:
-    """The file's rows, one whole dataset at a time (a dataset may span row groups);
-    `read` holds row groups already decoded."""
+def _datasets(pf: pq.ParquetFile, read: dict[int, pa.Table],
+              groups: range | None = None) -> Iterator[pa.Table]:
+    """The rows of the file (or of `groups`), one whole dataset at a time (a dataset may
+    span row groups); `read` holds row groups already decoded."""
     carry: pa.Table | None = None
-    for g in range(pf.num_row_groups):
+    for g in groups if groups is not None else range(pf.num_row_groups):
         group = read.pop(g) if g in read else pf.read_row_group(g)
         for rows in dataset_slices(group):
             if carry is not None and carry["collection"][0] == rows["collection"][0]:
@@ -65,10 +66,11 @@ def _datasets(pf: pq.ParquetFile, read: dict[int, pa.Table]) -> Iterator[pa.Tabl
 
 
 def _merged(pf: pq.ParquetFile | None, read: dict[int, pa.Table], cid: str,
-            rows: pa.Table) -> Iterator[pa.Table]:
-    """The file's datasets in order, with `cid`'s rows replaced by (or added as) `rows`."""
+            rows: pa.Table, groups: range | None = None) -> Iterator[pa.Table]:
+    """The file's datasets in order (or those of `groups`), with `cid`'s rows replaced by
+    (or added as) `rows`."""
     placed = False
-    for old in _datasets(pf, read) if pf is not None else ():
+    for old in _datasets(pf, read, groups) if pf is not None else ():
         name = old["collection"][0].as_py()
         if not placed and name >= cid:
             yield rows
@@ -97,9 +99,11 @@ def _linked(pf: pq.ParquetFile | None, record: Record, metadata: Metadata,
 
 
 def rewrite(source: Any, record: Record, metadata: Metadata, dest: Path,
-            fetch: sidecar.Fetch | None = None) -> None:
+            fetch: sidecar.Fetch | None = None) -> bool:
     """Write to `dest` the catalog at `source` (path, file object, or None) plus `record`;
-    `fetch` reads the source's collections file (d4c.catalog.sidecar)."""
+    `fetch` reads the source's collections file (d4c.catalog.sidecar). True when the
+    untouched row groups were copied as bytes (d4c.catalog.splice), False when the whole
+    file was written again."""
     pf = _open(source) if source is not None else None
     read: dict[int, pa.Table] = {}
     with paused_gc():
@@ -110,10 +114,19 @@ def rewrite(source: Any, record: Record, metadata: Metadata, dest: Path,
     schema = widen(old_schema, keys_of_items(linked))
     colls = _collections(pf, fetch) if pf is not None else {}
     colls[cid] = collection_for(linked)
+    colls = {k: colls[k] for k in sorted(colls)}
+    span = splice.span_for(pf, cid) if pf is not None and schema == old_schema else None
+    if span is not None:
+        groups = range(span[0], span[1] + 1)
+        datasets = (t if t.schema == schema else conform(t, schema)
+                    for t in _merged(pf, read, cid, rows, groups))
+        if splice.splice(source, pf, span, datasets, schema, colls, dest):  # type: ignore[arg-type]
+            return True
     with catalog_writer(dest, schema) as writer:
         for table in _merged(pf, read, cid, rows):
             writer.add(table if table.schema == schema else conform(table, schema))
-        writer.collections = {k: colls[k] for k in sorted(colls)}
+        writer.collections = colls
+    return False
 
 
 def _open(source: Any) -> pq.ParquetFile:
@@ -133,13 +146,12 @@ def _open(source: Any) -> pq.ParquetFile:
 
 def _collections(pf: pq.ParquetFile, fetch: sidecar.Fetch | None) -> dict[str, Collection]:
     """The catalog's collections: its side file when that is the one the footer names, else
-    recomputed from the items a dataset at a time (a side file is never trusted blindly)."""
+    recomputed from the items (a side file is never trusted blindly)."""
     found = sidecar.load(pf.metadata.metadata, fetch)
     if found is not None:
         return found
     with paused_gc():
-        return {(items := table_to_items(rows))[0]["collection"]: collection_for(items)
-                for rows in _datasets(pf, {})}
+        return sidecar.recompute(pf)
 
 
 def read_catalog(source: Any, fetch: sidecar.Fetch | None = None) -> tuple[pa.Table, dict[str, Collection]]:
