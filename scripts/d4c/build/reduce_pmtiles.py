@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from d4c import canonical
-from d4c.atomic import publish, temp_path
+from d4c.atomic import atomic_open
 from d4c.errors import D4CError
 
 # Features whose envelope comes within this much (a fraction of a level-Z tile) of a shard's
@@ -372,8 +372,7 @@ def write_archive(dest: Path, tiles: Iterable[tuple[int, bytes]], bounds: tuple[
         "min_lat_e7": bounds[1], "max_lon_e7": bounds[2], "max_lat_e7": bounds[3], "center_zoom": center_zoom,
         "center_lon_e7": (bounds[0] + bounds[2]) // 2, "center_lat_e7": (bounds[1] + bounds[3]) // 2}
     doc = json.loads(canonical.encode(meta))  # keys sorted, the order json.dumps keeps
-    tmp = temp_path(dest)
-    with open(tmp, "wb") as fh:
+    with atomic_open(dest, "wb", durable=False) as fh:  # a build folder, published whole by the pipeline
         writer = Writer(fh)
         for tile_id, data in tiles:
             writer.write_tile(tile_id, data)
@@ -387,5 +386,4 @@ def write_archive(dest: Path, tiles: Iterable[tuple[int, bytes]], bounds: tuple[
                           tile_data_length=0, clustered=True, internal_compression=Compression.GZIP,
                           min_zoom=0, max_zoom=0)
             fh.write(serialize_header(header) + root + packed)  # type: ignore[arg-type]
-    publish(tmp, dest, durable=False)
 
