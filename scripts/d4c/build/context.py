@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from d4c.build import geo_writers, writers
+from d4c.build import geo_writers, reduce_cog, reduce_pmtiles, writers
+from d4c.build import tiles as tile_math
 
 
 class ContextError(KeyError):
@@ -34,16 +35,25 @@ class OutputSpec:
 @dataclass(frozen=True)
 class ShardView:
     """This build's part of a sharded recipe (`shards:`): shard `index` of `count` (1-based) and
-    its files, each (source name, path), in sha256 order. An unsharded build is shard 1 of 1."""
+    its files, each (source name, path), in sha256 order (`by: tile`: every source). An
+    unsharded build is shard 1 of 1, with every file and every tile."""
 
     index: int
     count: int
     files: tuple[tuple[str, Path], ...]
     key: str | None = None  # `by: row_range`: the column whose sorted order is cut
+    tiles: tuple[tuple[int, int, int], ...] = ()  # `by: tile`: this shard's (z, x, y), in tile-id order
+    bbox: tuple[float, ...] | None = None  # `by: tile`: the recipe's spatial.bbox, which the tiles cover
+    parts: bool = False  # a shard of a build (not a whole one): COG outputs are written as parts
 
     def rows(self, n: int) -> tuple[int, int]:
         """[start, stop) of this shard's rows among `n` rows in key order: contiguous, as even as can be."""
         return (self.index - 1) * n // self.count, self.index * n // self.count
+
+    @property
+    def bounds(self) -> tuple[tuple[float, float, float, float], ...]:
+        """`by: tile`: (west, south, east, north) in degrees of each of `tiles`."""
+        return tuple(tile_math.bounds(t) for t in self.tiles)
 
     @classmethod
     def from_spec(cls, spec: Any, sources: dict[str, str]) -> ShardView | None:
@@ -51,7 +61,10 @@ class ShardView:
             return None
         files = tuple((str(name), Path(sources[name]) / member if member else Path(sources[name]))
                       for name, member in spec["files"])
-        return cls(int(spec["index"]), int(spec["count"]), files, spec.get("key"))
+        tiles = tuple((int(z), int(x), int(y)) for z, x, y in spec.get("tiles") or ())
+        bbox = tuple(map(float, spec["bbox"])) if spec.get("bbox") else None
+        return cls(int(spec["index"]), int(spec["count"]), files, spec.get("key"), tiles, bbox,
+                   bool(spec.get("parts")))
 
 
 @dataclass
@@ -78,6 +91,19 @@ class BuildContext:
         if self.shard is None:
             raise ContextError("the recipe declares no `shards:`; read sources with ctx.source(name)")
         return list(self.shard.files)
+
+    def shard_windows(self, transform: Any, width: int, height: int) -> list[Any]:
+        """The rasterio windows of a north-up WGS 84 grid (`transform`, `width` x `height` cells)
+        that this build computes: one per tile of a `by: tile` shard that holds cells (a cell is
+        the tile's its centre lies in), in tile order; without `shards:`, the whole grid."""
+        from rasterio.windows import Window
+
+        if self.shard is None:
+            return [Window(0, 0, width, height)]
+        if not self.shard.tiles or self.shard.bbox is None:
+            raise ContextError("ctx.shard_windows is for `shards: {by: tile}`; this shard holds files, not tiles")
+        tile_math.check_inside(self.shard.bbox, transform, width, height)
+        return [Window(c, r, w, h) for r, c, h, w in tile_math.windows(self.shard.tiles, transform, width, height)]
 
     def shard_rows(self, data: Any) -> Any:
         """`by: row_range`: this shard's rows of a DataFrame or Arrow table, taken after a stable
@@ -151,13 +177,31 @@ class BuildContext:
 
     def write_pmtiles(self, name: str, gdf: Any, *, min_zoom: int = 0, max_zoom: int | None = None,
                       args: tuple[str, ...] = ()) -> None:
-        """Vector tiles of one layer called `name` (tippecanoe; `max_zoom` None: chosen from the data)."""
+        """Vector tiles of one layer called `name` (tippecanoe; `max_zoom` None: chosen from the data).
+        In a `shards: {by: tile}` build, the tiles of this shard's tiles (zooms >= the level), which
+        the reduce merges (d4c.build.reduce_pmtiles); `max_zoom` must then be fixed."""
         spec = self.output(name, "pmtiles")
-        geo_writers.write_pmtiles(spec.path, gdf, spec.sort_by, layer=name, min_zoom=min_zoom,
-                                  max_zoom=max_zoom, args=tuple(args))
+        shard = self.shard if self.shard is not None and self.shard.tiles else None
+        if shard is not None and (max_zoom is None or max_zoom < shard.tiles[0][0] or "-zg" in args):
+            raise ContextError(f"write_pmtiles({name!r}) in a `shards: {{by: tile}}` build needs a fixed max_zoom >= "
+                               f"the shard level {shard.tiles[0][0]} (got {max_zoom!r}{', -zg' if '-zg' in args else ''}): "
+                               "every shard must cut the same zooms")
+        tiles = None if shard is None else reduce_pmtiles.TileSet.of(shard.tiles)
+        geo_writers.write_pmtiles(spec.path, gdf, spec.sort_by, layer=name, min_zoom=min_zoom, max_zoom=max_zoom,
+                                  args=tuple(args), tiles=tiles, finish=shard is not None and not shard.parts)
 
     def write_cog(self, name: str, data: Any, *, transform: Any, crs: Any,
                   nodata: float | None = None) -> None:
-        """A Cloud-Optimized GeoTIFF from a (bands, rows, cols) array and its affine transform."""
+        """A Cloud-Optimized GeoTIFF from a (bands, rows, cols) array and its affine transform,
+        or from parts of one grid: an iterable of (window, array) on the grid `transform`
+        (`ctx.shard_windows` gives a `by: tile` shard's). A shard writes each array as a
+        GeoTIFF part, which the reduce mosaics (d4c.build.reduce_cog); a `by: tile` shard's
+        parts must lie in its tiles."""
         spec = self.output(name, "cog")
-        geo_writers.write_cog(spec.path, data, transform=transform, crs=crs, nodata=nodata)
+        shard = self.shard if self.shard is not None and self.shard.parts else None
+        if shard is None and hasattr(data, "shape"):
+            geo_writers.write_cog(spec.path, data, transform=transform, crs=crs, nodata=nodata)
+            return
+        pairs = [(None, data)] if hasattr(data, "shape") else data
+        reduce_cog.write_parts(spec.path, pairs, transform=transform, crs=crs, nodata=nodata,
+                               tiles=shard.tiles if shard is not None else (), whole=shard is None)

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, Protocol
 import pyarrow.parquet as pq
 
 from d4c.build import manifest as mf
-from d4c.build import outputs, pipeline, provenance, sorting, writers
+from d4c.build import outputs, pipeline, provenance, reduce_cog, reduce_pmtiles, sorting, writers
 from d4c.build.runners import RunResult
 from d4c.build.shards import (
     SHARD_MANIFEST,
@@ -33,7 +33,9 @@ from d4c.build.shards import (
     build_shard,
     partitioned,
     read_shard_manifest,
+    shard_files,
     spec_of,
+    tile_runs,
 )
 from d4c.digest import sha256_file
 from d4c.errors import D4CError
@@ -73,8 +75,9 @@ def verify_shard(recipe: Recipe, folder: Path) -> tuple[dict[str, Any], str]:
         if (ds["id"], ds["version"], ds["recipe_sha256"]) != (recipe.id, recipe.version, recipe.sha256):
             raise D4CError(f"{path}: built from {ds['id']} v{ds['version']} recipe {ds['recipe_sha256'][:12]}, "
                            f"not this recipe ({recipe.sha256[:12]})", hint="rebuild the shard from this recipe")
-        names = [o["file"] for o in doc["outputs"]]
-        if names != ([recipe.artifact_name(o) for o in recipe.outputs] if doc["inputs"] else []):
+        names = [(o["name"], o["file"]) for o in doc["outputs"]]
+        files = [n for _, n in names]
+        if names != ([(o.name, n) for o, n in shard_files(recipe, files)] if doc["inputs"] else []):
             raise D4CError(f"{path}: lists the outputs {names}, not this recipe's artifacts for its inputs",
                            hint="rebuild the shard from this recipe")
         for o in doc["outputs"]:
@@ -106,9 +109,24 @@ def check_set(recipe: Recipe, docs: list[dict[str, Any]]) -> None:
     plain = {(s.sha256, s.name) for s in partitioned(recipe) if not s.extract}
     got = {(i.sha256, i.source) for i in found if i.member is None}
     cut = assign(found, count, by)
+    if by == "tile":
+        runs = _check_tiles(recipe, docs)
+        cut = [c if r else [] for c, r in zip(cut, runs)]
     if got != plain or any([Item(**i) for i in d["inputs"]] != cut[d["shard"]["index"] - 1] for d in docs):
         raise D4CError(f"{recipe.id}: the shards' inputs are not the partition of the sources",
                        hint="rebuild the shards with this recipe's `shards:` spec")
+
+
+def _check_tiles(recipe: Recipe, docs: list[dict[str, Any]]) -> list[list[Any]]:
+    """`by: tile`: every shard's tiles are exactly its run of the partition; returns the runs."""
+    runs = tile_runs(recipe, docs[0]["shard"]["count"])
+    for d in docs:
+        index = d["shard"]["index"]
+        if [tuple(t) for t in d["shard"].get("tiles") or ()] != runs[index - 1]:
+            raise D4CError(f"{recipe.id}: shard {index}'s tiles are not its run of the partition "
+                           f"(level {spec_of(recipe).level} over spatial.bbox)",
+                           hint="rebuild the shards with this recipe's `shards:` spec and bbox")
+    return runs
 
 
 def _host_writers(env: dict[str, Any]) -> None:
@@ -188,6 +206,8 @@ def _merge(output: Output, shard_files: list[ShardFile], dest: Path) -> None:
 REDUCERS: dict[str, Reducer] = {
     "parquet": Reducer("concat", _merge),
     "geoparquet": Reducer("concat", _merge),
+    "pmtiles": Reducer("tile_merge", reduce_pmtiles.merge),
+    "cog": Reducer("mosaic", reduce_cog.mosaic),
 }
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from d4c.build import sandbox, tools
+from d4c.build import reduce_cog, sandbox, tools
 from d4c.build.context import BuildContext, OutputSpec, ShardView
 
 # Native libraries inside wheels, recorded when the build loaded their module: module ->
@@ -135,11 +135,15 @@ def _run_command(spec: dict[str, Any], ctx: BuildContext) -> None:
 
 
 def _check_outputs(spec: dict[str, Any], ctx: BuildContext) -> str | None:
-    expected = {o.path.name for o in ctx.outputs.values()}
-    missing = sorted(n for n, o in ctx.outputs.items() if not o.path.is_file())
+    names = os.listdir(spec["out_dir"])
+    # A shard writes its COG outputs as parts (any number, maybe none), for the reduce.
+    parted = {n for n, o in ctx.outputs.items() if o.format == "cog" and ctx.shard is not None and ctx.shard.parts}
+    expected = {o.path.name for n, o in ctx.outputs.items() if n not in parted}
+    expected |= {p for n in parted for p in reduce_cog.part_names(names, ctx.outputs[n].path.name)}
+    missing = sorted(n for n, o in ctx.outputs.items() if n not in parted and not o.path.is_file())
     if missing:
         return f"the transform did not write the declared output(s) {missing}"
-    extra = sorted(set(os.listdir(spec["out_dir"])) - expected)
+    extra = sorted(set(names) - expected)
     if extra:
         return f"the transform wrote undeclared file(s) {extra} into its output folder"
     return None
