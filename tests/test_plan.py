@@ -305,3 +305,22 @@ def test_the_schema_takes_the_labels_the_plan_takes() -> None:
     assert schemas.errors("recipe", {**doc, "runs_on": ["self-hosted", "linux", "big-disk.2"]}) == []
     for bad in (["a b"], ["${{ github.token }}"], [], ["x", "x"], ["-x"]):
         assert schemas.errors("recipe", {**doc, "runs_on": bad}), bad
+
+
+def test_chunks_of_whole_builds_and_shards_are_cut_alike_and_a_dataset_spans_at_most_two() -> None:
+    from d4c import fanout
+
+    def row(ds: str, shards: int) -> dict[str, object]:
+        return {"dataset": ds, "version": "1.0.0", "cache_key": "k", "sample": False, "runs_on": ["x"],
+                "shards": shards}
+
+    rows = [row(f"ca_w_{i:03}", 0) for i in range(300)] + [row(f"ca_s_{i}", n) for i, n in
+                                                           enumerate([255, 256, 3, 256, 1, 200])]
+    jobs = fanout.jobs(rows)  # type: ignore[arg-type]
+    assert [r["chunk"] for r in jobs["build"]] == [1] * 256 + [2] * 44 and fanout.chunks(jobs) == 4
+    assert len(jobs["shard"]) == 971 and all(len(fanout.in_chunk(jobs, k)[j]) <= 256 for k in (1, 2, 3, 4)
+                                              for j in ("build", "image", "shard", "reduce"))
+    for r in jobs["reduce"]:
+        spans = {s["chunk"] for s in jobs["shard"] if s["dataset"] == r["dataset"]}
+        assert spans in ({r["chunk"]}, {r["chunk"] - 1, r["chunk"]}) and r["image_chunk"] == min(spans)
+    assert fanout.built_in(jobs, 4) == {"ca_s_3", "ca_s_4", "ca_s_5"} and fanout.jobs(rows) == jobs  # type: ignore[arg-type]
