@@ -7,7 +7,8 @@ with the load average when it was taken:
 - bare pyarrow at its defaults: the same STAC items as NDJSON -> pyarrow.json -> Parquet;
 - stac-geoparquet's writer (parse_stac_ndjson_to_parquet) and rustac (`rustac translate`),
   on the same items as NDJSON;
-- one append (`append_record`, timed inside its process) against the build;
+- one append (`append_record`, timed inside its process) against the build: the held-out
+  last version of the last dataset, and a new version of the middle one;
 - the point query: `d4c catalog query --dataset` (a whole CLI run), DuckDB on a fresh
   connection reading every column of one dataset, and pyarrow over HTTP Range (bytes
   fetched, footer size);
@@ -130,16 +131,17 @@ SGP = """import sys; from stac_geoparquet.arrow import parse_stac_ndjson_to_parq
 parse_stac_ndjson_to_parquet(sys.argv[1], sys.argv[2])"""
 APPEND = """import json, sys, time; from pathlib import Path; from d4c.catalog import append_record
 record = json.loads(Path(sys.argv[1]).read_text())
-t = time.perf_counter(); append_record(record, Path(sys.argv[2]), metadata=lambda r: r["metadata"])
-print(time.perf_counter() - t)"""
+t, c = time.perf_counter(), time.process_time()
+append_record(record, Path(sys.argv[2]), metadata=lambda r: r["metadata"])
+print(time.perf_counter() - t, time.process_time() - c)"""
 
 
 def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def child(argv: list[str]) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS (bytes) and stdout of one process."""
+def child(argv: list[str]) -> tuple[float, int, str, float]:
+    """Wall seconds, peak RSS (bytes), stdout and CPU seconds (user + system) of one process."""
     t = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     out = proc.stdout.read().decode() if proc.stdout else ""
@@ -147,15 +149,20 @@ def child(argv: list[str]) -> tuple[float, int, str]:
     wall = time.perf_counter() - t
     if status:
         raise SystemExit(f"failed ({status}): {' '.join(argv)}")
-    return wall, usage.ru_maxrss * 1024, out
+    return wall, usage.ru_maxrss * 1024, out, usage.ru_utime + usage.ru_stime
 
 
-def measure(label: str, runs: list[tuple[float, int]], note: str = "") -> float:
-    """Print min/median of N and the peak RSS; return the min."""
-    times = [t for t, _ in runs]
-    rss = max(r for _, r in runs)
+CPU: dict[str, float] = {}  # label -> min CPU seconds of its last measure
+
+
+def measure(label: str, runs: list[tuple[float, int, float]], note: str = "") -> float:
+    """Print min/median of N, the min CPU seconds and the peak RSS; return the min."""
+    times = [t for t, _, _ in runs]
+    rss = max(r for _, r, _ in runs)
+    cpu = CPU[label] = min(c for _, _, c in runs)
     print(f"  {label:44} min {min(times):8.3f} s  median {statistics.median(times):8.3f} s  "
-          f"of {len(times)}  peak RSS {rss / 2**20:7.0f} MiB  load {_load()}  {note}", flush=True)
+          f"of {len(times)}  CPU {cpu:7.2f} s  peak RSS {rss / 2**20:7.0f} MiB  load {_load()}  "
+          f"{note}", flush=True)
     return min(times)
 
 
@@ -197,10 +204,11 @@ def builds(tmp: Path, releases: Path, ndjson: Path, repeat: int,
     }
     if not peers:
         argvs = dict(list(argvs.items())[:1])
-    runs: dict[str, list[tuple[float, int]]] = {k: [] for k in argvs}
+    runs: dict[str, list[tuple[float, int, float]]] = {k: [] for k in argvs}
     for _ in range(repeat):  # interleaved: noise hits every tool alike
         for label, argv in argvs.items():
-            runs[label].append(child(argv)[:2])
+            wall, rss, _, cpu = child(argv)
+            runs[label].append((wall, rss, cpu))
     sizes = {"d4c catalog build (CLI, from record files)": out,
              "bare pyarrow defaults (NDJSON -> Parquet)": tmp / "bare.parquet",
              "stac-geoparquet parse_stac_ndjson_to_parquet": tmp / "sgp.parquet",
@@ -209,35 +217,47 @@ def builds(tmp: Path, releases: Path, ndjson: Path, repeat: int,
             for label, r in runs.items()}
 
 
-def appends(tmp: Path, held: Path, repeat: int) -> float:
-    runs = []
-    for _ in range(repeat):
-        copy = tmp / "appended.parquet"
-        shutil.copyfile(tmp / "catalog.parquet", copy)
-        shutil.copyfile(tmp / "catalog.collections.json", tmp / "appended.collections.json")
-        _, rss, out = child([sys.executable, "-c", APPEND, str(held), str(copy)])
-        runs.append((float(out.strip()), rss))
-    return measure("append one version (in its process)", runs)
+def appends(tmp: Path, held: Path, repeat: int, datasets: int) -> tuple[float, float]:
+    """One append of the held-out last version (the last dataset, in the last row group),
+    and one of a new version of the middle dataset (a full row group written again)."""
+    middle = tmp / "append-middle.json"
+    middle.write_text(json.dumps(synthetic_record(datasets // 2, "99.0.0", random.Random(1))))
+    figures = []
+    for label, record in (("append one version (in its process)", held),
+                          ("append one version, middle dataset", middle)):
+        runs = []
+        for _ in range(repeat):
+            copy = tmp / "appended.parquet"
+            shutil.copyfile(tmp / "catalog.parquet", copy)
+            shutil.copyfile(tmp / "catalog.collections.json", tmp / "appended.collections.json")
+            _, rss, out, _ = child([sys.executable, "-c", APPEND, str(record), str(copy)])
+            wall, cpu = (float(v) for v in out.split())
+            runs.append((wall, rss, cpu))
+        figures.append(measure(label, runs))
+    CPU["append"], CPU["append_middle"] = (CPU[k] for k in (
+        "append one version (in its process)", "append one version, middle dataset"))
+    return figures[0], figures[1]
 
 
 def point_queries(out: Path, probe: str, repeat: int) -> dict[str, float]:
-    cli = [child([str(BIN / "d4c"), "catalog", "query", "--catalog", str(out), "--dataset", probe,
-                  "--format", "json"])[:2] for _ in range(repeat)]
-    duck = []
+    cli = [(w, r, c) for w, r, _, c in (
+        child([str(BIN / "d4c"), "catalog", "query", "--catalog", str(out), "--dataset", probe,
+               "--format", "json"]) for _ in range(repeat))]
+    duck: list[tuple[float, int, float]] = []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         rows = duckdb.connect().execute("SELECT * FROM read_parquet(?) WHERE collection = ?",
                                         [str(out), probe]).fetchall()
-        duck.append((time.perf_counter() - t, 0))
+        duck.append((time.perf_counter() - t, 0, time.process_time() - c))
     server = ThreadingHTTPServer(("127.0.0.1", 0), type("H", (_Range,), {"body": out.read_bytes()}))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/catalog.parquet"
-    http = []
+    http: list[tuple[float, int, float]] = []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         remote = open_remote(url)
         read_remote(remote, probe, COLUMNS)  # what `d4c catalog query --dataset` reads
-        http.append((time.perf_counter() - t, 0))
+        http.append((time.perf_counter() - t, 0, time.process_time() - c))  # CPU: with the server's
     server.shutdown()
     size = out.stat().st_size
     return {
@@ -275,8 +295,10 @@ def one_size(n: int, versions: int, repeat: int, peers: bool) -> dict[str, float
               f"{time.perf_counter() - t:.0f} s (not measured); {os.cpu_count()} CPUs", flush=True)
         figures = builds(tmp, releases, ndjson, repeat, peers)
         layout(tmp / "catalog.parquet")
-        figures["append"] = appends(tmp, held, repeat)
+        figures["append"], figures["append_middle"] = appends(tmp, held, repeat, datasets)
         figures.update(point_queries(tmp / "catalog.parquet", probe, repeat))
+        figures.update(build_cpu=CPU["d4c catalog build (CLI, from record files)"],
+                       append_cpu=CPU["append"], append_middle_cpu=CPU["append_middle"])
         return figures
     finally:
         shutil.rmtree(tmp)
@@ -300,7 +322,9 @@ def main() -> int:
             print(f"  {n:>9,}: build {r[build]:.2f} s = {r[build] / r[best]:.2f}x the best "
                   f"peer ({best.split()[0]}; goal <= 0.5x)")
         print(f"  {n:>9,}: append {r['append']:.3f} s = {r['append'] / r[build]:.3f}x the "
-              f"build (goal <= 0.05x at 100k)")
+              f"build, middle dataset {r['append_middle']:.3f} s = "
+              f"{r['append_middle'] / r[build]:.3f}x (goal <= 0.05x at 100k); CPU "
+              f"{r['append_cpu'] / r['build_cpu']:.3f}x and {r['append_middle_cpu'] / r['build_cpu']:.3f}x")
     if len(args.sizes) > 1:
         for label in [build, *peers]:
             print(f"  {label}: {exponent(args.sizes, [r[label] for r in results])} (goal <= 1.05)")
