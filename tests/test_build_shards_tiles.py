@@ -39,6 +39,20 @@ def test_tiles_agree_with_morecantile() -> None:
         tiles.covering(CANADA, 12)
 
 
+def test_windows_split_a_grid_by_cell_centres() -> None:
+    grid = Affine(0.1, 0.0, -141.0, 0.0, -0.1, 83.5)  # the raster demo's
+    cover = np.zeros((420, 890), dtype="int64")
+    for run in tiles.cut(tiles.covering(CANADA, 4), 4):
+        for r, c, h, w in tiles.windows(run, grid, 890, 420):
+            cover[r:r + h, c:c + w] += 1
+            assert tiles.held(run, grid @ Affine.translation(c, r), w, h)
+            assert not tiles.held([t for t in run if t != run[0]] or [(4, 0, 0)], grid, 890, 420)
+    assert (cover == 1).all()  # every cell in one window of one shard
+    tiles.check_inside(CANADA, grid, 890, 420)
+    with pytest.raises(ValueError, match=r"beyond spatial.bbox \[-141.0, 41.5, -52.0, 83.5\]"):
+        tiles.check_inside(CANADA, grid, 891, 420)
+
+
 def _recipe(tmp: Path, spec: str, sources: str = "", spatial: str = f"spatial:\n  bbox: {CANADA}\n") -> Path:
     sources = sources or f"  - {{name: a, path: a.csv, sha256: '{'a' * 64}', size: 1}}\n"
     path = tmp / "recipe.yaml"
