@@ -19,6 +19,7 @@ import random
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
@@ -131,16 +132,22 @@ def rewrite(source: Any, record: Record, metadata: Metadata, dest: Path,
 
 def _open(source: Any) -> pq.ParquetFile:
     """The catalog as Parquet; a file that is not one (or not ours) is one line, not a traceback."""
+    where = source if isinstance(source, (str, Path)) else "the catalog read"
+    hint = "pass the catalog.parquet that `d4c catalog build` writes"
     try:
         pf = pq.ParquetFile(source)
     except (pa.ArrowException, OSError, ValueError) as exc:
-        where = source if isinstance(source, (str, Path)) else "the catalog read"
         raise D4CError(f"{where} is not a catalog file: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-                       hint="pass the catalog.parquet that `d4c catalog build` writes") from None
+                       hint=hint) from None
     meta = pf.metadata.metadata or {}
     if b"stac-geoparquet" in meta:  # ours has only the version; an older one the collections
         sidecar.parse(meta[b"stac-geoparquet"], "its stac-geoparquet metadata")
     sidecar.reference(meta)
+    schema = pf.schema_arrow  # what the row group pruning and the collections read
+    if schema.get_field_index("collection") < 0 or not pa.types.is_string(schema.field("collection").type) \
+            or schema.get_field_index("bbox") < 0 or not pa.types.is_struct(schema.field("bbox").type):
+        raise D4CError(f"{where} is not a catalog file: it has no string `collection` and struct `bbox` columns",
+                       hint=hint)
     return pf
 
 
@@ -160,7 +167,19 @@ def read_catalog(source: Any, fetch: sidecar.Fetch | None = None) -> tuple[pa.Ta
     pf = _open(source)
     if fetch is None and isinstance(source, (str, Path)):
         fetch = sidecar.beside_file(source)
-    return pf.read(), _collections(pf, fetch)
+    with _readable(source):
+        return pf.read(), _collections(pf, fetch)
+
+
+@contextmanager
+def _readable(source: Any) -> Iterator[None]:
+    """A row group whose bytes do not decode (a corrupt or crafted file) is one line."""
+    try:
+        yield
+    except (pa.ArrowException, OSError) as exc:
+        where = source if isinstance(source, (str, Path)) else "the catalog read"
+        raise D4CError(f"{where}: the catalog does not read: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                       hint="regenerate it from releases/ with `d4c catalog build`") from None
 
 
 def _append_local(record: Record, path: Path, metadata: Metadata) -> None:
@@ -232,11 +251,13 @@ def append_record(record: Record, target_or_path: str | Path, *, metadata: Metad
     meta = metadata or metadata_from(_repo_or_none())
     dest = str(target_or_path)
     if dest.startswith("s3://"):
-        _append_s3(record, dest, meta, s3_client, attempts)
+        with _readable(dest):
+            _append_s3(record, dest, meta, s3_client, attempts)
     elif "://" in dest:
         raise D4CError(f"cannot append to {dest}", hint="use a local path or an s3:// URL")
     else:
-        _append_local(record, Path(dest), meta)
+        with _readable(dest):
+            _append_local(record, Path(dest), meta)
 
 
 __all__ = ["append_record", "read_catalog", "rewrite"]

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from d4c.atomic import atomic_path
+from d4c.atomic import atomic_path, publish
 from d4c.catalog import sidecar
 from d4c.catalog import thrift_compact as tc
 from d4c.catalog.writer import rows_writer
@@ -35,7 +35,7 @@ from d4c.catalog.writer import rows_writer
 _FM_ROW_GROUPS = 4
 _RG_COLUMNS, _RG_ROWS, _RG_FILE_OFFSET, _RG_SIZE, _RG_ORDINAL = 1, 3, 5, 6, 7
 _CC_META, _CC_POSITIONS = 3, {2, 4, 6}  # file offset (0 from pyarrow), page index offsets
-_CM_DATA, _CM_DICT, _CM_POSITIONS = 9, 11, {9, 10, 11, 14}  # page and bloom filter offsets
+_CM_SIZE, _CM_DATA, _CM_DICT, _CM_POSITIONS = 7, 9, 11, {9, 10, 11, 14}  # compressed size; page, bloom offsets
 Fields = list[list[Any]]
 
 
@@ -80,15 +80,15 @@ def splice(source: Any, pf: pq.ParquetFile, span: tuple[int, int], datasets: Ite
     src: BinaryIO = open(source, "rb") if own else source  # noqa: SIM115 - closed below
     try:
         with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".splice-") as tmp:
-            part = Path(tmp) / "span.parquet"
-            with rows_writer(part, schema, sidecar.beside(dest)) as out:
+            part, side = Path(tmp) / "span.parquet", Path(tmp) / "side.json"
+            with rows_writer(part, schema, side) as out:
                 for rows in datasets:
                     out.add(rows)
                 if follows is not None and not out.cuts_before(follows):
                     raise _Moved("the next dataset would join the span's last row group")
                 out.collections = collections
             with open(part, "rb") as new:
-                _write(src, new, span, dest)
+                _write(src, new, span, dest, side)
         return True
     except (_Moved, IndexError, KeyError, TypeError, ValueError):  # the whole file is rewritten
         return False
@@ -121,17 +121,24 @@ def _field(fields: Fields, fid: int) -> list[Any]:
 
 
 def _groups(fm: Fields, end: int) -> tuple[list[Fields], list[tuple[int, int]]]:
-    """Row groups and their byte ranges, checked to follow one another from byte 4 to `end`."""
+    """Row groups and their byte ranges, checked to follow one another from byte 4 to `end`,
+    each group's column chunks tiling its range: a chunk reaching into another group's bytes
+    (a crafted or corrupt file) would read the span's new bytes once they are copied."""
     groups: list[Fields] = _field(fm, _FM_ROW_GROUPS)[2][1]
     ranges, at = [], 4
     for rg in groups:
-        starts = []
+        chunks = []
         for cc in _field(rg, _RG_COLUMNS)[2][1]:
             meta = {f[0]: f[2] for f in _field(cc, _CC_META)[2]}
-            starts.append(meta.get(_CM_DICT, meta[_CM_DATA]))
+            chunks.append((meta.get(_CM_DICT, meta[_CM_DATA]), meta[_CM_SIZE]))
         size = _field(rg, _RG_SIZE)[2]
-        if min(starts) != at:
-            raise _Moved("row groups do not follow one another")
+        tiled = at
+        for start, length in sorted(chunks):
+            if start != tiled:
+                raise _Moved("row groups or column chunks do not follow one another")
+            tiled += length
+        if tiled != at + size:
+            raise _Moved("a row group's size is not its column chunks'")
         ranges.append((at, at + size))
         at += size
     if at != end:
@@ -158,7 +165,7 @@ def _move(rg: Fields, delta: int, ordinal: int) -> Fields:
     return rg
 
 
-def _write(src: BinaryIO, new: BinaryIO, span: tuple[int, int], dest: Path) -> None:
+def _write(src: BinaryIO, new: BinaryIO, span: tuple[int, int], dest: Path, side: Path) -> None:
     first, last = span
     old_fm, old_end = _footer(src)
     old_groups, old_ranges = _groups(old_fm, old_end)
@@ -184,6 +191,7 @@ def _write(src: BinaryIO, new: BinaryIO, span: tuple[int, int], dest: Path) -> N
         md = pq.ParquetFile(tmp).metadata  # pyarrow reads it back, or nothing is published
         if md.num_rows != rows or md.num_row_groups != len(groups):
             raise _Moved("the spliced file does not read back")
+        publish(side, sidecar.beside(dest))  # only now: a splice that falls back leaves the old one
 
 
 def _copy(src: BinaryIO, out: BinaryIO, start: int, end: int) -> None:

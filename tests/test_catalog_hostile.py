@@ -1,0 +1,145 @@
+"""Crafted and corrupt catalogs fed to an append: one line, nothing half-written, and a
+splice never copies bytes that another row group still reads (d4c.catalog.splice)."""
+from __future__ import annotations
+
+import copy
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from catalog_factory import make_record
+from d4c.catalog import append_record, build_catalog, metadata_from
+from d4c.catalog import thrift_compact as tc
+from d4c.catalog import writer as catalog_writer
+from d4c.cli import main
+from d4c.errors import D4CError
+from moto.server import ThreadedMotoServer
+
+META = metadata_from(None)
+# parquet.thrift: FileMetaData.row_groups, RowGroup.columns, ColumnChunk.meta_data,
+# ColumnMetaData.data_page_offset / dictionary_page_offset
+ROW_GROUPS, COLUMNS, META_DATA, DATA_PAGE, DICT_PAGE = 4, 1, 3, 9, 11
+
+
+def _field(fields: list[Any], fid: int) -> list[Any]:
+    return next(f for f in fields if f[0] == fid)
+
+
+def _groups_of(footer: list[Any]) -> list[Any]:
+    return list(_field(footer, ROW_GROUPS)[2][1])
+
+
+def _crafted(path: Path, edit: Any) -> None:
+    """Rewrite the file's footer through `edit(footer)`, the row groups' bytes kept."""
+    data = path.read_bytes()
+    start = len(data) - 8 - struct.unpack("<I", data[-8:-4])[0]
+    footer = tc.Reader(data[start:-8]).struct()
+    edit(footer)
+    out = bytearray()
+    tc.encode_struct(footer, out)
+    path.write_bytes(data[:start] + bytes(out) + struct.pack("<I", len(out)) + b"PAR1")
+
+
+@pytest.fixture
+def catalog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Three row groups of three rows: [a b c] [d d e] [f f g]."""
+    monkeypatch.setattr(catalog_writer, "ROW_GROUP_SIZE", 4)
+    sizes = {"ca_a": 1, "ca_b": 1, "ca_c": 1, "ca_d": 2, "ca_e": 1, "ca_f": 2, "ca_g": 1}
+    path = tmp_path / "catalog.parquet"
+    build_catalog([make_record(c, f"1.{v}.0") for c, n in sizes.items() for v in range(n)], path, metadata=META)
+    assert [pq.ParquetFile(path).metadata.row_group(g).num_rows for g in range(3)] == [3, 3, 3]
+    return path
+
+
+def test_a_column_chunk_read_by_another_row_group_is_not_spliced_away(catalog: Path) -> None:
+    """Group 0's `title` chunk points at group 1's (pyarrow reads it): an append to ca_e
+    writes group 1 again, so copying group 0's metadata as it is would point it into new
+    bytes. The append rewrites the file, and every row still reads as it did."""
+    pf = pq.ParquetFile(catalog)
+    col = next(i for i in range(pf.metadata.num_columns) if pf.metadata.schema.column(i).path == "title")
+
+    def borrow(footer: list[Any]) -> None:
+        g0, g1 = _groups_of(footer)[:2]
+        _field(g0, COLUMNS)[2][1][col] = copy.deepcopy(_field(g1, COLUMNS)[2][1][col])
+
+    _crafted(catalog, borrow)
+    before = pq.read_table(catalog, columns=["id", "title"]).to_pylist()
+    assert before[0]["title"] == "Dataset ca_d"  # group 0 reads group 1's titles
+    append_record(make_record("ca_e", "1.1.0"), catalog, metadata=META)
+    after = pq.read_table(catalog, columns=["id", "title"]).to_pylist()
+    assert [r for r in after if r["id"] != "ca_e_v1-1-0"] == before
+
+
+def test_a_row_group_that_does_not_read_is_one_line_and_nothing_is_written(catalog: Path) -> None:
+    """The last group's data points past the end: the append stops with one line, and neither
+    the catalog nor its side file changes (the splice would have copied it as it is)."""
+    def beyond(footer: list[Any]) -> None:
+        meta = _field(_field(_groups_of(footer)[2], COLUMNS)[2][1][-1], META_DATA)[2]
+        for f in meta:
+            if f[0] in (DATA_PAGE, DICT_PAGE):
+                f[2] = 10**9
+
+    _crafted(catalog, beyond)
+    side = catalog.with_name("catalog.collections.json")
+    want = catalog.read_bytes(), side.read_bytes()
+    with pytest.raises(D4CError, match="catalog.parquet: the catalog does not read: ") as exc:
+        append_record(make_record("ca_a", "1.1.0"), catalog, metadata=META)
+    assert "regenerate it from releases/ with `d4c catalog build`" in exc.value.line()
+    assert (catalog.read_bytes(), side.read_bytes()) == want
+    assert sorted(p.name for p in catalog.parent.iterdir()) == ["catalog.collections.json", "catalog.parquet",
+                                                                "catalog.parquet.lock"]
+
+
+@pytest.mark.parametrize("table", [pa.table({"x": [1]}), pa.table({"collection": [1], "bbox": [1.0]}),
+                                   pa.table({"collection": pa.array([b"ca_a"], pa.binary())}),
+                                   pa.table({"collection": pa.array([], pa.string())})],
+                         ids=["other", "int", "binary", "no-bbox"])
+def test_parquet_that_is_not_a_catalog_is_one_line(tmp_path: Path, table: pa.Table) -> None:
+    path = tmp_path / "other.parquet"
+    pq.write_table(table, path)
+    with pytest.raises(D4CError, match="other.parquet is not a catalog file: it has no string `collection`"):
+        append_record(make_record("ca_a", "1.0.0"), path, metadata=META)
+
+
+def test_validate_of_a_corrupt_catalog_is_one_line(catalog: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def beyond(footer: list[Any]) -> None:
+        _field(_field(_field(_groups_of(footer)[1], COLUMNS)[2][1][0], META_DATA)[2], DATA_PAGE)[2] = 10**9
+        for f in _field(_field(_groups_of(footer)[1], COLUMNS)[2][1][0], META_DATA)[2]:
+            if f[0] == DICT_PAGE:
+                f[2] = 10**9
+
+    _crafted(catalog, beyond)
+    assert main(["catalog", "validate", "--catalog", str(catalog)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the catalog does not read" in err[0] and "unexpected" not in err[0], err
+
+
+@pytest.fixture
+def s3() -> Iterator[Any]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    client = boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1",
+                          aws_access_key_id="test", aws_secret_access_key="test")
+    client.create_bucket(Bucket="catalog")
+    yield client
+    server.stop()
+
+
+def test_a_corrupt_catalog_on_s3_is_one_line_and_left_as_it_was(catalog: Path, s3: Any) -> None:
+    def beyond(footer: list[Any]) -> None:
+        for f in _field(_field(_groups_of(footer)[0], COLUMNS)[2][1][-1], META_DATA)[2]:
+            if f[0] in (DATA_PAGE, DICT_PAGE):
+                f[2] = 10**9
+
+    _crafted(catalog, beyond)
+    s3.put_object(Bucket="catalog", Key="c.parquet", Body=catalog.read_bytes())
+    with pytest.raises(D4CError, match="s3://catalog/c.parquet: the catalog does not read"):
+        append_record(make_record("ca_a", "1.1.0"), "s3://catalog/c.parquet", metadata=META, s3_client=s3)
+    assert s3.get_object(Bucket="catalog", Key="c.parquet")["Body"].read() == catalog.read_bytes()
+    assert s3.list_objects_v2(Bucket="catalog")["KeyCount"] == 1
