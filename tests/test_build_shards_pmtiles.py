@@ -1,12 +1,17 @@
-"""The PMTiles merge of `shards: {by: tile}` parts (d4c.build.reduce_pmtiles): the parts of a
-tile partition, merged in any order, give the bytes of one part over all the tiles; the low
-zooms rebuilt from their children hold every point once; a part with a tile outside its
-tiles, a tile given twice, or no PMTiles at all fails in one line."""
+"""PMTiles of a `shards: {by: tile}` build (d4c.build.reduce_pmtiles): sharded in local
+processes, whole, and shards built in another order then reduced give the same bytes; the low
+zooms rebuilt from their children hold every point once; a shard archive with a tile outside
+its tiles, a tile given twice, or no PMTiles at all fails in one line (real sandboxed builds,
+tippecanoe, the pmtiles reader and tippecanoe-decode)."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
+import json
 import random
+import shutil
+import subprocess
 from pathlib import Path
 
 import geopandas as gpd
@@ -14,11 +19,27 @@ import mapbox_vector_tile
 import pandas as pd
 import pytest
 import shapely
-from d4c.build import geo_writers, reduce_pmtiles
+from d4c.build import geo_writers, reduce_pmtiles, shard_reduce, shards
+from d4c.build.context import BuildContext, ContextError, OutputSpec, ShardView
+from d4c.cli import main
 from d4c.errors import D4CError
-from pmtiles.reader import MmapSource, Reader
+from d4c.recipe import load
+from pmtiles.reader import MmapSource, Reader, all_tiles
 
-POINTS, LINES, LEVEL = 240, 24, 2
+TEMPLATE = "ca_d4c_capitals"
+DS = "ca_test_tiled-features"
+POINTS, LINES, LEVEL, MAX_ZOOM, COUNT = 240, 24, 2, 6, 3
+TRANSFORM = '''import geopandas as gpd
+import pandas as pd
+import shapely
+
+
+def build(ctx):
+    table = pd.read_csv(ctx.source("features"), dtype={"id": "int64", "name": "string", "kind": "string",
+                                                       "wkt": "string"})
+    frame = gpd.GeoDataFrame(table.drop(columns=["wkt"]), geometry=shapely.from_wkt(table["wkt"]), crs="EPSG:4326")
+    ctx.write_pmtiles("tiles", frame, max_zoom=int(ctx.params["max_zoom"]))
+'''
 
 
 def features_csv() -> bytes:
@@ -36,10 +57,50 @@ def features_csv() -> bytes:
     return ("\n".join(rows) + "\n").encode()
 
 
+def add_tiled(repo: Path) -> Path:
+    """The capitals recipe's head, one CSV of points and lines, one PMTiles output, tile shards."""
+    folder = repo / "datasets" / DS
+    shutil.copytree(repo / "datasets" / TEMPLATE, folder)
+    for old in (folder / "sources").iterdir():
+        old.unlink()
+    data = features_csv()
+    (folder / "sources" / "features.csv").write_bytes(data)
+    head = (folder / "recipe.yaml").read_text(encoding="utf-8").partition("spatial:\n")[0]
+    (folder / "recipe.yaml").write_text(
+        head.replace(f"id: {TEMPLATE}", f"id: {DS}")
+        + "spatial:\n  bbox: [-141.0, 41.7, -52.6, 83.1]\nsources:\n  - name: features\n"
+        f"    path: sources/features.csv\n    sha256: {hashlib.sha256(data).hexdigest()}\n    size: {len(data)}\n"
+        f"transform:\n  python: transform.py:build\n  params:\n    max_zoom: {MAX_ZOOM}\n"
+        f"environment: docker/Dockerfile\nshards:\n  by: tile\n  level: {LEVEL}\n  max: {COUNT}\n"
+        "reduce:\n  method: tile_merge\noutputs:\n  - name: tiles\n    format: pmtiles\n    sort_by: [id]\n",
+        encoding="utf-8")
+    (folder / "transform.py").write_text(TRANSFORM, encoding="utf-8")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "tiled"], cwd=repo, check=True)
+    return folder
+
+
+def archive(folder: Path) -> Path:
+    (found,) = folder.glob("*.pmtiles")
+    return found
+
+
 def z0_features(path: Path) -> list[dict]:
     with open(path, "rb") as fh:
         tile = Reader(MmapSource(fh)).get(0, 0, 0)
     return mapbox_vector_tile.decode(gzip.decompress(tile))["tiles"]["features"]
+
+
+def tamper(folder: Path, data: bytes) -> None:
+    """Replace the shard's archive and list its new bytes in shard.json (a consistent, hostile shard)."""
+    path = archive(folder)
+    path.chmod(0o644)
+    path.write_bytes(data)
+    doc = json.loads((folder / "shard.json").read_text())
+    doc["outputs"][0].update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    (folder / "shard.json").chmod(0o644)
+    (folder / "shard.json").write_text(json.dumps(doc))
 
 
 def frame() -> gpd.GeoDataFrame:
@@ -59,31 +120,93 @@ def test_tile_set_and_the_features_near_it() -> None:
         reduce_pmtiles.TileSet.of([(2, 0, 1), (3, 0, 1)])
 
 
-def test_parts_merge_into_the_archive_of_one_part(tmp_path: Path) -> None:
-    """The merge itself: three parts give the bytes of one part over all their tiles, and hostile
-    parts fail in one line."""
-    every = [(LEVEL, x, y) for x in range(2) for y in range(2)]  # Canada's level-2 tiles
-    sets = [reduce_pmtiles.TileSet.of(every[:1]), reduce_pmtiles.TileSet.of(every[1:2]),
-            reduce_pmtiles.TileSet.of(every[2:])]
-    data = frame()
-    parts = []
-    for n, tiles in enumerate(sets, 1):
-        geo_writers.write_pmtiles(tmp_path / f"{n}.pmtiles", data, ["id"], layer="tiles", max_zoom=4, tiles=tiles)
-        parts.append(reduce_pmtiles.Part(f"shard {n}", tmp_path / f"{n}.pmtiles", tiles))
-    reduce_pmtiles.finish(parts[::-1], tmp_path / "merged.pmtiles")
-    geo_writers.write_pmtiles(tmp_path / "whole.pmtiles", data, ["id"], layer="tiles", max_zoom=4,
-                              tiles=reduce_pmtiles.TileSet.of(every), finish=True)
-    assert (tmp_path / "merged.pmtiles").read_bytes() == (tmp_path / "whole.pmtiles").read_bytes()
-    points = [f for f in z0_features(tmp_path / "merged.pmtiles") if f["geometry"]["type"] == "Point"]
-    assert len(points) == len({f["properties"]["name"] for f in points}) == POINTS
+def test_hostile_parts_fail_in_one_line(tmp_path: Path) -> None:
+    """The merge's own checks (the sharded build below shows the merge of honest parts)."""
+    tiles = reduce_pmtiles.TileSet.of([(LEVEL, 0, 0)])
+    geo_writers.write_pmtiles(tmp_path / "1.pmtiles", frame(), ["id"], layer="tiles", max_zoom=3, tiles=tiles)
+    part = reduce_pmtiles.Part("shard 1", tmp_path / "1.pmtiles", tiles)
+    with open(part.path, "rb") as fh:  # zooms 2..3 under 2/0/0 only
+        assert {zxy[0] for zxy, _ in all_tiles(MmapSource(fh))} == {2, 3}
     with pytest.raises(D4CError, match=r"shard 2's PMTiles holds tile 2/0/0, outside its tiles"):
-        reduce_pmtiles.finish([parts[0]._replace(label="shard 2", tiles=sets[1])], tmp_path / "x.pmtiles")
+        reduce_pmtiles.finish([part._replace(label="shard 2", tiles=reduce_pmtiles.TileSet.of([(LEVEL, 1, 0)]))],
+                              tmp_path / "x.pmtiles")
     with pytest.raises(D4CError, match=r"tile 2/0/0 comes from both shard 1 and shard 2"):
-        reduce_pmtiles.finish([parts[0], parts[0]._replace(label="shard 2")], tmp_path / "x.pmtiles")
+        reduce_pmtiles.finish([part, part._replace(label="shard 2")], tmp_path / "x.pmtiles")
     for junk, why in ((b"", "is not a PMTiles v3 archive"), (b"PMTiles\x02" + bytes(200), "is not a PMTiles v3"),
-                      (parts[0].path.read_bytes()[:400], "is unreadable")):
+                      (part.path.read_bytes()[:400], "is unreadable")):
         (tmp_path / "junk.pmtiles").write_bytes(junk)
         with pytest.raises(D4CError, match=why):
-            reduce_pmtiles.finish([parts[0]._replace(path=tmp_path / "junk.pmtiles")], tmp_path / "x.pmtiles")
-    with pytest.raises(ValueError, match="needs a fixed max_zoom >= the shard level 2"):
-        geo_writers.write_pmtiles(tmp_path / "y.pmtiles", data, layer="tiles", max_zoom=None, tiles=sets[0])
+            reduce_pmtiles.finish([part._replace(path=tmp_path / "junk.pmtiles")], tmp_path / "x.pmtiles")
+    assert not (tmp_path / "x.pmtiles").exists()
+
+
+def test_tile_shards_equal_the_whole_build(repo_copy: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("D4C_REPO", str(repo_copy))
+    recipe = load(add_tiled(repo_copy) / "recipe.yaml")
+    sharded, whole, again = repo_copy / "sharded", repo_copy / "whole", repo_copy / "again"
+    assert main(["build", DS, "--jobs", "2", "--out", str(sharded)]) == 0  # 3 shards in 2 processes, the reduce
+    assert main(["build", DS, "--whole", "--out", str(whole)]) == 0
+    dirs = [repo_copy / f"s{n}" for n in range(1, COUNT + 1)]
+    for n in reversed(range(1, COUNT + 1)):
+        assert main(["build", DS, "--shard", f"{n}/{COUNT}", "--out", str(dirs[n - 1])]) == 0
+    assert main(["build", DS, "--reduce", *map(str, reversed(dirs)), "--out", str(again)]) == 0
+    result = archive(sharded).read_bytes()
+    assert archive(whole).read_bytes() == result == archive(again).read_bytes()
+    assert (again / "manifest.json").read_bytes() == (sharded / "manifest.json").read_bytes()
+    local = shard_reduce.shards_dir(sharded)  # the parallel shards are the ones built one by one
+    assert all((local / str(n) / "shard.json").read_bytes() == (dirs[n - 1] / "shard.json").read_bytes()
+               for n in range(1, COUNT + 1))
+    # Read back: every zoom 0..6, each shard's tiles its own; z0 holds every point once and every line.
+    with open(archive(sharded), "rb") as fh:
+        reader = Reader(MmapSource(fh))
+        header, meta = reader.header(), reader.metadata()
+        zooms = sorted({z for (z, _, _), _ in all_tiles(reader.get_bytes)})
+    assert (header["min_zoom"], header["max_zoom"], zooms) == (0, MAX_ZOOM, list(range(MAX_ZOOM + 1)))
+    assert (meta["minzoom"], meta["maxzoom"], meta["d4c:rebuilt_below"]) == ("0", str(MAX_ZOOM), str(LEVEL))
+    assert meta["vector_layers"] == [{"id": "tiles", "description": "", "minzoom": 0, "maxzoom": MAX_ZOOM,
+                                      "fields": {"id": "Number", "kind": "String", "name": "String"}}]
+    features = z0_features(archive(sharded))
+    points = [f["properties"]["name"] for f in features if f["geometry"]["type"] == "Point"]
+    assert len(points) == POINTS and len(set(points)) == POINTS  # no point lost, none twice
+    assert {f["properties"]["name"] for f in features if f["properties"]["kind"] == "line"} == \
+        {f"l{i}" for i in range(LINES)}
+    decoded = subprocess.run([str(Path(geo_writers.tippecanoe_binary()).with_name("tippecanoe-decode")),
+                              str(archive(sharded)), "0", "0", "0"], capture_output=True, text=True, check=True)
+    assert decoded.stderr == "" and decoded.stdout.count('"type": "Point"') == POINTS
+    for n, folder in enumerate(dirs, 1):  # a shard holds zooms >= the level, under its own tiles only
+        tiles = reduce_pmtiles.TileSet.of(shards.tile_runs(recipe, COUNT)[n - 1])
+        with open(archive(folder), "rb") as fh:
+            assert all(tiles.holds(*zxy) for zxy, _ in all_tiles(MmapSource(fh)))
+    capsys.readouterr()
+    # Hostile shards (their shard.json lists their bytes): a tile outside the shard's tiles, not PMTiles.
+    bad = repo_copy / "bad"
+    shutil.copytree(dirs[1], bad)
+    tamper(bad, archive(dirs[0]).read_bytes())
+    assert main(["build", DS, "--reduce", str(dirs[0]), str(bad), str(dirs[2]), "--out", str(repo_copy / "x")]) == 1
+    err = capsys.readouterr().err
+    assert "shard 2's PMTiles holds tile 2/" in err and "outside its tiles" in err and "Traceback" not in err
+    tamper(bad, b"PK\x03\x04 not tiles")
+    assert main(["build", DS, "--reduce", str(dirs[0]), str(bad), str(dirs[2]), "--out", str(repo_copy / "x")]) == 1
+    err = capsys.readouterr().err
+    assert "shard 2's PMTiles is not a PMTiles v3 archive" in err and "Traceback" not in err
+
+
+def test_write_pmtiles_in_a_tile_shard_needs_a_fixed_max_zoom(tmp_path: Path) -> None:
+    shard = ShardView(1, 2, (), tiles=((LEVEL, 0, 1),), parts=True)
+    ctx = BuildContext("ca_test_x", "1.0.0", {}, {}, {"tiles": OutputSpec("tiles", "pmtiles", tmp_path / "t.pmtiles")},
+                       0, shard=shard)
+    for zoom, args in ((None, ()), (1, ()), (6, ("-zg",))):
+        with pytest.raises(ContextError, match=r"needs a fixed max_zoom >= the shard level 2 \(got "):
+            ctx.write_pmtiles("tiles", frame(), max_zoom=zoom, args=args)
+    assert not (tmp_path / "t.pmtiles").exists()
+
+
+def test_pmtiles_outputs_need_tile_shards(tmp_path: Path) -> None:
+    (tmp_path / "recipe.yaml").write_text(
+        "id: ca_test_x\nversion: 1.0.0\nspatial:\n  bbox: [-141, 41.7, -52.6, 83.1]\nsources:\n"
+        f"  - {{name: a, path: a.csv, sha256: '{'a' * 64}', size: 1}}\ntransform:\n  python: transform.py:build\n"
+        "shards:\n  by: source_file\n  max: 2\nreduce:\n  method: tile_merge\n"
+        "outputs:\n  - name: t\n    format: pmtiles\n", encoding="utf-8")
+    with pytest.raises(D4CError, match=r"PMTiles outputs \(t\) need `shards: \{by: tile\}`"):
+        shards.spec_of(load(tmp_path / "recipe.yaml"))

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 from d4c import canonical
 from d4c.atomic import atomic_open
+from d4c.build.tiles import MAX_LAT  # Web Mercator's edge: tippecanoe clamps latitudes beyond it
 from d4c.errors import D4CError
 
 # Features whose envelope comes within this much (a fraction of a level-Z tile) of a shard's
@@ -33,7 +34,6 @@ MARGIN = 0.5
 # drop other points than a whole build. No `--drop-densest-as-needed` either, for the same
 # reason: a tile too big fails the build instead of dropping features.
 TILE_ARGS = ("--force", "--quiet", "--no-progress-indicator", "--drop-rate=1")
-MAX_LAT = 85.0511287798066  # Web Mercator's edge: tippecanoe clamps latitudes beyond it
 BIG = 1e9  # "no bound" for a clip in tile units
 # Metadata keys the parts of one build must agree on (they come from the same call).
 SHARED_KEYS = ("name", "description", "format", "type", "version", "generator", "generator_options", "minzoom")
@@ -206,36 +206,44 @@ def merged(parts: Sequence[Part]) -> Iterator[tuple[int, bytes]]:
 
 # -- the low zooms, from their children --------------------------------------------------
 
-def _own(geom: Any, dx: int, dy: int, half: float) -> Any:
-    """The part of a child's geometry (in parent units) in the child's quadrant of the parent
-    (beyond the parent's edges included): each place belongs to one child, so a feature that
-    two children hold (one in its buffer) comes out once."""
+def _own(geoms: Any, dx: int, dy: int, half: float) -> Any:
+    """The parts of a child's geometries (in parent units) in the child's quadrant of the
+    parent (beyond the parent's edges included), None where nothing is left: each place
+    belongs to one child, so a feature that two children hold (one in its buffer) comes out
+    once. Points are kept half-open, so a point on the split is one child's."""
+    import numpy as np
     import shapely
 
     x0, x1 = (-BIG, half) if dx == 0 else (half, BIG)
     y0, y1 = (-BIG, half) if dy == 0 else (half, BIG)
-    if shapely.get_type_id(geom) in (0, 4):  # points: half-open, so a point on the split is one child's
-        pts = [p for p in shapely.get_parts(geom) if x0 <= p.x < x1 and y0 <= p.y < y1]
-        return shapely.multipoints(pts) if pts else None
-    dim = shapely.get_dimensions(geom)
-    kept = [g for g in shapely.get_parts(shapely.clip_by_rect(geom, x0, y0, x1, y1))
-            if shapely.get_dimensions(g) == dim and not g.is_empty]
-    if not kept:
-        return None
-    return kept[0] if len(kept) == 1 else (shapely.multilinestrings(kept) if dim == 1 else shapely.multipolygons(kept))
+    out = np.full(len(geoms), None, dtype=object)
+    kinds = shapely.get_type_id(geoms)
+    dims = shapely.get_dimensions(geoms)
+    pieces, index = shapely.get_parts(np.where(np.isin(kinds, (0, 4)), geoms, None), return_index=True)
+    x, y = shapely.get_x(pieces), shapely.get_y(pieces)
+    inside = (x >= x0) & (x < x1) & (y >= y0) & (y < y1)
+    shapely.multipoints(pieces[inside], indices=index[inside], out=out)
+    clipped = shapely.clip_by_rect(np.where(np.isin(kinds, (1, 2, 3, 5, 6)), geoms, None), x0, y0, x1, y1)
+    pieces, index = shapely.get_parts(clipped, return_index=True)
+    keep = ~shapely.is_empty(pieces) & (shapely.get_dimensions(pieces) == dims[index])
+    for dim, make in ((1, shapely.multilinestrings), (2, shapely.multipolygons)):
+        chosen = keep & (dims[index] == dim)
+        make(pieces[chosen], indices=index[chosen], out=out)
+    return out
 
 
-def _placed(feature: dict[str, Any], dx: int, dy: int, child_extent: int, extent: int) -> Any:
-    """A decoded child feature's geometry in the parent's tile units, owned part only, rounded."""
+def _placed(layer: dict[str, Any], dx: int, dy: int, extent: int) -> Any:
+    """A decoded child layer's geometries in the parent's tile units, owned parts only,
+    rounded to the parent's grid (None where nothing is left)."""
     import numpy as np
     import shapely
     from shapely.geometry import shape
 
-    scale = extent / (2 * child_extent)
-    geom = shapely.transform(shape(feature["geometry"]),
-                             lambda c: (c + (dx * child_extent, dy * child_extent)) * scale)
-    geom = _own(geom, dx, dy, extent / 2)
-    return None if geom is None else shapely.transform(geom, np.round)
+    child = int(layer["extent"])
+    geoms = np.empty(len(layer["features"]), dtype=object)
+    geoms[:] = [shape(f["geometry"]) for f in layer["features"]]
+    geoms = shapely.transform(geoms, lambda c: (c + (dx * child, dy * child)) * (extent / (2 * child)))
+    return shapely.transform(_own(geoms, dx, dy, extent / 2), np.round)
 
 
 def rebuild(children: Sequence[tuple[int, bytes]]) -> bytes | None:
@@ -256,12 +264,12 @@ def rebuild(children: Sequence[tuple[int, bytes]]) -> bytes | None:
     for (_, x, y), layers in decoded:
         local: Counter[tuple[Any, ...]] = Counter()
         for name, layer in layers.items():
-            for feature in layer["features"]:
-                geom = _placed(feature, x & 1, y & 1, int(layer["extent"]), extents[name])
+            geoms = _placed(layer, x & 1, y & 1, extents[name])
+            for feature, geom, wkb in zip(layer["features"], geoms, shapely.to_wkb(geoms)):
                 if geom is None or geom.is_empty:
                     continue
                 fid = feature.get("id") or None  # the decoder gives 0 for a feature without an id
-                key = (name, fid, shapely.to_wkb(geom), json.dumps(feature["properties"], sort_keys=True))
+                key = (name, fid, wkb, json.dumps(feature["properties"], sort_keys=True))
                 local[key] += 1
                 if local[key] > seen[key]:
                     out[name].append({"geometry": geom, "properties": feature["properties"],
