@@ -13,8 +13,8 @@ from typing import Any
 from d4c import schemas
 from d4c.errors import D4CError
 
-IMAGE_ID = re.compile(r"^sha256:[0-9a-f]{64}$")  # a container image id (the config digest)
-DATASET_ID = re.compile(r"^[a-z0-9_-]+$")
+IMAGE_ID = re.compile(r"^sha256:[0-9a-f]{64}\Z")  # a container image id (the config digest)
+DATASET_ID = re.compile(r"^[a-z0-9_-]+\Z")  # \Z: `$` lets a trailing newline through
 MATRIX_LIMIT = 256  # jobs one matrix may generate in a workflow run (GitHub Actions); also shards.max's ceiling
 CHUNK_ROWS = MATRIX_LIMIT  # rows per matrix in one run of a chain
 DEFAULT_RUNNER = ("ubuntu-24.04",)

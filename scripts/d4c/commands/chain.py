@@ -20,11 +20,11 @@ from d4c import fanout, http
 from d4c.errors import D4CError, UsageError
 from d4c.redact import redact
 
-SHA = re.compile(r"^[0-9a-f]{40}$")
-RUN_ID = re.compile(r"^[1-9][0-9]{0,19}$")
-WORKFLOW = re.compile(r"^[A-Za-z0-9_.-]+\.ya?ml$")
-REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$")
+SHA = re.compile(r"^[0-9a-f]{40}\Z")  # \Z, not $: `$` lets a trailing newline through
+RUN_ID = re.compile(r"^[1-9][0-9]{0,19}\Z")
+WORKFLOW = re.compile(r"^[A-Za-z0-9_.-]+\.ya?ml\Z")
+REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+\Z")
+REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}\Z")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from d4c import argo, fanout, paths
 from d4c.errors import D4CError, UsageError
 from d4c.plan import commit_of, dumps, for_run, plan, released
 
-RUN_ID = re.compile(r"^[1-9][0-9]{0,19}$")
+RUN_ID = re.compile(r"[1-9][0-9]{0,19}")  # fullmatch: `$` would let a trailing newline through
+SHA = re.compile(r"[0-9a-f]{40}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --chunk K > 1: the run of chunk K-1, whose shards and images this one takes")
     parser.add_argument("--images", default="", metavar="JSON",
                         help="with --chunk K > 1: the image ids the run of chunk K-1 built ({id: sha256:...})")
+    parser.add_argument("--commit", default="", metavar="SHA",
+                        help="with --chunk: the commit a dispatched run was given; it must be HEAD, as 40 hex digits")
+    parser.add_argument("--commit-on", default="", metavar="REF",
+                        help="with --commit: the branch it must be on (e.g. origin/main): a dispatch cannot "
+                             "release a commit the branch never had")
     parser.add_argument("--single-run", action="store_true",
                         help="fail if the change's jobs need more than one run (pull requests do not chain)")
     parser.add_argument("--format", choices=["json", "argo"], default="json",
@@ -76,15 +83,36 @@ def _chained(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
                        "request's checks run once", hint="split the change across pull requests, or lower "
                        "`shards.max`; the release on merge chains runs (docs/scale.md)")
     if args.chunk is None:
+        if args.commit:
+            raise UsageError("--commit checks a chained run's commit: it goes with --chunk K")
         return data
-    if args.previous_run and not RUN_ID.match(args.previous_run):
+    if args.previous_run and not RUN_ID.fullmatch(args.previous_run):
         raise UsageError(f"--previous-run {args.previous_run[:40]!r}: not a workflow run id (digits)")
     if args.chunk > 1 and not args.previous_run:
         raise UsageError(f"--chunk {args.chunk} needs --previous-run (the run of chunk {args.chunk - 1})")
-    data = {**for_run(data, args.chunk), "commit": commit_of(paths.repo_root(), args.head),
-            "images": fanout.image_ids(args.images, "--images")}
+    head = commit_of(paths.repo_root(), args.head)
+    _dispatched(args.commit, args.commit_on, head)
+    data = {**for_run(data, args.chunk), "commit": head, "images": fanout.image_ids(args.images, "--images")}
     last = data["release_chunks"]
     return {**data, "next_chunk": args.chunk + 1 if args.chunk < last else None}
+
+
+def _dispatched(given: str, branch: str, head: str) -> None:
+    """A dispatched run checks out its `commit` input before d4c runs: a branch, tag or pull
+    request ref would be checked out and released alike, so it must be the 40-hex HEAD, on
+    the branch the chain runs on."""
+    if not given:
+        return
+    if not SHA.fullmatch(given) or given != head:
+        raise UsageError(f"--commit {given[:60]!r} is not the commit checked out ({head})",
+                         hint="a chained run is given the 40-hex commit its chain planned (d4c chain)")
+    if branch:
+        on = commit_of(paths.repo_root(), branch)
+        proc = subprocess.run(["git", "merge-base", "--is-ancestor", head, on], cwd=paths.repo_root(),
+                              capture_output=True, check=False)
+        if proc.returncode != 0:
+            raise D4CError(f"--commit {head} is not on {branch}",
+                           hint="a chain builds a commit its branch has; dispatch it on that branch")
 
 
 def _github_output(data: dict[str, Any], text: str, previous_run: str) -> None:

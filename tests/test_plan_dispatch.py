@@ -1,0 +1,80 @@
+"""Hostile workflow_dispatch inputs of release.yml: the plan job checks out `inputs.commit`
+before d4c runs, so `d4c plan --commit` refuses anything but HEAD's 40-hex sha on the
+branch the run is on (a branch, tag or pull request ref would be built and released),
+and no input with a trailing newline passes a check (`$` matches before one)."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from d4c.cli import main
+from fakes.github_actions import FakeActions
+from test_chain import COMMIT, TOKEN, _declared, _release
+from test_plan import GIT, commit, repo  # noqa: F401 - the fixture
+from test_workflow_shards import step
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _plan_step(root: Path, out: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """release.yml's plan step as a dispatched run runs it, in `root` checked out at HEAD."""
+    script = step(_release()["jobs"]["plan"], "d4c plan")["run"]
+    values = {"BEFORE": "0" * 40, "CHUNK": "1", "PREVIOUS_RUN": "", "IMAGES": "", "COMMIT": "", "REF": "main",
+              "D4C_REPO": str(root), "GITHUB_OUTPUT": str(out), **env}
+    return subprocess.run(["bash", "-eo", "pipefail", "-c", script], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, **values}, check=False, timeout=120)
+
+
+def test_the_dispatched_commit_must_be_head_on_the_branch(repo: Path, tmp_path: Path,  # noqa: F811
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    base = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    (repo / "README.md").write_text("changed\n")
+    head = commit(repo, "change")
+    subprocess.run([*GIT, "update-ref", "refs/remotes/origin/main", head], cwd=repo, check=True)
+    subprocess.run([*GIT, "update-ref", "refs/remotes/origin/old", base], cwd=repo, check=True)
+    out = tmp_path / "out"
+    proc = _plan_step(repo, out, COMMIT=head)  # the workflow's own step: the chain's commit passes
+    assert proc.returncode == 0 and f"commit={head}" in out.read_text().splitlines(), proc.stderr
+    proc = _plan_step(repo, out, COMMIT="main")  # and a branch name given as the commit does not
+    assert proc.returncode == 2 and "--commit 'main' is not the commit checked out" in proc.stderr, proc.stderr
+    monkeypatch.setenv("D4C_REPO", str(repo))  # the other refusals in-process: the same lines, faster
+    for given, on, said in (("", "origin/main", None), (head, "origin/main", None),
+                            ("refs/pull/7/head", "origin/main", "is not the commit checked out"),
+                            (head.upper(), "", "is not the commit"), (head + "\n", "", "is not the commit"),
+                            (base, "origin/main", "is not the commit checked out"),
+                            (head, "origin/old", f"--commit {head} is not on origin/old"),
+                            (head, "origin/gone", "unknown git ref 'origin/gone'")):
+        code = main(["plan", "--base", "0" * 40, "--chunk", "1", "--commit", given, "--commit-on", on])
+        err = capsys.readouterr().err.strip()
+        if said is None:
+            assert code == 0, (given, err)
+        else:
+            assert code in (1, 2) and said in err and len(err.splitlines()) == 1, (given, err)
+    assert main(["plan", "--base", "0" * 40, "--chunk", "2", "--previous-run", "123\n"]) == 2
+    assert "not a workflow run id" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag,value,said", [
+    ("--commit", COMMIT + "\n", "--commit"), ("--base", "b" * 40 + "\n", "--base"),
+    ("--images", '{"ca_test_big":"sha256:%s\\n"}' % ("e" * 64), "is not a JSON map of dataset id"),
+    ("--images", '{"ca_test_big\\n":"sha256:%s"}' % ("e" * 64), "is not a JSON map of dataset id"),
+    ("GITHUB_RUN_ID", "4242\n", "$GITHUB_RUN_ID is not what GitHub Actions sets"),
+])
+def test_a_trailing_newline_passes_no_check_of_the_chain(flag: str, value: str, said: str,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    args = {"--workflow": "release.yml", "--ref": "main", "--chunk": "2", "--commit": COMMIT, "--base": "b" * 40,
+            "--images": ""}
+    env = {"GITHUB_TOKEN": TOKEN, "GITHUB_REPOSITORY": "dataforcanada/d4c", "GITHUB_RUN_ID": "4242"}
+    (args if flag.startswith("--") else env)[flag] = value
+    with FakeActions(TOKEN, {"release.yml": _declared()}, {"main"}) as fake:
+        for name, v in {**env, "GITHUB_API_URL": fake.url}.items():
+            monkeypatch.setenv(name, v)
+        assert main(["chain", *(x for kv in args.items() for x in kv)]) in (1, 2)
+        assert fake.runs == []
+    err = capsys.readouterr().err.strip()
+    assert said in err and len(err.splitlines()) == 1 and TOKEN not in err, err
