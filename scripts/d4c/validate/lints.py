@@ -203,6 +203,13 @@ _ALL = [
     _l("D4C607", "environment", "warning", "The `environment` file under `docker/` does not exist.",
        "Container builds use it; a missing file fails there.",
        "Point `environment` at an existing file such as `docker/Dockerfile`."),
+    _l("D4C608", "shards", "error", "The `shards:` and `reduce:` spec is one every build refuses: an "
+       "output without a reducer of `reduce.method`, PMTiles without `by: tile`, `by: tile` without "
+       "`spatial.bbox`, or a `shards.level` that puts more than 65,536 tiles over the bbox.",
+       "The build checks the spec when it starts; caught here, the plan does not fan the recipe out "
+       "into shard jobs that all fail the same way.",
+       "Follow the hint: `method: by_format` for outputs of several formats, `by: tile` for PMTiles, "
+       "declare `spatial.bbox`, or lower `shards.level` (docs/scale.md)."),
 ]
 
 LINTS: dict[str, Lint] = {lint.id: lint for lint in _ALL}

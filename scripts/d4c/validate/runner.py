@@ -18,6 +18,7 @@ from d4c.validate.checks_files import (
     check_urls,
 )
 from d4c.validate.checks_meta import check_identity, check_metadata
+from d4c.validate.checks_shards import check_shards
 from d4c.validate.context import Context
 from d4c.validate.lints import Finding
 from d4c.validate.yamlpos import MAX_BYTES, load_bytes
@@ -82,7 +83,7 @@ def check_file(path: Path, allow_loopback: bool = False) -> tuple[list[Finding],
     ctx.found.extend(schema.findings(loaded, shown, judged))
     if isinstance(loaded.data, dict):
         for check in (check_identity, check_metadata, check_sources, check_sample_sources, check_outputs,
-                      check_transform):
+                      check_transform, check_shards):
             check(ctx)
     rid = ctx.text("id")
     id_at = (rid, *loaded.pos(("id",))) if rid else None
