@@ -16,7 +16,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import groupby, takewhile
+from itertools import chain, groupby, takewhile
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -355,7 +355,8 @@ def finish(parts: Sequence[Part], dest: Path) -> None:
     level = levels.pop()
     meta, bounds = _metadata(parts)
     low = low_zooms(parts, level, int(meta["minzoom"]))
-    write_archive(dest, [*sorted(low.items()), *merged(parts)], bounds, int(meta["minzoom"]), meta)
+    # The low zooms' ids all come before the level's: one stream, in tile-id order, never held whole.
+    write_archive(dest, chain(sorted(low.items()), merged(parts)), bounds, int(meta["minzoom"]), meta)
 
 
 def merge(output: Any, shard_files: Sequence[Any], dest: Path) -> None:
