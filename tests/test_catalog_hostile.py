@@ -1,10 +1,15 @@
-"""Crafted and corrupt catalogs fed to an append: one line, nothing half-written, and a
-splice never copies bytes that another row group still reads (d4c.catalog.splice)."""
+"""Crafted and corrupt catalogs fed to an append, and lying HTTP servers behind query and
+site: one line, nothing half-written, and a splice never copies bytes that another row
+group still reads (d4c.catalog.splice)."""
 from __future__ import annotations
 
+import contextlib
 import copy
+import re
 import struct
+import threading
 from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +24,7 @@ from d4c.catalog import writer as catalog_writer
 from d4c.cli import main
 from d4c.errors import D4CError
 from moto.server import ThreadedMotoServer
+from test_catalog_query import _RangeHandler
 
 META = metadata_from(None)
 # parquet.thrift: FileMetaData.row_groups, RowGroup.columns, ColumnChunk.meta_data,
@@ -143,3 +149,63 @@ def test_a_corrupt_catalog_on_s3_is_one_line_and_left_as_it_was(catalog: Path, s
         append_record(make_record("ca_a", "1.1.0"), "s3://catalog/c.parquet", metadata=META, s3_client=s3)
     assert s3.get_object(Bucket="catalog", Key="c.parquet")["Body"].read() == catalog.read_bytes()
     assert s3.list_objects_v2(Bucket="catalog")["KeyCount"] == 1
+
+
+class _Lying(_RangeHandler):
+    """A Range server that lies: `size` more bytes in HEAD than it holds, `junk` zeroes for
+    every range, or `extra` bytes past every range asked."""
+
+    size = junk = extra = 0
+
+    def do_HEAD(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body) + self.size))
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        m = re.fullmatch(r"bytes=(\d+)-(\d+)", self.headers.get("Range", ""))
+        assert m, "the catalog is read by ranges only"
+        data = self.body[int(m[1]):int(m[2]) + 1]
+        data = bytes(len(data)) if self.junk else data + b"x" * self.extra
+        self.send_response(206)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        with contextlib.suppress(OSError):  # the client stops reading past its range
+            self.wfile.write(data)
+
+
+@pytest.mark.parametrize("lie,said", [
+    ({"size": 1000}, r"answered (\d+) bytes to a Range request for (?!\1)\d+ \(hint: its size"),
+    ({"size": -10**9}, "is not a catalog file: Parquet file size is 0 bytes"),
+    ({"junk": 1}, "is not a catalog file: Parquet magic bytes not found"),
+    ({"extra": 64 << 20}, r"answered more bytes to a Range request for \d+ "),
+])
+def test_a_lying_http_server_is_one_line_for_query_and_site(catalog: Path, tmp_path: Path, lie: dict[str, int],
+                                                            said: str, capsys: pytest.CaptureFixture[str]) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), type("H", (_Lying,), {"body": catalog.read_bytes(), **lie}))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/catalog.parquet"
+    try:
+        for argv in (["catalog", "query", "--catalog", url, "--dataset", "ca_a"],
+                     ["catalog", "site", "--catalog", url, "--out", str(tmp_path / "site")]):
+            assert main(argv) == 1
+            err = capsys.readouterr().err.strip()
+            assert re.search(said, err) and len(err.splitlines()) == 1 and "unexpected" not in err, (argv, err)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not (tmp_path / "site").exists()
+
+
+@pytest.mark.parametrize("body,said", [(b"garbage", "too small to be a Parquet file"),
+                                       (None, 'column "collection" not found')])
+def test_a_local_file_that_is_not_a_catalog_is_one_line_for_query(tmp_path: Path, body: bytes | None, said: str,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "x.parquet"
+    if body is None:
+        pq.write_table(pa.table({"x": [1]}), path)
+    else:
+        path.write_bytes(body)
+    assert main(["catalog", "query", "--catalog", str(path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert f"{path} is not a catalog file" in err and said in err and len(err.splitlines()) == 1, err

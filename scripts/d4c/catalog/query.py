@@ -19,6 +19,7 @@ from d4c.rangefile import RangeFile
 
 SUMMARY = ('collection, version, id, deprecated, "sci:doi", title, datetime, '
            "start_datetime, end_datetime, created")
+_HINT = "pass the catalog.parquet that `d4c catalog build` writes"
 # The one item per dataset without a latest-version link is the latest.
 LATEST = "NOT list_contains(list_transform(links, lambda l: l.rel), 'latest-version')"
 # What the filters read from a remote catalog: the assets, the bulk of a row group, stay.
@@ -40,11 +41,11 @@ def _http_file(url: str) -> RangeFile:
         raise D4CError(f"cannot read catalog {url}: {exc}", hint="check the URL") from None
 
     def fetch(start: int, end: int) -> bytes:
-        resp = s.get(url, headers={"Range": f"bytes={start}-{end}"})
-        if resp.status_code != 206:  # a server without Range support: refuse, not download all
-            raise D4CError(f"{url} answered {resp.status_code} to a Range request",
-                           hint="serve the catalog with HTTP Range support, or download it")
-        return resp.content
+        with s.get(url, headers={"Range": f"bytes={start}-{end}"}, stream=True) as resp:
+            if resp.status_code != 206:  # a server without Range support: refuse, not download all
+                raise D4CError(f"{url} answered {resp.status_code} to a Range request",
+                               hint="serve the catalog with HTTP Range support, or download it")
+            return _exactly(url, resp.raw.read(end - start + 2, decode_content=True), end - start + 1)
 
     return RangeFile(size, fetch)
 
@@ -63,9 +64,19 @@ def _s3_file(url: str, client: Any = None) -> RangeFile:
 
     def fetch(start: int, end: int) -> bytes:
         got = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")
-        return bytes(got["Body"].read())
+        return _exactly(url, bytes(got["Body"].read(end - start + 2)), end - start + 1)
 
     return RangeFile(size, fetch)
+
+
+def _exactly(url: str, data: bytes, want: int) -> bytes:
+    """A range's bytes, read no further than one past it: a server that sends more or less
+    than it was asked (a size it lied about) is one line, and never fills the memory."""
+    if len(data) != want:
+        raise D4CError(f"{url} answered {'more' if len(data) > want else len(data)} bytes to a Range "
+                       f"request for {want}", hint="its size (Content-Length) and its bytes disagree: "
+                       "check the URL, or serve the catalog again")
+    return data
 
 
 def open_remote(url: str, s3_client: Any = None) -> RangeFile:
@@ -80,7 +91,9 @@ def groups_for(pf: pq.ParquetFile, dataset: str) -> list[int]:
     """The row groups whose `collection` min/max can hold `dataset` (one, unless the
     dataset has more versions than a row group holds)."""
     leaves = pf.metadata.schema  # Parquet leaf columns: nested fields flatten, so search by path
-    col = next(i for i in range(len(leaves)) if leaves.column(i).path == "collection")
+    col = next((i for i in range(len(leaves)) if leaves.column(i).path == "collection"), None)
+    if col is None or not pa.types.is_string(pf.schema_arrow.field("collection").type):
+        raise D4CError("the catalog read is not a catalog file: it has no string `collection` column", hint=_HINT)
     groups = []
     for g in range(pf.num_row_groups):
         stats = pf.metadata.row_group(g).column(col).statistics
@@ -92,14 +105,17 @@ def groups_for(pf: pq.ParquetFile, dataset: str) -> list[int]:
 def read_remote(source: Any, dataset: str | None, columns: list[str] | None = None) -> pa.Table:
     """Read the row groups that can hold `dataset` (all when None) from a file object;
     only `columns` when given."""
-    pf = pq.ParquetFile(source)
-    if dataset is None:
-        return pf.read(columns=columns)
-    groups = groups_for(pf, dataset)
-    if not groups:
-        empty = pf.schema_arrow.empty_table()
-        return empty.select(columns) if columns else empty
-    return pf.read_row_groups(groups, columns=columns)
+    try:  # a lying server's bytes, or a file that is not ours: one line
+        pf = pq.ParquetFile(source)
+        if dataset is None:
+            return pf.read(columns=columns)
+        groups = groups_for(pf, dataset)
+        if not groups:
+            empty = pf.schema_arrow.empty_table()
+            return empty.select(columns) if columns else empty
+        return pf.read_row_groups(groups, columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        raise D4CError(f"the catalog read is not a catalog file: {_first_line(exc)}", hint=_HINT) from None
 
 
 def query(catalog: str, *, dataset: str | None = None, version: str | None = None,
@@ -117,7 +133,10 @@ def query(catalog: str, *, dataset: str | None = None, version: str | None = Non
         if not Path(catalog).is_file():
             raise D4CError(f"no catalog at {catalog}", hint="run `d4c catalog build` first")
         path = str(Path(catalog).resolve()).replace("'", "''")
-        con.execute(f"CREATE VIEW catalog AS SELECT * FROM read_parquet('{path}')")
+        try:
+            con.execute(f"CREATE VIEW catalog AS SELECT * FROM read_parquet('{path}')")
+        except duckdb.Error as exc:
+            raise D4CError(f"{catalog} is not a catalog file: {_first_line(exc)}", hint=_HINT) from None
     if sql:
         try:
             return con.sql(sql).to_arrow_table()
@@ -135,4 +154,11 @@ def query(catalog: str, *, dataset: str | None = None, version: str | None = Non
         where.append(LATEST)
     cond = f" WHERE {' AND '.join(where)}" if where else ""
     # The file is sorted by collection and SemVer; DuckDB keeps that order for a filtered scan.
-    return con.sql(f"SELECT {SUMMARY} FROM catalog{cond}", params=params).to_arrow_table()
+    try:
+        return con.sql(f"SELECT {SUMMARY} FROM catalog{cond}", params=params).to_arrow_table()
+    except duckdb.Error as exc:  # not our columns, or pages that do not decode
+        raise D4CError(f"{catalog} is not a catalog file: {_first_line(exc)}", hint=_HINT) from None
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
