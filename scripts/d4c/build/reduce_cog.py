@@ -189,5 +189,24 @@ def mosaic_parts(parts: list[tuple[str, Path]], dest: Path) -> None:
 
 
 def mosaic(output: Any, shard_files: list[Any], dest: Path) -> None:
-    """The reducer of `cog` outputs (shard_reduce.REDUCERS): every shard's parts, one COG."""
-    mosaic_parts([(f"shard {f.shard}'s {f.path.name}", f.path) for f in shard_files], dest)
+    """The reducer of `cog` outputs (shard_reduce.REDUCERS): every shard's parts, one COG. A
+    `by: tile` shard's parts must lie in its tiles here too: the writer's check runs in the
+    sandbox, which a transform writing its own part files bypasses, and one shard's part over
+    every tile (the others writing nothing) would pass the mosaic's other checks."""
+    parts = [(f"shard {f.shard}'s {f.path.name}", f.path) for f in shard_files]
+    for (label, path), f in zip(parts, shard_files):
+        if f.tiles:
+            _check_held(label, path, f.tiles, f.shard)
+    mosaic_parts(parts, dest)
+
+
+def _check_held(label: str, path: Path, tiles: Any, shard: int) -> None:
+    import rasterio
+
+    from d4c.build import tiles as tile_math
+
+    with rasterio.open(path) as src:
+        inside = tile_math.held(tiles, src.transform, src.width, src.height)
+    if not inside:
+        raise D4CError(f"{label} reaches outside shard {shard}'s tiles",
+                       hint="a `by: tile` shard writes only its tiles' cells (the windows of ctx.shard_windows)")
