@@ -140,6 +140,27 @@ def test_hostile_parts_fail_in_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "x.pmtiles").exists()
 
 
+def test_a_part_without_tiles_merges_like_the_whole(tmp_path: Path) -> None:
+    """Tile 3/0/3 (south of the data) keeps no tile, but its tippecanoe saw the features near it,
+    one (at 170 W) near no other part's tiles: the archive's bounds still hold it, as a whole
+    build's do. 3/7/7 is far from all. Merged with 3/1/2's part: the build of all three."""
+    sets = [reduce_pmtiles.TileSet.of([t]) for t in ((3, 0, 3), (3, 1, 2), (3, 7, 7))]
+    data = pd.concat([frame(), gpd.GeoDataFrame({"id": [999], "name": ["west"], "kind": ["point"]},
+                                                geometry=[shapely.Point(-170, 45)], crs="EPSG:4326")])
+    parts = []
+    for n, tiles in enumerate(sets, 1):
+        geo_writers.write_pmtiles(tmp_path / f"{n}.pmtiles", data, ["id"], layer="tiles", max_zoom=3, tiles=tiles)
+        parts.append(reduce_pmtiles.Part(f"shard {n}", tmp_path / f"{n}.pmtiles", tiles))
+    with open(parts[0].path, "rb") as fh:
+        assert Reader(MmapSource(fh)).header()["tile_entries_count"] == 0
+    reduce_pmtiles.finish(parts, tmp_path / "merged.pmtiles")
+    geo_writers.write_pmtiles(tmp_path / "whole.pmtiles", data, ["id"], layer="tiles", max_zoom=3, finish=True,
+                              tiles=reduce_pmtiles.TileSet.of([(3, 0, 3), (3, 1, 2), (3, 7, 7)]))
+    assert (tmp_path / "merged.pmtiles").read_bytes() == (tmp_path / "whole.pmtiles").read_bytes()
+    with open(tmp_path / "merged.pmtiles", "rb") as fh:
+        assert Reader(MmapSource(fh)).metadata()["bounds"].startswith("-170.0000000,")
+
+
 def test_tile_shards_equal_the_whole_build(repo_copy: Path, monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("D4C_REPO", str(repo_copy))

@@ -113,15 +113,15 @@ def keep_part(raw: Path | None, tiles: TileSet, dest: Path, name: str, min_zoom:
     """The shard's part from tippecanoe's archive `raw` (None: no features came near): only
     the tiles the set holds, and the metadata the merge needs, canonical."""
     meta: dict[str, Any] = {"name": name, "description": name, "minzoom": str(min_zoom), "vector_layers": []}
-    bounds = (0, 0, 0, 0)
-    kept: list[tuple[int, bytes]] = []
-    if raw is not None:
-        header, found = _read(raw, "tippecanoe's output")
-        keys = ("format", "type", "version", "generator", "generator_options", "vector_layers")
-        meta.update({k: found[k] for k in keys if k in found})
-        bounds = (header["min_lon_e7"], header["min_lat_e7"], header["max_lon_e7"], header["max_lat_e7"])
-        kept = [(t, d) for t, d in _tiles(raw, "tippecanoe's output") if tiles.holds(*_zxy(t))]
-    write_archive(dest, kept, bounds if kept else (0, 0, 0, 0), min_zoom, meta)
+    if raw is None:
+        write_archive(dest, (), (0, 0, 0, 0), min_zoom, meta)
+        return
+    header, found = _read(raw, "tippecanoe's output")
+    keys = ("format", "type", "version", "generator", "generator_options", "vector_layers")
+    meta.update({k: found[k] for k in keys if k in found})
+    bounds = (header["min_lon_e7"], header["min_lat_e7"], header["max_lon_e7"], header["max_lat_e7"])
+    kept = ((t, d) for t, d in _tiles(raw, "tippecanoe's output") if tiles.holds(*_zxy(t)))
+    write_archive(dest, kept, bounds, min_zoom, meta)
 
 
 # -- reading an archive ------------------------------------------------------------------
@@ -333,9 +333,11 @@ def _metadata(parts: Sequence[Part]) -> tuple[dict[str, Any], tuple[int, int, in
     if not (isinstance(zoom, str) and zoom.isdigit() and int(zoom) <= 30):
         raise _refuse(parts[0].path, parts[0].label, f"says minzoom {str(zoom)[:20]!r}, not a zoom")
     with_tiles = [h for h, _, _ in found if h["tile_entries_count"]]
-    bounds = (min(h["min_lon_e7"] for h in with_tiles), min(h["min_lat_e7"] for h in with_tiles),
-              max(h["max_lon_e7"] for h in with_tiles), max(h["max_lat_e7"] for h in with_tiles)) \
-        if with_tiles else (0, 0, 0, 0)
+    # tippecanoe's bounds of the features near each part's tiles (all of them: the union is a whole
+    # build's, even where a part kept no tile); a part whose tippecanoe never ran has none.
+    ran = [h for h, m, _ in found if "generator" in m]
+    bounds = (min(h["min_lon_e7"] for h in ran), min(h["min_lat_e7"] for h in ran),
+              max(h["max_lon_e7"] for h in ran), max(h["max_lat_e7"] for h in ran)) if ran else (0, 0, 0, 0)
     level = parts[0].tiles.level
     meta["vector_layers"] = _layers([m for _, m, _ in found], level, int(zoom))
     # Strings, as MBTiles metadata and tippecanoe's readers (tile-join, tippecanoe-decode) want them.
