@@ -78,3 +78,37 @@ def test_a_trailing_newline_passes_no_check_of_the_chain(flag: str, value: str, 
         assert fake.runs == []
     err = capsys.readouterr().err.strip()
     assert said in err and len(err.splitlines()) == 1 and TOKEN not in err, err
+
+
+def test_the_previous_run_must_be_a_run_of_release_yml_on_the_branch(repo: Path, tmp_path: Path,  # noqa: F811
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A pull request's run (pr.yml, a fork's code) uploads `image` and `shard.<id>.<n>`
+    artifacts too: a dispatch naming it as previous_run would release what it built."""
+    plan = _release()["jobs"]["plan"]
+    assert plan["permissions"] == {"contents": "read", "actions": "read"}
+    assert step(plan, "d4c plan")["env"]["GITHUB_TOKEN"] == "${{ github.token }}"
+    env = {"GITHUB_TOKEN": TOKEN, "GITHUB_REPOSITORY": "dataforcanada/d4c"}
+    with FakeActions(TOKEN, {"release.yml": _declared()}, {"main"}) as fake:
+        fake.add_run("77")
+        fake.add_run("78", workflow="pr.yml", event="pull_request", branch="patch-1", head_repo="evil/d4c")
+        fake.add_run("79", workflow="pr.yml")
+        fake.add_run("80", branch="feature")
+        fake.add_run("81", event="pull_request_target")
+        proc = _plan_step(repo, tmp_path / "out", PREVIOUS_RUN="78", GITHUB_API_URL=fake.url, **env)
+        assert proc.returncode == 1 and "--previous-run 78 is a pull_request run of .github/workflows/pr.yml on " \
+            "evil/d4c:patch-1, not a run of release.yml on main" in proc.stderr, proc.stderr
+        for name, value in {**env, "D4C_REPO": str(repo), "GITHUB_API_URL": fake.url}.items():
+            monkeypatch.setenv(name, value)
+        for run_id, of, said in (("77", "release.yml@main", None),
+                                 ("79", "release.yml@main", "run of .github/workflows/pr.yml"),
+                                 ("80", "release.yml@main", "on dataforcanada/d4c:feature, not"),
+                                 ("81", "release.yml@main", "is a pull_request_target run"),
+                                 ("82", "release.yml@main", "GitHub answered 404 for the run"),
+                                 ("77", "release.yml", "not WORKFLOW@BRANCH")):
+            code = main(["plan", "--base", "0" * 40, "--chunk", "1", "--previous-run", run_id, "--previous-run-of", of])
+            err = capsys.readouterr().err.strip()
+            if said is None:
+                assert code == 0, err
+            else:
+                assert code in (1, 2) and said in err and len(err.splitlines()) == 1 and TOKEN not in err, err

@@ -6,6 +6,8 @@
   for: <ref>`; an input the workflow does not declare 422 `Unexpected inputs provided: [...]`;
   a required input left out 422 `Required input '<name>' not provided`; a token without
   `actions: write` 403 `Resource not accessible by integration`.
+- `GET /repos/{o}/{r}/actions/runs/{id}` answers the run (the fields GitHub's run object has
+  that a chain checks: `path`, `event`, `head_branch`, `head_repository.full_name`) or 404.
 The workflows and their inputs are given by the test (read from the real workflow files).
 """
 from __future__ import annotations
@@ -24,7 +26,18 @@ class FakeActions(FakeServer):
         self.token, self.workflows, self.refs = token, workflows, refs
         self.can_write = True  # the token's `actions` permission
         self.runs: list[dict[str, Any]] = []  # {"repo", "workflow", "ref", "inputs"} of every queued run
+        self.past: dict[str, dict[str, Any]] = {}  # run id -> the run object GET .../runs/{id} answers
         self.route("POST", rf"{REPO}/actions/workflows/(?P<file>[^/]+)/dispatches", self._dispatch_run)
+        self.route("GET", rf"{REPO}/actions/runs/(?P<id>[0-9]+)", self._run)
+
+    def add_run(self, run_id: str, *, workflow: str = "release.yml", event: str = "push", branch: str = "main",
+                head_repo: str = "dataforcanada/d4c") -> None:
+        self.past[run_id] = {"id": int(run_id), "path": f".github/workflows/{workflow}", "event": event,
+                             "head_branch": branch, "head_repository": {"full_name": head_repo}}
+
+    def _run(self, req: Request) -> Response:
+        found = self.past.get(req.params["id"])
+        return json_response(200, found) if found else json_response(404, {"message": "Not Found"})
 
     def _handle(self, req: Request) -> Response:
         if req.headers.get("authorization") != f"Bearer {self.token}":

@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import re
+from typing import Any
 
 import requests
 
@@ -60,22 +61,53 @@ def inputs(args: argparse.Namespace) -> dict[str, str]:
             "previous_run": _env("GITHUB_RUN_ID", RUN_ID), "images": json.dumps(images, separators=(",", ":"))}
 
 
+def _github(method: str, path: str, what: str, hint: str, **kw: Any) -> requests.Response:
+    """One call to GitHub's API with $GITHUB_TOKEN; a transport failure is one line."""
+    token = os.environ.get("GITHUB_TOKEN", "")
+    if not token:
+        raise D4CError("d4c chain: $GITHUB_TOKEN is not set",
+                       hint="pass ${{ github.token }} (actions: write to dispatch, read to check a run)")
+    api = os.environ.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
+    try:  # a POST is never re-sent by the session: a lost answer is reported, not a second run started
+        return http.session().request(method, f"{api}{path}", headers={
+            "Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28"}, **kw)
+    except requests.RequestException as exc:
+        raise D4CError(f"d4c chain: {what} failed: {http.describe(exc)}", hint=hint) from None
+
+
+def check_previous_run(run_id: str, of: str) -> None:
+    """`--previous-run` must be a push or dispatch run of `of` (WORKFLOW@BRANCH) of this
+    repository: its `image` and `shard.*` artifacts are taken, and a pull request's run (a
+    fork's code) uploads artifacts of the same names."""
+    workflow, _, branch = of.partition("@")
+    if not WORKFLOW.match(workflow) or not REF.match(branch):
+        raise UsageError(f"--previous-run-of {of[:60]!r}: not WORKFLOW@BRANCH (e.g. release.yml@main)")
+    repo = _env("GITHUB_REPOSITORY", REPO)
+    resp = _github("GET", f"/repos/{repo}/actions/runs/{run_id}", f"reading run {run_id}",
+                   "run the plan job again once GitHub answers")
+    try:
+        run = resp.json() if resp.status_code == 200 else None
+        seen = (str(run["path"]).partition("@")[0].removeprefix(f"{repo}/"), run["event"], run["head_branch"],
+                run["head_repository"]["full_name"]) if isinstance(run, dict) else None
+    except (ValueError, KeyError, TypeError):
+        seen = None
+    if seen is None:
+        raise D4CError(f"--previous-run {run_id}: GitHub answered {resp.status_code} for the run: "
+                       f"{redact(resp.text[:200])}", hint="the plan job needs `permissions: actions: read`")
+    if seen[0] != f".github/workflows/{workflow}" or seen[1] not in ("push", "workflow_dispatch") \
+            or seen[2] != branch or seen[3] != repo:
+        raise D4CError(f"--previous-run {run_id} is a {seen[1]} run of {seen[0]} on {seen[3]}:{seen[2]}, "
+                       f"not a run of {workflow} on {branch}", hint="a chained run takes the artifacts of "
+                       "the run that dispatched it (d4c chain passes its own GITHUB_RUN_ID)")
+
+
 def run(args: argparse.Namespace) -> int:
     body = {"ref": args.ref, "inputs": inputs(args)}
     repo = _env("GITHUB_REPOSITORY", REPO)
-    token = os.environ.get("GITHUB_TOKEN", "")
-    if not token:
-        raise D4CError("d4c chain: $GITHUB_TOKEN is not set", hint="pass ${{ github.token }} (actions: write)")
-    api = os.environ.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
-    url = f"{api}/repos/{repo}/actions/workflows/{args.workflow}/dispatches"
-    try:  # a POST is never re-sent by the session: a lost answer is reported, not a second run started
-        resp = http.session().post(url, json=body, headers={
-            "Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
-            "X-GitHub-Api-Version": "2022-11-28"})
-    except requests.RequestException as exc:
-        raise D4CError(f"d4c chain: dispatching {args.workflow} failed: {http.describe(exc)}",
-                       hint="check the Actions tab for a run of chunk "
-                            f"{args.chunk} before dispatching it by hand") from None
+    resp = _github("POST", f"/repos/{repo}/actions/workflows/{args.workflow}/dispatches",
+                   f"dispatching {args.workflow}", "check the Actions tab for a run of chunk "
+                   f"{args.chunk} before dispatching it by hand", json=body)
     if resp.status_code not in (200, 204):
         raise D4CError(f"d4c chain: dispatching {args.workflow} on {args.ref} answered {resp.status_code}: "
                        f"{redact(resp.text[:200])}",

@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --chunk K > 1: the run of chunk K-1, whose shards and images this one takes")
     parser.add_argument("--images", default="", metavar="JSON",
                         help="with --chunk K > 1: the image ids the run of chunk K-1 built ({id: sha256:...})")
+    parser.add_argument("--previous-run-of", default="", metavar="WORKFLOW@BRANCH",
+                        help="with --previous-run: check through GitHub's API ($GITHUB_TOKEN, actions: read) that "
+                             "it is a push or dispatch run of this workflow on this branch, not a pull request's")
     parser.add_argument("--commit", default="", metavar="SHA",
                         help="with --chunk: the commit a dispatched run was given; it must be HEAD, as 40 hex digits")
     parser.add_argument("--commit-on", default="", metavar="REF",
@@ -90,6 +93,10 @@ def _chained(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
         raise UsageError(f"--previous-run {args.previous_run[:40]!r}: not a workflow run id (digits)")
     if args.chunk > 1 and not args.previous_run:
         raise UsageError(f"--chunk {args.chunk} needs --previous-run (the run of chunk {args.chunk - 1})")
+    if args.previous_run and args.previous_run_of:
+        from d4c.commands.chain import check_previous_run
+
+        check_previous_run(args.previous_run, args.previous_run_of)
     head = commit_of(paths.repo_root(), args.head)
     _dispatched(args.commit, args.commit_on, head)
     data = {**for_run(data, args.chunk), "commit": head, "images": fanout.image_ids(args.images, "--images")}
