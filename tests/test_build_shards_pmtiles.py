@@ -25,6 +25,7 @@ from d4c.cli import main
 from d4c.errors import D4CError
 from d4c.recipe import load
 from pmtiles.reader import MmapSource, Reader, all_tiles
+from pmtiles.tile import zxy_to_tileid
 
 TEMPLATE = "ca_d4c_capitals"
 DS = "ca_test_tiled-features"
@@ -137,6 +138,15 @@ def test_hostile_parts_fail_in_one_line(tmp_path: Path) -> None:
         (tmp_path / "junk.pmtiles").write_bytes(junk)
         with pytest.raises(D4CError, match=why):
             reduce_pmtiles.finish([part._replace(path=tmp_path / "junk.pmtiles")], tmp_path / "x.pmtiles")
+    # Well-formed archives with hostile content: a tile that is not MVT, vector_layers not tippecanoe's.
+    tile_id = zxy_to_tileid(LEVEL, 0, 0)
+    meta = {"name": "tiles", "minzoom": "0", "vector_layers": []}
+    reduce_pmtiles.write_archive(tmp_path / "bad.pmtiles", [(tile_id, gzip.compress(b"\xff" * 9))], (0, 0, 0, 0), 0, meta)
+    with pytest.raises(D4CError, match=r"tile 2/0/0 of the shards' PMTiles is not a gzip MVT tile"):
+        reduce_pmtiles.finish([part._replace(path=tmp_path / "bad.pmtiles")], tmp_path / "x.pmtiles")
+    reduce_pmtiles.write_archive(tmp_path / "bad.pmtiles", [], (0, 0, 0, 0), 0, {**meta, "vector_layers": [{"id": 1}]})
+    with pytest.raises(D4CError, match=r"shard 1's PMTiles has metadata that is not .* vector_layers list"):
+        reduce_pmtiles.finish([part._replace(path=tmp_path / "bad.pmtiles")], tmp_path / "x.pmtiles")
     assert not (tmp_path / "x.pmtiles").exists()
 
 

@@ -155,9 +155,19 @@ def _read(path: Path, label: str) -> tuple[dict[str, Any], dict[str, Any]]:
     if header["tile_type"] != TileType.MVT or header["tile_compression"] != Compression.GZIP:
         raise _refuse(path, label, f"holds {header['tile_type'].name} tiles, {header['tile_compression'].name}, "
                       "not gzip MVT")
-    if not isinstance(meta, dict) or not isinstance(meta.get("vector_layers", []), list):
-        raise _refuse(path, label, "has metadata that is not a JSON object with a vector_layers list")
+    if not isinstance(meta, dict) or not _layers_ok(meta.get("vector_layers", [])):
+        raise _refuse(path, label, "has metadata that is not a JSON object with a vector_layers list of "
+                      "{id, minzoom, maxzoom, fields}")
     return header, meta
+
+
+def _layers_ok(layers: Any) -> bool:
+    """vector_layers as tippecanoe writes them: the merge reads these keys."""
+    return isinstance(layers, list) and all(
+        isinstance(v, dict) and isinstance(v.get("id"), str) and isinstance(v.get("fields", {}), dict)
+        and all(isinstance(k, str) and isinstance(t, str) for k, t in v.get("fields", {}).items())
+        and all(isinstance(v.get(k), int) and not isinstance(v.get(k), bool) for k in ("minzoom", "maxzoom"))
+        for v in layers)
 
 
 def _tiles(path: Path, label: str) -> Iterator[tuple[int, bytes]]:
@@ -246,6 +256,22 @@ def _placed(layer: dict[str, Any], dx: int, dy: int, extent: int) -> Any:
     return shapely.transform(_own(geoms, dx, dy, extent / 2), np.round)
 
 
+def _decode(tile_id: int, data: bytes) -> dict[str, Any]:
+    """A child tile's layers, or one line (a shard's tile that is not gzip MVT)."""
+    import mapbox_vector_tile
+
+    try:
+        layers = mapbox_vector_tile.decode(gzip.decompress(data), default_options={"y_coord_down": True})
+        if all(isinstance(v["extent"], int) and 0 < v["extent"] <= 1 << 16 for v in layers.values()):
+            return dict(layers)
+        why = "a layer extent outside 1..65536"
+    except Exception as exc:  # noqa: BLE001 - a hostile tile may fail the decoder in many ways
+        why = f"{type(exc).__name__}: {str(exc)[:100]}"
+    z, x, y = _zxy(tile_id)
+    raise D4CError(f"tile {z}/{x}/{y} of the shards' PMTiles is not a gzip MVT tile ({why})",
+                   hint="rebuild the shard that holds it")
+
+
 def rebuild(children: Sequence[tuple[int, bytes]]) -> bytes | None:
     """A parent tile (gzip MVT) from its children's (tile id, gzip MVT): every child feature
     scaled into the parent, cut to the child's quadrant, merged per layer; a feature equal in
@@ -253,8 +279,7 @@ def rebuild(children: Sequence[tuple[int, bytes]]) -> bytes | None:
     import mapbox_vector_tile
     import shapely
 
-    decoded = [(_zxy(t), mapbox_vector_tile.decode(gzip.decompress(d), default_options={"y_coord_down": True}))
-               for t, d in children]
+    decoded = [(_zxy(t), _decode(t, d)) for t, d in children]
     extents: dict[str, int] = {}
     for _, layers in decoded:
         for name, layer in layers.items():
