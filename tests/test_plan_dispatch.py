@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from d4c.cli import main
+from d4c.errors import D4CError
 from fakes.github_actions import FakeActions
 from test_chain import COMMIT, TOKEN, _declared, _release
 from test_plan import GIT, commit, repo  # noqa: F401 - the fixture
@@ -112,3 +113,13 @@ def test_the_previous_run_must_be_a_run_of_release_yml_on_the_branch(repo: Path,
                 assert code == 0, err
             else:
                 assert code in (1, 2) and said in err and len(err.splitlines()) == 1 and TOKEN not in err, err
+
+
+@pytest.mark.parametrize("folder", ["*", "ca_x.1", "Evil $(id)", "ca_x\n"])
+def test_a_dataset_folder_that_is_not_an_id_never_reaches_a_matrix(repo: Path, folder: str) -> None:  # noqa: F811
+    """`shard.${{ matrix.dataset }}.*` is a download pattern: a folder `*` would take every
+    dataset's shards; the plan refuses the name (a pull request's plan too)."""
+    from test_plan import change, recipe
+
+    with pytest.raises(D4CError, match=r"a dataset folder is named with a-z, 0-9, _ and - only"):
+        change(repo, {f"datasets/{folder}/recipe.yaml": recipe("ca_x")})

@@ -71,6 +71,11 @@ def jobs(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     in plan order, so a dataset's shards (at most 256) span at most two chunks: its image is
     built in the chunk of its first shard (`image_chunk`) and its reduce runs in the chunk of
     its last one, which then also takes the shards and image of the run before."""
+    named = next((r["dataset"] for r in rows if not DATASET_ID.match(r["dataset"])), None)
+    if named is not None:  # the plan takes ids from folder names; they reach names, paths and globs
+        raise D4CError(f"datasets/{named[:60]!r}: a dataset folder is named with a-z, 0-9, _ and - only (it "
+                       "becomes artifact names, download patterns and paths in the workflows)",
+                       hint="name the folder as the recipe's `id`; run `d4c validate`")
     sharded = [r for r in rows if r["shards"]]
     shard = _chunked([s for r in sharded for s in shard_rows(r)])
     first: dict[str, int] = {}
