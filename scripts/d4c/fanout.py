@@ -10,7 +10,7 @@ import json
 import re
 from typing import Any
 
-from d4c import schemas
+from d4c import schemas, semver
 from d4c.errors import D4CError
 
 IMAGE_ID = re.compile(r"^sha256:[0-9a-f]{64}\Z")  # a container image id (the config digest)
@@ -76,6 +76,11 @@ def jobs(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         raise D4CError(f"datasets/{named[:60]!r}: a dataset folder is named with a-z, 0-9, _ and - only (it "
                        "becomes artifact names, download patterns and paths in the workflows)",
                        hint="name the folder as the recipe's `id`; run `d4c validate`")
+    odd = next((r for r in rows if not semver.is_valid(r["version"])), None)
+    if odd is not None:  # the release job downloads the build to .d4c/build/<id>/v<version>
+        raise D4CError(f"datasets/{odd['dataset']}/recipe.yaml: version {odd['version'][:60]!r} is not SemVer "
+                       "(it becomes the release job's download path .d4c/build/<id>/v<version>)",
+                       hint="use MAJOR.MINOR.PATCH, e.g. 1.2.0; run `d4c validate`")
     sharded = [r for r in rows if r["shards"]]
     shard = _chunked([s for r in sharded for s in shard_rows(r)])
     first: dict[str, int] = {}
