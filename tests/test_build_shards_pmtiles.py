@@ -176,7 +176,7 @@ def test_tile_shards_equal_the_whole_build(repo_copy: Path, monkeypatch: pytest.
     monkeypatch.setenv("D4C_REPO", str(repo_copy))
     recipe = load(add_tiled(repo_copy) / "recipe.yaml")
     sharded, whole, again = repo_copy / "sharded", repo_copy / "whole", repo_copy / "again"
-    assert main(["build", DS, "--jobs", "2", "--out", str(sharded)]) == 0  # 3 shards in 2 processes, the reduce
+    assert main(["build", DS, "--jobs", str(COUNT), "--out", str(sharded)]) == 0  # the shards at once, the reduce
     assert main(["build", DS, "--whole", "--out", str(whole)]) == 0
     dirs = [repo_copy / f"s{n}" for n in range(1, COUNT + 1)]
     for n in reversed(range(1, COUNT + 1)):
