@@ -252,3 +252,65 @@ def test_the_reference_targets_config_in_the_docs_loads_and_keeps_the_journal_pr
     assert coop.source_key("ab" * 32) == f"dataforcanada/sources/sha256/ab/{'ab' * 32}"
     key = cfg.journal_key.format(id="ca_x", version="1.0.0")
     assert not [p for p in public_prefixes(make_target(by["dfc-store"], env), "ca_x") if key.startswith(p)]
+
+
+class _CountingServer:
+    """A real HTTP server that logs (method, path) and answers HEAD 200 and ranged GET 206,
+    except GET under /no-get/ (403): a server that lets anyone HEAD but not GET there."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.log: list[tuple[str, str]] = []
+        log = self.log
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+            def _answer(self, status: int, body: bytes) -> None:
+                log.append((self.command, self.path))
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def do_HEAD(self) -> None:
+                self._answer(200, b"")
+
+            def do_GET(self) -> None:
+                self._answer(403 if self.path.startswith("/no-get/") else 206, b"x")
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_each_public_url_costs_one_anonymous_request_and_the_release_files_a_ranged_get() -> None:
+    from d4c.release import reach
+
+    srv = _CountingServer()
+    try:
+        files = [f"{srv.url}/v1/{name}" for name in ("a.parquet", "a.parquet.torrent", "manifest.json")]
+        sources = [f"{srv.url}/sources/sha256/{c}{c}/{c * 64}" for c in "fea"]
+        assert reach.check_public({"t": files}, {"t": sources}) == []
+        heads = sorted(p for m, p in srv.log if m == "HEAD")
+        gets = sorted(p for m, p in srv.log if m == "GET")
+        assert heads == sorted(u.removeprefix(srv.url) for u in files + sources)  # each once
+        # the release files and the first raw source (sorted) are also read with a GET
+        assert gets == sorted(u.removeprefix(srv.url) for u in [*files, min(sources)])
+        # a release file that answers HEAD but not GET stops the release, in one line
+        errs = reach.check_public({"t": [*files, f"{srv.url}/no-get/b.parquet"]}, {"t": sources})
+        assert len(errs) == 1 and errs[0].line().startswith(
+            f"target 't' is declared public but {srv.url}/no-get/b.parquet answered 403 "
+            "to an anonymous ranged GET"), errs[0].line()
+    finally:
+        srv.close()

@@ -231,9 +231,9 @@ def _reachable(p: Plan, urls: dict[str, dict[str, str]], source_urls: dict[str, 
                kinds: tuple[str, ...] | None) -> None:
     """Anonymous reads of every public URL of these targets (`kinds`; None: the others)."""
     chosen = [t for t in p.targets if t.public and (t.kind in kinds if kinds else t.kind not in STORES)]
-    wanted = {t.name: [*urls[t.name].values(), *(u[t.name] for u in source_urls.values() if t.name in u)]
-              for t in chosen}
-    problems = reach.check_public(wanted)
+    problems = reach.check_public({t.name: list(urls[t.name].values()) for t in chosen},
+                                  {t.name: [u[t.name] for u in source_urls.values() if t.name in u]
+                                   for t in chosen})
     j = p.journal
     if kinds and j is not None and j.primary is not None and j.key is not None:
         leak = reach.check_private(j.primary.name, j.primary.public_url(j.key))
