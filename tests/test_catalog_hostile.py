@@ -17,6 +17,7 @@ import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from botocore.config import Config
 from catalog_factory import make_record
 from d4c.catalog import append_record, build_catalog, metadata_from
 from d4c.catalog import thrift_compact as tc
@@ -30,6 +31,7 @@ META = metadata_from(None)
 # parquet.thrift: FileMetaData.row_groups, RowGroup.columns, ColumnChunk.meta_data,
 # ColumnMetaData.data_page_offset / dictionary_page_offset
 ROW_GROUPS, COLUMNS, META_DATA, DATA_PAGE, DICT_PAGE = 4, 1, 3, 9, 11
+BUCKET = "hostile-catalog"  # not another test file's: moto's in-process state is shared
 
 
 def _field(fields: list[Any], fid: int) -> list[Any]:
@@ -132,8 +134,11 @@ def s3() -> Iterator[Any]:
     host, port = server.get_host_and_port()
     client = boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1",
                           aws_access_key_id="test", aws_secret_access_key="test")
-    client.create_bucket(Bucket="catalog")
+    client.create_bucket(Bucket=BUCKET)
     yield client
+    for obj in client.list_objects_v2(Bucket=BUCKET).get("Contents", []):  # moto's state outlives its server
+        client.delete_object(Bucket=BUCKET, Key=obj["Key"])
+    client.delete_bucket(Bucket=BUCKET)
     server.stop()
 
 
@@ -144,11 +149,11 @@ def test_a_corrupt_catalog_on_s3_is_one_line_and_left_as_it_was(catalog: Path, s
                 f[2] = 10**9
 
     _crafted(catalog, beyond)
-    s3.put_object(Bucket="catalog", Key="c.parquet", Body=catalog.read_bytes())
-    with pytest.raises(D4CError, match="s3://catalog/c.parquet: the catalog does not read"):
-        append_record(make_record("ca_a", "1.1.0"), "s3://catalog/c.parquet", metadata=META, s3_client=s3)
-    assert s3.get_object(Bucket="catalog", Key="c.parquet")["Body"].read() == catalog.read_bytes()
-    assert s3.list_objects_v2(Bucket="catalog")["KeyCount"] == 1
+    s3.put_object(Bucket=BUCKET, Key="c.parquet", Body=catalog.read_bytes())
+    with pytest.raises(D4CError, match=f"s3://{BUCKET}/c.parquet: the catalog does not read"):
+        append_record(make_record("ca_a", "1.1.0"), f"s3://{BUCKET}/c.parquet", metadata=META, s3_client=s3)
+    assert s3.get_object(Bucket=BUCKET, Key="c.parquet")["Body"].read() == catalog.read_bytes()
+    assert s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == 1
 
 
 class _Lying(_RangeHandler):
@@ -209,3 +214,15 @@ def test_a_local_file_that_is_not_a_catalog_is_one_line_for_query(tmp_path: Path
     assert main(["catalog", "query", "--catalog", str(path)]) == 1
     err = capsys.readouterr().err.strip()
     assert f"{path} is not a catalog file" in err and said in err and len(err.splitlines()) == 1, err
+
+
+def test_an_s3_endpoint_that_goes_away_is_one_line() -> None:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    client = boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1",
+                          aws_access_key_id="test", aws_secret_access_key="test",
+                          config=Config(retries={"max_attempts": 1}, connect_timeout=2))
+    server.stop()
+    with pytest.raises(D4CError, match=rf"cannot append to s3://{BUCKET}/c.parquet: Could not connect to the endpoint"):
+        append_record(make_record("ca_a", "1.1.0"), f"s3://{BUCKET}/c.parquet", metadata=META, s3_client=client)

@@ -251,8 +251,14 @@ def append_record(record: Record, target_or_path: str | Path, *, metadata: Metad
     meta = metadata or metadata_from(_repo_or_none())
     dest = str(target_or_path)
     if dest.startswith("s3://"):
-        with _readable(dest):
-            _append_s3(record, dest, meta, s3_client, attempts)
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            with _readable(dest):
+                _append_s3(record, dest, meta, s3_client, attempts)
+        except BotoCoreError as exc:  # the endpoint is down or unreachable, mid-read or mid-write
+            raise D4CError(f"cannot append to {dest}: {exc}", hint="check the S3 endpoint and network, then "
+                           "append again (the catalog object changes only by its one conditional put)") from None
     elif "://" in dest:
         raise D4CError(f"cannot append to {dest}", hint="use a local path or an s3:// URL")
     else:

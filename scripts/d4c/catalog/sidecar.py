@@ -103,11 +103,11 @@ def side_key(key: str) -> str:
 
 def beside_s3(client: Any, bucket: str, key: str) -> Fetch:
     def fetch() -> bytes | None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return bytes(client.get_object(Bucket=bucket, Key=side_key(key))["Body"].read())
-        except ClientError:  # none there (or unreadable): recomputed from the items
+        except (ClientError, BotoCoreError):  # none there, unreadable or unreachable: recomputed from the items
             return None
     return fetch
 
