@@ -34,8 +34,10 @@ def make_repo(root: Path, n: int) -> str:
         (d / "recipe.yaml").write_text(
             f"id: ca_bench_{i:05d}\nversion: 1.0.0\nsources:\n  - name: s\n    url: https://example.org/{i}.csv\n"
             f"    sha256: {i:064x}\ntransform:\n  python: transform.py:build\n")
-        (d / "transform.py").write_text("from _shared import geo\nfrom . import local\n\ndef build(ctx):\n    geo.f()\n")
-        (d / "local.py").write_text("X = 1\n")
+        # each its own bytes, as real transforms are (d4c plan parses a module's bytes once)
+        (d / "transform.py").write_text(f"from _shared import geo\nfrom . import local\n\nID = {i}\n\n"
+                                        "def build(ctx):\n    geo.f()\n")
+        (d / "local.py").write_text(f"X = {i}\n")
     shared = root / "datasets" / "_shared"
     shared.mkdir()
     (shared / "__init__.py").write_text("")

