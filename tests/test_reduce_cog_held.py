@@ -37,3 +37,23 @@ def test_a_part_outside_its_shards_tiles_fails_the_reduce(tmp_path: Path) -> Non
 
     with rasterio.open(tmp_path / "out.tif") as src:
         assert (src.width, src.height) == (890, 420) and int(src.read(1).min()) == 1
+
+
+def test_a_part_that_is_not_a_geotiff_fails_the_reduce(tmp_path: Path) -> None:
+    """A transform writes its part files' bytes: a VRT there would make GDAL, in the reduce (outside
+    the sandbox), read any file of the machine into the artifact. Parts open as GeoTIFF only."""
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"SECRET-" * 100)
+    vrt = _part(tmp_path / "p.part-0001.tif", 0, 0, 10, 10)
+    vrt.write_text(
+        f'<VRTDataset rasterXSize="10" rasterYSize="10"><SRS>EPSG:4326</SRS>'
+        f'<GeoTransform>-141.0, 0.1, 0.0, 83.5, 0.0, -0.1</GeoTransform>'
+        f'<VRTRasterBand dataType="UInt16" band="1" subClass="VRTRawRasterBand"><ColorInterp>Gray</ColorInterp>'
+        f'<SourceFilename relativetoVRT="0">{secret}</SourceFilename><ImageOffset>0</ImageOffset>'
+        f'<PixelOffset>2</PixelOffset><LineOffset>20</LineOffset></VRTRasterBand></VRTDataset>')
+    junk = tmp_path / "q.part-0001.tif"
+    junk.write_bytes(b"not a tiff")
+    for part in (vrt, junk):
+        with pytest.raises(D4CError, match=rf"shard 1's {part.name} is not a GeoTIFF"):
+            reduce_cog.mosaic(None, [ShardFile(1, part)], tmp_path / "out.tif")
+        assert not (tmp_path / "out.tif").exists()

@@ -88,6 +88,20 @@ def write_parts(artifact: Path, pairs: Iterable[tuple[Any, Any]], *, transform: 
             mosaic_parts(written, artifact)
 
 
+def open_part(label: str, path: Path) -> Any:
+    """A part as GDAL's GTiff driver reads it, and no other: a part is a shard's file, written by
+    the transform, and GDAL would open a VRT in its place that reads any file of the reducing
+    machine (or a URL) into the artifact. The VRT of the mosaic then reopens these same bytes."""
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    try:
+        return rasterio.open(path, driver="GTiff")
+    except RasterioIOError:
+        raise D4CError(f"{label} is not a GeoTIFF", hint="rebuild that shard with `d4c build ID --shard N/M`: "
+                       "its parts are the GeoTIFFs ctx.write_cog writes") from None
+
+
 class Placed(NamedTuple):
     label: str  # "shard 2's part ..." for messages
     path: Path
@@ -106,12 +120,10 @@ def _grid(label: str, src: Any) -> tuple[Any, ...]:
 
 def place(parts: list[tuple[str, Path]]) -> tuple[list[Placed], dict[str, Any]]:
     """Every part's window on the common grid, checked; and the grid (origin, size, facts)."""
-    import rasterio
-
     facts: list[tuple[Any, ...]] = []
     origins = []
     for label, path in parts:
-        with rasterio.open(path) as src:
+        with open_part(label, path) as src:
             facts.append(_grid(label, src))
             origins.append((src.transform.c, src.transform.f, src.height, src.width))
         if facts[-1] != facts[0]:
@@ -201,11 +213,9 @@ def mosaic(output: Any, shard_files: list[Any], dest: Path) -> None:
 
 
 def _check_held(label: str, path: Path, tiles: Any, shard: int) -> None:
-    import rasterio
-
     from d4c.build import tiles as tile_math
 
-    with rasterio.open(path) as src:
+    with open_part(label, path) as src:
         inside = tile_math.held(tiles, src.transform, src.width, src.height)
     if not inside:
         raise D4CError(f"{label} reaches outside shard {shard}'s tiles",
