@@ -23,7 +23,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from d4c import canonical
+from d4c import canonical, schemas
 from d4c.atomic import atomic_write
 from d4c.build import limits as lim
 from d4c.build import manifest as mf
@@ -292,6 +292,8 @@ def read_shard_manifest(path: Path, hashed: list[str] | None = None) -> dict[str
     if not isinstance(doc, dict) or doc.get("shard_manifest_version") != SHARD_MANIFEST_VERSION:
         raise D4CError(f"{path}: not a shard manifest (version {SHARD_MANIFEST_VERSION})",
                        hint="pass the folders `d4c build ID --shard N/M --out DIR` wrote")
+    # every field the reduce reads has its type before it is read (a shard folder is untrusted input)
+    schemas.check("shard-manifest", doc, what="the shard manifest", where=str(path), hint="rebuild the shard")
     if hashed is not None:
         hashed.append(hashlib.sha256(raw).hexdigest())
     return doc

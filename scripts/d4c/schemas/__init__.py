@@ -7,6 +7,7 @@ installed wheel all check documents against the schemas of the code that runs.
 
     recipe           a dataset's recipe.yaml (d4c validate)
     manifest         a build's manifest.json
+    shard-manifest   a shard's shard.json, read by the reduce (docs/scale.md)
     release          a release record, releases/<id>/<version>.json
     targets          the targets config of d4c release
     stac-extensions  the offline checks of the STAC extension fields the catalog uses
@@ -28,7 +29,7 @@ from jsonschema.validators import Draft202012Validator, validator_for
 
 from d4c.errors import D4CError
 
-NAMES = ("recipe", "manifest", "release", "targets", "stac-extensions", "stac-d4c",
+NAMES = ("recipe", "manifest", "shard-manifest", "release", "targets", "stac-extensions", "stac-d4c",
          "stac-d4c-v1.0.0")
 
 
