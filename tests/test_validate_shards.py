@@ -28,6 +28,7 @@ def grid_copy(root: Path, old: str, new: str) -> Path:
     ("  method: mosaic\n", "  method: concat\n", "`reduce: {method: concat}` cannot merge the output(s) distance (cog)"),
     ("  - name: distance\n    format: cog\n", "  - name: distance\n    format: pmtiles\n",
      "`reduce: {method: mosaic}` cannot merge the output(s) distance (pmtiles)"),
+    ("  by: tile\n", "  by: source_file\n", "`shards.level` is for `by: tile` only; this recipe partitions by source_file"),
     ("  method: mosaic\n", "  method: by_format\n", None),
 ])
 def test_shard_spec_refused_at_review(tmp_path: Path, old: str, new: str, says: str | None) -> None:
@@ -38,7 +39,7 @@ def test_shard_spec_refused_at_review(tmp_path: Path, old: str, new: str, says: 
     if says:
         assert says in shards[0].message and "(hint" not in shards[0].message
         text = (tmp_path / "datasets" / GRID.name / "recipe.yaml").read_text(encoding="utf-8")
-        assert text.splitlines()[shards[0].line - 1].startswith("shards:")
+        assert text.splitlines()[shards[0].line - 1].lstrip().startswith(("shards:", "level:"))
 
 
 def test_schema_errors_first(tmp_path: Path) -> None:

@@ -15,6 +15,11 @@ from d4c.validate.context import Context
 def check_shards(ctx: Context) -> None:
     if not isinstance(ctx.data.get("shards"), dict) or any(f.lint.startswith("D4C2") for f in ctx.found):
         return  # no shards, or a shape the schema already reports (the spec cannot be read)
+    spec = ctx.data["shards"]
+    for key, by in (("level", "tile"), ("key", "row_range")):  # ignored by the other partitions
+        if key in spec and spec.get("by") != by:
+            ctx.add("D4C608", ("shards", key), f"`shards.{key}` is for `by: {by}` only; this recipe "
+                    f"partitions by {spec.get('by')} and would ignore it (remove it, or use `by: {by}`)", key=True)
     from d4c.build import shards  # imported here: it loads the build's libraries (pyarrow)
 
     try:

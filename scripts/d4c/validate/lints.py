@@ -205,11 +205,13 @@ _ALL = [
        "Point `environment` at an existing file such as `docker/Dockerfile`."),
     _l("D4C608", "shards", "error", "The `shards:` and `reduce:` spec is one every build refuses: an "
        "output without a reducer of `reduce.method`, PMTiles without `by: tile`, `by: tile` without "
-       "`spatial.bbox`, or a `shards.level` that puts more than 65,536 tiles over the bbox.",
+       "`spatial.bbox`, or a `shards.level` that puts more than 65,536 tiles over the bbox; or a "
+       "`shards.level` (`key`) that a partition other than `by: tile` (`row_range`) would ignore.",
        "The build checks the spec when it starts; caught here, the plan does not fan the recipe out "
-       "into shard jobs that all fail the same way.",
+       "into shard jobs that all fail the same way. A key the partition ignores is a mistake that "
+       "nothing else would report.",
        "Follow the hint: `method: by_format` for outputs of several formats, `by: tile` for PMTiles, "
-       "declare `spatial.bbox`, or lower `shards.level` (docs/scale.md)."),
+       "declare `spatial.bbox`, lower `shards.level`, or drop the key the partition ignores (docs/scale.md)."),
 ]
 
 LINTS: dict[str, Lint] = {lint.id: lint for lint in _ALL}
