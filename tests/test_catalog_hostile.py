@@ -29,8 +29,8 @@ from test_catalog_query import _RangeHandler
 
 META = metadata_from(None)
 # parquet.thrift: FileMetaData.row_groups, RowGroup.columns, ColumnChunk.meta_data,
-# ColumnMetaData.data_page_offset / dictionary_page_offset
-ROW_GROUPS, COLUMNS, META_DATA, DATA_PAGE, DICT_PAGE = 4, 1, 3, 9, 11
+# ColumnMetaData.data_page_offset / dictionary_page_offset / statistics
+ROW_GROUPS, COLUMNS, META_DATA, DATA_PAGE, DICT_PAGE, STATISTICS = 4, 1, 3, 9, 11, 12
 BUCKET = "hostile-catalog"  # not another test file's: moto's in-process state is shared
 
 
@@ -226,3 +226,22 @@ def test_an_s3_endpoint_that_goes_away_is_one_line() -> None:
     server.stop()
     with pytest.raises(D4CError, match=rf"cannot append to s3://{BUCKET}/c.parquet: Could not connect to the endpoint"):
         append_record(make_record("ca_a", "1.1.0"), f"s3://{BUCKET}/c.parquet", metadata=META, s3_client=client)
+
+
+def test_statistics_that_hide_a_datasets_rows_lose_no_version(catalog: Path) -> None:
+    """Group 1 holds ca_d's two versions but its `collection` statistics say ca_c: an append
+    to ca_d would re-link none of them and drop both. It stops in one line instead."""
+    pf = pq.ParquetFile(catalog)
+    col = next(i for i in range(pf.metadata.num_columns) if pf.metadata.schema.column(i).path == "collection")
+
+    def lie(footer: list[Any]) -> None:
+        stats = _field(_field(_field(_groups_of(footer)[1], COLUMNS)[2][1][col], META_DATA)[2], STATISTICS)[2]
+        for f in stats:
+            if f[0] in (1, 2, 5, 6):  # max, min, max_value, min_value
+                f[2] = b"ca_c"
+
+    _crafted(catalog, lie)
+    want = catalog.read_bytes()
+    with pytest.raises(D4CError, match="the catalog's row group statistics hide rows of ca_d: 2 in the file, 0 "):
+        append_record(make_record("ca_d", "1.2.0"), catalog, metadata=META)
+    assert catalog.read_bytes() == want

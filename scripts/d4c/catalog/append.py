@@ -67,10 +67,11 @@ def _datasets(pf: pq.ParquetFile, read: dict[int, pa.Table],
 
 
 def _merged(pf: pq.ParquetFile | None, read: dict[int, pa.Table], cid: str,
-            rows: pa.Table, groups: range | None = None) -> Iterator[pa.Table]:
+            rows: pa.Table, seen: int, groups: range | None = None) -> Iterator[pa.Table]:
     """The file's datasets in order (or those of `groups`), with `cid`'s rows replaced by
-    (or added as) `rows`."""
-    placed = False
+    (or added as) `rows`; the `seen` rows of `cid` that were re-linked must be all it drops
+    (statistics that hide some of its rows would lose those versions)."""
+    placed, dropped = False, 0
     for old in _datasets(pf, read, groups) if pf is not None else ():
         name = old["collection"][0].as_py()
         if not placed and name >= cid:
@@ -78,8 +79,13 @@ def _merged(pf: pq.ParquetFile | None, read: dict[int, pa.Table], cid: str,
             placed = True
         if name != cid:
             yield old
+        else:
+            dropped += old.num_rows
     if not placed:
         yield rows
+    if dropped != seen:
+        raise D4CError(f"the catalog's row group statistics hide rows of {cid}: {dropped} in the file, "
+                       f"{seen} where they say", hint="regenerate it from releases/ with `d4c catalog build`")
 
 
 def _linked(pf: pq.ParquetFile | None, record: Record, metadata: Metadata,
@@ -111,6 +117,7 @@ def rewrite(source: Any, record: Record, metadata: Metadata, dest: Path,
         linked = _linked(pf, record, metadata, read)
         rows = items_to_table(linked)
     cid = linked[0]["collection"]
+    seen = sum(int(pc.sum(pc.equal(t["collection"], cid)).as_py() or 0) for t in read.values())
     old_schema = pf.schema_arrow if pf is not None and pf.metadata.num_rows else rows.schema
     schema = widen(old_schema, keys_of_items(linked))
     colls = _collections(pf, fetch) if pf is not None else {}
@@ -120,11 +127,11 @@ def rewrite(source: Any, record: Record, metadata: Metadata, dest: Path,
     if span is not None:
         groups = range(span[0], span[1] + 1)
         datasets = (t if t.schema == schema else conform(t, schema)
-                    for t in _merged(pf, read, cid, rows, groups))
+                    for t in _merged(pf, read, cid, rows, seen, groups))
         if splice.splice(source, pf, span, datasets, schema, colls, dest):  # type: ignore[arg-type]
             return True
     with catalog_writer(dest, schema) as writer:
-        for table in _merged(pf, read, cid, rows):
+        for table in _merged(pf, read, cid, rows, seen):
             writer.add(table if table.schema == schema else conform(table, schema))
         writer.collections = colls
     return False
