@@ -241,3 +241,36 @@ def test_pmtiles_outputs_need_tile_shards(tmp_path: Path) -> None:
         "outputs:\n  - name: t\n    format: pmtiles\n", encoding="utf-8")
     with pytest.raises(D4CError, match=r"PMTiles outputs \(t\) need `shards: \{by: tile\}`"):
         shards.spec_of(load(tmp_path / "recipe.yaml"))
+
+
+def test_bombs_and_loops_in_a_part_fail_in_one_line(tmp_path: Path) -> None:
+    """A shard's transform is untrusted and the reduce runs outside its sandbox: a tile that
+    inflates past the limit, and a leaf directory that points back at itself, are one line."""
+    from pmtiles.tile import Compression, Entry, TileType, serialize_directory, serialize_header
+
+    tiles = reduce_pmtiles.TileSet.of([(LEVEL, 0, 0)])
+    bomb = gzip.compress(bytes(reduce_pmtiles.MAX_TILE_BYTES + 1), compresslevel=9, mtime=0)
+    assert len(bomb) < 100_000
+    meta = {"name": "tiles", "minzoom": "0", "vector_layers": []}
+    path = tmp_path / "bomb.pmtiles"
+    reduce_pmtiles.write_archive(path, [(zxy_to_tileid(LEVEL, 0, 0), bomb)], (0, 0, 0, 0), 0, meta)
+    with pytest.raises(D4CError, match=r"tile 2/0/0 of the shards' PMTiles is not a gzip MVT tile "
+                                       r"\(ValueError: the tile inflates past 64 MiB\)"):
+        reduce_pmtiles.finish([reduce_pmtiles.Part("shard 1", path, tiles)], tmp_path / "x.pmtiles")
+    # A root directory whose one entry is a leaf: the leaf area holds that same directory.
+    size = 0
+    while len(root := serialize_directory([Entry(zxy_to_tileid(LEVEL, 0, 0), 0, size, 0)])) != size:
+        size = len(root)  # the entry's length is the directory's own (gzip of a few bytes: a fixed point)
+    body = gzip.compress(json.dumps(meta).encode(), mtime=0)
+    head = {"root_offset": 127, "root_length": len(root), "metadata_offset": 127 + len(root),
+            "metadata_length": len(body), "leaf_directory_offset": 127, "leaf_directory_length": len(root),
+            "tile_data_offset": 127 + len(root) + len(body), "tile_data_length": 0,
+            "addressed_tiles_count": 0, "tile_entries_count": 0, "tile_contents_count": 0, "clustered": True,
+            "internal_compression": Compression.GZIP, "tile_compression": Compression.GZIP,
+            "tile_type": TileType.MVT, "min_zoom": 0, "max_zoom": 3, "min_lon_e7": 0, "min_lat_e7": 0,
+            "max_lon_e7": 0, "max_lat_e7": 0, "center_zoom": 0, "center_lon_e7": 0, "center_lat_e7": 0}
+    loop = tmp_path / "loop.pmtiles"
+    loop.write_bytes(serialize_header(head) + root + body)
+    with pytest.raises(D4CError, match=r"shard 1's PMTiles is unreadable \(ValueError: directories nest deeper"):
+        reduce_pmtiles.finish([reduce_pmtiles.Part("shard 1", loop, tiles)], tmp_path / "x.pmtiles")
+    assert not (tmp_path / "x.pmtiles").exists()

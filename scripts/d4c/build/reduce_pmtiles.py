@@ -37,6 +37,29 @@ TILE_ARGS = ("--force", "--quiet", "--no-progress-indicator", "--drop-rate=1")
 BIG = 1e9  # "no bound" for a clip in tile units
 # Metadata keys the parts of one build must agree on (they come from the same call).
 SHARED_KEYS = ("name", "description", "format", "type", "version", "generator", "generator_options", "minzoom")
+# Bounds on what a shard's archive may inflate to: a shard's transform is untrusted and the
+# reduce runs outside its sandbox, so a gzip bomb must fail in one line, not fill memory.
+# tippecanoe keeps a tile under 500 KB gzipped; these leave ample room above real data.
+MAX_TILE_BYTES = 64 << 20
+MAX_DIRECTORY_BYTES = 64 << 20
+MAX_METADATA_BYTES = 16 << 20
+MAX_DIRECTORY_DEPTH = 4  # root and leaves; PMTiles writers use one leaf level
+
+
+def gunzip(data: bytes, limit: int, what: str) -> bytes:
+    """`data` inflated, refusing more than `limit` bytes or a stream that does not end."""
+    import zlib
+
+    inflate = zlib.decompressobj(wbits=31)
+    try:
+        out = inflate.decompress(data, limit + 1)
+    except zlib.error as exc:
+        raise ValueError(f"{what} is not gzip ({exc})") from None
+    if len(out) > limit or inflate.unconsumed_tail:
+        raise ValueError(f"{what} inflates past {limit >> 20} MiB")
+    if not inflate.eof:
+        raise ValueError(f"{what} is a truncated gzip stream")
+    return out
 
 
 @dataclass(frozen=True)
@@ -147,7 +170,8 @@ def _read(path: Path, label: str) -> tuple[dict[str, Any], dict[str, Any]]:
             header: dict[str, Any] = dict(deserialize_header(head))
             fh.seek(header["metadata_offset"])
             raw = fh.read(header["metadata_length"])
-        meta = json.loads(gzip.decompress(raw) if header["internal_compression"] == Compression.GZIP else raw)
+        meta = json.loads(gunzip(raw, MAX_METADATA_BYTES, "the metadata")
+                          if header["internal_compression"] == Compression.GZIP else raw)
     except (MagicNumberNotFound, SpecVersionUnsupported):
         raise _refuse(path, label, "is not a PMTiles v3 archive") from None
     except Exception as exc:  # noqa: BLE001 - any fault of a hostile file is one line
@@ -174,22 +198,41 @@ def _tiles(path: Path, label: str) -> Iterator[tuple[int, bytes]]:
     """(tile id, bytes) in tile-id order, each id once, or one line."""
     import mmap
 
-    from pmtiles.reader import all_tiles
-    from pmtiles.tile import zxy_to_tileid
+    from pmtiles.tile import deserialize_header
 
     last = -1
     try:
         with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as view:
-            for zxy, data in all_tiles(lambda offset, length: view[offset:offset + length]):
-                tile_id = zxy_to_tileid(*zxy)
+            header = deserialize_header(view[0:127])
+            for tile_id, data in _walk(view, header, header["root_offset"], header["root_length"], 0):
                 if tile_id <= last:
-                    raise _refuse(path, label, f"lists tile {'/'.join(map(str, zxy))} out of order or twice")
+                    raise _refuse(path, label, f"lists tile {'/'.join(map(str, _zxy(tile_id)))} out of order or twice")
                 last = tile_id
                 yield tile_id, data
     except D4CError:
         raise
     except Exception as exc:  # noqa: BLE001 - a corrupt directory may fail in many ways
         raise _refuse(path, label, f"is unreadable ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
+def _walk(view: Any, header: Any, offset: int, length: int, depth: int) -> Iterator[tuple[int, bytes]]:
+    """pmtiles.reader.traverse with bounds: each directory inflated under a limit, leaves at
+    most MAX_DIRECTORY_DEPTH deep (a leaf that points back at itself ends in one line)."""
+    from pmtiles.tile import Compression, deserialize_directory
+
+    if depth > MAX_DIRECTORY_DEPTH:
+        raise ValueError(f"directories nest deeper than {MAX_DIRECTORY_DEPTH} levels")
+    raw = view[offset:offset + length]
+    if header["internal_compression"] != Compression.GZIP:
+        raise ValueError("its directories are not gzip-compressed (tippecanoe's are)")
+    gunzip(raw, MAX_DIRECTORY_BYTES, "a directory")  # checked bounded; the parser inflates it again
+    for entry in deserialize_directory(raw):
+        if entry.run_length > 0:
+            data = view[header["tile_data_offset"] + entry.offset:header["tile_data_offset"] + entry.offset + entry.length]
+            for i in range(entry.run_length):
+                yield entry.tile_id + i, data
+        else:
+            yield from _walk(view, header, header["leaf_directory_offset"] + entry.offset, entry.length, depth + 1)
 
 
 def _checked(part: Part) -> Iterator[tuple[int, str, bytes]]:
@@ -261,7 +304,7 @@ def _decode(tile_id: int, data: bytes) -> dict[str, Any]:
     import mapbox_vector_tile
 
     try:
-        layers = mapbox_vector_tile.decode(gzip.decompress(data), default_options={"y_coord_down": True})
+        layers = mapbox_vector_tile.decode(gunzip(data, MAX_TILE_BYTES, "the tile"), default_options={"y_coord_down": True})
         if all(isinstance(v["extent"], int) and 0 < v["extent"] <= 1 << 16 for v in layers.values()):
             return dict(layers)
         why = "a layer extent outside 1..65536"
