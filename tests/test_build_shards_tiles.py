@@ -148,7 +148,9 @@ def test_the_raster_demo_sharded_whole_and_reversed_give_the_same_cog(
     for i, folder in zip((2, 1), folders):  # one at a time, the last first
         assert main(["build", DEMO, "--shard", f"{i}/2", "--out", str(folder)]) == 0
     again = repo_copy / "again"
+    capsys.readouterr()
     assert main(["build", DEMO, "--reduce", *map(str, folders), "--out", str(again)]) == 0
+    assert f"{DEMO}_v1.0.0.tif  sha256:" in (out := capsys.readouterr().out) and " rows" not in out  # was "None rows"
     assert _tif(sharded) == _tif(whole) == _tif(again) == _unsharded_bytes(repo_copy, tmp_path)
     assert (again / "manifest.json").read_bytes() == (sharded / "manifest.json").read_bytes()
     with rasterio.open(next(sharded.glob("*.tif"))) as src:

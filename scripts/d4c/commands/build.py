@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from d4c import paths, recipe
 from d4c.build import BuildOptions, build, build_twice, shard_check, shard_reduce, shards
@@ -73,12 +74,17 @@ def run(args: argparse.Namespace) -> int:
     sharded = rec.shards is not None and not args.whole
     check = shard_check.check_local if sharded else build_twice
     manifest = (check if args.check else build)(rec, root, Path(out), opts)
-    for o in manifest["outputs"]:
-        rows = "" if o["rows"] is None else f"  {o['rows']} rows"
-        print(f"{o['file']}  sha256:{o['sha256']}  {o['size']} bytes{rows}")
+    print_outputs(manifest)
     note = f"; identical in both builds (result: {check_result_path(Path(out).absolute())})" if args.check else ""
     print(f"built {rec.id} v{rec.version} with the {args.runner} runner into {out}{note}")
     return 0
+
+
+def print_outputs(manifest: dict[str, Any]) -> None:
+    """One line per artifact; rows only for the formats that have them (not PMTiles or COG)."""
+    for o in manifest["outputs"]:
+        rows = "" if o["rows"] is None else f"  {o['rows']} rows"
+        print(f"{o['file']}  sha256:{o['sha256']}  {o['size']} bytes{rows}")
 
 
 def expect_image(root: Path, rec: recipe.Recipe, archive: Path, want: str) -> None:
@@ -107,8 +113,7 @@ def _shard_or_reduce(args: argparse.Namespace, rec: recipe.Recipe, root: Path, o
         return 0
     merge = shard_check.check_reduce if args.check else shard_reduce.reduce
     manifest = merge(rec, root, list(args.reduce), out, opts)
-    for o in manifest["outputs"]:
-        print(f"{o['file']}  sha256:{o['sha256']}  {o['size']} bytes  {o['rows']} rows")
+    print_outputs(manifest)
     note = f"; a seeded subset rebuilt twice, identical (result: {check_result_path(out.absolute())})" \
         if args.check else ""
     print(f"reduced {len(args.reduce)} shards of {rec.id} v{rec.version} into {out}{note}")
