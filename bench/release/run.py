@@ -8,14 +8,20 @@ release publishes N + 5 objects (the sources, the artifact, its torrent, the man
 provenance and the bundle). Two sizes, interleaved; the slope between them is the cost per
 object, the intercept the fixed cost.
 
+Beside each release, a bare loop sends moto the requests d4c makes per object, with boto3 and
+requests and nothing else, on as many threads: the plan's signed HEAD (absent), the
+conditional PUT with our checksums and metadata, the anonymous HEAD of the reach check. Its
+slope is moto's own cost per object on this machine; d4c's overhead is the difference.
+
     .venv/bin/python bench/release/run.py [--small 20] [--large 200] [--rounds 3] [--slots 8]
 
-Prints min and median of N per size, the load average, and the per-object figure
-(goal: <= 5 ms per object beyond the fixed cost for 200 objects).
+Prints min and median of N per size, the load average, and the per-object figures of d4c
+and of the bare loop (goal: <= 5 ms per object beyond the fixed cost for 200 objects).
 """
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import os
@@ -26,7 +32,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = "ca_d4c_capitals"
@@ -109,6 +117,55 @@ def public_bucket(client: object, name: str) -> None:
             "Resource": [f"arn:aws:s3:::{name}/data/*"]}]}))
 
 
+def bare(endpoint: str, bucket: str, n: int, slots: int) -> float:
+    """Seconds for moto to answer d4c's per-object requests for n objects, sent bare (a boto3
+    client set up as d4c's s3 target sets up its own)."""
+    import boto3
+    import requests
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="a",
+                          aws_secret_access_key="b", config=Config(
+                              s3={"addressing_style": "path", "payload_signing_enabled": False},
+                              max_pool_connections=slots + 2, request_checksum_calculation="when_required",
+                              response_checksum_validation="when_required"))
+
+    keys = [f"data/sources/sha256/{i:04d}" for i in range(n)]
+    anon = requests.Session()
+    anon.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=slots + 2))
+
+    def head(key: str) -> None:
+        try:
+            client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        except ClientError:
+            pass
+
+    def put(key: str) -> None:
+        data = f"raw source {key}\n".encode()
+        sha, md5 = hashlib.sha256(data).digest(), hashlib.md5(data).digest()
+        client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*",
+                          Metadata={"sha256": sha.hex(), "md5": md5.hex(), "size": str(len(data))},
+                          ChecksumAlgorithm="SHA256", ChecksumSHA256=base64.b64encode(sha).decode(),
+                          ContentMD5=base64.b64encode(md5).decode())
+
+    def reach(key: str) -> None:
+        anon.head(f"{endpoint}/{bucket}/{key}").raise_for_status()
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(slots) as pool:
+        for step in (head, put, reach):  # phase by phase, as the release: plan, upload, reach
+            list(pool.map(step, keys))
+    return time.perf_counter() - start
+
+
+def slope(times: dict[int, list[float]], objects: dict[int, int], pick: Any) -> tuple[float, float]:
+    """(seconds per object, fixed seconds) between the two sizes."""
+    small, large = sorted(times)
+    per = (pick(times[large]) - pick(times[small])) / (objects[large] - objects[small])
+    return per, pick(times[small]) - per * objects[small]
+
+
 def config(path: Path, endpoint: str, bucket: str, slots: int) -> Path:
     path.write_text(
         "journal: {target: s3}\ntargets:\n  - name: s3\n    kind: s3\n"
@@ -145,6 +202,7 @@ def main() -> int:
             client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                                   aws_access_key_id="a", aws_secret_access_key="b")
             times: dict[int, list[float]] = {n: [] for n in sizes}
+            floor: dict[int, list[float]] = {n: [] for n in sizes}
             objects: dict[int, int] = {}
             for r in range(args.rounds):
                 for n in sizes:
@@ -158,6 +216,8 @@ def main() -> int:
                     times[n].append(time.perf_counter() - start)
                     keys = client.list_objects_v2(Bucket=bucket).get("Contents", [])
                     objects[n] = len(keys) - 1  # less the journal
+                    public_bucket(client, f"bare-{n}-{r}")
+                    floor[n].append(bare(endpoint, f"bare-{n}-{r}", objects[n], args.slots))
             load = os.getloadavg()
         finally:
             moto.terminate()
@@ -165,13 +225,14 @@ def main() -> int:
     print(f"d4c release to moto_server, parallel_uploads {args.slots}, {args.rounds} interleaved rounds, "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     for n in sizes:
-        print(f"  {objects[n]:4d} objects: min {min(times[n]):.2f} s, median {statistics.median(times[n]):.2f} s")
-    small, large = sizes
+        print(f"  {objects[n]:4d} objects: min {min(times[n]):.2f} s, median {statistics.median(times[n]):.2f} s; "
+              f"bare requests min {min(floor[n]):.2f} s")
     for label, pick in (("min", min), ("median", statistics.median)):
-        per = (pick(times[large]) - pick(times[small])) / (objects[large] - objects[small])
-        fixed = pick(times[small]) - per * objects[small]
-        print(f"  per object ({label}s): {per * 1000:.1f} ms beyond a fixed {fixed:.2f} s "
-              f"(goal <= 5 ms)")
+        per, fixed = slope(times, objects, pick)
+        moto_per, _ = slope(floor, objects, pick)
+        print(f"  per object ({label}s): {per * 1000:.1f} ms beyond a fixed {fixed:.2f} s (goal <= 5 ms); "
+              f"moto's own for the same requests {moto_per * 1000:.1f} ms, d4c's overhead "
+              f"{(per - moto_per) * 1000:.1f} ms")
     return 0
 
 
