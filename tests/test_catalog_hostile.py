@@ -245,3 +245,14 @@ def test_statistics_that_hide_a_datasets_rows_lose_no_version(catalog: Path) -> 
     with pytest.raises(D4CError, match="the catalog's row group statistics hide rows of ca_d: 2 in the file, 0 "):
         append_record(make_record("ca_d", "1.2.0"), catalog, metadata=META)
     assert catalog.read_bytes() == want
+
+
+def test_a_side_file_path_that_is_a_folder_is_one_line_naming_it(catalog: Path) -> None:
+    side = catalog.with_name("catalog.collections.json")
+    side.unlink()
+    side.mkdir()
+    want = catalog.read_bytes()
+    with pytest.raises(D4CError, match=r"catalog.parquet: cannot update the catalog: \[Errno 21\] Is a directory: "
+                                       r".*catalog.collections.json"):
+        append_record(make_record("ca_a", "1.1.0"), catalog, metadata=META)
+    assert catalog.read_bytes() == want and side.is_dir()

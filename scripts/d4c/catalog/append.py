@@ -180,11 +180,15 @@ def read_catalog(source: Any, fetch: sidecar.Fetch | None = None) -> tuple[pa.Ta
 
 @contextmanager
 def _readable(source: Any) -> Iterator[None]:
-    """A row group whose bytes do not decode (a corrupt or crafted file) is one line."""
+    """A row group whose bytes do not decode (a corrupt or crafted file) is one line, and so
+    is a file the system will not read or write (an OSError with an errno, not pyarrow's)."""
     try:
         yield
     except (pa.ArrowException, OSError) as exc:
         where = source if isinstance(source, (str, Path)) else "the catalog read"
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise D4CError(f"{where}: cannot update the catalog: {exc}",
+                           hint="check that path and the catalog's folder (a file, writable)") from None
         raise D4CError(f"{where}: the catalog does not read: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
                        hint="regenerate it from releases/ with `d4c catalog build`") from None
 
