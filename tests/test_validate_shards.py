@@ -45,3 +45,11 @@ def test_shard_spec_refused_at_review(tmp_path: Path, old: str, new: str, says: 
 def test_schema_errors_first(tmp_path: Path) -> None:
     found = validate_paths([grid_copy(tmp_path, "  level: 4\n", "  level: 25\n")])
     assert [f.lint for f in found] == ["D4C201"]
+
+
+def test_shards_without_reduce_is_reported_at_shards(tmp_path: Path) -> None:
+    found = validate_paths([grid_copy(tmp_path, "reduce:\n  method: mosaic\n", "")])
+    text = (tmp_path / "datasets" / GRID.name / "recipe.yaml").read_text(encoding="utf-8")
+    # was `recipe`: 'reduce' is a dependency of 'shards', at 1:1
+    assert [(f.lint, f.message) for f in found] == [("D4C202", "missing `reduce`, which `shards` needs")]
+    assert (found[0].line, found[0].col) == (text.splitlines().index("shards:") + 1, 1)

@@ -43,6 +43,7 @@ _RULES: dict[tuple[str, str], str] = {
     ("description/fr", "minLength"): "D4C403",
 }
 _REQUIRED = re.compile(r"^'(.+)' is a required property$")
+_DEPENDENT = re.compile(r"^'(.+)' is a dependency of '(.+)'$")  # dependentRequired: `shards` needs `reduce`
 _TYPES = {"object": "a mapping", "array": "a list", "string": "text", "integer": "a whole number",
           "number": "a number", "boolean": "true or false", "null": "empty"}
 
@@ -157,6 +158,12 @@ def findings(loaded: Loaded, display: str, judged: Collection[JPath] = frozenset
         if err.validator == "pattern" and path in judged:
             continue
         if _explained(err, path, meant):
+            continue
+        dep = _DEPENDENT.match(err.message) if err.validator == "dependentRequired" else None
+        if dep:  # at the key that needs the other, not at the top of the file
+            line, col = loaded.pos((*path, dep.group(2)), key=True)
+            out.append(Finding(display, line, col, "D4C202", f"missing `{_field((*path, dep.group(1)))}`, which "
+                               f"`{_field((*path, dep.group(2)))}` needs"))
             continue
         line, col = loaded.pos(path, key=err.validator == "required")
         general = "/".join("*" if isinstance(p, int) else p for p in path)
