@@ -103,14 +103,20 @@ def test_a_row_group_that_does_not_read_is_one_line_and_nothing_is_written(catal
                                                                 "catalog.parquet.lock"]
 
 
-@pytest.mark.parametrize("table", [pa.table({"x": [1]}), pa.table({"collection": [1], "bbox": [1.0]}),
-                                   pa.table({"collection": pa.array([b"ca_a"], pa.binary())}),
-                                   pa.table({"collection": pa.array([], pa.string())})],
-                         ids=["other", "int", "binary", "no-bbox"])
-def test_parquet_that_is_not_a_catalog_is_one_line(tmp_path: Path, table: pa.Table) -> None:
+_BOX = {"xmin": 1.0, "ymin": 1.0, "xmax": 2.0, "ymax": 2.0}
+
+
+@pytest.mark.parametrize("table,column", [
+    (pa.table({"x": [1]}), "collection"), (pa.table({"collection": [1], "bbox": [1.0]}), "collection"),
+    (pa.table({"collection": pa.array([b"ca_a"], pa.binary())}), "collection"),
+    (pa.table({"collection": pa.array([], pa.string())}), "id"),
+    (pa.table({"collection": ["ca_a"], "id": ["a"], "bbox": [{"a": 1.0}]}), "bbox"),
+    (pa.table({"collection": ["ca_a"], "id": ["a"], "bbox": [_BOX], "version": ["1.0.0"]}), "assets"),
+], ids=["other", "int", "binary", "no-id", "odd-bbox", "no-assets"])
+def test_parquet_that_is_not_a_catalog_is_one_line(tmp_path: Path, table: pa.Table, column: str) -> None:
     path = tmp_path / "other.parquet"
     pq.write_table(table, path)
-    with pytest.raises(D4CError, match="other.parquet is not a catalog file: it has no string `collection`"):
+    with pytest.raises(D4CError, match=f"other.parquet is not a catalog file: its `{column}` column is missing"):
         append_record(make_record("ca_a", "1.0.0"), path, metadata=META)
 
 

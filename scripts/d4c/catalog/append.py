@@ -40,6 +40,7 @@ from d4c.catalog.writer import (
     dataset_slices,
     items_to_table,
     keys_of_items,
+    schema_from_keys,
     table_to_items,
     widen,
 )
@@ -150,12 +151,22 @@ def _open(source: Any) -> pq.ParquetFile:
     if b"stac-geoparquet" in meta:  # ours has only the version; an older one the collections
         sidecar.parse(meta[b"stac-geoparquet"], "its stac-geoparquet metadata")
     sidecar.reference(meta)
-    schema = pf.schema_arrow  # what the row group pruning and the collections read
-    if schema.get_field_index("collection") < 0 or not pa.types.is_string(schema.field("collection").type) \
-            or schema.get_field_index("bbox") < 0 or not pa.types.is_struct(schema.field("bbox").type):
-        raise D4CError(f"{where} is not a catalog file: it has no string `collection` and struct `bbox` columns",
+    odd = _not_ours(pf.schema_arrow)
+    if odd is not None:  # what the pruning, the items and the collections read
+        raise D4CError(f"{where} is not a catalog file: its `{odd}` column is missing or not the catalog's type",
                        hint=hint)
     return pf
+
+
+def _not_ours(schema: pa.Schema) -> str | None:
+    """The first column every catalog has (typed as the writer types it) that `schema` lacks."""
+    want = schema_from_keys((set(), set(), set()))
+    for name in ("collection", "id", "bbox", "version"):
+        if schema.get_field_index(name) < 0 or not schema.field(name).type.equals(want.field(name).type):
+            return name
+    if schema.get_field_index("assets") < 0 or not pa.types.is_struct(schema.field("assets").type):
+        return "assets"  # its fields are the catalog's asset keys
+    return None
 
 
 def _collections(pf: pq.ParquetFile, fetch: sidecar.Fetch | None) -> dict[str, Collection]:
