@@ -21,6 +21,11 @@ from typing import Any
 import pyarrow as pa
 
 GEOMETRY = "geometry"
+# The first bytes of the files GDAL may open here. A transform writes its outputs' bytes and the
+# host opens them outside the sandbox: GDAL would open a VRT under any name and read any file of
+# the host (or a URL) as pixels or rows, which the facts (nulls per band, ...) would then carry.
+MAGIC = {"flatgeobuf": (b"fgb\x03",), "gpkg": (b"SQLite format 3\x00",),
+         "cog": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")}
 
 
 def _crs_text(crs: Any) -> str | None:
@@ -37,10 +42,22 @@ def _fingerprint(doc: Any) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def sniff(path: Path, formats: tuple[str, ...]) -> None:
+    """Refuse, before GDAL opens it, a file that does not start as one of `formats` starts."""
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if not any(head.startswith(m) for f in formats for m in MAGIC[f]):
+        from d4c.errors import D4CError
+
+        raise D4CError(f"output {path.name} is not a {' or '.join(formats)} file (its first bytes are "
+                       f"{head[:8]!r})", hint="write it with the context's writer (ctx.write_<format>)")
+
+
 def read_flatgeobuf(path: Path) -> tuple[dict[str, Any], pa.Table]:
     """GDAL's layer info and the rows as Arrow, the geometry as ISO WKB in `geometry`."""
     import pyogrio
 
+    sniff(path, ("flatgeobuf", "gpkg"))
     meta, table = pyogrio.read_arrow(path)
     geom = meta.get("geometry_name") or "wkb_geometry"
     names = [GEOMETRY if n == geom else n for n in table.column_names]
@@ -79,7 +96,8 @@ def cog_facts(path: Path) -> dict[str, Any]:
     import rasterio
     from rasterio.windows import Window
 
-    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(path) as src:
+    sniff(path, ("cog",))
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(path, driver="GTiff") as src:
         grid = {
             "width": src.width, "height": src.height, "bands": src.count, "dtypes": list(src.dtypes),
             "nodata": src.nodata,
