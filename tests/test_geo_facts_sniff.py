@@ -49,3 +49,18 @@ def test_the_real_formats_pass(tmp_path: Path) -> None:
     geo_writers.write_cog(tmp_path / "x.tif", np.ones((1, 4, 4), "uint8"), transform=Affine(1, 0, 0, 0, -1, 4),
                           crs="EPSG:4326")
     assert geo_facts.cog_facts(tmp_path / "x.tif")["raster"]["layout"] == "COG"
+
+
+def test_a_tile_bomb_in_a_pmtiles_output_is_refused(tmp_path: Path) -> None:
+    """The host inflates every tile of a transform's PMTiles for the logical hash: bounded."""
+    import gzip
+
+    from d4c.build import reduce_pmtiles
+    from pmtiles.tile import zxy_to_tileid
+
+    bomb = gzip.compress(bytes(reduce_pmtiles.MAX_TILE_BYTES + 1), compresslevel=9, mtime=0)
+    path = tmp_path / "bomb.pmtiles"
+    reduce_pmtiles.write_archive(path, [(zxy_to_tileid(2, 0, 0), bomb)], (0, 0, 0, 0), 0,
+                                 {"name": "tiles", "minzoom": "0", "vector_layers": []})
+    with pytest.raises(ValueError, match="tile 2/0/0 inflates past 64 MiB"):
+        geo_facts.pmtiles_facts(path)

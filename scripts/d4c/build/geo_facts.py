@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import math
@@ -135,6 +134,8 @@ def pmtiles_facts(path: Path) -> dict[str, Any]:
     from pmtiles.reader import MmapSource, Reader, all_tiles
     from pmtiles.tile import Compression
 
+    from d4c.build.reduce_pmtiles import MAX_TILE_BYTES, gunzip
+
     with open(path, "rb") as fh:
         if fh.read(7) != b"PMTiles":  # the reader's own error for this is no ValueError
             raise ValueError("not a PMTiles archive (no PMTiles magic number)")
@@ -145,7 +146,9 @@ def pmtiles_facts(path: Path) -> dict[str, Any]:
         h = hashlib.sha256()
         count = 0
         for (z, x, y), data in all_tiles(reader.get_bytes):
-            h.update(f"{z}/{x}/{y}:".encode() + hashlib.sha256(gzip.decompress(data) if gz else data).digest())
+            # bounded: the host inflates a transform's tiles, a gzip bomb must not take its memory
+            plain = gunzip(data, MAX_TILE_BYTES, f"tile {z}/{x}/{y}") if gz else data
+            h.update(f"{z}/{x}/{y}:".encode() + hashlib.sha256(plain).digest())
             count += 1
     stats = {s.get("layer"): s for s in (meta.get("tilestats") or {}).get("layers") or []}
     layers = []
