@@ -274,3 +274,14 @@ def test_bombs_and_loops_in_a_part_fail_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(D4CError, match=r"shard 1's PMTiles is unreadable \(ValueError: directories nest deeper"):
         reduce_pmtiles.finish([reduce_pmtiles.Part("shard 1", loop, tiles)], tmp_path / "x.pmtiles")
     assert not (tmp_path / "x.pmtiles").exists()
+    # The host describes any build's PMTiles output (sharded or not) with the same bounded reader.
+    from d4c.build import logical
+
+    with pytest.raises(ValueError, match=r"directories nest deeper than 4"):
+        logical.describe(loop, "pmtiles")
+    for name, meta_bytes in (("meta-bomb", gzip.compress(bytes(reduce_pmtiles.MAX_METADATA_BYTES + 1), mtime=0)),
+                             ("meta-list", gzip.compress(b"[1]", mtime=0))):
+        doc = {**head, "metadata_length": len(meta_bytes), "tile_data_offset": 127 + len(root) + len(meta_bytes)}
+        (tmp_path / name).write_bytes(serialize_header(doc) + root + meta_bytes)
+        with pytest.raises(ValueError, match=r"inflates past 16 MiB|not a JSON object"):
+            logical.describe(tmp_path / name, "pmtiles")

@@ -131,23 +131,30 @@ def cog_facts(path: Path) -> dict[str, Any]:
 
 
 def pmtiles_facts(path: Path) -> dict[str, Any]:
-    from pmtiles.reader import MmapSource, Reader, all_tiles
-    from pmtiles.tile import Compression
+    import mmap
 
-    from d4c.build.reduce_pmtiles import MAX_TILE_BYTES, gunzip
+    from pmtiles.tile import Compression, deserialize_header, tileid_to_zxy
+
+    from d4c.build import reduce_pmtiles as rp
 
     with open(path, "rb") as fh:
         if fh.read(7) != b"PMTiles":  # the reader's own error for this is no ValueError
             raise ValueError("not a PMTiles archive (no PMTiles magic number)")
-        reader = Reader(MmapSource(fh))
-        header = reader.header()
-        meta = reader.metadata()
+        view = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    with view:
+        header = deserialize_header(view[0:127])
+        meta = rp.metadata(view[header["metadata_offset"]:header["metadata_offset"] + header["metadata_length"]],
+                           header)
+        if not isinstance(meta, dict):
+            raise ValueError("its metadata is not a JSON object")  # noqa: TRY004 - describe() reports ValueErrors
         gz = header["tile_compression"] == Compression.GZIP
         h = hashlib.sha256()
         count = 0
-        for (z, x, y), data in all_tiles(reader.get_bytes):
-            # bounded: the host inflates a transform's tiles, a gzip bomb must not take its memory
-            plain = gunzip(data, MAX_TILE_BYTES, f"tile {z}/{x}/{y}") if gz else data
+        # bounded throughout: the host reads a transform's archive, a gzip bomb or a leaf
+        # directory pointing at itself must not take its memory or its stack (reduce_pmtiles)
+        for tile_id, data in rp.walk(view, header):
+            z, x, y = tileid_to_zxy(tile_id)
+            plain = rp.gunzip(data, rp.MAX_TILE_BYTES, f"tile {z}/{x}/{y}") if gz else data
             h.update(f"{z}/{x}/{y}:".encode() + hashlib.sha256(plain).digest())
             count += 1
     stats = {s.get("layer"): s for s in (meta.get("tilestats") or {}).get("layers") or []}

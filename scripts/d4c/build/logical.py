@@ -252,7 +252,7 @@ def describe(path: Path, fmt: str) -> dict[str, Any]:
     if fmt in DESCRIBE:
         try:
             return DESCRIBE[fmt](path)
-        except (RuntimeError, KeyError, struct.error) as exc:  # GDAL's errors, a malformed PMTiles
+        except (RuntimeError, KeyError, TypeError, AttributeError, struct.error) as exc:  # GDAL's errors, a malformed PMTiles
             raise ValueError(f"{type(exc).__name__}: {exc}") from None
     if fmt not in PARQUET_FORMATS and fmt != "csv":
         return {}

@@ -169,9 +169,7 @@ def _read(path: Path, label: str) -> tuple[dict[str, Any], dict[str, Any]]:
             head = fh.read(127)
             header: dict[str, Any] = dict(deserialize_header(head))
             fh.seek(header["metadata_offset"])
-            raw = fh.read(header["metadata_length"])
-        meta = json.loads(gunzip(raw, MAX_METADATA_BYTES, "the metadata")
-                          if header["internal_compression"] == Compression.GZIP else raw)
+            meta = metadata(fh.read(header["metadata_length"]), header)
     except (MagicNumberNotFound, SpecVersionUnsupported):
         raise _refuse(path, label, "is not a PMTiles v3 archive") from None
     except Exception as exc:  # noqa: BLE001 - any fault of a hostile file is one line
@@ -183,6 +181,14 @@ def _read(path: Path, label: str) -> tuple[dict[str, Any], dict[str, Any]]:
         raise _refuse(path, label, "has metadata that is not a JSON object with a vector_layers list of "
                       "{id, minzoom, maxzoom, fields}")
     return header, meta
+
+
+def metadata(raw: bytes, header: Any) -> Any:
+    """An archive's metadata JSON from its bytes, inflated under MAX_METADATA_BYTES."""
+    from pmtiles.tile import Compression
+
+    return json.loads(gunzip(raw, MAX_METADATA_BYTES, "the metadata")
+                      if header["internal_compression"] == Compression.GZIP else raw)
 
 
 def _layers_ok(layers: Any) -> bool:
@@ -204,7 +210,7 @@ def _tiles(path: Path, label: str) -> Iterator[tuple[int, bytes]]:
     try:
         with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as view:
             header = deserialize_header(view[0:127])
-            for tile_id, data in _walk(view, header, header["root_offset"], header["root_length"], 0):
+            for tile_id, data in walk(view, header):
                 if tile_id <= last:
                     raise _refuse(path, label, f"lists tile {'/'.join(map(str, _zxy(tile_id)))} out of order or twice")
                 last = tile_id
@@ -213,6 +219,13 @@ def _tiles(path: Path, label: str) -> Iterator[tuple[int, bytes]]:
         raise
     except Exception as exc:  # noqa: BLE001 - a corrupt directory may fail in many ways
         raise _refuse(path, label, f"is unreadable ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
+def walk(view: Any, header: Any) -> Iterator[tuple[int, bytes]]:
+    """(tile id, bytes) of every tile of a PMTiles v3 archive (`view`: its bytes, sliceable),
+    in directory order, read with bounds (ValueError past them): the reduce's and the host's
+    one reader of a transform's archive."""
+    return _walk(view, header, header["root_offset"], header["root_length"], 0)
 
 
 def _walk(view: Any, header: Any, offset: int, length: int, depth: int) -> Iterator[tuple[int, bytes]]:
