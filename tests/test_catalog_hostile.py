@@ -262,3 +262,19 @@ def test_a_side_file_path_that_is_a_folder_is_one_line_naming_it(catalog: Path) 
                                        r".*catalog.collections.json"):
         append_record(make_record("ca_a", "1.1.0"), catalog, metadata=META)
     assert catalog.read_bytes() == want and side.is_dir()
+
+
+def test_an_empty_row_group_after_the_span_is_no_splice(tmp_path: Path) -> None:
+    """A crafted file whose group after the span has no rows: the splice declines (the whole
+    file is rewritten) instead of an IndexError from reading that group's first dataset."""
+    from d4c.catalog import splice
+
+    table = pa.table({"collection": ["ca_a", "ca_a"]})
+    path = tmp_path / "two.parquet"
+    with pq.ParquetWriter(path, table.schema) as out:
+        out.write_table(table)
+        out.write_table(table.slice(0, 0))
+    pf = pq.ParquetFile(path)
+    assert [pf.metadata.row_group(g).num_rows for g in range(2)] == [2, 0]
+    assert splice.splice(path, pf, (0, 0), [table], table.schema, {}, tmp_path / "new.parquet") is False
+    assert not (tmp_path / "new.parquet").exists()

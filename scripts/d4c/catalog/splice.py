@@ -76,6 +76,8 @@ def splice(source: Any, pf: pq.ParquetFile, span: tuple[int, int], datasets: Ite
     groups replaced by `datasets` (in order, the file's schema); False when it cannot."""
     last = span[1]
     follows = _first_dataset_rows(pf, last + 1) if last + 1 < pf.num_row_groups else None
+    if follows is None and last + 1 < pf.num_row_groups:
+        return False  # an empty group after the span: the whole file is rewritten
     own = not hasattr(source, "read")
     src: BinaryIO = open(source, "rb") if own else source  # noqa: SIM115 - closed below
     try:
@@ -97,8 +99,12 @@ def splice(source: Any, pf: pq.ParquetFile, span: tuple[int, int], datasets: Ite
             src.close()
 
 
-def _first_dataset_rows(pf: pq.ParquetFile, group: int) -> int:
+def _first_dataset_rows(pf: pq.ParquetFile, group: int) -> int | None:
+    """Rows of the first dataset in `group`; None (no splice) for a group without rows, which
+    a writer never leaves but a crafted file may."""
     names = pf.read_row_group(group, columns=["collection"])["collection"].combine_chunks()
+    if len(names) == 0:
+        return None
     return int(pc.run_end_encode(names).run_ends[0].as_py())
 
 
