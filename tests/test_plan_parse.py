@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Any
 
 import pytest
 from d4c import plan
@@ -79,3 +80,32 @@ def test_a_module_that_does_not_parse_is_one_line_each_time_even_without_imports
     for _ in range(2):  # a failure is not cached away
         with pytest.raises(D4CError, match=r"^datasets/x/t.py:1: cannot parse Python"):
             plan._imports(b"def (:\n", "datasets/x/t.py", [""], "datasets/x")
+
+
+def test_many_recipes_parse_across_processes_as_one_process_parses_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    pools: list[str] = []
+    get_context = plan.multiprocessing.get_context
+
+    def spy(method: str) -> Any:  # the pool is really used: the fork context is asked for
+        pools.append(method)
+        return get_context(method)
+
+    monkeypatch.setattr(plan.multiprocessing, "get_context", spy)
+    docs = [d for d in TRICKY[1:] if isinstance(_load(plan._LOADER, d), dict)]  # after an `id:` line
+    items = [(f"datasets/d{i}/recipe.yaml", b"id: d%d\n" % i + docs[i % len(docs)]) for i in range(plan.POOL_MIN + 100)]
+    serial = [plan._yaml(raw, path) for path, raw in items]
+    assert repr(plan._recipes(items)) == repr(serial) and pools == ["fork"]
+    bad = {7: b"a: [", plan.POOL_MIN: b"- a list\n"}  # the first in order is the one reported
+    items = [(p, bad.get(i, raw)) for i, (p, raw) in enumerate(items)]
+    with pytest.raises(D4CError, match=r"^datasets/d7/recipe.yaml: not valid YAML"):
+        plan._recipes(items)
+    with pytest.raises(D4CError, match=rf"^datasets/d{plan.POOL_MIN}/recipe.yaml: a recipe must be a mapping"):
+        plan._recipes(items[8:])
+    assert len(pools) == 3
+
+
+def test_relative_imports_resolve_to_the_package_folders_above_the_module() -> None:
+    src = b"from . import a\nfrom .. import b\nfrom ... import c\nfrom .... import d\n"
+    cands = plan._imports(src, "datasets/x/t.py", [""], "datasets/x")
+    assert {"datasets/x/a.py", "datasets/b.py", "c.py", "d.py"} <= set(cands)
+    assert "d.py" in plan._imports(b"from .. import d\n", "t.py", [""], "")

@@ -17,10 +17,14 @@ import ast
 import functools
 import hashlib
 import json
+import multiprocessing
+import os
+import posixpath
 import re
 import subprocess
+from collections import deque
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, ClassVar
 
 from ruamel.yaml import YAML
@@ -208,6 +212,39 @@ def _yaml(raw: bytes, where: str) -> dict[str, Any]:
     return data
 
 
+# Below this many recipes one process parses them all: a pool's start-up costs more than it saves
+POOL_MIN = 400
+
+
+def _load_chunk(raws: list[bytes]) -> list[dict[str, Any] | None]:
+    """A pool worker's part: each recipe as a plain dict, None for one the parent must report."""
+    out: list[dict[str, Any] | None] = []
+    for raw in raws:
+        try:
+            out.append(_yaml(raw, ""))
+        except D4CError:
+            out.append(None)
+    return out
+
+
+def _recipes(items: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
+    """Every (path, bytes) recipe parsed, in order. Many are parsed across the cores by forked
+    workers (YAML is half of a 10k plan's CPU); a recipe that fails is parsed again here, so the
+    error, and which recipe's comes first, is the serial run's."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if len(items) < POOL_MIN or cores < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return [_yaml(raw, path) for path, raw in items]
+    size = -(-len(items) // (cores * 4))  # a few chunks a worker: a slow chunk does not hold the rest
+    chunks = [[raw for _, raw in items[i:i + size]] for i in range(0, len(items), size)]
+    pool = multiprocessing.get_context("fork").Pool(cores)
+    try:
+        parsed = [d for chunk in pool.map(_load_chunk, chunks) for d in chunk]
+    finally:
+        pool.close()  # the workers exit before the parent goes on (they hold copies of its pipes)
+        pool.join()
+    return [d if d is not None else _yaml(raw, path) for (path, raw), d in zip(items, parsed, strict=True)]
+
+
 def _module_candidates(name: str, roots: list[str]) -> list[str]:
     """Repo paths that `import name` could load, each package __init__ on the way included."""
     parts = name.split(".")
@@ -220,6 +257,9 @@ def _module_candidates(name: str, roots: list[str]) -> list[str]:
     return out
 
 
+_HOLDS_STATEMENTS = (ast.stmt, ast.excepthandler, ast.match_case)
+
+
 @functools.lru_cache(maxsize=4096)
 def _imported(source: bytes) -> tuple[tuple[int, str, tuple[str, ...]], ...]:
     """(level, module, names) of every import in one module; raises SyntaxError. Cached on
@@ -228,11 +268,15 @@ def _imported(source: bytes) -> tuple[tuple[int, str, tuple[str, ...]], ...]:
     if b"import" not in source and b"coding" not in source:  # UTF-8 (no PEP 263 cookie) and
         return ()  # no keyword: no import statement, so no walk
     found: list[tuple[int, str, tuple[str, ...]]] = []
-    for node in ast.walk(tree):
+    todo: deque[ast.AST] = deque([tree])
+    while todo:  # ast.walk's order, but statements only: an expression never holds an import
+        node = todo.popleft()
         if isinstance(node, ast.Import):
             found += [(0, alias.name, ()) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             found.append((node.level, node.module or "", tuple(alias.name for alias in node.names)))
+        else:
+            todo.extend(c for c in ast.iter_child_nodes(node) if isinstance(c, _HOLDS_STATEMENTS))
     return tuple(found)
 
 
@@ -248,10 +292,10 @@ def _imports(source: bytes, where: str, roots: list[str], here: str) -> list[str
             found += _module_candidates(mod, roots)
             continue
         if level:  # relative: resolve against this module's package folder
-            pkg = PurePosixPath(here)
+            pkg = "" if here == "." else here  # repo paths from ls-tree: plain string parents
             for _ in range(level - 1):
-                pkg = pkg.parent
-            mod_roots = [str(pkg) if str(pkg) != "." else ""]
+                pkg = posixpath.dirname(pkg)
+            mod_roots = [pkg]
         else:
             mod_roots = roots
         for name in names:  # `from pkg import sub` may name a submodule
@@ -280,7 +324,7 @@ def transform_files(git: _Git, commit: str, dataset: str, recipe: dict[str, Any]
         if path in seen or path not in files:
             continue
         seen.add(path)
-        here = str(PurePosixPath(path).parent)
+        here = posixpath.dirname(path)
         todo += [c for c in _imports(git.read(commit, path), path, roots, here) if c not in seen]
     return seen
 
@@ -323,10 +367,9 @@ def _plan(git: _Git, base: str, head: str) -> Plan:
     base_files, head_files = git.files(base_c) if base_c else set(), git.files(head_c)
     git.preload(head_c, sorted(p for p in head_files if p.startswith("datasets/")
                                and (p.endswith(".py") or _RECIPE.match(p))))
-    recipes = {
-        m.group(1): _yaml(git.read(head_c, p), p)
-        for p in sorted(head_files) if (m := _RECIPE.match(p))
-    }
+    found = [(m.group(1), p) for p in sorted(head_files) if (m := _RECIPE.match(p))]
+    loaded = _recipes([(p, git.read(head_c, p)) for _, p in found])
+    recipes = {ds: r for (ds, _), r in zip(found, loaded, strict=True)}
     old_ids = {m.group(1) for p in base_files if (m := _RECIPE.match(p))}
 
     changed = {path for _, path in changes}
