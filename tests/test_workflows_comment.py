@@ -118,8 +118,9 @@ def test_merge_diff_goes_to_the_merged_pr_only(tmp_path: Path, require_tool: Cal
     script = script_of(WORKFLOW.with_name("release.yml"), "diff-comment")
     (tmp_path / "comment.md").write_text(f"{MARKER}\n### d4c build diff\n\nbody\n")
     prs = [{"number": 3, "merged_at": None}, {"number": 4, "merged_at": "2026-11-26T00:00:00Z"}]
-    calls = run_node(node(require_tool), tmp_path, script, {"head": HEAD, "prs": prs},
-                     {"COMMENT_FILE": str(tmp_path / "comment.md")})
+    # COMMIT is the plan's commit (a chained run's own sha is main's head, not the merge)
+    calls = run_node(node(require_tool), tmp_path, script, {"head": "e" * 40, "prs": prs},
+                     {"COMMENT_FILE": str(tmp_path / "comment.md"), "COMMIT": HEAD})
     assert calls[0] == ["prs", {"owner": "o", "repo": "r", "commit_sha": HEAD}]
     (create,) = [c for c in calls if c[0] == "create"]
     assert create[1]["issue_number"] == 4
