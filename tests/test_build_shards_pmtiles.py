@@ -19,7 +19,7 @@ import mapbox_vector_tile
 import pandas as pd
 import pytest
 import shapely
-from d4c.build import geo_writers, reduce_pmtiles, shard_reduce, shards
+from d4c.build import geo_writers, pmtiles_bounded, reduce_pmtiles, shard_reduce, shards
 from d4c.build.context import BuildContext, ContextError, OutputSpec, ShardView
 from d4c.cli import main
 from d4c.errors import D4CError
@@ -249,7 +249,7 @@ def test_bombs_and_loops_in_a_part_fail_in_one_line(tmp_path: Path) -> None:
     from pmtiles.tile import Compression, Entry, TileType, serialize_directory, serialize_header
 
     tiles = reduce_pmtiles.TileSet.of([(LEVEL, 0, 0)])
-    bomb = gzip.compress(bytes(reduce_pmtiles.MAX_TILE_BYTES + 1), compresslevel=9, mtime=0)
+    bomb = gzip.compress(bytes(pmtiles_bounded.MAX_TILE_BYTES + 1), compresslevel=9, mtime=0)
     assert len(bomb) < 100_000
     meta = {"name": "tiles", "minzoom": "0", "vector_layers": []}
     path = tmp_path / "bomb.pmtiles"
@@ -279,7 +279,7 @@ def test_bombs_and_loops_in_a_part_fail_in_one_line(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match=r"directories nest deeper than 4"):
         logical.describe(loop, "pmtiles")
-    for name, meta_bytes in (("meta-bomb", gzip.compress(bytes(reduce_pmtiles.MAX_METADATA_BYTES + 1), mtime=0)),
+    for name, meta_bytes in (("meta-bomb", gzip.compress(bytes(pmtiles_bounded.MAX_METADATA_BYTES + 1), mtime=0)),
                              ("meta-list", gzip.compress(b"[1]", mtime=0))):
         doc = {**head, "metadata_length": len(meta_bytes), "tile_data_offset": 127 + len(root) + len(meta_bytes)}
         (tmp_path / name).write_bytes(serialize_header(doc) + root + meta_bytes)

@@ -55,10 +55,10 @@ def test_a_tile_bomb_in_a_pmtiles_output_is_refused(tmp_path: Path) -> None:
     """The host inflates every tile of a transform's PMTiles for the logical hash: bounded."""
     import gzip
 
-    from d4c.build import reduce_pmtiles
+    from d4c.build import pmtiles_bounded, reduce_pmtiles
     from pmtiles.tile import zxy_to_tileid
 
-    bomb = gzip.compress(bytes(reduce_pmtiles.MAX_TILE_BYTES + 1), compresslevel=9, mtime=0)
+    bomb = gzip.compress(bytes(pmtiles_bounded.MAX_TILE_BYTES + 1), compresslevel=9, mtime=0)
     path = tmp_path / "bomb.pmtiles"
     reduce_pmtiles.write_archive(path, [(zxy_to_tileid(2, 0, 0), bomb)], (0, 0, 0, 0), 0,
                                  {"name": "tiles", "minzoom": "0", "vector_layers": []})

@@ -135,7 +135,7 @@ def pmtiles_facts(path: Path) -> dict[str, Any]:
 
     from pmtiles.tile import Compression, deserialize_header, tileid_to_zxy
 
-    from d4c.build import reduce_pmtiles as rp
+    from d4c.build import pmtiles_bounded as rp
 
     with open(path, "rb") as fh:
         if fh.read(7) != b"PMTiles":  # the reader's own error for this is no ValueError
@@ -151,7 +151,7 @@ def pmtiles_facts(path: Path) -> dict[str, Any]:
         h = hashlib.sha256()
         count = 0
         # bounded throughout: the host reads a transform's archive, a gzip bomb or a leaf
-        # directory pointing at itself must not take its memory or its stack (reduce_pmtiles)
+        # directory pointing at itself must not take its memory or its stack (pmtiles_bounded)
         for tile_id, data in rp.walk(view, header):
             z, x, y = tileid_to_zxy(tile_id)
             plain = rp.gunzip(data, rp.MAX_TILE_BYTES, f"tile {z}/{x}/{y}") if gz else data

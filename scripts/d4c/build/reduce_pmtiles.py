@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 from d4c import canonical
 from d4c.atomic import atomic_open
+from d4c.build.pmtiles_bounded import MAX_TILE_BYTES, gunzip, metadata, walk
 from d4c.build.tiles import MAX_LAT  # Web Mercator's edge: tippecanoe clamps latitudes beyond it
 from d4c.errors import D4CError
 
@@ -37,29 +38,6 @@ TILE_ARGS = ("--force", "--quiet", "--no-progress-indicator", "--drop-rate=1")
 BIG = 1e9  # "no bound" for a clip in tile units
 # Metadata keys the parts of one build must agree on (they come from the same call).
 SHARED_KEYS = ("name", "description", "format", "type", "version", "generator", "generator_options", "minzoom")
-# Bounds on what a shard's archive may inflate to: a shard's transform is untrusted and the
-# reduce runs outside its sandbox, so a gzip bomb must fail in one line, not fill memory.
-# tippecanoe keeps a tile under 500 KB gzipped; these leave ample room above real data.
-MAX_TILE_BYTES = 64 << 20
-MAX_DIRECTORY_BYTES = 64 << 20
-MAX_METADATA_BYTES = 16 << 20
-MAX_DIRECTORY_DEPTH = 4  # root and leaves; PMTiles writers use one leaf level
-
-
-def gunzip(data: bytes, limit: int, what: str) -> bytes:
-    """`data` inflated, refusing more than `limit` bytes or a stream that does not end."""
-    import zlib
-
-    inflate = zlib.decompressobj(wbits=31)
-    try:
-        out = inflate.decompress(data, limit + 1)
-    except zlib.error as exc:
-        raise ValueError(f"{what} is not gzip ({exc})") from None
-    if len(out) > limit or inflate.unconsumed_tail:
-        raise ValueError(f"{what} inflates past {limit >> 20} MiB")
-    if not inflate.eof:
-        raise ValueError(f"{what} is a truncated gzip stream")
-    return out
 
 
 @dataclass(frozen=True)
@@ -183,14 +161,6 @@ def _read(path: Path, label: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return header, meta
 
 
-def metadata(raw: bytes, header: Any) -> Any:
-    """An archive's metadata JSON from its bytes, inflated under MAX_METADATA_BYTES."""
-    from pmtiles.tile import Compression
-
-    return json.loads(gunzip(raw, MAX_METADATA_BYTES, "the metadata")
-                      if header["internal_compression"] == Compression.GZIP else raw)
-
-
 def _layers_ok(layers: Any) -> bool:
     """vector_layers as tippecanoe writes them: the merge reads these keys."""
     return isinstance(layers, list) and all(
@@ -219,33 +189,6 @@ def _tiles(path: Path, label: str) -> Iterator[tuple[int, bytes]]:
         raise
     except Exception as exc:  # noqa: BLE001 - a corrupt directory may fail in many ways
         raise _refuse(path, label, f"is unreadable ({type(exc).__name__}: {str(exc)[:120]})") from None
-
-
-def walk(view: Any, header: Any) -> Iterator[tuple[int, bytes]]:
-    """(tile id, bytes) of every tile of a PMTiles v3 archive (`view`: its bytes, sliceable),
-    in directory order, read with bounds (ValueError past them): the reduce's and the host's
-    one reader of a transform's archive."""
-    return _walk(view, header, header["root_offset"], header["root_length"], 0)
-
-
-def _walk(view: Any, header: Any, offset: int, length: int, depth: int) -> Iterator[tuple[int, bytes]]:
-    """pmtiles.reader.traverse with bounds: each directory inflated under a limit, leaves at
-    most MAX_DIRECTORY_DEPTH deep (a leaf that points back at itself ends in one line)."""
-    from pmtiles.tile import Compression, deserialize_directory
-
-    if depth > MAX_DIRECTORY_DEPTH:
-        raise ValueError(f"directories nest deeper than {MAX_DIRECTORY_DEPTH} levels")
-    raw = view[offset:offset + length]
-    if header["internal_compression"] != Compression.GZIP:
-        raise ValueError("its directories are not gzip-compressed (tippecanoe's are)")
-    gunzip(raw, MAX_DIRECTORY_BYTES, "a directory")  # checked bounded; the parser inflates it again
-    for entry in deserialize_directory(raw):
-        if entry.run_length > 0:
-            data = view[header["tile_data_offset"] + entry.offset:header["tile_data_offset"] + entry.offset + entry.length]
-            for i in range(entry.run_length):
-                yield entry.tile_id + i, data
-        else:
-            yield from _walk(view, header, header["leaf_directory_offset"] + entry.offset, entry.length, depth + 1)
 
 
 def _checked(part: Part) -> Iterator[tuple[int, str, bytes]]:
