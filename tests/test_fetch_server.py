@@ -4,7 +4,8 @@ Used by the fetch tests: per path it can add latency, answer the first requests 
 given statuses (429 with Retry-After, 503, ...), reset the connection midway through
 the body, ignore Range (always 200) or honour it (206 with Content-Range), and send a
 body without Content-Length. Every request is logged (path, Range header) so tests
-can assert what the client really asked for. The tests at the bottom check the
+can assert what the client really asked for, and the most slow requests in flight at once
+is kept, so overlap is proven without timing the client. The tests at the bottom check the
 server itself, so the fetch tests stand on verified ground.
 """
 from __future__ import annotations
@@ -38,6 +39,8 @@ class SourceServer:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.log: list[tuple[str, str | None]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most requests served at once: proves overlap without a clock
         self._lock = threading.Lock()
         server = self
 
@@ -82,7 +85,12 @@ class SourceServer:
                 route.resets -= 1
                 reset = True
         if route and route.latency:
+            with self._lock:
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
             time.sleep(route.latency)
+            with self._lock:
+                self.in_flight -= 1
         if route is None or status is not None:
             code = status or 404
             h.send_response(code)

@@ -171,10 +171,9 @@ def test_parallel_downloads_overlap(tmp_path: Path, server: SourceServer) -> Non
     for i in range(4):
         body = BODY[:1000] + bytes([i])
         sources.append(src(server.add(f"/s{i}", body, latency=0.4), body, name=f"s{i}"))
-    started = time.monotonic()
     got = run(make_recipe(tmp_path, *sources), jobs=4)
     assert len(got) == 4
-    assert time.monotonic() - started < 1.2  # one at a time would take >= 1.6 s
+    assert server.max_in_flight >= 2  # one at a time would never have two in flight
 
 
 def test_corrupt_cache_entry_is_fetched_again(tmp_path: Path, server: SourceServer) -> None:
