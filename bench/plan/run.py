@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _timing import measure
 from d4c import plan as planmod
+from d4c import plan_inputs
 
 GIT = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.org"]
 
@@ -52,7 +53,7 @@ def make_repo(root: Path, n: int) -> str:
     return base
 
 
-class OneProcessPerBlob(planmod._Git):
+class OneProcessPerBlob(plan_inputs.Git):
     """The straightforward reader: one `git cat-file blob` process per file."""
 
     def preload(self, commit: str, paths: list[str]) -> None:
@@ -65,7 +66,7 @@ class OneProcessPerBlob(planmod._Git):
 def cold_plan(root: Path, base: str) -> planmod.Plan:
     """One plan as a CLI run makes it: the import-scan cache cleared first, so a later round
     does not reuse the bytes an earlier round parsed."""
-    planmod._imported.cache_clear()
+    plan_inputs.imports_of.cache_clear()
     return planmod.plan(root, base)
 
 
