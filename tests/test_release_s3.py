@@ -230,3 +230,20 @@ def test_the_writes_own_checksum_answer_spares_one_head(moto_s3: MotoS3, tmp_pat
     t2.client.meta.events.register("before-call.s3.HeadObject", lambda **kw: heads.append("HEAD2"))
     t2.upload("k/big", big, bsha, bmd5)
     assert t2.verify("k/big", bsha) and heads[-1] == "HEAD2"
+
+
+def test_one_listing_decides_absent_keys_and_a_crowded_prefix_is_left_to_heads(moto_s3: MotoS3) -> None:
+    t = _target(moto_s3, moto_s3.bucket())
+    for key in [f"c/{i:02d}" for i in range(10)] + ["d/a"]:
+        t.client.put_object(Bucket=t.bucket, Key=key, Body=b"x")
+    lists: list[str] = []
+    t.client.meta.events.register("before-call.s3.ListObjectsV2", lambda **kw: lists.append("LIST"))
+    wanted = [f"c/{i:02d}" for i in range(10)] + ["c/zz", "c/0a"]
+    assert t.listed("c/", wanted) == {k: k != "c/zz" and k != "c/0a" for k in wanted}
+    assert lists == ["LIST"]  # one page decides them all, present or absent
+    t.list_page = 3  # pages of 3 keys: 4 pages for 10 keys, each deciding 2 or more
+    assert t.listed("c/", wanted) == {k: k != "c/zz" and k != "c/0a" for k in wanted}
+    assert len(lists) == 1 + 4
+    # wanted keys far apart in a crowded prefix: a page that decides one stops the listing
+    assert t.listed("c/", ["c/00", "c/07"]) == {"c/00": True} and len(lists) == 1 + 4 + 1
+    assert t.listed("d/", ["d/a", "d/b"]) == {"d/a": True, "d/b": False}

@@ -120,6 +120,7 @@ class S3Target(BaseTarget):
         # very same server checksum again (the issue's "no second HEAD").
         self._proven: dict[str, str] = {}
         self.guards_create = self.conditional  # If-None-Match: the write itself looks first
+        self.list_page = 1000  # ListObjectsV2's most keys per page (S3's cap)
         creds: dict[str, Any] = {}
         if self.credential_vars() and not self.missing_credentials():
             # None named: boto3's own chain (instance role, ~/.aws). Some unset: the plan names
@@ -293,6 +294,33 @@ class S3Target(BaseTarget):
         for page in pages:
             keys.extend(obj["Key"] for obj in page.get("Contents", []))
         return keys
+
+    def listed(self, prefix: str, keys: list[str]) -> dict[str, bool]:
+        """Which of `keys` (all under `prefix`) exist, from ListObjectsV2 pages started at the
+        first key not yet decided: one page decides every wanted key up to its last listed key
+        (all of them once a page is not truncated). Keys a listing would cost more than a HEAD
+        each (a crowded prefix, a page deciding fewer than 2) or cannot list (no
+        s3:ListBucket) are left out, for the caller to HEAD. Reads only."""
+        todo, at = sorted(set(keys)), ""
+        out: dict[str, bool] = {}
+        while todo:
+            try:
+                page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=self.list_page,
+                                                   StartAfter=max(at, todo[0][:-1]))
+            except (ClientError, BotoCoreError) as exc:
+                log.info("%s: listing %s failed (%s): HEAD each key", self.name, prefix, exc)
+                return out
+            names = {str(o["Key"]) for o in page.get("Contents", [])}
+            truncated = bool(page.get("IsTruncated"))
+            if truncated and not names:
+                return out
+            at = max(names) if truncated else ""
+            decided = [k for k in todo if not at or k <= at]  # str order = S3's UTF-8 byte order
+            out.update({k: k in names for k in decided})
+            todo = todo[len(decided):]
+            if at and len(decided) < 2:
+                break
+        return out
 
     def delete_older_versions(self, dataset_id: str, keep_version: str) -> list[str]:
         prefix = self.listing_prefix(dataset_id)
