@@ -128,6 +128,16 @@ def test_sources_sit_under_the_targets_prefix_and_the_record_lists_their_urls(wo
         assert s["urls"]["mirror"].endswith(f"/sources/sha256/{s['sha256'][:2]}/{s['sha256']}")
         assert requests.get(s["urls"]["dfc"], timeout=10).status_code == 200  # anonymous
     assert not [k for k in keys if k.startswith("sources/")]  # nothing at the bucket root
+    # a fresh bucket: the plan's listings found every key absent, so no file of known bytes
+    # got a signed HEAD (the conditional PUT is the look; a torrent, made during the run, is
+    # looked at then); a rerun lists them present and HEADs each
+    heads = [p for m, p in world.proxy.requests if m == "HEAD"]
+    assert [p for p in heads if not p.endswith(".torrent")] == [f"/{bucket}"], heads
+    world.proxy.requests.clear()
+    assert main(["release", DEMO, "--targets", str(cfg)]) == 0  # already released: plans only
+    heads = sorted(p for m, p in world.proxy.requests if m == "HEAD" and "/sources/sha256/" in p)
+    assert heads == sorted(f"/{bucket}/dataforcanada/sources/sha256/{s['sha256'][:2]}/{s['sha256']}"
+                           for s in rec["sources"])
     # an explicit prefix, e.g. a Source Cooperative product of its own
     bucket2 = world.s3.bucket(public=("dataforcanada/",))
     world.record.unlink()
@@ -256,7 +266,8 @@ def test_the_reference_targets_config_in_the_docs_loads_and_keeps_the_journal_pr
 
 class _CountingServer:
     """A real HTTP server that logs (method, path) and answers HEAD 200 and ranged GET 206,
-    except GET under /no-get/ (403): a server that lets anyone HEAD but not GET there."""
+    except GET under /no-get/ (403: anyone may HEAD but not GET there) and anything under
+    /closed/ (403: a prefix the policy forgot)."""
 
     def __init__(self) -> None:
         import threading
@@ -280,10 +291,10 @@ class _CountingServer:
                     self.wfile.write(body)
 
             def do_HEAD(self) -> None:
-                self._answer(200, b"")
+                self._answer(403 if self.path.startswith("/closed/") else 200, b"")
 
             def do_GET(self) -> None:
-                self._answer(403 if self.path.startswith("/no-get/") else 206, b"x")
+                self._answer(403 if self.path.startswith(("/no-get/", "/closed/")) else 206, b"x")
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -294,7 +305,8 @@ class _CountingServer:
         self.httpd.server_close()
 
 
-def test_each_public_url_costs_one_anonymous_request_and_the_release_files_a_ranged_get() -> None:
+def test_each_release_file_and_one_raw_source_per_target_get_an_anonymous_head_and_ranged_get(
+        ) -> None:
     from d4c.release import reach
 
     srv = _CountingServer()
@@ -304,9 +316,13 @@ def test_each_public_url_costs_one_anonymous_request_and_the_release_files_a_ran
         assert reach.check_public({"t": files}, {"t": sources}) == []
         heads = sorted(p for m, p in srv.log if m == "HEAD")
         gets = sorted(p for m, p in srv.log if m == "GET")
-        assert heads == sorted(u.removeprefix(srv.url) for u in files + sources)  # each once
-        # the release files and the first raw source (sorted) are also read with a GET
-        assert gets == sorted(u.removeprefix(srv.url) for u in [*files, min(sources)])
+        # the release files, and of the raw sources (one prefix, one policy) the first sorted
+        assert heads == gets == sorted(u.removeprefix(srv.url) for u in [*files, min(sources)])
+        # a source prefix the policy left closed stops the release, in one line
+        closed = [u.replace("/sources/", "/closed/sources/") for u in sources]
+        errs = reach.check_public({"t": files}, {"t": closed})
+        assert len(errs) == 1 and errs[0].line().startswith(
+            f"target 't' is declared public but {min(closed)} answered 403 to an anonymous HEAD"), errs
         # a release file that answers HEAD but not GET stops the release, in one line
         errs = reach.check_public({"t": [*files, f"{srv.url}/no-get/b.parquet"]}, {"t": sources})
         assert len(errs) == 1 and errs[0].line().startswith(

@@ -12,6 +12,7 @@ anywhere (no draft, no DOI, no upload, no record) before the whole plan is possi
 """
 from __future__ import annotations
 
+import posixpath
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -326,7 +327,12 @@ def _uploads(p: Plan, t: Target, data: list[ReleaseFile], torrents: list[str],
     if t.source_mirror:
         rows += [(t.source_key_for(ident, version, s["sha256"]), str(s.get("name")), s.get("size"),
                   s["sha256"]) for s in p.manifest.get("sources") or []]
-    looks = _looks(t, [(key, sha) for key, _, _, sha in rows if probed and sha])
+    shared = {t.source_key(s["sha256"]) for s in p.manifest.get("sources") or []
+              if t.source_mirror and not _deposits_sources(t)}  # <prefix>/<aa>/<sha256>
+
+    def folder(key: str) -> str:  # the one listing a key is decided by
+        return posixpath.dirname(posixpath.dirname(key) if key in shared else key) + "/"
+    looks = _looks(t, [(key, sha, folder(key)) for key, _, _, sha in rows if probed and sha])
     out = []
     for key, file, size, sha in rows:
         there = "unknown"
@@ -342,12 +348,26 @@ def _uploads(p: Plan, t: Target, data: list[ReleaseFile], torrents: list[str],
     return out
 
 
-def _looks(t: Target, wanted: list[tuple[str, str]]) -> dict[str, str | D4CError]:
-    """What `t` holds at each key, asked `t.upload_slots` at a time (reads only)."""
+def _looks(t: Target, wanted: list[tuple[str, str, str]]) -> dict[str, str | D4CError]:
+    """What `t` holds at each (key, sha256, folder), reading only. A target that lists (s3)
+    first says which keys are absent, a page per folder instead of a HEAD per key (an absent
+    key then meets the conditional create, which is the race-safe look); every key listed,
+    or left undecided, is looked at (HEAD: our sha256 or a conflict), `t.upload_slots` at once."""
+    listed: dict[str, bool] = {}
+    if (lister := getattr(t, "listed", None)) is not None:
+        folders: dict[str, list[str]] = {}
+        for key, _, folder in wanted:
+            folders.setdefault(folder, []).append(key)
+        for folder, keys in folders.items():
+            listed.update(lister(folder, keys))
+    out: dict[str, str | D4CError] = {key: "absent" for key, _, _ in wanted if listed.get(key) is False}
+
     def one(item: tuple[str, str]) -> str | D4CError:
         try:
             return t.look(*item)
         except D4CError as exc:
             return exc
+    rest = [(key, sha) for key, sha, _ in wanted if key not in out]
     with ThreadPoolExecutor(max(1, t.upload_slots), thread_name_prefix=f"look-{t.name}") as pool:
-        return dict(zip((key for key, _ in wanted), pool.map(one, wanted)))
+        out.update(zip((key for key, _ in rest), pool.map(one, rest)))
+    return out

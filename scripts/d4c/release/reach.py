@@ -1,15 +1,18 @@
 """Public reachability: what the record, the catalog and the torrents link to must open for anyone.
 
-After upload, every http(s) URL of a target declared `public` (each file, each raw source on
-a source mirror; the torrents' web seeds are among those) gets an anonymous HEAD through
-`d4c.http.session()`, with no credentials of any kind (no Authorization header, no ~/.netrc):
-each object is readable by anyone. The release's own files (artifacts, torrents, manifest,
-provenance, bundle) and the first raw source of each target also get one ranged GET
-(`Range: bytes=0-0`): the server serves GET there too. Raw sources share one prefix, so a GET
-of each would repeat that proof at one request per source (on S3, HEAD and GET are the one
-s3:GetObject permission). And the journal, when it is on a target, must NOT be readable
-that way. A failure is one line per target, naming a URL and its status, and stops the
-release before the record is written.
+After upload, every http(s) URL of a release file on a target declared `public` (artifacts,
+torrents, manifest, provenance, bundle; the torrents' web seeds are among those) gets an
+anonymous HEAD and a ranged GET (`Range: bytes=0-0`) through `d4c.http.session()`, with no
+credentials of any kind (no Authorization header, no ~/.netrc). Of the raw sources on a
+source mirror, one per target (the first, sorted) gets the same two reads, not each: every
+source sits under the one source prefix (on a service: in the one published deposit),
+written by the same upload call (no per-object ACL, encryption or tags: d4c sets none), so
+what makes it readable is the target's policy on that prefix and its URL mapping, which the
+one read proves; that each key holds our bytes is proven by the signed look or verify. (An
+object put at a d4c key by other means, with settings of its own, is outside that proof.) A HEAD per source would repeat that proof at one
+request per object, the largest part of a release's cost on a store. And the journal, when
+it is on a target, must NOT be readable that way. A failure is one line per target, naming
+a URL and its status, and stops the release before the record is written.
 """
 from __future__ import annotations
 
@@ -32,15 +35,12 @@ def anonymous_session() -> requests.Session:
     return sess
 
 
-def refusal(sess: requests.Session, url: str, ranged: bool = True) -> str | None:
-    """None if an anonymous HEAD (and, if `ranged`, a ranged GET) of `url` succeed, else what
-    went wrong."""
+def refusal(sess: requests.Session, url: str) -> str | None:
+    """None if an anonymous HEAD and a ranged GET of `url` succeed, else what went wrong."""
     try:
         head = sess.head(url, allow_redirects=True)
         if head.status_code != 200:
             return f"{url} answered {head.status_code} to an anonymous HEAD"
-        if not ranged:
-            return None
         with sess.get(url, headers={"Range": "bytes=0-0"}, stream=True) as got:
             if got.status_code not in (200, 206):
                 return f"{url} answered {got.status_code} to an anonymous ranged GET"
@@ -52,17 +52,17 @@ def refusal(sess: requests.Session, url: str, ranged: bool = True) -> str | None
 def check_public(files: Mapping[str, Iterable[str]], sources: Mapping[str, Iterable[str]] | None = None,
                  parallel: int = 8) -> list[D4CError]:
     """`files` and `sources` are target name -> its public URLs of release files and of raw
-    sources; one error per target that refuses any. Every URL gets a HEAD; the files and the
-    first source (sorted) a ranged GET as well. `parallel` URLs are checked at once (the
-    session's pool is thread-safe for requests)."""
+    sources; one error per target that refuses any. Every file and the first source (sorted)
+    get a HEAD and a ranged GET (the module docstring says why one source stands for all).
+    `parallel` URLs are checked at once (the session's pool is thread-safe for requests)."""
     out: list[D4CError] = []
     sources = sources or {}
     with anonymous_session() as sess, ThreadPoolExecutor(parallel, thread_name_prefix="reach") as pool:
         for name in dict.fromkeys([*files, *sources]):  # the targets in the caller's order
             own = sorted({u for u in files.get(name, ()) if u.startswith(("http://", "https://"))})
             raw = sorted({u for u in sources.get(name, ()) if u.startswith(("http://", "https://"))} - set(own))
-            todo = [(u, True) for u in own] + [(u, i == 0) for i, u in enumerate(raw)]
-            bad = [r for r in pool.map(lambda job: refusal(sess, *job), todo) if r is not None]
+            todo = own + raw[:1]
+            bad = [r for r in pool.map(lambda url: refusal(sess, url), todo) if r is not None]
             if bad:
                 more = f" ({len(bad)} of {len(todo)} URLs refused)" if len(bad) > 1 else ""
                 out.append(D4CError(
