@@ -1,5 +1,6 @@
-"""bench/release: `d4c release` of many objects to moto_server (a process of its own), to
-find the cost per object beyond the fixed cost of a release.
+"""bench/release: `d4c release` of many objects to an S3 server in a process of its own
+(moto_server, or bench/upload/sink.py --keep, which does almost no work), to find the cost
+per object beyond the fixed cost of a release.
 
 A synthetic dataset (the capitals demo's table as one GeoParquet, plus N small raw sources)
 is built once in a temporary git copy of this project; each round releases it afresh (new
@@ -8,15 +9,20 @@ release publishes N + 5 objects (the sources, the artifact, its torrent, the man
 provenance and the bundle). Two sizes, interleaved; the slope between them is the cost per
 object, the intercept the fixed cost.
 
-Beside each release, a bare loop sends moto the requests d4c makes per object, with boto3 and
-requests and nothing else, on as many threads: the plan's signed HEAD (absent), the
-conditional PUT with our checksums and metadata, the anonymous HEAD of the reach check. Its
-slope is moto's own cost per object on this machine; d4c's overhead is the difference.
+Beside each release, a bare loop sends the server the requests d4c makes for a fresh
+release's objects, with boto3 and requests and nothing else, on as many threads: the plan's
+listing of the prefix (a page per 1,000 keys), the conditional PUT with our checksums and
+metadata of each object, the anonymous HEAD and ranged GET of the first. Its slope is the
+server's own cost per object on this machine; d4c's overhead is the difference. Every HTTP
+request d4c sends during a release is counted (urllib3, under both boto3 and requests), so
+the requests per object are printed too.
 
     .venv/bin/python bench/release/run.py [--small 20] [--large 200] [--rounds 3] [--slots 8]
+                                          [--server moto|sink|both]
 
-Prints min and median of N per size, the load average, and the per-object figures of d4c
-and of the bare loop (goal: <= 5 ms per object beyond the fixed cost for 200 objects).
+Prints, per server, min and median of N per size, the load average, d4c's requests per
+object, and the per-object figures of d4c and of the bare loop (goal: <= 5 ms per object
+beyond the fixed cost for 200 objects).
 """
 from __future__ import annotations
 
@@ -32,7 +38,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +102,13 @@ def make_repo(where: Path, sizes: list[int]) -> Path:
     return root
 
 
-def start_moto() -> tuple[subprocess.Popen[bytes], str]:
+def start_server(kind: str) -> tuple[subprocess.Popen[bytes], str]:
+    """moto_server, or the sink keeping bodies (a journal is read back, the reach check GETs)."""
+    if kind == "sink":
+        proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "upload" / "sink.py"), "--keep"],
+                                stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        return proc, f"http://127.0.0.1:{int(proc.stdout.readline().split()[1])}"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
@@ -109,6 +125,26 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("moto_server did not start")
 
 
+@contextmanager
+def counting() -> Iterator[Counter[str]]:
+    """Every HTTP request sent in this process meanwhile, by kind (urllib3 carries boto3's
+    and requests' alike; a retry is a request too)."""
+    import urllib3.connectionpool as pool
+
+    seen: Counter[str] = Counter()
+    real = pool.HTTPConnectionPool.urlopen
+
+    def urlopen(self: Any, method: str, url: str, *args: Any, **kw: Any) -> Any:
+        seen["LIST" if "list-type=2" in url else method] += 1
+        return real(self, method, url, *args, **kw)
+
+    pool.HTTPConnectionPool.urlopen = urlopen  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        pool.HTTPConnectionPool.urlopen = real  # type: ignore[method-assign]
+
+
 def public_bucket(client: object, name: str) -> None:
     client.create_bucket(Bucket=name)  # type: ignore[attr-defined]
     client.put_bucket_policy(Bucket=name, Policy=json.dumps({  # type: ignore[attr-defined]
@@ -118,12 +154,11 @@ def public_bucket(client: object, name: str) -> None:
 
 
 def bare(endpoint: str, bucket: str, n: int, slots: int) -> float:
-    """Seconds for moto to answer d4c's per-object requests for n objects, sent bare (a boto3
+    """Seconds for the server to answer d4c's requests for n new objects, sent bare (a boto3
     client set up as d4c's s3 target sets up its own)."""
     import boto3
     import requests
     from botocore.config import Config
-    from botocore.exceptions import ClientError
 
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="a",
                           aws_secret_access_key="b", config=Config(
@@ -135,12 +170,6 @@ def bare(endpoint: str, bucket: str, n: int, slots: int) -> float:
     anon = requests.Session()
     anon.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=slots + 2))
 
-    def head(key: str) -> None:
-        try:
-            client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
-        except ClientError:
-            pass
-
     def put(key: str) -> None:
         data = f"raw source {key}\n".encode()
         sha, md5 = hashlib.sha256(data).digest(), hashlib.md5(data).digest()
@@ -149,13 +178,13 @@ def bare(endpoint: str, bucket: str, n: int, slots: int) -> float:
                           ChecksumAlgorithm="SHA256", ChecksumSHA256=base64.b64encode(sha).decode(),
                           ContentMD5=base64.b64encode(md5).decode())
 
-    def reach(key: str) -> None:
-        anon.head(f"{endpoint}/{bucket}/{key}").raise_for_status()
-
     start = time.perf_counter()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="data/sources/"):
+        page.get("Contents")  # the plan's look: all absent
     with ThreadPoolExecutor(slots) as pool:
-        for step in (head, put, reach):  # phase by phase, as the release: plan, upload, reach
-            list(pool.map(step, keys))
+        list(pool.map(put, keys))
+    anon.head(f"{endpoint}/{bucket}/{keys[0]}").raise_for_status()  # the reach check's one source
+    anon.get(f"{endpoint}/{bucket}/{keys[0]}", headers={"Range": "bytes=0-0"}).raise_for_status()
     return time.perf_counter() - start
 
 
@@ -176,12 +205,78 @@ def config(path: Path, endpoint: str, bucket: str, slots: int) -> Path:
     return path
 
 
+@dataclass
+class Runs:
+    """One server's rounds: seconds per size of the release and of the bare loop, objects per
+    size, and d4c's requests of the last round per size."""
+
+    times: dict[int, list[float]] = field(default_factory=dict)
+    floor: dict[int, list[float]] = field(default_factory=dict)
+    objects: dict[int, int] = field(default_factory=dict)
+    requests: dict[int, Counter[str]] = field(default_factory=dict)
+
+
+def run_server(kind: str, where: Path, sizes: list[int], args: argparse.Namespace) -> Runs:
+    """Interleaved rounds of each size's release and bare loop against a new `kind` server."""
+    import boto3
+    from d4c.release.orchestrate import release
+
+    out = Runs({n: [] for n in sizes}, {n: [] for n in sizes})
+    server, endpoint = start_server(kind)
+    try:
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                              aws_access_key_id="a", aws_secret_access_key="b")
+        root = Path(os.environ["D4C_REPO"])
+        for r in range(args.rounds):
+            for n in sizes:
+                bucket = f"bench-{n}-{r}"
+                public_bucket(client, bucket)
+                cfg = config(where / f"targets-{kind}-{n}-{r}.yaml", endpoint, bucket, args.slots)
+                for sub in ("releases", ".d4c/journal", ".d4c/release", ".d4c/catalog"):
+                    shutil.rmtree(root / sub, ignore_errors=True)
+                with counting() as seen:
+                    start = time.perf_counter()
+                    release(f"ca_bench_release-{n}", targets_file=cfg, echo=lambda line: None)
+                    out.times[n].append(time.perf_counter() - start)
+                out.requests[n] = seen
+                keys = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+                out.objects[n] = len(keys) - 1  # less the journal
+                public_bucket(client, f"bare-{n}-{r}")
+                out.floor[n].append(bare(endpoint, f"bare-{n}-{r}", out.objects[n], args.slots))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return out
+
+
+def report(kind: str, runs: Runs, args: argparse.Namespace) -> None:
+    load = os.getloadavg()
+    name = {"moto": "moto_server", "sink": "the sink (bench/upload/sink.py --keep)"}[kind]
+    print(f"d4c release to {name}, parallel_uploads {args.slots}, {args.rounds} interleaved rounds, "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    for n, times in runs.times.items():
+        seen = " ".join(f"{k} {v}" for k, v in sorted(runs.requests[n].items()))
+        print(f"  {runs.objects[n]:4d} objects: min {min(times):.2f} s, median {statistics.median(times):.2f} s; "
+              f"bare requests min {min(runs.floor[n]):.2f} s; d4c's requests: {seen}")
+    small, large = sorted(runs.times)
+    extra = runs.objects[large] - runs.objects[small]
+    per_req = (sum(runs.requests[large].values()) - sum(runs.requests[small].values())) / extra
+    print(f"  requests per object: {per_req:.2f}")
+    for label, pick in (("min", min), ("median", statistics.median)):
+        per, fixed = slope(runs.times, runs.objects, pick)
+        own, _ = slope(runs.floor, runs.objects, pick)
+        print(f"  per object ({label}s): {per * 1000:.1f} ms beyond a fixed {fixed:.2f} s (goal <= 5 ms); "
+              f"the server's own for the same requests {own * 1000:.1f} ms, d4c's overhead "
+              f"{(per - own) * 1000:.1f} ms")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--small", type=int, default=20, help="raw sources of the small release")
     ap.add_argument("--large", type=int, default=200, help="raw sources of the large release")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--slots", type=int, default=8, help="the s3 target's parallel_uploads")
+    ap.add_argument("--server", choices=["moto", "sink", "both"], default="moto")
     args = ap.parse_args()
     os.environ.update(CREDS)
     with tempfile.TemporaryDirectory(prefix="d4c-bench-release-") as tmp:
@@ -192,47 +287,11 @@ def main() -> int:
         from d4c.build.pipeline import BuildOptions, build
         from d4c.recipe import load_id
         from d4c.release.files import build_dir_for
-        from d4c.release.orchestrate import release
         for n in sizes:
             rcp = load_id(f"ca_bench_release-{n}", root)
             build(rcp, root, build_dir_for(root, rcp), BuildOptions())
-        moto, endpoint = start_moto()
-        try:
-            import boto3
-            client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                                  aws_access_key_id="a", aws_secret_access_key="b")
-            times: dict[int, list[float]] = {n: [] for n in sizes}
-            floor: dict[int, list[float]] = {n: [] for n in sizes}
-            objects: dict[int, int] = {}
-            for r in range(args.rounds):
-                for n in sizes:
-                    bucket = f"bench-{n}-{r}"
-                    public_bucket(client, bucket)
-                    cfg = config(where / f"targets-{n}-{r}.yaml", endpoint, bucket, args.slots)
-                    for sub in ("releases", ".d4c/journal", ".d4c/release", ".d4c/catalog"):
-                        shutil.rmtree(root / sub, ignore_errors=True)
-                    start = time.perf_counter()
-                    release(f"ca_bench_release-{n}", targets_file=cfg, echo=lambda line: None)
-                    times[n].append(time.perf_counter() - start)
-                    keys = client.list_objects_v2(Bucket=bucket).get("Contents", [])
-                    objects[n] = len(keys) - 1  # less the journal
-                    public_bucket(client, f"bare-{n}-{r}")
-                    floor[n].append(bare(endpoint, f"bare-{n}-{r}", objects[n], args.slots))
-            load = os.getloadavg()
-        finally:
-            moto.terminate()
-            moto.wait(timeout=30)
-    print(f"d4c release to moto_server, parallel_uploads {args.slots}, {args.rounds} interleaved rounds, "
-          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    for n in sizes:
-        print(f"  {objects[n]:4d} objects: min {min(times[n]):.2f} s, median {statistics.median(times[n]):.2f} s; "
-              f"bare requests min {min(floor[n]):.2f} s")
-    for label, pick in (("min", min), ("median", statistics.median)):
-        per, fixed = slope(times, objects, pick)
-        moto_per, _ = slope(floor, objects, pick)
-        print(f"  per object ({label}s): {per * 1000:.1f} ms beyond a fixed {fixed:.2f} s (goal <= 5 ms); "
-              f"moto's own for the same requests {moto_per * 1000:.1f} ms, d4c's overhead "
-              f"{(per - moto_per) * 1000:.1f} ms")
+        for kind in (["moto", "sink"] if args.server == "both" else [args.server]):
+            report(kind, run_server(kind, where, sizes, args), args)
     return 0
 
 
