@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torf
 from d4c import digest
-from d4c.digest import digest_file, sha256_file
+from d4c.digest import digest_file, md5_file, sha256_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,7 +32,7 @@ def test_matches_hashlib_and_torf(tmp_path: Path, size: int, piece_size: int) ->
     d = digest_file(path, piece_size, block_size=24 * KIB)  # blocks straddle piece borders
     assert d.size == size and d.piece_size == piece_size
     assert d.sha256 == hashlib.sha256(data).hexdigest() == sha256_file(path)
-    assert d.md5 == hashlib.md5(data).hexdigest()
+    assert d.md5 == hashlib.md5(data).hexdigest() == md5_file(path)
     assert d.pieces == torf_pieces(path, piece_size)
     assert len(d.pieces) == 20 * -(-size // piece_size)
     assert d.pieces_sha1 == d.pieces.hex()

@@ -25,7 +25,7 @@ from typing import Any
 from d4c import canonical, model
 from d4c.atomic import atomic_write
 from d4c.catalog.append import append_record
-from d4c.digest import digest_file
+from d4c.digest import md5_file
 from d4c.errors import D4CError
 from d4c.release import locations, reach, stac_tree
 from d4c.release.files import ROLE_MEDIA_TYPES, digest_small, source_file
@@ -194,7 +194,7 @@ def _put_one(t: Target, a: Action, path: Path, sha: str, md5: str | None) -> boo
     if a.exists == "present" or (a.exists != "absent" or not t.guards_create) and t.exists(key, sha):
         log.debug("%s: %s already there", t.name, key)
     else:
-        t.upload(key, path, sha, md5 or digest_file(path).md5)
+        t.upload(key, path, sha, md5 or md5_file(path))
         uploaded = True
     if not t.verify(key, sha):
         raise D4CError(f"target {t.name!r}: {key} does not match sha256 {sha} after upload",
