@@ -223,6 +223,8 @@ def test_the_writes_own_checksum_answer_spares_one_head(moto_s3: MotoS3, tmp_pat
     t.upload("k/f", path, sha, md5)
     assert t.verify("k/f", sha) and heads == []  # the PUT's answer carried the full-object SHA-256
     assert t.verify("k/f", sha) and heads == ["HEAD"]  # only once: later checks ask the server
+    assert t.exists("k/f", sha) and t.verify("k/f", sha) and heads == ["HEAD"] * 2  # the look's HEAD
+    assert t.verify("k/f", sha) and heads == ["HEAD"] * 3  # ... proves the one verify after it
     assert not t.verify("k/f", "0" * 64)
     # a multipart complete whose answer has no composite (moto's) proves nothing: verify HEADs
     big, bsha, bmd5 = _file(tmp_path / "big", os.urandom(11 * MiB))

@@ -115,9 +115,9 @@ class S3Target(BaseTarget):
         # a full-object ChecksumSHA256 the server checks.
         self.part_checksum = str(opts.get("part_checksum", "CRC32")).upper()
         self._composite: dict[str, str] = {}  # key -> composite checksum we proved at upload
-        # key -> sha256 whose checksum the server's own answer to our write confirmed: the
-        # next verify of that key takes it (once) instead of a HEAD that would compare the
-        # very same server checksum again (the "no second HEAD").
+        # key -> sha256 whose checksum the server's own answer to our write (or the HEAD of
+        # exists(), the plan's look) confirmed: the next verify of that key takes it (once)
+        # instead of a HEAD that would compare the very same server checksum again.
         self._proven: dict[str, str] = {}
         self.guards_create = self.conditional  # If-None-Match: the write itself looks first
         self.list_page = 1000  # ListObjectsV2's most keys per page (S3's cap)
@@ -176,7 +176,10 @@ class S3Target(BaseTarget):
                 f"target {self.name!r}: s3://{self.bucket}/{key} exists with a different sha256 "
                 f"({theirs or 'none recorded'})",
                 hint="published keys are immutable: bump the version, or delete a damaged copy")
-        return self.verify(key, sha256, head)
+        if not self.verify(key, sha256, head):
+            return False
+        self._proven[key] = sha256  # this HEAD proved our bytes: the next verify takes it, once
+        return True
 
     def upload(self, key: str, path: Path, sha256: str, md5: str) -> None:
         size = path.stat().st_size
