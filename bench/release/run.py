@@ -15,10 +15,12 @@ listing of the prefix (a page per 1,000 keys), the conditional PUT with our chec
 metadata of each object, the anonymous HEAD and ranged GET of the first. Its slope is the
 server's own cost per object on this machine; d4c's overhead is the difference. Every HTTP
 request d4c sends during a release is counted (urllib3, under both boto3 and requests), so
-the requests per object are printed too.
+the requests per object are printed too. `--rerun` times instead a second run of each
+release that finds every object there (its record not yet written, as after a crash): the
+plan's listing, a HEAD of each object (our sha256), and the bare loop to match.
 
     .venv/bin/python bench/release/run.py [--small 20] [--large 200] [--rounds 3] [--slots 8]
-                                          [--server moto|sink|both]
+                                          [--server moto|sink|both] [--rerun]
 
 Prints, per server, min and median of N per size, the load average, d4c's requests per
 object, and the per-object figures of d4c and of the bare loop (goal: <= 5 ms per object
@@ -153,9 +155,10 @@ def public_bucket(client: object, name: str) -> None:
             "Resource": [f"arn:aws:s3:::{name}/data/*"]}]}))
 
 
-def bare(endpoint: str, bucket: str, n: int, slots: int) -> float:
-    """Seconds for the server to answer d4c's requests for n new objects, sent bare (a boto3
-    client set up as d4c's s3 target sets up its own)."""
+def bare(endpoint: str, bucket: str, n: int, slots: int, present: bool = False) -> float:
+    """Seconds for the server to answer d4c's requests for n new objects (`present`: for n
+    objects already there, which are HEADed instead of PUT), sent bare (a boto3 client set
+    up as d4c's s3 target sets up its own)."""
     import boto3
     import requests
     from botocore.config import Config
@@ -170,6 +173,9 @@ def bare(endpoint: str, bucket: str, n: int, slots: int) -> float:
     anon = requests.Session()
     anon.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=slots + 2))
 
+    def head(key: str) -> None:
+        client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+
     def put(key: str) -> None:
         data = f"raw source {key}\n".encode()
         sha, md5 = hashlib.sha256(data).digest(), hashlib.md5(data).digest()
@@ -180,9 +186,9 @@ def bare(endpoint: str, bucket: str, n: int, slots: int) -> float:
 
     start = time.perf_counter()
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="data/sources/"):
-        page.get("Contents")  # the plan's look: all absent
+        page.get("Contents")  # the plan's look: all absent, or all present
     with ThreadPoolExecutor(slots) as pool:
-        list(pool.map(put, keys))
+        list(pool.map(head if present else put, keys))
     anon.head(f"{endpoint}/{bucket}/{keys[0]}").raise_for_status()  # the reach check's one source
     anon.get(f"{endpoint}/{bucket}/{keys[0]}", headers={"Range": "bytes=0-0"}).raise_for_status()
     return time.perf_counter() - start
@@ -234,6 +240,10 @@ def run_server(kind: str, where: Path, sizes: list[int], args: argparse.Namespac
                 cfg = config(where / f"targets-{kind}-{n}-{r}.yaml", endpoint, bucket, args.slots)
                 for sub in ("releases", ".d4c/journal", ".d4c/release", ".d4c/catalog"):
                     shutil.rmtree(root / sub, ignore_errors=True)
+                if args.rerun:  # the release runs once untimed; the rerun finds every key there
+                    release(f"ca_bench_release-{n}", targets_file=cfg, echo=lambda line: None)
+                    for sub in ("releases", ".d4c/journal", ".d4c/release", ".d4c/catalog"):
+                        shutil.rmtree(root / sub, ignore_errors=True)
                 with counting() as seen:
                     start = time.perf_counter()
                     release(f"ca_bench_release-{n}", targets_file=cfg, echo=lambda line: None)
@@ -242,7 +252,9 @@ def run_server(kind: str, where: Path, sizes: list[int], args: argparse.Namespac
                 keys = client.list_objects_v2(Bucket=bucket).get("Contents", [])
                 out.objects[n] = len(keys) - 1  # less the journal
                 public_bucket(client, f"bare-{n}-{r}")
-                out.floor[n].append(bare(endpoint, f"bare-{n}-{r}", out.objects[n], args.slots))
+                if args.rerun:
+                    bare(endpoint, f"bare-{n}-{r}", out.objects[n], args.slots)
+                out.floor[n].append(bare(endpoint, f"bare-{n}-{r}", out.objects[n], args.slots, args.rerun))
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -252,7 +264,8 @@ def run_server(kind: str, where: Path, sizes: list[int], args: argparse.Namespac
 def report(kind: str, runs: Runs, args: argparse.Namespace) -> None:
     load = os.getloadavg()
     name = {"moto": "moto_server", "sink": "the sink (bench/upload/sink.py --keep)"}[kind]
-    print(f"d4c release to {name}, parallel_uploads {args.slots}, {args.rounds} interleaved rounds, "
+    what = "rerun (every object there)" if args.rerun else "release"
+    print(f"d4c {what} to {name}, parallel_uploads {args.slots}, {args.rounds} interleaved rounds, "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     for n, times in runs.times.items():
         seen = " ".join(f"{k} {v}" for k, v in sorted(runs.requests[n].items()))
@@ -277,6 +290,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--slots", type=int, default=8, help="the s3 target's parallel_uploads")
     ap.add_argument("--server", choices=["moto", "sink", "both"], default="moto")
+    ap.add_argument("--rerun", action="store_true",
+                    help="time a rerun that finds every object there (no record yet), not a fresh release")
     args = ap.parse_args()
     os.environ.update(CREDS)
     with tempfile.TemporaryDirectory(prefix="d4c-bench-release-") as tmp:
