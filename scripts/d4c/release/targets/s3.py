@@ -6,14 +6,17 @@ ChecksumSHA256 (the server checks the bytes), multipart uploads send a checksum 
 If-None-Match: * so an existing key is never replaced; on PreconditionFailed the existing
 object's checksum decides: ours = already done, different = an error naming the key.
 
-The data path stays on boto3 rather than obstore: obstore (0.12) turns any conditional put
-into one single-part request holding the whole file in memory, which breaks both
-If-None-Match on large files and the memory bound. Costs taken off boto3's hot path
-(bench/upload, client-bound sink): parts stream from the file (s3transfer's ReadFileChunk),
-so memory does not grow with part size or concurrency; the part checksum is one extra read
-of 1 MiB blocks from the page cache; and the payload is not SHA-256-signed (botocore signs
-it over plain http only; over https it already sends UNSIGNED-PAYLOAD when a checksum
-header is present, which every request of ours carries).
+The data path stays on boto3 rather than obstore: obstore 0.12.1 (the locked one) turns a
+put with any mode but overwrite into one single-part request holding the whole file in
+memory, which breaks both If-None-Match on large files and the memory bound. Costs taken off
+boto3's hot path (bench/upload, client-bound sink, measured with perf): parts stream from
+the file (s3transfer's ReadFileChunk), so memory does not grow with part size or
+concurrency; the part checksum is one extra read of 1 MiB blocks from the page cache,
+CRC32'd by ISA-L (isal, 4x zlib's speed here, the same values); and the payload is not
+SHA-256-signed (botocore signs it over plain http only; over https it already sends
+UNSIGNED-PAYLOAD when a checksum header is present, which every request of ours carries).
+What is left is the kernel's copies (about 60% of the upload's CPU) and botocore's ~3 ms
+per request.
 """
 from __future__ import annotations
 
