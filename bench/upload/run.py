@@ -11,8 +11,16 @@ Every upload runs in a process of its own, so each peak RSS is that client's alo
 goal: <= 128 MiB). Python clients (the AWS CLI through its own driver, in its own
 interpreter) time the upload call itself, wall and CPU (all threads); s5cmd is timed from
 outside, less its start-up (the least of five 1-byte uploads). d4c does what it always does: our
-sha256 in metadata, If-None-Match, CRC32 part checksums; the peers do none of that.
-Prints min and median of N interleaved rounds and the load average.
+sha256 in metadata, If-None-Match, CRC32 part checksums (ISA-L's). boto3 `upload_file` and
+the AWS CLI send CRC32 part checksums too (botocore's default, zlib's CRC32); obstore and
+s5cmd send no checksum header; no peer writes our sha256 or a conditional create. obstore comes from
+requirements-dev.lock, s5cmd too; the AWS CLI is used when one is installed.
+Prints min and median of N interleaved rounds and the load average. On 2 shared cores the
+wall times swing with the machine's load; the CPU seconds swing less.
+
+Where d4c's upload CPU goes (perf record over the upload alone, 512 MiB to the sink, after
+ISA-L): the kernel's copies (page cache to the part reads, user to socket) about 60%, the
+interpreter and botocore about 28% (~3 ms of CPU a request), ISA-L's CRC32 7%.
 """
 from __future__ import annotations
 
