@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _timing import measure
 from d4c import plan as planmod
-from d4c import plan_inputs
+from d4c import plan_git, plan_inputs
 
 GIT = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.org"]
 
@@ -53,7 +53,7 @@ def make_repo(root: Path, n: int) -> str:
     return base
 
 
-class OneProcessPerBlob(plan_inputs.Git):
+class OneProcessPerBlob(plan_git.Git):
     """The straightforward reader: one `git cat-file blob` process per file."""
 
     def preload(self, commit: str, paths: list[str]) -> None:

@@ -10,10 +10,11 @@ Rules (docs/workflows.md):
 - `release` lists the datasets whose recipe version has no `releases/<id>/<version>.json`.
 
 Everything is read from git objects (never the work tree), so `--head` may be any ref;
-d4c.plan_inputs reads them (blobs, recipes, transforms' imports).
+d4c.plan_git reads them, d4c.plan_inputs parses recipes and transforms' imports.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -23,7 +24,8 @@ from typing import Any
 
 from d4c import fanout, model, semver
 from d4c.errors import D4CError
-from d4c.plan_inputs import Git, parse_recipes, transform_files
+from d4c.plan_git import Git
+from d4c.plan_inputs import Wanted, read_datasets, transform_files
 
 GLOBAL_PREFIXES = ("scripts/", "docker/", "schemas/")
 GLOBAL_FILES = re.compile(r"^(pyproject\.toml|requirements[^/]*\.lock)$")
@@ -103,20 +105,12 @@ def commit_of(root: Path, ref: str) -> str:
     return Git(root).commit(ref)
 
 
-def _plan(git: Git, base: str, head: str) -> Plan:
-    base_c = None if NULL_SHA.match(base) else git.commit(base)
-    head_c = git.commit(head)
-    changes = git.changes(base_c, head_c)
-    base_files, head_files = git.files(base_c) if base_c else set(), git.files(head_c)
-    git.preload(head_c, sorted(p for p in head_files if p.startswith("datasets/")
-                               and (p.endswith(".py") or _RECIPE.match(p))))
-    found = [(m.group(1), p) for p in sorted(head_files) if (m := _RECIPE.match(p))]
-    loaded = parse_recipes([(p, git.read(head_c, p)) for _, p in found])
-    recipes = {ds: r for (ds, _), r in zip(found, loaded, strict=True)}
+def _deleted(base_files: set[str], head_files: set[str], ids: set[str],
+             changes: list[tuple[str, str]]) -> list[str]:
+    """The datasets gone at head; one that has a release record, or a deleted release record,
+    is an error: releases are permanent."""
     old_ids = {m.group(1) for p in base_files if (m := _RECIPE.match(p))}
-
-    changed = {path for _, path in changes}
-    deleted = sorted(old_ids - set(recipes))
+    deleted = sorted(old_ids - ids)
     for ds in deleted:
         records = _released(base_files | head_files, ds)
         if records:
@@ -125,26 +119,61 @@ def _plan(git: Git, base: str, head: str) -> Plan:
                 f"record(s), e.g. {records[0]})",
                 hint="releases are permanent; restore the folder and mark the dataset deprecated",
             )
-    for status, path in changes:  # releases are permanent: a record may never go away
+    for status, path in changes:  # a record may never go away
         if status == "D" and path.startswith("releases/") and path.endswith(".json"):
             raise D4CError(
                 f"{path}: a release record was deleted",
                 hint="releases are permanent; restore the file (deprecate a version instead)",
             )
+    return deleted
 
+
+# The recipe keys a plan reads (its rows and the transform's entry module)
+_KEYS = ("version", "sources", "sample", "runs_on", "shards", "transform")
+
+
+def _plan(git: Git, base: str, head: str) -> Plan:
+    base_c = None if NULL_SHA.match(base) else git.commit(base)
+    head_c = git.commit(head)
+    changes = git.changes(base_c, head_c)
+    base_files, head_files = git.files(base_c) if base_c else set(), git.files(head_c)
+    git.preload(head_c, sorted(p for p in head_files if p.startswith("datasets/")
+                               and (p.endswith(".py") or _RECIPE.match(p))))
+    changed = {path for _, path in changes}
     touch_all = any(p.startswith(GLOBAL_PREFIXES) or GLOBAL_FILES.match(p) for p in changed)
+    # `datasets/<id>/...` touches <id> (ids from recipe paths hold no `/`): one set, not a scan per dataset
+    in_folder = {p.split("/", 2)[1] for p in changed if p.startswith("datasets/") and p.count("/") >= 2}
+
+    def own(ds: str) -> bool:
+        return touch_all or ds in in_folder
+
+    found = [(m.group(1), p) for p in sorted(head_files) if (m := _RECIPE.match(p))]
+    wanted = Wanted(files=head_files, changed=changed, skip=own, keep=_KEYS)
+    read = read_datasets(git, head_c, found, wanted)
+    datasets = {ds: d for (ds, _), d in zip(found, read, strict=True)}
+    recipes = {ds: d.recipe for ds, d in datasets.items()}
+    deleted = _deleted(base_files, head_files, set(recipes), changes)
+
     touched: set[str] = set()
-    for ds, recipe in recipes.items():
-        own = touch_all or any(p.startswith(f"datasets/{ds}/") for p in changed)
-        # lazily: parsing imports is only needed when nothing closer touched the dataset
-        if own or transform_files(git, head_c, ds, recipe, head_files) & changed:
+    for ds, d in datasets.items():
+        # lazily: parsing imports is only needed when nothing closer touched the dataset (a
+        # forked worker may have scanned it already)
+        if own(ds) or (d.loads_changed if d.loads_changed is not None else
+                       bool(transform_files(functools.partial(git.read, head_c), ds, d.recipe, head_files) & changed)):
             touched.add(ds)
 
     release = sorted(
         ds for ds, r in recipes.items() if f"releases/{ds}/{r.get('version')}.json" not in head_files
     )
     ordered = sorted(touched)
-    matrix, release_matrix = [_row(ds, recipes[ds]) for ds in ordered], [_row(ds, recipes[ds]) for ds in release]
+    rows: dict[str, dict[str, Any]] = {}
+
+    def row(ds: str) -> dict[str, Any]:  # a dataset in both matrices: made once, a copy in each
+        if ds not in rows:
+            rows[ds] = _row(ds, recipes[ds])
+        return dict(rows[ds])
+
+    matrix, release_matrix = [row(ds) for ds in ordered], [row(ds) for ds in release]
     return Plan(datasets=ordered, deleted=deleted, release=release, all=touch_all, matrix=matrix,
                 release_matrix=release_matrix, jobs=fanout.jobs(matrix),
                 release_jobs=fanout.jobs(release_matrix))

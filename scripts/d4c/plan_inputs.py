@@ -1,125 +1,27 @@
-"""What `d4c plan` reads from git: blobs by id (one `ls-tree`, batched `cat-file`), recipes
-parsed as YAML 1.2 (across forked workers when there are many) and the repo files a
-transform imports (an `ast` scan cached by content). d4c.plan decides from these.
+"""What `d4c plan` reads of each dataset: its recipe parsed as YAML 1.2 and the repo files its
+transform imports (an `ast` scan cached by content), across forked workers when there are
+many. d4c.plan decides from these; d4c.plan_git reads the blobs.
 """
 from __future__ import annotations
 
 import ast
 import functools
+import gc
 import multiprocessing
 import os
 import posixpath
-import subprocess
 from collections import deque
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ruamel.yaml import YAML
+from _ruamel_yaml import CParser  # libyaml's C parser (ruamel.yaml.clib)
+from ruamel.yaml.constructor import SafeConstructor
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.resolver import VersionedResolver
 
 from d4c.errors import D4CError
-
-EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's well-known empty tree
-
-
-class Git:
-    """Read-only access to one repository's objects."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self._batch: subprocess.Popen[bytes] | None = None
-        self._blobs: dict[str, bytes] = {}
-        # commit -> path -> blob id, from the one `ls-tree` per commit: `git cat-file` finds a
-        # blob by id at once, while `<commit>:<path>` walks the tree for every spec (quadratic
-        # over datasets/: 65 s for 30k blobs against 0.2 s by id).
-        self._oids: dict[str, dict[str, str]] = {}
-
-    def close(self) -> None:
-        if self._batch is not None:
-            self._batch.communicate()
-            self._batch = None
-
-    def run(self, *args: str) -> bytes:
-        proc = subprocess.run(["git", *args], cwd=self.root, capture_output=True, check=False)
-        if proc.returncode != 0:
-            err = proc.stderr.decode(errors="replace").strip().splitlines()
-            raise D4CError(f"git {' '.join(args[:2])} failed: {err[-1] if err else proc.returncode}")
-        return proc.stdout
-
-    def commit(self, ref: str) -> str:
-        proc = subprocess.run(
-            ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
-            cwd=self.root, capture_output=True, text=True, check=False,
-        )
-        if proc.returncode != 0:
-            raise D4CError(
-                f"unknown git ref {ref!r} in {self.root}",
-                hint="fetch enough history (actions/checkout with fetch-depth: 0) or check the ref",
-            )
-        return proc.stdout.strip()
-
-    def files(self, commit: str) -> set[str]:
-        if commit not in self._oids:
-            oids: dict[str, str] = {}
-            for entry in self.run("ls-tree", "-r", "-z", commit).decode().split("\0"):
-                meta, _, path = entry.partition("\t")
-                fields = meta.split()
-                if len(fields) == 3 and fields[1] == "blob":
-                    oids[path] = fields[2]
-            self._oids[commit] = oids
-        return set(self._oids[commit])
-
-    def _spec(self, commit: str, path: str) -> str:
-        """What to ask `git cat-file` for: the blob id when the tree was listed."""
-        return self._oids.get(commit, {}).get(path) or f"{commit}:{path}"
-
-    def read(self, commit: str, path: str) -> bytes:
-        """One blob, through a single `git cat-file --batch` (one process, not one per file)."""
-        spec = f"{commit}:{path}"
-        if spec in self._blobs:
-            return self._blobs[spec]
-        if "\n" in spec:  # the batch protocol is line-based
-            return self.run("cat-file", "blob", spec)
-        ask = self._spec(commit, path)
-        if self._batch is None:
-            self._batch = subprocess.Popen(["git", "cat-file", "--batch"], cwd=self.root,
-                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert self._batch.stdin is not None and self._batch.stdout is not None
-        self._batch.stdin.write(ask.encode() + b"\n")
-        self._batch.stdin.flush()
-        header = self._batch.stdout.readline().split()
-        if len(header) != 3 or header[1] != b"blob":
-            raise D4CError(f"git cannot read {spec} ({b' '.join(header[1:]).decode() or 'no answer'})")
-        data = self._batch.stdout.read(int(header[2]))
-        self._batch.stdout.read(1)  # the newline after each object
-        self._blobs[spec] = data
-        return data
-
-    def preload(self, commit: str, paths: list[str]) -> None:
-        """Read many blobs with one `git cat-file --batch` run (recipes, transforms, helpers)."""
-        specs = [f"{commit}:{p}" for p in paths if "\n" not in p]
-        if not specs:
-            return
-        asks = [self._spec(commit, p) for p in paths if "\n" not in p]
-        out = subprocess.run(["git", "cat-file", "--batch"], cwd=self.root, check=False,
-                             input="".join(f"{a}\n" for a in asks).encode(), capture_output=True).stdout
-        pos = 0
-        for spec in specs:
-            end = out.index(b"\n", pos)
-            header = out[pos:end].split()
-            pos = end + 1
-            if len(header) == 3 and header[1] == b"blob":
-                size = int(header[2])
-                self._blobs[spec] = out[pos:pos + size]
-                pos += size + 1
-
-    def changes(self, base: str | None, head: str) -> list[tuple[str, str]]:
-        """(status letter, path) for base...head (None: from nothing); renames are delete + add."""
-        span = [f"{base}...{head}"] if base else [EMPTY_TREE, head]
-        out = self.run("diff", "--name-status", "-z", "--no-renames", *span)
-        parts = out.decode().split("\0")
-        return [(parts[i][:1], parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
+from d4c.plan_git import Git
 
 
 class Resolver12(VersionedResolver):
@@ -140,13 +42,31 @@ class Resolver12(VersionedResolver):
         return Resolver12._rules
 
 
-LOADER = YAML(typ="safe")  # libyaml's C parser (ruamel.yaml.clib): the plan reads every recipe
-LOADER.Resolver = Resolver12
+class _Loader(CParser, SafeConstructor, Resolver12):  # type: ignore[misc]
+    """What `YAML(typ="safe").load` builds for each document (libyaml's C parser, ruamel's safe
+    constructor, duplicate keys refused), its class made once: ruamel makes the class anew for
+    every document (measured: 30% of a recipe's YAML time)."""
+
+    def __init__(self, stream: bytes) -> None:
+        CParser.__init__(self, stream)
+        self._parser = self._composer = self
+        SafeConstructor.__init__(self, loader=self)
+        self.allow_duplicate_keys = False
+        Resolver12.__init__(self, version=None, loadumper=self)
+
+
+def load_yaml(raw: bytes) -> Any:
+    """One YAML 1.2 document, as ruamel's own C loader reads it; raises YAMLError, ValueError."""
+    loader = _Loader(raw)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def recipe_yaml(raw: bytes, where: str) -> dict[str, Any]:
     try:
-        data = LOADER.load(raw)
+        data = load_yaml(raw)
     except (YAMLError, ValueError):  # ValueError: an integer past Python's 4,300 digits
         raise D4CError(f"{where}: not valid YAML", hint="run `d4c validate`") from None
     if not isinstance(data, dict):
@@ -154,52 +74,131 @@ def recipe_yaml(raw: bytes, where: str) -> dict[str, Any]:
     return data
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """What the planner needs of each dataset: `keep`, the recipe keys it reads; whether the
+    transform loads one of `changed` (of the head tree's `files`), for datasets not in `skip`."""
+    files: set[str]
+    changed: set[str]
+    skip: Callable[[str], bool]
+    keep: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    recipe: dict[str, Any]  # only the `keep` keys
+    loads_changed: bool | None  # None: not scanned here; the planner scans it itself
+
+
 # Below this many recipes one process parses them all: a pool's start-up costs more than it saves
 POOL_MIN = 400
+# A forked worker's inputs, set before the fork: the workers read them from the parent's memory
+# (copy on write) instead of a pickled copy of every blob
+_TASK: tuple[Git, str, list[tuple[str, str, bytes]], Wanted] | None = None
 
 
-def _load_chunk(raws: list[bytes]) -> list[dict[str, Any] | None]:
-    """A pool worker's part: each recipe as a plain dict, None for one the parent must report."""
-    out: list[dict[str, Any] | None] = []
-    for raw in raws:
-        try:
-            out.append(recipe_yaml(raw, ""))
-        except D4CError:
-            out.append(None)
-    return out
+class _Uncached(Exception):
+    """A worker needs a blob the parent did not preload: the parent scans that dataset itself."""
 
 
-def parse_recipes(items: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
-    """Every (path, bytes) recipe parsed, in order. Many are parsed across the cores by forked
-    workers (YAML is half of a 10k plan's CPU); a recipe that fails is parsed again here, so the
-    error, and which recipe's comes first, is the serial run's."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if len(items) < POOL_MIN or cores < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return [recipe_yaml(raw, path) for path, raw in items]
-    size = -(-len(items) // (cores * 4))  # a few chunks a worker: a slow chunk does not hold the rest
-    chunks = [[raw for _, raw in items[i:i + size]] for i in range(0, len(items), size)]
-    pool = multiprocessing.get_context("fork").Pool(cores)
+def _parsed(ds: str, raw: bytes) -> tuple[dict[str, Any] | None, bool | None]:
+    """A worker's answer for one dataset. Anything that fails is None, done again by the parent,
+    so the error, and which comes first, is the serial run's."""
+    assert _TASK is not None
+    git, commit, _, wanted = _TASK
     try:
-        parsed = [d for chunk in pool.map(_load_chunk, chunks) for d in chunk]
+        recipe = recipe_yaml(raw, "")
+    except Exception:  # noqa: BLE001 - the parent parses it again and reports it
+        return None, None
+    slim = {k: recipe[k] for k in wanted.keep if k in recipe}
+    if wanted.skip(ds):
+        return slim, None
+
+    def read(path: str) -> bytes:
+        data = git.cached(commit, path)
+        if data is None:
+            raise _Uncached(path)
+        return data
+
+    try:
+        return slim, bool(transform_files(read, ds, recipe, wanted.files) & wanted.changed)
+    except Exception:  # noqa: BLE001 - a transform that does not parse: the parent's line
+        return slim, None
+
+
+def _work(span: tuple[int, int]) -> list[tuple[dict[str, Any] | None, bool | None]]:
+    assert _TASK is not None
+    return [_parsed(ds, raw) for ds, _, raw in _TASK[2][span[0]:span[1]]]
+
+
+def _pooled(task: tuple[Git, str, list[tuple[str, str, bytes]], Wanted],
+            cores: int) -> list[tuple[dict[str, Any] | None, bool | None]]:
+    global _TASK
+    size = -(-len(task[2]) // (cores * 4))  # a few chunks a worker: a slow chunk does not hold the rest
+    _TASK = task  # before the fork (a worker the pool starts again also finds it)
+    gc.freeze()  # the workers' collections skip the parent's objects: no copy-on-write of them
+    try:
+        pool = multiprocessing.get_context("fork").Pool(cores)
+    finally:
+        gc.unfreeze()
+    try:
+        return [d for chunk in pool.map(_work, [(i, i + size) for i in range(0, len(task[2]), size)])
+                for d in chunk]
     finally:
         pool.close()  # the workers exit before the parent goes on (they hold copies of its pipes)
         pool.join()
-    return [d if d is not None else recipe_yaml(raw, path) for (path, raw), d in zip(items, parsed, strict=True)]
+        _TASK = None
+
+
+def read_datasets(git: Git, commit: str, found: list[tuple[str, str]], wanted: Wanted) -> list[Dataset]:
+    """Every (dataset, recipe path) parsed, in order, with its transform's scan when asked.
+
+    Many are done across the cores by forked workers (YAML and the import scan are most of a 10k
+    plan's CPU), each answering only what the planner reads; a recipe that fails is parsed again
+    here, so the error, and which recipe's comes first, is the serial run's. One process leaves
+    every scan to the planner, which scans only the datasets nothing closer touched."""
+    items = [(ds, path, git.read(commit, path)) for ds, path in found]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if len(items) < POOL_MIN or cores < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        answers: list[tuple[dict[str, Any] | None, bool | None]] = [(None, None)] * len(items)
+    else:
+        answers = _pooled((git, commit, items, wanted), cores)
+    out = []
+    for (_, path, raw), (slim, loads) in zip(items, answers, strict=True):
+        if slim is None:
+            recipe = recipe_yaml(raw, path)
+            slim = {k: recipe[k] for k in wanted.keep if k in recipe}
+        out.append(Dataset(slim, loads))
+    return out
 
 
 def _module_candidates(name: str, roots: list[str]) -> list[str]:
     """Repo paths that `import name` could load, each package __init__ on the way included."""
+    return [path for root in roots for path in _candidates_in(name, root)]
+
+
+@functools.lru_cache(maxsize=65536)  # `datasets` and the repo root: the same for every dataset
+def _candidates_in(name: str, root: str) -> tuple[str, ...]:
     parts = name.split(".")
+    base = f"{root}/" if root else ""
     out: list[str] = []
-    for root in roots:
-        base = f"{root}/" if root else ""
-        for i in range(1, len(parts) + 1):
-            stem = base + "/".join(parts[:i])
-            out += [f"{stem}.py", f"{stem}/__init__.py"]
-    return out
+    for i in range(1, len(parts) + 1):
+        stem = base + "/".join(parts[:i])
+        out += [f"{stem}.py", f"{stem}/__init__.py"]
+    return tuple(out)
 
 
-_HOLDS_STATEMENTS = (ast.stmt, ast.excepthandler, ast.match_case)
+_BODIES = frozenset(("body", "orelse", "finalbody", "handlers", "cases"))
+_FIELDS: dict[type[ast.AST], tuple[str, ...]] = {}  # node class -> its fields in _BODIES
+
+
+def _bodies(cls: type[ast.AST]) -> tuple[str, ...]:
+    """The fields of a statement (or except/case clause) that hold statements or clauses, in the
+    class's field order: the walk visits what ast.walk visits of these, in its order."""
+    fields = _FIELDS.get(cls)
+    if fields is None:
+        fields = _FIELDS[cls] = tuple(f for f in cls._fields if f in _BODIES)
+    return fields
 
 
 @functools.lru_cache(maxsize=4096)
@@ -218,7 +217,8 @@ def imports_of(source: bytes) -> tuple[tuple[int, str, tuple[str, ...]], ...]:
         elif isinstance(node, ast.ImportFrom):
             found.append((node.level, node.module or "", tuple(alias.name for alias in node.names)))
         else:
-            todo.extend(c for c in ast.iter_child_nodes(node) if isinstance(c, _HOLDS_STATEMENTS))
+            for field in _bodies(type(node)):
+                todo.extend(getattr(node, field))
     return tuple(found)
 
 
@@ -247,9 +247,10 @@ def import_candidates(source: bytes, where: str, roots: list[str], here: str) ->
     return found
 
 
-def transform_files(git: Git, commit: str, dataset: str, recipe: dict[str, Any],
+def transform_files(read: Callable[[str], bytes], dataset: str, recipe: dict[str, Any],
                     files: set[str]) -> set[str]:
-    """The repo files a dataset's transform loads: the entry module and its imports, transitively.
+    """The repo files a dataset's transform loads: the entry module and its imports, transitively,
+    each module's bytes from `read(path)`.
 
     Imports resolve against the dataset folder, `datasets/` and the repo root, the
     places a transform can reach on its import path.
@@ -266,6 +267,7 @@ def transform_files(git: Git, commit: str, dataset: str, recipe: dict[str, Any],
         if path in seen or path not in files:
             continue
         seen.add(path)
-        here = posixpath.dirname(path)
-        todo += [c for c in import_candidates(git.read(commit, path), path, roots, here) if c not in seen]
+        here = path.rpartition("/")[0]  # ls-tree paths: no trailing or doubled `/`
+        # only the repo's files: the others would be skipped when popped (the order is the same)
+        todo += [c for c in import_candidates(read(path), path, roots, here) if c in files and c not in seen]
     return seen

@@ -42,7 +42,12 @@ class InvalidVersion(D4CError, ValueError):
 
 
 def is_valid(text: object) -> bool:
-    return isinstance(text, str) and Version.is_valid(text)
+    return isinstance(text, str) and _valid(text)
+
+
+@functools.lru_cache(maxsize=65536)  # a plan asks once per matrix row; versions repeat
+def _valid(text: str) -> bool:
+    return bool(Version.is_valid(text))
 
 
 @functools.lru_cache(maxsize=65536)  # versions repeat across datasets, and sorting asks often
