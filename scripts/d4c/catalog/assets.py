@@ -38,11 +38,22 @@ def retention(record: Record) -> list[tuple[str, str]]:
     return [(name, "all") for name in names]
 
 
-def _main_copy(urls: dict[str, str], order: list[tuple[str, str]]) -> str | None:
-    """The target whose copy is the main href: kept for this version, https first."""
-    kept = [name for name, retain in order if retain == "all" and name in urls]
+class _Targets:
+    """A record's targets, worked out once for all of its files."""
+
+    def __init__(self, order: list[tuple[str, str]]) -> None:
+        self.names = [name for name, _ in order]
+        self.known = set(self.names)
+        self.latest_only = {name for name, retain in order if retain == "latest"}
+        self.kept = [name for name, retain in order if retain == "all"]
+
+
+def _main_copy(urls: dict[str, str], targets: _Targets, unknown: list[str]) -> str | None:
+    """The target whose copy is the main href: kept for this version, https first. Targets
+    the record does not list (`unknown`) count as keeping every version."""
+    kept = [name for name in targets.kept if name in urls] + unknown
     if not kept:  # only retain-latest copies: the best there is (the plan should refuse this)
-        kept = [name for name, _ in order if name in urls]
+        kept = [name for name in targets.names if name in urls]
     return next((n for n in kept if urls[n].startswith(_HTTPS)), kept[0] if kept else None)
 
 
@@ -56,17 +67,18 @@ def _asset_key(role: str, name: str, file: str, by_file: dict[str, str]) -> str:
     return role if name in (role, "") else f"{role}-{name}"
 
 
-def _asset(f: dict[str, Any], order: list[tuple[str, str]]) -> dict[str, Any]:
+def _asset(f: dict[str, Any], targets: _Targets) -> dict[str, Any]:
     urls: dict[str, str] = dict(f.get("urls") or {})
-    latest_only = {name for name, retain in order if retain == "latest"}
-    known = {name for name, _ in order}
-    ordered = [n for n, _ in order if n in urls] + sorted(set(urls) - known)
-    main = _main_copy(urls, order + [(n, "all") for n in ordered if n not in known])
+    latest_only = targets.latest_only
+    unknown = sorted(set(urls) - targets.known)
+    ordered = [n for n in targets.names if n in urls] + unknown
+    main = _main_copy(urls, targets, unknown)
+    role = f.get("role") or "data"
     asset: dict[str, Any] = {
         "href": urls[main] if main else f["file"],
         "type": f["media_type"],  # as the record holds it (d4c.build.manifest)
         "title": f["file"],
-        "roles": [ASSET_ROLE.get(f.get("role") or "data", f.get("role") or "data")],
+        "roles": [ASSET_ROLE.get(role, role)],
         "file:size": f["size"],
         "file:checksum": "1220" + f["sha256"],
     }
@@ -95,7 +107,7 @@ def _asset(f: dict[str, Any], order: list[tuple[str, str]]) -> dict[str, Any]:
 def assets_of(record: Record) -> dict[str, Any]:
     """Every file of the record as an asset, keyed as docs/catalog.md lists."""
     files = record["files"]
-    order = retention(record)
+    targets = _Targets(retention(record))
     by_file = {f["file"]: f.get("name") or f["file"]
                for f in files if f.get("role", "data") == "data"}
     assets: dict[str, Any] = {}
@@ -105,11 +117,11 @@ def assets_of(record: Record) -> dict[str, Any]:
         if key in assets:
             raise D4CError(f"{record['id']} {record['version']}: two files map to asset {key!r}",
                            hint="give each file in the record a distinct name")
-        assets[key] = _asset(f, order)
+        assets[key] = _asset(f, targets)
     for key, asset in assets.items():  # the torrent is one more way to get a data file
         torrent = assets.get(f"torrent-{key}")
         if "data" in asset["roles"] and torrent is not None:
-            if TORRENT in {n for n, _ in order}:
+            if TORRENT in targets.known:
                 raise D4CError(f"a target is named {TORRENT!r}, the key of the torrent alternate",
                                hint="rename that target in the targets config")
             alt = {"href": torrent["href"]}  # its type and size: the torrent-<name> asset

@@ -237,6 +237,19 @@ def _version_link(rel: str, item: Item, version: str) -> dict[str, str]:
             "title": f"{item['collection']} v{version}"}
 
 
+def _newest(ordered: list[Item]) -> Item:
+    """The item released last (latest `created`; of those, the highest precedence, the first
+    such in SemVer order), from items in SemVer order: max() by (created, SemVer) would
+    compare versions at every tie of `created`."""
+    created = max(i["properties"]["created"] for i in ordered)
+    tied = [i for i in ordered if i["properties"]["created"] == created]
+    top = len(tied) - 1
+    while top and not semver.key(tied[top - 1]["properties"]["version"]) < \
+            semver.key(tied[-1]["properties"]["version"]):
+        top -= 1
+    return tied[top]
+
+
 def link_versions(items: list[Item]) -> list[Item]:
     """Set deprecated and the version links across one dataset's items; SemVer order out.
 
@@ -251,9 +264,14 @@ def link_versions(items: list[Item]) -> list[Item]:
         raise D4CError(f"two versions of {ordered[0]['collection']} give the item id {dup}",
                        hint="versions that differ only in case or in '.' against '-' "
                             "cannot share a catalog; release under another version")
-    latest = semver.latest(versions) or ""
-    newest = max(ordered, key=lambda i: (i["properties"]["created"],
-                                         semver.key(i["properties"]["version"])))
+    # From the one sort: semver.latest's pick, the deprecated ones and the newest release,
+    # with a handful of comparisons, not one a version (SemVer's are slow, in Python).
+    stable = [v for v in versions if not semver.is_prerelease(v)]
+    latest = (stable or versions)[-1]
+    first = versions.index(latest)  # versions of the latest's precedence (build metadata) are not deprecated
+    while first and not semver.key(versions[first - 1]) < semver.key(latest):
+        first -= 1
+    newest = _newest(ordered)
     for n, item in enumerate(ordered):
         v = versions[n]
         links = [lk for lk in item["links"] if lk["rel"] not in RELATION_RELS]
@@ -264,7 +282,7 @@ def link_versions(items: list[Item]) -> list[Item]:
         if n + 1 < len(ordered):
             links.append(_version_link("successor-version", item, versions[n + 1]))
         item["links"] = links
-        item["properties"]["deprecated"] = semver.key(v) < semver.key(latest)
+        item["properties"]["deprecated"] = n < first
         if item is not newest and _retains(item["assets"]):
             item["assets"] = drop_latest_only(item["assets"])
             item["stac_extensions"] = extensions_used(item)

@@ -43,21 +43,28 @@ def check_record(record: Any, where: str) -> Record:
     return record
 
 
-def iter_datasets(releases: Path) -> Iterator[list[Record]]:
-    """Each dataset's records (releases/<id>/*.json), one dataset at a time, in the
-    catalog's order (dataset ids sorted as strings): memory holds one dataset's records.
-
-    Folders are listed with `os.scandir` and sorted by name, not by path: `ca_x-a/`
-    sorts before `ca_x/` as a path but after `ca_x` as an id.
-    """
+def dataset_folders(releases: Path) -> list[str]:
+    """The dataset folders under `releases/`, in the catalog's order (dataset ids sorted as
+    strings). Sorted by name, not by path: `ca_x-a/` sorts before `ca_x/` as a path but
+    after `ca_x` as an id."""
     if not releases.is_dir():
         raise D4CError(f"no releases folder at {releases}", hint="pass --releases DIR")
     with os.scandir(releases) as entries:
-        folders = sorted(e.name for e in entries if e.is_dir())
-    for name in folders:
-        with os.scandir(releases / name) as entries:
-            files = sorted(e.name for e in entries if e.name.endswith(".json") and e.is_file())
-        group = [_read_record(releases / name / f) for f in files]
+        return sorted(e.name for e in entries if e.is_dir())
+
+
+def read_dataset(releases: Path, name: str) -> list[Record]:
+    """One dataset folder's records (releases/<id>/*.json), by file name."""
+    with os.scandir(releases / name) as entries:
+        files = sorted(e.name for e in entries if e.name.endswith(".json") and e.is_file())
+    return [_read_record(releases / name / f) for f in files]
+
+
+def iter_datasets(releases: Path, folders: list[str] | None = None) -> Iterator[list[Record]]:
+    """Each dataset's records, one dataset at a time, in the catalog's order (of `folders`,
+    default every one): memory holds one dataset's records. Empty folders are skipped."""
+    for name in dataset_folders(releases) if folders is None else folders:
+        group = read_dataset(releases, name)
         if group:
             yield group
 

@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from stac_geoparquet.arrow._to_parquet import STAC_GEOPARQUET_VERSION
-
+from d4c.catalog.geo import STAC_GEOPARQUET_VERSION
 from d4c.errors import D4CError
 
 KEY = b"d4c:collections"

@@ -40,22 +40,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    import itertools
-
     from d4c import paths
-    from d4c.catalog.build import build_from_datasets, metadata_from
-    from d4c.catalog.records import iter_datasets
+    from d4c.catalog.build import metadata_from
+    from d4c.catalog.parallel import build_from_releases
 
     releases = args.releases or paths.releases_dir()
-    datasets = iter_datasets(releases)  # streamed: one dataset's records in memory at a time
-    first = next(datasets, None)
-    if first is None:
-        raise D4CError(f"no release records under {releases}", hint="pass --releases DIR")
-    print(f"building the catalog from the release records in {releases}", file=sys.stderr)
-    count, colls = build_from_datasets(itertools.chain([first], datasets), args.out,
+    count, colls = build_from_releases(releases, args.out,
                                        metadata=metadata_from(releases.resolve().parent),
                                        collections_dir=args.collections_dir)
-    print(f"wrote {count} versions of {len(colls)} datasets to {args.out}", file=sys.stderr)
+    # One line, after the fact: a bad record is then the only line of a failed build.
+    print(f"wrote {count} versions of {len(colls)} datasets to {args.out} from the release "
+          f"records in {releases}", file=sys.stderr)
     return 0
 
 
