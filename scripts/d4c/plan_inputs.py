@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from _ruamel_yaml import CParser  # libyaml's C parser (ruamel.yaml.clib)
 from ruamel.yaml.constructor import SafeConstructor
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.nodes import ScalarNode
 from ruamel.yaml.resolver import VersionedResolver
 
 from d4c.errors import D4CError
@@ -30,6 +31,7 @@ class Resolver12(VersionedResolver):
     built once per process instead of once per document (measured: 25-40% less YAML time)."""
 
     _rules: ClassVar[dict[Any, Any]] = {}
+    _scalars: ClassVar[dict[tuple[Any, Any], Any]] = {}
 
     @property
     def processing_version(self) -> Any:
@@ -40,6 +42,19 @@ class Resolver12(VersionedResolver):
         if not Resolver12._rules:
             Resolver12._rules.update(super().versioned_resolver)
         return Resolver12._rules
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        """A plain scalar's tag, from (value, implicit) alone with the rules fixed: kept, as keys
+        and many values repeat in every recipe (a Tag is not changed once made)."""
+        if kind is not ScalarNode or self.yaml_path_resolvers or not isinstance(implicit, tuple):
+            return super().resolve(kind, value, implicit)
+        key = (value, implicit)
+        tag = Resolver12._scalars.get(key)
+        if tag is None:
+            if len(Resolver12._scalars) >= 65536:
+                Resolver12._scalars.clear()
+            tag = Resolver12._scalars[key] = super().resolve(kind, value, implicit)
+        return tag
 
 
 class _Loader(CParser, SafeConstructor, Resolver12):  # type: ignore[misc]
