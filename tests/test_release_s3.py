@@ -174,8 +174,8 @@ def test_multipart_survives_throttling_and_lost_responses(moto_s3: MotoS3, tmp_p
 
 
 def test_parts_stream_from_the_file_and_memory_does_not_grow_with_them(tmp_path: Path) -> None:
-    """Three 5 MiB parts in flight at once: no part is ever held whole in Python memory.
-    moto runs in a process of its own here, so only the client's allocations are traced."""
+    """Three 5 MiB parts in flight at once, then a single-part PUT: no part and no file is ever
+    held whole in Python memory. moto runs in a process of its own here, so only the client's allocations are traced."""
     import socket
     import subprocess
     import sys
@@ -210,6 +210,16 @@ def test_parts_stream_from_the_file_and_memory_does_not_grow_with_them(tmp_path:
             tracemalloc.stop()
         assert peak < 4 * MiB, peak  # reading whole parts would be >= 15 MiB
         assert t._read_hash("k/big") == sha  # the bytes the server holds are ours
+        # a file of one chunk goes up in one PUT, streamed too (whatever multipart_chunksize says)
+        one, osha, omd5 = _file(tmp_path / "one.bin", os.urandom(5 * MiB))
+        tracemalloc.start()
+        try:
+            t.upload("k/one", one, osha, omd5)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 4 * MiB, peak  # reading the file whole would be >= 5 MiB
+        assert t._read_hash("k/one") == osha and t.verify("k/one", osha)
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -191,10 +191,12 @@ class S3Target(BaseTarget):
         try:
             if size <= self.chunk:
                 ours = _b64(bytes.fromhex(sha256))
-                done = self.client.put_object(Bucket=self.bucket, Key=key, Body=path.read_bytes(),
-                                              Metadata=meta, ChecksumAlgorithm="SHA256",
-                                              ChecksumSHA256=ours,
-                                              ContentMD5=_b64(bytes.fromhex(md5)), **cond)
+                # streamed from the file, as parts are: memory stays flat at any chunk setting
+                with path.open("rb") as body:
+                    done = self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
+                                                  Metadata=meta, ChecksumAlgorithm="SHA256",
+                                                  ChecksumSHA256=ours,
+                                                  ContentMD5=_b64(bytes.fromhex(md5)), **cond)
                 if str(done.get("ChecksumSHA256") or "").split("-")[0] == ours:
                     self._proven[key] = sha256
             else:
