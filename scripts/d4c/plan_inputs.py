@@ -45,8 +45,10 @@ class Resolver12(VersionedResolver):
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
         """A plain scalar's tag, from (value, implicit) alone with the rules fixed: kept, as keys
-        and many values repeat in every recipe (a Tag is not changed once made)."""
-        if kind is not ScalarNode or self.yaml_path_resolvers or not isinstance(implicit, tuple):
+        and many values repeat in every recipe (a Tag is not changed once made). Short values only:
+        a long one seldom repeats, and the memory stays small."""
+        if (kind is not ScalarNode or self.yaml_path_resolvers or not isinstance(implicit, tuple)
+                or len(value) > 64):
             return super().resolve(kind, value, implicit)
         key = (value, implicit)
         tag = Resolver12._scalars.get(key)
