@@ -236,6 +236,13 @@ def test_the_writes_own_checksum_answer_spares_one_head(moto_s3: MotoS3, tmp_pat
     assert t.exists("k/f", sha) and t.verify("k/f", sha) and heads == ["HEAD"] * 2  # the look's HEAD
     assert t.verify("k/f", sha) and heads == ["HEAD"] * 3  # ... proves the one verify after it
     assert not t.verify("k/f", "0" * 64)
+    # the plan's look proves nothing for later: replaced between plan and upload step, the
+    # verify there must see the other bytes (not take the plan's stale proof)
+    assert t.look("k/f", sha) == "present"
+    other = os.urandom(100)
+    moto_s3.client().put_object(Bucket=t.bucket, Key="k/f", Body=other,
+                                Metadata={"sha256": hashlib.sha256(other).hexdigest()})
+    assert not t.verify("k/f", sha)
     # a multipart complete whose answer has no composite (moto's) proves nothing: verify HEADs
     big, bsha, bmd5 = _file(tmp_path / "big", os.urandom(11 * MiB))
     t2 = _target(moto_s3, t.bucket, multipart_chunksize=5 * MiB)

@@ -119,8 +119,8 @@ class S3Target(BaseTarget):
         self.part_checksum = str(opts.get("part_checksum", "CRC32")).upper()
         self._composite: dict[str, str] = {}  # key -> composite checksum we proved at upload
         # key -> sha256 whose checksum the server's own answer to our write (or the HEAD of
-        # exists(), the plan's look) confirmed: the next verify of that key takes it (once)
-        # instead of a HEAD that would compare the very same server checksum again.
+        # exists() in the same step, a 412's look) confirmed: the next verify of that key takes
+        # it (once) instead of a HEAD that would compare the very same server checksum again.
         self._proven: dict[str, str] = {}
         self.guards_create = self.conditional  # If-None-Match: the write itself looks first
         self.list_page = 1000  # ListObjectsV2's most keys per page (S3's cap)
@@ -183,6 +183,13 @@ class S3Target(BaseTarget):
             return False
         self._proven[key] = sha256  # this HEAD proved our bytes: the next verify takes it, once
         return True
+
+    def look(self, key: str, sha256: str) -> str:
+        """The plan's look. Its HEAD proves our bytes at plan time, not at the upload step
+        that prepare and the torrents may reach minutes later: the verify there asks again."""
+        present = self.exists(key, sha256)
+        self._proven.pop(key, None)
+        return "present" if present else "absent"
 
     def upload(self, key: str, path: Path, sha256: str, md5: str) -> None:
         size = path.stat().st_size
