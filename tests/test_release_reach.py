@@ -5,6 +5,7 @@ on an operator-chosen target, and the locations the plan refuses before any writ
 # ruff: noqa: F811 - pytest fixtures imported from test_release_support
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -330,3 +331,35 @@ def test_each_release_file_and_one_raw_source_per_target_get_an_anonymous_head_a
             "to an anonymous ranged GET"), errs[0].line()
     finally:
         srv.close()
+
+
+def test_a_source_already_there_is_read_itself_as_one_a_lifecycle_rule_archived_answers_403(
+        world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    """Content-addressed sources outlive releases: one an earlier release wrote, since moved to
+    GLACIER by a lifecycle rule (HEAD 200, GET 403), is not proven readable by another source
+    this run wrote, whichever sorts first: each source found there gets its own read."""
+    import hashlib
+    import itertools
+
+    folder = world.root / "datasets" / DEMO
+    mpath = world.root / ".d4c" / "build" / DEMO / "v1.0.0" / "manifest.json"
+    doc = json.loads(mpath.read_text())
+    first = doc["sources"][0]["sha256"]
+    data = next(d for i in itertools.count() if hashlib.sha256(
+        d := f"pruid,extra\n{i},x\n".encode()).hexdigest() > first)  # sorts after the fresh one
+    (folder / "sources" / "extra.csv").write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    doc["sources"].append({"name": "extra", "path": "sources/extra.csv", "sha256": sha,
+                           "size": len(data), "url": None})
+    mpath.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    bucket = world.s3.bucket(public=("dataforcanada/",))
+    key = f"dataforcanada/sources/sha256/{sha[:2]}/{sha}"
+    world.s3.client().put_object(  # as an earlier release put it, then archived
+        Bucket=bucket, Key=key, Body=data, StorageClass="GLACIER", ChecksumAlgorithm="SHA256",
+        ChecksumSHA256=base64.b64encode(
+            hashlib.sha256(data).digest()).decode(), Metadata={
+            "sha256": sha, "md5": hashlib.md5(data).hexdigest(), "size": str(len(data))})
+    assert main(["release", DEMO, "--targets", str(world.config(bucket))]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and (f"{key} answered 403 to an anonymous ranged GET") in err, err
+    assert not world.record.exists()

@@ -81,16 +81,17 @@ def execute(p: Plan, effect: SideEffect = _noop, echo: Echo = print) -> dict[str
     for t in p.targets:  # the torrents joined the files
         ctxs[t.name].urls, ctxs[t.name].files = urls, target_files(p, t)
     source_urls: dict[str, dict[str, str]] = {}
+    found: dict[str, list[str]] = {}  # target -> URLs of the sources it held before this run
     for t in p.targets:
-        _upload(p, t, journal, effect, echo, source_urls)
-    _reachable(p, urls, source_urls, STORES)  # before cleanup and publishing anything
+        _upload(p, t, journal, effect, echo, source_urls, found)
+    _reachable(p, urls, source_urls, found, STORES)  # before cleanup and publishing anything
     _cleanup(p, effect, echo)
     if not journal.get("released_at"):  # fixed once, so a rerun writes the same record
         journal.put("released_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     for a in p.of("finalize"):
         ctxs[a.target].state = journal.target_state(a.target)
         _hook(p.target(a.target), a, ctxs[a.target], journal, effect)
-    _reachable(p, urls, source_urls, None)  # the services' URLs open once published
+    _reachable(p, urls, source_urls, found, None)  # the services' URLs open once published
     rec = _record(p, journal, urls, torrents, source_urls, effect, echo)
     update_catalog(rec, p, echo)
     journal.mark("catalog")
@@ -144,7 +145,7 @@ def _torrents(p: Plan) -> list[TorrentInfo]:
 
 
 def _upload(p: Plan, t: Target, journal: Journal, effect: SideEffect, echo: Echo,
-            source_urls: dict[str, dict[str, str]]) -> None:
+            source_urls: dict[str, dict[str, str]], found: dict[str, list[str]]) -> None:
     """The plan's uploads to `t`, each looked for first and verified after, up to the
     target's `upload_slots` at once. Workers only talk to the target; this thread alone
     reports side effects and marks the journal, each step only once its file is verified,
@@ -178,6 +179,8 @@ def _upload(p: Plan, t: Target, journal: Journal, effect: SideEffect, echo: Echo
                 if done.result():  # a worker's error stops the loop; in-flight files finish
                     echo(f"upload {t.name}: {a.key} ({path.stat().st_size} bytes)")
                     effect(a.step)
+                elif a.file not in by_file:  # a source this run did not write: reach reads it
+                    found.setdefault(t.name, []).append(t.public_url(a.key))
                 journal.mark(a.step)
     if hasattr(t, "remembered"):
         memo[t.name] = t.remembered()
@@ -228,10 +231,11 @@ def _record(p: Plan, journal: Journal, urls: dict[str, dict[str, str]], torrents
 
 
 def _reachable(p: Plan, urls: dict[str, dict[str, str]], source_urls: dict[str, dict[str, str]],
-               kinds: tuple[str, ...] | None) -> None:
-    """Anonymous reads of every public URL of these targets (`kinds`; None: the others)."""
+               found: dict[str, list[str]], kinds: tuple[str, ...] | None) -> None:
+    """Anonymous reads of every public URL of these targets (`kinds`; None: the others):
+    each release file and each source found there, of the sources this run wrote one."""
     chosen = [t for t in p.targets if t.public and (t.kind in kinds if kinds else t.kind not in STORES)]
-    problems = reach.check_public({t.name: list(urls[t.name].values()) for t in chosen},
+    problems = reach.check_public({t.name: [*urls[t.name].values(), *found.get(t.name, [])] for t in chosen},
                                   {t.name: [u[t.name] for u in source_urls.values() if t.name in u]
                                    for t in chosen})
     j = p.journal

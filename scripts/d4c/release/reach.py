@@ -3,14 +3,17 @@
 After upload, every http(s) URL of a release file on a target declared `public` (artifacts,
 torrents, manifest, provenance, bundle; the torrents' web seeds are among those) gets an
 anonymous HEAD and a ranged GET (`Range: bytes=0-0`) through `d4c.http.session()`, with no
-credentials of any kind (no Authorization header, no ~/.netrc). Of the raw sources on a
-source mirror, one per target (the first, sorted) gets the same two reads, not each: every
-source sits under the one source prefix (on a service: in the one published deposit),
-written by the same upload call (no per-object ACL, encryption or tags: d4c sets none), so
-what makes it readable is the target's policy on that prefix and its URL mapping, which the
-one read proves; that each key holds our bytes is proven by the signed look or verify. (An
-object put at a d4c key by other means, with settings of its own, is outside that proof.) A HEAD per source would repeat that proof at one
-request per object, the largest part of a release's cost on a store. And the journal, when
+credentials of any kind (no Authorization header, no ~/.netrc). Of the raw sources this
+run wrote to a source mirror, one per target (the first, sorted) gets the same two reads,
+not each: they sit under the one source prefix (on a service: in the one published
+deposit), written now by the same upload call (no per-object ACL, encryption or tags: d4c
+sets none), so what makes them readable is the target's policy on that prefix and its URL
+mapping, which the one read proves; that each key holds our bytes is proven by the signed
+look or verify. A source the target held already is read itself (the caller passes it
+among `files`): content-addressed, it may be years old, written under other settings or by
+other means, or archived since by a lifecycle rule (GLACIER: HEAD 200, GET 403). A HEAD
+per fresh source would repeat the one proof at one request per object, the largest part of
+a fresh release's cost on a store. And the journal, when
 it is on a target, must NOT be readable that way. A failure is one line per target, naming
 a URL and its status, and stops the release before the record is written.
 """
