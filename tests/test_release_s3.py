@@ -266,3 +266,68 @@ def test_one_listing_decides_absent_keys_and_a_crowded_prefix_is_left_to_heads(m
     # wanted keys far apart in a crowded prefix: a page that decides one stops the listing
     assert t.listed("c/", ["c/00", "c/07"]) == {"c/00": True} and len(lists) == 1 + 4 + 1
     assert t.listed("d/", ["d/a", "d/b"]) == {"d/a": True, "d/b": False}
+
+
+@pytest.mark.parametrize("change", ["truncate", "rewrite", "append"])
+def test_a_file_changed_during_its_single_put_is_refused_at_once(
+        moto_s3: MotoS3, tmp_path: Path, change: str) -> None:
+    """Another process rewrites the file after botocore set the Content-Length: cut short, the
+    PUT stops at once (before: http.client sent fewer bytes and waited out the 120 s read
+    timeout per attempt, then moto kept the short object as 'verified'); bytes rewritten in
+    place are refused (moto does not check ChecksumSHA256); bytes appended are not sent, and
+    the changed file is refused too."""
+    import time
+
+    t = _target(moto_s3, moto_s3.bucket())
+    data = os.urandom(2 * MiB)
+    path, sha, md5 = _file(tmp_path / "f", data)
+
+    def meddle(**kw: object) -> None:
+        with path.open("r+b") as fh:
+            if change == "truncate":
+                fh.truncate(MiB)
+            elif change == "rewrite":
+                fh.seek(100)
+                fh.write(b"\0" * 10)
+            else:
+                fh.seek(0, 2)
+                fh.write(b"more")
+
+    t.client.meta.events.register("before-send.s3.PutObject", meddle)
+    started = time.monotonic()
+    with pytest.raises(D4CError, match="shrank|changed") as err:
+        t.upload("k/f", path, sha, md5)
+    assert time.monotonic() - started < 10 and str(path) in err.value.line()
+    assert "k/f" not in t._proven
+    if change == "append":  # exactly the bytes we hashed went up
+        assert moto_s3.client().get_object(Bucket=t.bucket, Key="k/f")["Body"].read() == data
+
+
+def test_a_single_put_retried_after_a_reset_resends_every_byte_and_an_empty_file_goes_up(
+        moto_s3: MotoS3, tmp_path: Path) -> None:
+    proxy = FaultProxy(moto_s3.endpoint)
+    puts: list[int] = []
+
+    def plan(n: int, method: str, path: str) -> str | None:
+        if method == "PUT":
+            puts.append(n)
+            return {1: "reset-before", 2: "503"}.get(len(puts))  # lost, then throttled
+        return None
+
+    proxy.plan = plan
+    bucket = moto_s3.bucket()
+    try:
+        cfg = TargetConfig(kind="s3", name="s3", url="http://x/{key}", credentials={
+            "access_key_id": "D4C_TEST_S3_KEY", "secret_access_key": "D4C_TEST_S3_SECRET"},
+            options={"bucket": bucket, "endpoint_url": proxy.url})
+        t = make_target(cfg, S3_ENV)
+        path, sha, md5 = _file(tmp_path / "f", os.urandom(3 * MiB + 7))
+        t.upload("k/f", path, sha, md5)
+        assert t.verify("k/f", sha) and len(puts) == 3
+        empty, esha, emd5 = _file(tmp_path / "e", b"")
+        t.upload("k/e", empty, esha, emd5)
+        assert t.exists("k/e", esha)
+    finally:
+        proxy.close()
+    assert moto_s3.client().get_object(Bucket=bucket, Key="k/f")["Body"].read() == path.read_bytes()
+    assert moto_s3.client().get_object(Bucket=bucket, Key="k/e")["Body"].read() == b""

@@ -88,6 +88,35 @@ def _range_digest(algo: str, path: Path, start: int, length: int) -> bytes:
     return crc.to_bytes(4, "big") if algo == "CRC32" else sha.digest()
 
 
+class _FileBody:
+    """A single PUT's body: exactly `size` bytes of `path`, streamed, seekable (a retry
+    rewinds it). A file cut short mid-send raises at once: http.client would send fewer bytes
+    than the Content-Length and wait for an answer until the read timeout, on every attempt."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        self._fh, self._size = path.open("rb"), size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def read(self, n: int | None = -1) -> bytes:
+        left = max(0, self._size - self._fh.tell())
+        want = left if n is None or n < 0 else min(n, left)
+        data = self._fh.read(want)
+        if len(data) < want:
+            raise D4CError(f"{self._fh.name} shrank while it was uploaded", hint="rebuild, then rerun")
+        return data
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        return self._fh.seek(pos, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -192,18 +221,26 @@ class S3Target(BaseTarget):
         return "present" if present else "absent"
 
     def upload(self, key: str, path: Path, sha256: str, md5: str) -> None:
-        size = path.stat().st_size
+        before = path.stat()
+        size = before.st_size
         meta = {"sha256": sha256, "md5": md5, "size": str(size)}
         cond = {"IfNoneMatch": "*"} if self.conditional else {}
         try:
             if size <= self.chunk:
                 ours = _b64(bytes.fromhex(sha256))
                 # streamed from the file, as parts are: memory stays flat at any chunk setting
-                with path.open("rb") as body:
+                body = _FileBody(path, size)
+                try:
                     done = self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
                                                   Metadata=meta, ChecksumAlgorithm="SHA256",
                                                   ChecksumSHA256=ours,
                                                   ContentMD5=_b64(bytes.fromhex(md5)), **cond)
+                finally:
+                    body.close()
+                after = path.stat()  # rewritten meanwhile: a server that checks no digest kept it
+                if (after.st_size, after.st_mtime_ns) != (size, before.st_mtime_ns):
+                    raise D4CError(f"{path} changed while it was uploaded to s3://{self.bucket}/{key}",
+                                   hint="rebuild; if that key now holds other bytes, delete it; rerun")
                 if str(done.get("ChecksumSHA256") or "").split("-")[0] == ours:
                     self._proven[key] = sha256
             else:
@@ -214,7 +251,8 @@ class S3Target(BaseTarget):
                 return
             raise self._fail("upload to", key, exc) from None
         except BotoCoreError as exc:
-            raise self._fail("upload to", key, exc) from None
+            inner = getattr(exc, "kwargs", {}).get("error")  # our body's own refusal, wrapped
+            raise inner if isinstance(inner, D4CError) else self._fail("upload to", key, exc) from None
 
     def _multipart(self, key: str, path: Path, size: int, meta: dict[str, str],
                    cond: dict[str, str]) -> None:
