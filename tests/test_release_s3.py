@@ -331,3 +331,60 @@ def test_a_single_put_retried_after_a_reset_resends_every_byte_and_an_empty_file
         proxy.close()
     assert moto_s3.client().get_object(Bucket=bucket, Key="k/f")["Body"].read() == path.read_bytes()
     assert moto_s3.client().get_object(Bucket=bucket, Key="k/e")["Body"].read() == b""
+
+
+def test_a_hostile_listing_ends_fast_and_never_makes_an_unlisted_key_present(tmp_path: Path) -> None:
+    """A real HTTP server answering ListObjectsV2 with lies: the same truncated page whatever
+    start-after says (a loop), a truncated page with no token, keys outside the prefix and
+    unsorted, a Contents entry with no Key, an empty truncated page. listed() stays bounded,
+    raises nothing, and says True only of keys the page named (the rest meet HEAD or the
+    conditional PUT)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    pages = {
+        "loop": "<IsTruncated>true</IsTruncated><NextContinuationToken>t</NextContinuationToken>"
+                "<Contents><Key>p/b</Key></Contents><Contents><Key>p/a</Key></Contents>",
+        "notoken": "<IsTruncated>true</IsTruncated><Contents><Key>p/c</Key></Contents>",
+        "outside": "<IsTruncated>true</IsTruncated><Contents><Key>zzz/other</Key></Contents>"
+                   "<Contents><Key>p/a</Key></Contents>",
+        "nokey": "<IsTruncated>false</IsTruncated><Contents><Size>1</Size></Contents>"
+                 "<Contents><Key>p/a</Key></Contents>",
+        "empty": "<IsTruncated>true</IsTruncated>",
+    }
+    mode, seen = [""], [0]
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            return None
+
+        def do_GET(self) -> None:
+            seen[0] += 1
+            body = ('<?xml version="1.0" encoding="UTF-8"?><ListBucketResult '
+                    'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix>p/</Prefix>'
+                    f'<MaxKeys>1000</MaxKeys>{pages[mode[0]]}</ListBucketResult>').encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        cfg = TargetConfig(kind="s3", name="s3", url="http://x/{key}", credentials={
+            "access_key_id": "D4C_TEST_S3_KEY", "secret_access_key": "D4C_TEST_S3_SECRET"},
+            options={"bucket": "b", "endpoint_url": f"http://127.0.0.1:{srv.server_address[1]}",
+                     "max_attempts": 1})
+        t = make_target(cfg, S3_ENV)
+        assert isinstance(t, S3Target)
+        wanted = [f"p/{c}" for c in "abcdefgh"]
+        for name in pages:
+            mode[0], seen[0] = name, 0
+            found = t.listed("p/", wanted)
+            assert seen[0] <= len(wanted), (name, seen[0])
+            assert {k for k, there in found.items() if there} <= {"p/a", "p/b", "p/c"}, (name, found)
+            assert set(found) <= set(wanted), (name, found)
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -345,7 +345,7 @@ class S3Target(BaseTarget):
         keys: list[str] = []
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
         for page in pages:
-            keys.extend(obj["Key"] for obj in page.get("Contents", []))
+            keys.extend(str(obj["Key"]) for obj in page.get("Contents", []) if "Key" in obj)
         return keys
 
     def listed(self, prefix: str, keys: list[str]) -> dict[str, bool]:
@@ -363,7 +363,7 @@ class S3Target(BaseTarget):
             except (ClientError, BotoCoreError) as exc:
                 log.info("%s: listing %s failed (%s): HEAD each key", self.name, prefix, exc)
                 return out
-            names = {str(o["Key"]) for o in page.get("Contents", [])}
+            names = {str(o["Key"]) for o in page.get("Contents", []) if "Key" in o}  # a server's XML
             truncated = bool(page.get("IsTruncated"))
             if truncated and not names:
                 return out
