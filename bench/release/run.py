@@ -17,7 +17,9 @@ server's own cost per object on this machine; d4c's overhead is the difference. 
 request d4c sends during a release is counted (urllib3, under both boto3 and requests), so
 the requests per object are printed too. `--rerun` times instead a second run of each
 release that finds every object there (its record not yet written, as after a crash): the
-plan's listing, a HEAD of each object (our sha256), and the bare loop to match.
+plan's listing and a HEAD of each object (our sha256), then a HEAD each to verify (the plan's
+look is not reused) and the anonymous HEAD + ranged GET of each source found there, 4.00
+requests per object (the bare loop still sends the listing and one HEAD each).
 
     .venv/bin/python bench/release/run.py [--small 20] [--large 200] [--rounds 3] [--slots 8]
                                           [--server moto|sink|both] [--rerun]
