@@ -89,6 +89,9 @@ def test_corrupted_object_is_detected_by_verify(moto_s3: MotoS3, tmp_path: Path)
                                 Metadata={"sha256": sha, "size": str(1000)})
     assert not t.verify("k/a", sha)
     assert not _target(moto_s3, bucket).verify("k/a", sha)
+    # the plan finds it 'absent' (not ours); the conditional PUT's 412 says so in one line
+    with pytest.raises(D4CError, match="is there .412. but does not hold our bytes"):
+        t.upload("k/a", path, sha, md5)
     # a multipart object with a damaged copy is caught too (read-back path)
     big, bsha, bmd5 = _file(tmp_path / "big", os.urandom(11 * MiB))
     t2 = _target(moto_s3, bucket, multipart_chunksize=5 * MiB)

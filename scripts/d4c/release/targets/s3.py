@@ -246,10 +246,13 @@ class S3Target(BaseTarget):
             else:
                 self._multipart(key, path, size, meta, cond)
         except ClientError as exc:
-            if _code(exc) in ("PreconditionFailed", "412") and self.exists(key, sha256):
-                log.info("%s: %s already holds our bytes", self.name, key)
-                return
-            raise self._fail("upload to", key, exc) from None
+            if _code(exc) not in ("PreconditionFailed", "412"):
+                raise self._fail("upload to", key, exc) from None
+            if not self.exists(key, sha256):  # our sha256 on other bytes, or gone since
+                raise D4CError(f"target {self.name!r}: s3://{self.bucket}/{key} is there (412) but "
+                               "does not hold our bytes: a damaged copy, or removed just now",
+                               hint="`d4c mirrors repair` or a delete of that key, then rerun") from None
+            log.info("%s: %s already holds our bytes", self.name, key)
         except BotoCoreError as exc:
             inner = getattr(exc, "kwargs", {}).get("error")  # our body's own refusal, wrapped
             raise inner if isinstance(inner, D4CError) else self._fail("upload to", key, exc) from None
