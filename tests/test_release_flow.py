@@ -351,3 +351,22 @@ def test_catalog_on_s3_is_appended_with_the_targets_own_client(repo: Path, moto_
     table = pq.read_table(pa.BufferReader(body), columns=["id", "collection"])
     assert [row["collection"] for row in table.to_pylist()] == [DEMO]  # the item id is the catalog's
     assert not (repo / ".d4c" / "catalog" / "catalog.parquet").exists()
+
+
+def test_a_key_taken_after_the_plan_found_it_absent_is_never_overwritten(repo: Path, moto_s3: MotoS3) -> None:
+    """The plan's listing says absent, then other bytes land at the key (a race, or what a
+    listing that omits a held key amounts to): the conditional PUT's 412 is looked at, the
+    release stops in one line naming the key, their bytes stay, no record is written."""
+    from d4c.release.orchestrate import execute
+    from d4c.release.plan import plan
+
+    world = World(repo, moto_s3, "taken")
+    p = plan(DEMO, world.config)
+    a = next(a for a in p.of("upload", "dfc") if a.file.endswith(".parquet"))
+    assert a.exists == "absent"
+    moto_s3.client().put_object(Bucket=world.bucket, Key=a.key, Body=b"someone else's bytes")
+    with pytest.raises(D4CError, match="exists with a different sha256") as err:
+        execute(p, echo=lambda line: None)
+    assert a.key in err.value.line() and "\n" not in err.value.line()
+    assert moto_s3.client().get_object(Bucket=world.bucket, Key=a.key)["Body"].read() == b"someone else's bytes"
+    assert not (repo / "releases" / DEMO / "1.0.0.json").exists()
