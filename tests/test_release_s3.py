@@ -391,3 +391,29 @@ def test_a_hostile_listing_ends_fast_and_never_makes_an_unlisted_key_present(tmp
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_a_file_cut_short_while_its_parts_go_up_stops_at_once_and_leaves_no_upload(
+        moto_s3: MotoS3, tmp_path: Path) -> None:
+    """The second part's range is cut off after its checksum was taken: the part stops at
+    once (a short body would wait out the read timeout on every attempt), the multipart
+    upload is aborted, the key stays absent."""
+    import time
+
+    t = _target(moto_s3, moto_s3.bucket(), multipart_chunksize=5 * MiB, max_concurrency=1)
+    path, sha, md5 = _file(tmp_path / "big", os.urandom(11 * MiB))
+    parts: list[int] = []
+
+    def cut(**kw: object) -> None:
+        parts.append(1)
+        if len(parts) == 2:
+            with path.open("r+b") as fh:
+                fh.truncate(6 * MiB)
+
+    t.client.meta.events.register("before-send.s3.UploadPart", cut)
+    started = time.monotonic()
+    with pytest.raises(D4CError, match="shrank while it was uploaded"):
+        t.upload("k/big", path, sha, md5)
+    assert time.monotonic() - started < 10
+    assert moto_s3.client().list_multipart_uploads(Bucket=t.bucket).get("Uploads", []) == []
+    assert "k/big" not in moto_s3.keys(t.bucket)

@@ -10,7 +10,7 @@ The data path stays on boto3 rather than obstore: obstore 0.12.1 (the locked one
 put with any mode but overwrite into one single-part request holding the whole file in
 memory, which breaks both If-None-Match on large files and the memory bound. Costs taken off
 boto3's hot path (bench/upload, client-bound sink, measured with perf): parts stream from
-the file (s3transfer's ReadFileChunk), so memory does not grow with part size or
+the file (a seekable range of it that refuses to come up short), so memory does not grow with part size or
 concurrency; the part checksum is one extra read of 1 MiB blocks from the page cache,
 CRC32'd by ISA-L (isal, 4x zlib's speed here, the same values); and the payload is not
 SHA-256-signed (botocore signs it over plain http only; over https it already sends
@@ -33,7 +33,6 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from isal import isal_zlib  # ISA-L's CRC32: 4x zlib's here, the same values
-from s3transfer.utils import ReadFileChunk
 
 from d4c.errors import D4CError
 from d4c.release.targets.base import BaseTarget, ReleaseContext, TargetConfig
@@ -89,18 +88,20 @@ def _range_digest(algo: str, path: Path, start: int, length: int) -> bytes:
 
 
 class _FileBody:
-    """A single PUT's body: exactly `size` bytes of `path`, streamed, seekable (a retry
-    rewinds it). A file cut short mid-send raises at once: http.client would send fewer bytes
-    than the Content-Length and wait for an answer until the read timeout, on every attempt."""
+    """A request's body: exactly `size` bytes of `path` from `start` (a PUT: all of it; a
+    part: its range), streamed, seekable (a retry rewinds it). A file cut short mid-send
+    raises at once: http.client would send fewer bytes than the Content-Length and wait for
+    an answer until the read timeout, on every attempt."""
 
-    def __init__(self, path: Path, size: int) -> None:
-        self._fh, self._size = path.open("rb"), size
+    def __init__(self, path: Path, size: int, start: int = 0) -> None:
+        self._fh, self._size, self._start = path.open("rb"), size, start
+        self._fh.seek(start)
 
     def __len__(self) -> int:
         return self._size
 
     def read(self, n: int | None = -1) -> bytes:
-        left = max(0, self._size - self._fh.tell())
+        left = max(0, self._size - self.tell())
         want = left if n is None or n < 0 else min(n, left)
         data = self._fh.read(want)
         if len(data) < want:
@@ -108,10 +109,12 @@ class _FileBody:
         return data
 
     def seek(self, pos: int, whence: int = 0) -> int:
-        return self._fh.seek(pos, whence)
+        if whence == 0:
+            return self._fh.seek(self._start + pos) - self._start
+        return self._fh.seek(pos, whence) - self._start
 
     def tell(self) -> int:
-        return self._fh.tell()
+        return self._fh.tell() - self._start
 
     def close(self) -> None:
         self._fh.close()
@@ -269,11 +272,15 @@ class S3Target(BaseTarget):
 
         def part(n: int) -> tuple[dict[str, Any], bytes]:
             start = (n - 1) * chunk
-            digest = _range_digest(algo, path, start, min(chunk, size - start))
+            length = min(chunk, size - start)
+            digest = _range_digest(algo, path, start, length)
             # streamed from its own handle: parallel reads, memory bounded by the send buffer
-            with ReadFileChunk.from_filename(str(path), start, chunk, enable_callbacks=False) as body:
+            body = _FileBody(path, length, start)
+            try:
                 r = self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=uid, PartNumber=n,
                                             Body=body, **{field: _b64(digest)})
+            finally:
+                body.close()
             return {"PartNumber": n, "ETag": r["ETag"], field: _b64(digest)}, digest
 
         try:
