@@ -216,3 +216,37 @@ def test_a_hostile_collections_reference_is_one_line(tmp_path: Path, ref: bytes)
     pq.write_table(pa.table({"a": [1]}).replace_schema_metadata({b"d4c:collections": ref}), bad)
     with pytest.raises(D4CError, match="d4c:collections metadata does not parse"):
         read_catalog(bad)
+
+
+def _latest_only(record: dict[str, Any], *mirrors: str) -> dict[str, Any]:
+    """`record` with `mirrors` kept for every version but `processed`, which keeps only the latest."""
+    record["mirrors"] = [{"name": m, "retain": "latest" if m == "processed" else "all"} for m in mirrors]
+    return record
+
+
+@pytest.mark.parametrize("others_use_it", [False, True])
+def test_an_append_drops_a_column_no_item_uses_any_more(tmp_path: Path, others_use_it: bool) -> None:
+    """A's first version has the only `processed` alternate (a `retain: latest` copy), and
+    only it has an asset `tbl`; its next version went to other targets and A's 1.0.0 is
+    released again without `tbl`, so no item names either. The rebuild's file lacks their
+    columns, and so must the append's (unless B still uses them)."""
+    other = ("s3", "processed") if others_use_it else ("s3",)
+    b = _latest_only(make_record("ca_b_b", "1.0.0", targets=other), *other)
+    a1 = _latest_only(make_record("ca_a_a", "1.0.0", targets=("s3", "processed"),
+                                  outputs=(("capitals", "geoparquet"), ("tbl", "csv"))), "s3", "processed")
+    a2 = _latest_only(make_record("ca_a_a", "1.1.0", targets=("s3", "zenodo")), "s3", "zenodo")
+    a1_again = _latest_only(make_record("ca_a_a", "1.0.0", targets=("s3", "processed"),
+                                        released_at="2026-01-01T00:00:00Z"), "s3", "processed")
+    appended = tmp_path / "appended.parquet"
+    for record in (a1, b):
+        append_record(record, appended, metadata=META)
+    before = pq.read_schema(appended).field("assets").type
+    assert "tbl" in before.names and "processed" in before.field("capitals").type.field("alternate").type.names
+    for n, record in enumerate((a2, a1_again)):  # drops `processed` from 1.0.0, then `tbl`
+        append_record(record, appended, metadata=META)
+        rebuilt = tmp_path / f"rebuilt{n}.parquet"
+        build_catalog([a1, b, a2] if n == 0 else [a1_again, b, a2], rebuilt, metadata=META)
+        assert appended.read_bytes() == rebuilt.read_bytes()
+    assets = pq.read_schema(appended).field("assets").type
+    assert "tbl" not in assets.names
+    assert ("processed" in assets.field("capitals").type.field("alternate").type.names) == others_use_it

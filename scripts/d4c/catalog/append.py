@@ -2,11 +2,11 @@
 
 Only the appended dataset's row group is decoded to items and re-linked. Usually only
 that span of row groups is written again and the others' bytes are copied
-(d4c.catalog.splice); when a cut moves or the schema widens, the other datasets stream
-through as Arrow, row group by row group, into a new file laid out by the same rule as a
-build (d4c.catalog.writer.CatalogWriter). Because the schema, order, items, layout and
-collections are all pure functions of the set of items, either way the result is the file
-a rebuild from releases/ writes (tested byte for byte).
+(d4c.catalog.splice); when a cut moves or the schema changes (d4c.catalog.narrow), the
+other datasets stream through as Arrow, row group by row group, into a new file laid out
+by the same rule as a build (d4c.catalog.writer.CatalogWriter). Because the schema,
+order, items, layout and collections are all pure functions of the set of items, either
+way the result is the file a rebuild from releases/ writes (tested byte for byte).
 
 Concurrency: a local file is updated under an exclusive lock (flock on `<file>.lock`)
 with a temp file + rename; an S3 object with a conditional write: `IfMatch` on the
@@ -28,13 +28,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from d4c.catalog import sidecar, splice
+from d4c.catalog import narrow, sidecar, splice
 from d4c.catalog.build import Metadata, metadata_from, paused_gc
 from d4c.catalog.collections import Collection, collection_for
 from d4c.catalog.items import link_versions, record_to_item
 from d4c.catalog.query import groups_for
 from d4c.catalog.records import Record, check_record
 from d4c.catalog.writer import (
+    Keys,
     catalog_writer,
     conform,
     dataset_slices,
@@ -42,7 +43,6 @@ from d4c.catalog.writer import (
     keys_of_items,
     schema_from_keys,
     table_to_items,
-    widen,
 )
 from d4c.errors import D4CError
 
@@ -90,20 +90,20 @@ def _merged(pf: pq.ParquetFile | None, read: dict[int, pa.Table], cid: str,
 
 
 def _linked(pf: pq.ParquetFile | None, record: Record, metadata: Metadata,
-            read: dict[int, pa.Table]) -> list[Any]:
-    """The dataset's items with the new one, re-linked: only its row groups are read
-    (kept in `read` for the rewrite)."""
+            read: dict[int, pa.Table]) -> tuple[list[Any], Keys]:
+    """The dataset's items with the new one, re-linked, and the key sets of its items
+    before: only its row groups are read (kept in `read` for the rewrite)."""
     new = record_to_item(record, metadata(record))
     cid, version = new["collection"], new["properties"]["version"]
-    same = []
+    old = []
     if pf is not None:
         read.update({g: pf.read_row_group(g) for g in groups_for(pf, cid)})
         if read:
             table = pa.concat_tables(read.values())
-            table = table.filter(pc.equal(table["collection"], cid))
-            # by version: link_versions refuses id clashes
-            same = [i for i in table_to_items(table) if i["properties"]["version"] != version]
-    return link_versions([*same, new])
+            old = table_to_items(table.filter(pc.equal(table["collection"], cid)))
+    before = keys_of_items(old)
+    # by version: link_versions refuses id clashes
+    return link_versions([*(i for i in old if i["properties"]["version"] != version), new]), before
 
 
 def rewrite(source: Any, record: Record, metadata: Metadata, dest: Path,
@@ -115,12 +115,12 @@ def rewrite(source: Any, record: Record, metadata: Metadata, dest: Path,
     pf = _open(source) if source is not None else None
     read: dict[int, pa.Table] = {}
     with paused_gc():
-        linked = _linked(pf, record, metadata, read)
+        linked, before = _linked(pf, record, metadata, read)
         rows = items_to_table(linked)
     cid = linked[0]["collection"]
     seen = sum(int(pc.sum(pc.equal(t["collection"], cid)).as_py() or 0) for t in read.values())
     old_schema = pf.schema_arrow if pf is not None and pf.metadata.num_rows else rows.schema
-    schema = widen(old_schema, keys_of_items(linked))
+    schema = narrow.schema_after(pf, read, cid, old_schema, before, keys_of_items(linked))
     colls = _collections(pf, fetch) if pf is not None else {}
     colls[cid] = collection_for(linked)
     colls = {k: colls[k] for k in sorted(colls)}

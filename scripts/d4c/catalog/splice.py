@@ -12,7 +12,7 @@ A row group's bytes do not depend on where it sits in the file, and the footer i
 as pyarrow encodes it, so the result is the file a rebuild writes, as long as the layout
 does not move: the dataset after the span must still start a row group. When the new rows
 overflow the span's last group, that cut moves and every later one with it; then (and for
-a widened schema, or a file this does not recognise) the caller rewrites the whole file.
+a changed schema, or a file this does not recognise) the caller rewrites the whole file.
 """
 from __future__ import annotations
 

@@ -214,7 +214,8 @@ def items_to_table(items: list[Item]) -> pa.Table:
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Cast to a widened schema; a column the table lacks comes in as nulls."""
+    """Cast to the file's schema: a column the table lacks comes in as nulls, and one the
+    schema lacks (all null: d4c.catalog.narrow) goes."""
     names = set(table.column_names)
     return pa.Table.from_arrays(
         [table[f.name].cast(f.type) if f.name in names else pa.nulls(len(table), f.type)
