@@ -128,13 +128,18 @@ def _providers(providers: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda p: "host" in p["roles"])  # stable: the rest keep their order
 
 
-def record_to_item(record: Record, meta: dict[str, Any]) -> Item:
-    """One record -> one item, without the version relations (see `link_versions`)."""
-    title, desc = meta.get("title") or {}, meta.get("description") or {}
+def _software(record: Record) -> dict[str, Any]:
+    """The manifest's packages and Python version, by name."""
     env = record["manifest"].get("environment") or {}
     software = dict(env.get("packages") or {})
     if env.get("python"):
         software["python"] = env["python"]
+    return dict(sorted(software.items()))
+
+
+def _properties(record: Record, meta: dict[str, Any]) -> dict[str, Any]:
+    """The item's properties: times, texts, citation, retention and software."""
+    title, desc = meta.get("title") or {}, meta.get("description") or {}
     props: dict[str, Any] = {
         **_times(record, meta),
         "created": stac_time(str(record["released_at"])),
@@ -159,8 +164,14 @@ def record_to_item(record: Record, meta: dict[str, Any]) -> Item:
     if retention.get("until"):  # a keep-until or takedown date: the version is at risk
         props["d4c:retention_until"] = str(retention["until"])
         props["d4c:retention_reason"] = str(retention.get("reason") or "")
+    software = _software(record)
     if software:
-        props["processing:software"] = dict(sorted(software.items()))
+        props["processing:software"] = software
+    return props
+
+
+def _links(record: Record) -> list[dict[str, str]]:
+    """root, parent and collection, then the DOI and the GitHub release when there are."""
     links = [{"rel": "root", "href": "../catalog.json", "type": "application/json",
               "title": "Data for Canada"},
              {"rel": "parent", "href": "./collection.json", "type": "application/json",
@@ -173,33 +184,42 @@ def record_to_item(record: Record, meta: dict[str, Any]) -> Item:
     if record.get("github_release"):
         links.append({"rel": "related", "href": str(record["github_release"]),
                       "type": "text/html", "title": "GitHub release"})
+    return links
+
+
+def _extensions(props: dict[str, Any], assets: dict[str, Any]) -> list[str]:
+    """What extensions_used(item) finds, known here without walking the item again."""
+    used = ["version", "sci"]  # version, deprecated and sci:citation are always set
+    if assets:
+        used.append("file")
+    if "processing:software" in props:
+        used.append("processing")
+    if any(k in props for k in _D4C_FIELDS) or d4c_on_assets(assets):
+        used.append("d4c")
+    if any("alternate" in a for a in assets.values()):
+        used.append("alternate")
+    return sorted(EXT[name] for name in used)
+
+
+def record_to_item(record: Record, meta: dict[str, Any]) -> Item:
+    """One record -> one item, without the version relations (see `link_versions`)."""
+    props, links = _properties(record, meta), _links(record)
     bbox = _bbox(record, meta)
     x0, y0, x1, y1 = bbox
-    item: Item = {
+    assets = assets_of(record)  # after the bbox, as before: a record bad in both says the same
+    return {
         "type": "Feature",
         "stac_version": STAC_VERSION,
-        "stac_extensions": [],
+        "stac_extensions": _extensions(props, assets),
         "id": item_id(record["id"], record["version"]),
         "geometry": {"type": "Polygon",
                      "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]},
         "bbox": bbox,
         "properties": props,
         "links": links,
-        "assets": assets_of(record),
+        "assets": assets,
         "collection": record["id"],
     }
-    # What extensions_used(item) finds, known here without walking the item again.
-    used = ["version", "sci"]  # version, deprecated and sci:citation are always set
-    if item["assets"]:
-        used.append("file")
-    if "processing:software" in props:
-        used.append("processing")
-    if any(k in props for k in _D4C_FIELDS) or d4c_on_assets(item["assets"]):
-        used.append("d4c")
-    if any("alternate" in a for a in item["assets"].values()):
-        used.append("alternate")
-    item["stac_extensions"] = sorted(EXT[name] for name in used)
-    return item
 
 
 def _retains(assets: dict[str, Any]) -> bool:
