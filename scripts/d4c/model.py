@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from d4c import schemas
 from d4c.errors import D4CError
 
@@ -173,7 +175,22 @@ def _shape(where: str, what: str) -> Iterator[None]:
                        hint="check it with `d4c verify`, or rewrite it with `d4c release`") from None
 
 
+# Digits to "0", every other byte to a space: a run of 19 digits is then a substring
+# search (C speed; a regex costs more than orjson saves).
+_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG = b"0" * 19
+
+
 def parse_json(raw: bytes, path: Path, what: str) -> Any:
+    # orjson first (half of json's time on records); what it refuses (NaN, 1e400,
+    # UTF-16, lone surrogates, a BOM, bad JSON) goes to json, so values and error lines are
+    # json's. orjson reads an integer past 64 bits as a float, so 19+ digits in a row go to
+    # json too.
+    if _LONG not in raw.translate(_DIGITS):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
     try:
         return json.loads(raw)
     except ValueError as exc:
