@@ -181,7 +181,7 @@ _DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
 _LONG = b"0" * 19
 
 
-def parse_json(raw: bytes, path: Path, what: str) -> Any:
+def parse_json(raw: bytes, path: Path | str, what: str) -> Any:
     # orjson first (half of json's time on records); what it refuses (NaN, 1e400,
     # UTF-16, lone surrogates, a BOM, bad JSON) goes to json, so values and error lines are
     # json's. orjson reads an integer past 64 bits as a float, so 19+ digits in a row go to
@@ -197,10 +197,12 @@ def parse_json(raw: bytes, path: Path, what: str) -> Any:
         raise D4CError(f"{path} is not JSON ({exc})", hint=f"give a {what}") from None
 
 
-def read_json(path: Path, what: str) -> Any:
-    """The parsed JSON at `path`, or one line saying why it cannot be read."""
+def read_json(path: Path | str, what: str) -> Any:
+    """The parsed JSON at `path`, or one line saying why it cannot be read (a str path
+    spares a bulk read pathlib's cost)."""
     try:
-        return parse_json(path.read_bytes(), path, what)
+        with open(path, "rb") as fh:
+            return parse_json(fh.read(), path, what)
     except FileNotFoundError:
         raise D4CError(f"no {what} at {path}") from None
     except OSError as exc:

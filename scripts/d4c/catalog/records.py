@@ -55,9 +55,10 @@ def dataset_folders(releases: Path) -> list[str]:
 
 def read_dataset(releases: Path, name: str) -> list[Record]:
     """One dataset folder's records (releases/<id>/*.json), by file name."""
-    with os.scandir(releases / name) as entries:
+    folder = os.path.join(releases, name)  # strings, not Paths: 10k records spend 0.3 s in pathlib
+    with os.scandir(folder) as entries:
         files = sorted(e.name for e in entries if e.name.endswith(".json") and e.is_file())
-    return [_read_record(releases / name / f) for f in files]
+    return [_read_record(os.path.join(folder, f), name, f) for f in files]
 
 
 def iter_datasets(releases: Path, folders: list[str] | None = None) -> Iterator[list[Record]]:
@@ -69,9 +70,10 @@ def iter_datasets(releases: Path, folders: list[str] | None = None) -> Iterator[
             yield group
 
 
-def _read_record(path: Path) -> Record:
-    record = check_record(model.read_json(path, "release record"), str(path))
-    if path.parent.name != record["id"] or path.stem != record["version"]:
+def _read_record(path: str, folder: str, file: str) -> Record:
+    record = check_record(model.read_json(path, "release record"), path)
+    stem = file[:-len(".json")] if file != ".json" else file  # Path.stem: a bare ".json" is all stem
+    if folder != record["id"] or stem != record["version"]:
         raise D4CError(
             f"record says {record['id']} {record['version']} but sits at {path}",
             where=str(path),
