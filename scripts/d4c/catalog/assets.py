@@ -54,7 +54,10 @@ def _main_copy(urls: dict[str, str], targets: _Targets, unknown: list[str]) -> s
     kept = [name for name in targets.kept if name in urls] + unknown
     if not kept:  # only retain-latest copies: the best there is (the plan should refuse this)
         kept = [name for name in targets.names if name in urls]
-    return next((n for n in kept if urls[n].startswith(_HTTPS)), kept[0] if kept else None)
+    for name in kept:  # a loop, not next(genexpr): 60k files a 10k catalog
+        if urls[name].startswith(_HTTPS):
+            return name
+    return kept[0] if kept else None
 
 
 def _asset_key(role: str, name: str, file: str, by_file: dict[str, str]) -> str:
@@ -70,7 +73,7 @@ def _asset_key(role: str, name: str, file: str, by_file: dict[str, str]) -> str:
 def _asset(f: dict[str, Any], targets: _Targets) -> dict[str, Any]:
     urls: dict[str, str] = dict(f.get("urls") or {})
     latest_only = targets.latest_only
-    unknown = sorted(set(urls) - targets.known)
+    unknown = [] if targets.known.issuperset(urls) else sorted(set(urls) - targets.known)
     ordered = [n for n in targets.names if n in urls] + unknown
     main = _main_copy(urls, targets, unknown)
     role = f.get("role") or "data"
