@@ -20,7 +20,6 @@ per request.
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import threading
@@ -32,13 +31,12 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from isal import isal_zlib  # ISA-L's CRC32: 4x zlib's here, the same values
 
 from d4c.errors import D4CError
 from d4c.release.targets.base import BaseTarget, ReleaseContext, TargetConfig
+from d4c.release.targets.s3_body import FileBody, MiB, b64, part_digest, range_digest
 
 log = logging.getLogger(__name__)
-MiB = 1 << 20
 # Measured on moto_server (bench/upload): 16 MiB x 8 beat 8 MiB x 10 (boto3), 32-64 MiB x 4;
 # fewer requests cut per-request overhead, 8 in flight keep both cores busy.
 DEFAULT_CHUNK = 16 * MiB
@@ -57,67 +55,6 @@ def _session() -> boto3.session.Session:
         if not _SESSION:
             _SESSION.append(boto3.session.Session())
         return _SESSION[0]
-
-
-def _b64(digest: bytes) -> str:
-    return base64.b64encode(digest).decode()
-
-
-def _part_digest(algo: str, data: bytes) -> bytes:
-    if algo == "CRC32":
-        return isal_zlib.crc32(data).to_bytes(4, "big")
-    return hashlib.sha256(data).digest()
-
-
-def _range_digest(algo: str, path: Path, start: int, length: int) -> bytes:
-    """The part checksum of `length` bytes at `start`, read in 1 MiB blocks (no part in memory)."""
-    crc, sha = 0, hashlib.sha256()
-    view = memoryview(bytearray(MiB))
-    with path.open("rb", buffering=0) as fh:
-        fh.seek(start)
-        while length > 0:
-            n = fh.readinto(view[:min(length, MiB)])
-            if not n:
-                raise D4CError(f"{path} shrank while it was uploaded", hint="rebuild, then rerun")
-            if algo == "CRC32":
-                crc = isal_zlib.crc32(view[:n], crc)
-            else:
-                sha.update(view[:n])
-            length -= n
-    return crc.to_bytes(4, "big") if algo == "CRC32" else sha.digest()
-
-
-class _FileBody:
-    """A request's body: exactly `size` bytes of `path` from `start` (a PUT: all of it; a
-    part: its range), streamed, seekable (a retry rewinds it). A file cut short mid-send
-    raises at once: http.client would send fewer bytes than the Content-Length and wait for
-    an answer until the read timeout, on every attempt."""
-
-    def __init__(self, path: Path, size: int, start: int = 0) -> None:
-        self._fh, self._size, self._start = path.open("rb"), size, start
-        self._fh.seek(start)
-
-    def __len__(self) -> int:
-        return self._size
-
-    def read(self, n: int | None = -1) -> bytes:
-        left = max(0, self._size - self.tell())
-        want = left if n is None or n < 0 else min(n, left)
-        data = self._fh.read(want)
-        if len(data) < want:
-            raise D4CError(f"{self._fh.name} shrank while it was uploaded", hint="rebuild, then rerun")
-        return data
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        if whence == 0:
-            return self._fh.seek(self._start + pos) - self._start
-        return self._fh.seek(pos, whence) - self._start
-
-    def tell(self) -> int:
-        return self._fh.tell() - self._start
-
-    def close(self) -> None:
-        self._fh.close()
 
 
 def _code(exc: ClientError) -> str:
@@ -230,14 +167,14 @@ class S3Target(BaseTarget):
         cond = {"IfNoneMatch": "*"} if self.conditional else {}
         try:
             if size <= self.chunk:
-                ours = _b64(bytes.fromhex(sha256))
+                ours = b64(bytes.fromhex(sha256))
                 # streamed from the file, as parts are: memory stays flat at any chunk setting
-                body = _FileBody(path, size)
+                body = FileBody(path, size)
                 try:
                     done = self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
                                                   Metadata=meta, ChecksumAlgorithm="SHA256",
                                                   ChecksumSHA256=ours,
-                                                  ContentMD5=_b64(bytes.fromhex(md5)), **cond)
+                                                  ContentMD5=b64(bytes.fromhex(md5)), **cond)
                 finally:
                     body.close()
                 after = path.stat()  # rewritten meanwhile: a server that checks no digest kept it
@@ -273,15 +210,15 @@ class S3Target(BaseTarget):
         def part(n: int) -> tuple[dict[str, Any], bytes]:
             start = (n - 1) * chunk
             length = min(chunk, size - start)
-            digest = _range_digest(algo, path, start, length)
+            digest = range_digest(algo, path, start, length)
             # streamed from its own handle: parallel reads, memory bounded by the send buffer
-            body = _FileBody(path, length, start)
+            body = FileBody(path, length, start)
             try:
                 r = self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=uid, PartNumber=n,
-                                            Body=body, **{field: _b64(digest)})
+                                            Body=body, **{field: b64(digest)})
             finally:
                 body.close()
-            return {"PartNumber": n, "ETag": r["ETag"], field: _b64(digest)}, digest
+            return {"PartNumber": n, "ETag": r["ETag"], field: b64(digest)}, digest
 
         try:
             with ThreadPoolExecutor(self.concurrency) as pool:
@@ -296,7 +233,7 @@ class S3Target(BaseTarget):
                 pass
             raise
         # S3's composite: the same checksum over the concatenated binary part checksums
-        ours = _b64(_part_digest(algo, b"".join(d for _, d in results)))
+        ours = b64(part_digest(algo, b"".join(d for _, d in results)))
         if done.get(field) and done[field].split("-")[0] != ours:
             raise D4CError(f"target {self.name!r}: s3://{self.bucket}/{key}: composite checksum "
                            f"mismatch after upload", hint="rerun; the object will be re-checked")
@@ -314,7 +251,7 @@ class S3Target(BaseTarget):
             return False
         # S3 writes a composite as "<b64>-<parts>"; some servers (moto) omit the suffix.
         server = str(head.get("ChecksumSHA256") or "").split("-")[0]
-        if server and server == _b64(bytes.fromhex(sha256)):  # full-object SHA-256: decisive
+        if server and server == b64(bytes.fromhex(sha256)):  # full-object SHA-256: decisive
             return True
         known = self._composite.get(key)  # the parts we hashed and sent (this run or journal)
         if known and any(str(head.get(f"Checksum{a}") or "").split("-")[0] == known
