@@ -204,23 +204,21 @@ def test_parts_stream_from_the_file_and_memory_does_not_grow_with_them(tmp_path:
         t = make_target(cfg, S3_ENV)
         assert isinstance(t, S3Target)
         t.client.create_bucket(Bucket="bkt-mem")
+        def peak_of_upload(key: str, path: Path, sha: str, md5: str) -> int:
+            tracemalloc.start()
+            try:
+                t.upload(key, path, sha, md5)
+                return tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+
         path, sha, md5 = _file(tmp_path / "big.bin", os.urandom(15 * MiB))
-        tracemalloc.start()
-        try:
-            t.upload("k/big", path, sha, md5)
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        peak = peak_of_upload("k/big", path, sha, md5)
         assert peak < 4 * MiB, peak  # reading whole parts would be >= 15 MiB
         assert t._read_hash("k/big") == sha  # the bytes the server holds are ours
         # a file of one chunk goes up in one PUT, streamed too (whatever multipart_chunksize says)
         one, osha, omd5 = _file(tmp_path / "one.bin", os.urandom(5 * MiB))
-        tracemalloc.start()
-        try:
-            t.upload("k/one", one, osha, omd5)
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        peak = peak_of_upload("k/one", one, osha, omd5)
         assert peak < 4 * MiB, peak  # reading the file whole would be >= 5 MiB
         assert t._read_hash("k/one") == osha and t.verify("k/one", osha)
     finally:
