@@ -89,7 +89,9 @@ def test_corrupted_object_is_detected_by_verify(moto_s3: MotoS3, tmp_path: Path)
                                 Metadata={"sha256": sha, "size": str(1000)})
     assert not t.verify("k/a", sha)
     assert not _target(moto_s3, bucket).verify("k/a", sha)
-    # the plan finds it 'absent' (not ours); the conditional PUT's 412 says so in one line
+    # the plan's look refuses it before any write; the conditional PUT's 412 says so too
+    with pytest.raises(D4CError, match="has our sha256 in its metadata but not our bytes"):
+        t.look("k/a", sha)
     with pytest.raises(D4CError, match="is there .412. but does not hold our bytes"):
         t.upload("k/a", path, sha, md5)
     # a multipart object with a damaged copy is caught too (read-back path)

@@ -138,10 +138,11 @@ class S3Target(BaseTarget):
             raise self._fail("HEAD", "", exc) from None
         return []
 
-    def exists(self, key: str, sha256: str) -> bool:
+    def _state(self, key: str, sha256: str) -> str:
+        """absent | present (our bytes, proven) | damaged (our sha256 in metadata, other bytes)."""
         head = self._head(key)
         if head is None:
-            return False
+            return "absent"
         theirs = head.get("Metadata", {}).get("sha256")
         if theirs != sha256:
             raise D4CError(
@@ -149,16 +150,26 @@ class S3Target(BaseTarget):
                 f"({theirs or 'none recorded'})",
                 hint="published keys are immutable: bump the version, or delete a damaged copy")
         if not self.verify(key, sha256, head):
-            return False
+            return "damaged"
         self._proven[key] = sha256  # this HEAD proved our bytes: the next verify takes it, once
-        return True
+        return "present"
+
+    def exists(self, key: str, sha256: str) -> bool:
+        return self._state(key, sha256) == "present"
 
     def look(self, key: str, sha256: str) -> str:
         """The plan's look. Its HEAD proves our bytes at plan time, not at the upload step
-        that prepare and the torrents may reach minutes later: the verify there asks again."""
-        present = self.exists(key, sha256)
+        that prepare and the torrents may reach minutes later: the verify there asks again.
+        A damaged copy is the plan's problem, found before any write: the conditional PUT
+        could never replace it."""
+        state = self._state(key, sha256)
         self._proven.pop(key, None)
-        return "present" if present else "absent"
+        if state == "damaged":
+            raise D4CError(
+                f"target {self.name!r}: s3://{self.bucket}/{key} has our sha256 in its metadata "
+                "but not our bytes (a damaged copy)",
+                hint="`d4c mirrors repair`, or delete that key, then rerun")
+        return state
 
     def upload(self, key: str, path: Path, sha256: str, md5: str) -> None:
         before = path.stat()
