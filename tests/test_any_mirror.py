@@ -228,3 +228,22 @@ def test_a_catalog_item_url_is_enough(released: tuple[dict[str, Any], Path, dict
         assert capsys.readouterr().out.strip().endswith(f"{DS} v1.0.0: identical")
     finally:
         site.stop()
+
+
+def test_one_mirror_without_the_sources_fails_though_the_cache_holds_them(
+        released: tuple[dict[str, Any], Path, dict[str, Any]], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`--mirror` reads that mirror's copies, not the source cache the build warmed."""
+    _, root, world = released
+    only(world, "sc")
+    s3: MotoS3 = world["s3"]
+    sources = [k for k in s3.keys(world["buckets"]["sc"]) if "/sources/" in k]
+    assert sources
+    for key in sources:
+        s3.client().delete_object(Bucket=world["buckets"]["sc"], Key=key)
+    record = root / "releases" / DS / "1.0.0.json"
+    capsys.readouterr()
+    code = main(["verify", str(record), "--mirror", "sc"])
+    out, err = capsys.readouterr()
+    assert code != 0 and "identical" not in out.splitlines()[-1:], (out, err)
+    assert "no verified copy" in err, err

@@ -13,6 +13,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +57,25 @@ def rebuild(root: Path, expected: model.Manifest, args: argparse.Namespace,
                         source_copies=found.source_urls())
     out = Path(tempfile.mkdtemp(prefix="d4c-verify-")) / "build"
     try:
-        return build(rec, root, out, opts)
+        with _own_cache(out.parent / "cache") if args.mirror else nullcontext():
+            return build(rec, root, out, opts)
     finally:
         shutil.rmtree(out.parent, ignore_errors=True)
+
+
+@contextmanager
+def _own_cache(folder: Path) -> Iterator[None]:
+    """`--mirror`: an empty source cache of the verify's own, so every source comes from that
+    mirror: a cache an earlier build or fetch warmed would pass without reading it."""
+    before = os.environ.get("D4C_CACHE")
+    os.environ["D4C_CACHE"] = str(folder)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("D4C_CACHE", None)
+        else:
+            os.environ["D4C_CACHE"] = before
 
 
 def compare(expected: model.Manifest, actual: dict[str, Any]) -> int:
