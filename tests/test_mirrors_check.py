@@ -91,6 +91,16 @@ def test_deleted_object_is_missing(world: World, capsys: pytest.CaptureFixture[s
     assert f"error: {world.data['file']} on mirror s3 (" in err and "missing" in err
 
 
+def test_403_is_refused_not_missing(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    world.http.status["/" + world.key()] = 403  # a read policy denies it; the bytes may be there
+    assert bad(run(world, tier=1)) == {(world.data["file"], "http"): "refused"}
+    assert main(["mirrors", "check", "--catalog", str(world.catalog), "--date", DATE, "--retries", "0",
+                 "--tier", "1", "--health-dir", str(world.tmp / "h2"), "--no-progress"]) == 1
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if world.data["file"] in ln]
+    assert "refused, tier 1 head: HTTP 403" in line and "missing" not in line
+    assert "| refused |" in (world.tmp / "h2" / f"{DATE}.md").read_text()
+
+
 def test_truncated_object_is_corrupt(world: World) -> None:
     raw = world.data["path"].read_bytes()
     world.s3.client().put_object(Bucket=world.bucket, Key=world.key(), Body=raw[:-1000])

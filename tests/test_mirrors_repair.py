@@ -121,6 +121,17 @@ def test_a_service_copy_is_one_line_and_the_stores_are_still_repaired(
     assert checked(world, tier=1) == {(world.data["file"], "zenodo"): "corrupt"}
 
 
+def test_a_refused_copy_is_a_policy_note_not_a_repair(
+        world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    world.http.status["/" + world.key()] = 403
+    assert checked(world, tier=1) == {(world.data["file"], "http"): "refused"}
+    capsys.readouterr()
+    assert repair(world) == 1  # a copy is left failing: the operator must act
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if world.data["file"] in ln]
+    assert "refused; fix the mirror's read policy or permissions" in line
+    assert world.http.status  # nothing re-put: the http mirror still refuses
+
+
 def test_nothing_is_written_unless_every_repair_is_possible(
         world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     world.s3.client().delete_object(Bucket=world.bucket, Key=world.key())

@@ -12,7 +12,7 @@ from typing import Any
 
 from d4c.catalog.site import AssetView, CopyView, DatasetView, HealthView, VersionView
 
-BAD = {"missing", "corrupt", "unreachable", "changed"}
+BAD = {"missing", "refused", "corrupt", "unreachable", "changed"}
 # Scripts only from the site's own folder; styles inline too (Leaflet positions by style).
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
        "img-src 'self' data:")

@@ -1,10 +1,11 @@
 """The checks of each tier, each giving rows (one per artifact x copy x check).
 
-Statuses: `ok`; `missing` (404/410, or no file); `corrupt` (wrong length, a checksum, a
+Statuses: `ok`; `missing` (404/410, or no file); `refused` (401/403: a read policy or
+permission, not a lost copy); `corrupt` (wrong length, a checksum, a
 piece or the sha256 differs); `unreachable` (no answer, or 5xx after the retries);
 `changed` (the ETag differs from the last health file's: re-hashed by tier 3);
 `warning` (works, but e.g. no Range or no CORS); `skipped` (not checkable here, or over
-the budget). `missing`, `corrupt`, `unreachable` and an unresolved `changed` fail the run.
+the budget). `missing`, `refused`, `corrupt`, `unreachable` and an unresolved `changed` fail the run.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Any
 from d4c.mirrors.inventory import Artifact, Copy, Version, output_facts
 from d4c.mirrors.net import Answer, Net, file_path, host_of
 
-FAILING = frozenset({"missing", "corrupt", "unreachable"})
+FAILING = frozenset({"missing", "refused", "corrupt", "unreachable"})
 ORIGIN = "https://dataforcanada.org"  # the Origin sent to see CORS headers
 
 Row = dict[str, Any]
@@ -57,8 +58,10 @@ def _gone(got: Answer) -> str | None:
         return "missing"
     if got.status >= 500 or got.status == 429:
         return "unreachable"
+    if got.status in (401, 403):
+        return "refused"  # a policy or permission denies the read; not a lost copy
     if got.status >= 400:
-        return "missing"  # 401/403: the copy is not publicly there
+        return "missing"
     return None
 
 

@@ -3,7 +3,7 @@ the markdown summary.
 
 One row per artifact x copy x check (d4c.mirrors.checks.row). A copy's verdict is the
 tier 3 result when there is one (the full sha256 settles it), else the worst of its
-other rows: `missing`, `corrupt`, `unreachable`, `changed` (an ETag that moved and was
+other rows: `missing`, `refused`, `corrupt`, `unreachable`, `changed` (an ETag that moved and was
 not re-hashed) fail; `ok`, `warning` and `skipped` pass. The `upstream` and `retention`
 rows (d4c.mirrors.upstream) are no copy's verdict: they are evidence for the at-risk signal.
 """
@@ -29,9 +29,9 @@ SCHEMA = pa.schema([
     ("status", pa.string()), ("evidence", pa.string()), ("etag", pa.string()),
     ("http_status", pa.int32()), ("bytes_read", pa.int64()),
 ])
-BAD = ("missing", "corrupt", "unreachable", "changed")
+BAD = ("missing", "refused", "corrupt", "unreachable", "changed")
 _RANK = {s: n for n, s in enumerate(("ok", "skipped", "warning", "changed", "unreachable",
-                                     "missing", "corrupt"))}
+                                     "refused", "missing", "corrupt"))}
 _DATED = re.compile(r"^(\d{4}-\d\d-\d\d)\.parquet$")
 NOT_COPIES = ("scrape", "upstream", "retention")  # checks that give no copy a verdict
 
@@ -148,8 +148,8 @@ def _signals(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
     """item id -> the reasons its upstream and retention rows give."""
     out: dict[str, list[str]] = defaultdict(list)
     for r in sorted(rows, key=lambda r: (r["check"], r["href"] or "")):
-        if r["check"] == "upstream" and r["status"] in ("missing", "changed"):
-            what = "gone" if r["status"] == "missing" else "changed"
+        if r["check"] == "upstream" and r["status"] in ("missing", "refused", "changed"):
+            what = {"missing": "gone"}.get(r["status"], r["status"])
             out[r["item_id"]].append(f"upstream {r['file']} {what}: {r['href']} ({r['evidence']})")
         elif r["check"] == "retention" and r["item_id"]:
             out[r["item_id"]].append(str(r["evidence"]))

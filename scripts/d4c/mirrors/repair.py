@@ -173,6 +173,10 @@ def _plan_copy(p: RepairPlan, targets: _Targets, c: _Copy, sources: list[str]) -
         p.notes.append(f"{where}: its ETag changed and it was not re-hashed; run "
                        "`d4c mirrors check --tier 3` to know whether it needs a repair")
         return
+    if c.status == "refused":  # the bytes may be intact: a re-put does not change who may read
+        p.notes.append(f"{where}: refused; fix the mirror's read policy or permissions (docs/mirrors.md), "
+                       "then rerun `d4c mirrors check`")
+        return
     if c.status not in REPAIRABLE:
         return
     t, key = targets.find(c)
