@@ -39,7 +39,7 @@ def check_record(record: Any, where: str) -> Record:
             where=where,
             hint="records are written by `d4c release`; see docs/architecture.md",
         )
-    model.ReleaseRecord.from_doc(record, where=where, checked=False)
+    model.ReleaseRecord.check(record, where=where)
     return record
 
 
