@@ -107,6 +107,9 @@ def test_dry_run_prints_the_plan_and_touches_nothing(repo: Path, moto_s3: MotoS3
     out = capsys.readouterr().out
     assert f"dataforcanada/{DEMO}/processed/{DEMO}_v1.0.0.parquet" in out
     assert "then delete older versions" in out
+    # where the journal goes (docs/operators.md, the plan's step 5): journal.target's key, and here
+    local = repo / ".d4c" / "journal" / DEMO / "v1.0.0.json"
+    assert f"journal: dfc:d4c/journal/{DEMO}/v1.0.0.json, and {local}\n" in out
     assert sorted(str(p) for p in repo.parent.rglob("*")) == before
     assert moto_s3.keys(world.bucket) == [OLD]
 

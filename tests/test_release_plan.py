@@ -147,6 +147,8 @@ def test_dry_run_json_lists_every_action_and_what_is_there(
     assert main(["release", DEMO, "--targets", str(world.config), "--dry-run", "--format", "json"]) == 0
     before = json.loads(capsys.readouterr().out)
     assert before["possible"] is True and before["problems"] == []
+    local = str(world.root / ".d4c" / "journal" / DEMO / "v1.0.0.json")  # no journal: in the config
+    assert before["journal"] == {"target": None, "key": None, "local": local}
     assert [t["name"] for t in before["targets"]] == ["mirror", "dfc", "zenodo", "ia", "github"]
     uploads = [a for a in before["actions"] if a["op"] == "upload"]
     data = f"{DEMO}_v1.0.0.parquet"

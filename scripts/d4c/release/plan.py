@@ -112,11 +112,20 @@ class Plan:
         rcp = self.recipe
         return {"id": rcp.id, "version": rcp.version, "tag": f"{rcp.id}/v{rcp.version}",
                 "build": str(self.build_dir), "possible": not self.problems,
+                "journal": self._journal_place(),
                 "problems": [p.line() for p in self.problems],
                 "targets": [{"name": t.name, "kind": t.kind, "retain": t.retain,
                              "source_mirror": t.source_mirror, "notes": self.notes.get(t.name, [])}
                             for t in self.targets],
                 "actions": [asdict(a) for a in self.actions]}
+
+    def _journal_place(self) -> dict[str, str | None]:
+        """Where the run keeps its journal: always on this machine, and on journal.target's key."""
+        j = self.journal
+        if j is None:  # plan() sets it before anything reads it
+            return {"target": None, "key": None, "local": None}
+        primary = j.primary.name if j.primary is not None else None
+        return {"target": primary, "key": j.key if primary else None, "local": str(j.local)}
 
     def lines(self) -> list[str]:
         """The plan as text: what would go where, what is there, what stops it."""
@@ -125,6 +134,11 @@ class Plan:
         out = [f"release {rcp.id} v{rcp.version} (tag {rcp.id}/v{rcp.version})",
                f"build: {self.build_dir}" + ("" if built else
                                              f" (missing: build it first with `d4c build {rcp.id} --check`)")]
+        j = self._journal_place()
+        out.append(f"journal: {j['target']}:{j['key']}, and {j['local']}" if j["target"] else
+                   f"journal: {j['local']} (this machine only: "
+                   + ("see blocked:)" if self.config.journal_target else
+                      "set journal.target in the targets config to keep it on a target)"))
         for t in self.targets:
             out.append(f"target {t.name} ({t.kind}, retain {t.retain}"
                        + (", source mirror)" if t.source_mirror else ")"))
