@@ -339,6 +339,25 @@ def test_failed_check_diffs_the_kept_first_run(repo: Path, tmp_path: Path) -> No
     assert "**NOT reproducible**" in p.stdout and "- x.parquet: row 3" in p.stdout and "**SemVer: pass**" in p.stdout
 
 
+def test_the_check_result_beside_the_build_is_found_without_the_flag(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from d4c.cli import main
+
+    monkeypatch.setenv("D4C_REPO", str(repo))
+    (repo / "datasets" / DS / "recipe.yaml").write_text(recipe_text("1.0.1"))
+    build = repo / ".d4c" / "build" / DS / "v1.0.1"  # where `d4c build DS --check` puts both
+    write_build(build, "1.0.1", towns())
+    assert main(["diff", DS]) == 0
+    err = capsys.readouterr().err
+    assert f"no `d4c build --check` result at {build}.check.json" in err and "--check-result FILE" in err
+    (build.parent / "v1.0.1.check.json").write_text(
+        json.dumps({"reproducible": False, "differences": ["x.parquet: row 3"]}))
+    assert main(["diff", DS]) == 1
+    out = capsys.readouterr()
+    assert "**NOT reproducible**" in out.out and "- x.parquet: row 3" in out.out and "note:" not in out.err
+
+
 def test_previous_release_is_the_newest_on_the_builds_line(tmp_path: Path) -> None:
     from d4c.diff.previous import find_record
 

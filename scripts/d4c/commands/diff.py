@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--build", metavar="DIR", type=Path,
                         help="the build to compare (default: .d4c/build/<id>/v<version>/)")
     parser.add_argument("--check-result", metavar="FILE", type=Path,
-                        help="the <out>.check.json that `d4c build --check` writes (reproducibility result)")
+                        help="the <out>.check.json that `d4c build --check` writes (reproducibility "
+                             "result; default: <build>.check.json beside the build, when there)")
     parser.add_argument("--format", choices=("markdown", "json"), default="markdown")
     parser.add_argument("--save", metavar="DIR", type=Path,
                         help="also write diff.md and diff.json into DIR (CI artifacts)")
@@ -56,6 +57,20 @@ def load_check(path: Path) -> dict[str, Any]:
         varied = sorted({k for v in data.get("variations") or [] if isinstance(v, dict) for k in v})
         details = [f"two builds, the second with other {', '.join(varied) or 'host conditions'}"]
     return {"ok": data["reproducible"], "details": details}
+
+
+def _check(args: argparse.Namespace, build: Path) -> dict[str, Any] | None:
+    """--check-result, else the `<build>.check.json` that `d4c build --check` writes beside it."""
+    if args.check_result:
+        return load_check(args.check_result)
+    from d4c.build.check import check_result_path  # d4c.build is heavy: not at CLI start
+
+    default = check_result_path(build)
+    if default.is_file():
+        return load_check(default)
+    print(f"note: no `d4c build --check` result at {default}: reproducibility 'not run' (run "
+          f"`d4c build {args.dataset} --check`, or pass --check-result FILE)", file=sys.stderr)
+    return None
 
 
 def _write(path: Path, text: str) -> None:
@@ -93,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if build is None:
         recipe = recipes.load_id(args.dataset, root)
         build = paths.state_dir(root) / "build" / args.dataset / f"v{recipe.version}"
-    check = load_check(args.check_result) if args.check_result else None
+    check = _check(args, build)
     kept = build.with_name(f"{build.name}.check-differs") / "run1"
     if check is not None and not check["ok"] and not (build / "manifest.json").exists() \
             and (kept / "manifest.json").is_file():
