@@ -18,7 +18,6 @@ from d4c.catalog.writer import (
     Keys,
     catalog_writer,
     conform,
-    dataset_slices,
     items_to_table,
     schema_from_keys,
     union_keys,
@@ -133,8 +132,7 @@ def write_parts(parts: list[Part], out: Path,
     with catalog_writer(out, schema) as writer:
         for spill, _ in parts:
             for table in spill.tables():
-                for rows in dataset_slices(conform(table, schema)):
-                    writer.add(rows)
+                writer.add_datasets(conform(table, schema))
         writer.collections = collections
     if collections_dir is not None:
         write_root(collections, collections_dir)
