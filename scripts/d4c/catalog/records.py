@@ -13,12 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-
 from d4c import model
 from d4c.errors import D4CError
-from d4c.recipe import plain
 
 Record = dict[str, Any]
 
@@ -116,6 +112,11 @@ def descriptive_metadata(record: Record, root: Path | None) -> dict[str, Any]:
             hint="add the recipe's descriptive fields as `metadata` to the record, "
             "or run inside the repository",
         )
+    from ruamel.yaml import YAML  # only for records without `metadata`: a build of
+    from ruamel.yaml.error import YAMLError  # records that carry it does not import YAML
+
+    from d4c.recipe import plain
+
     try:
         recipe = YAML(typ="safe", pure=True).load(text)
     except YAMLError:

@@ -16,7 +16,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from d4c import canonical, schemas
+from d4c import canonical
 from d4c.atomic import atomic_write
 from d4c.catalog import readme
 from d4c.catalog.collections import Collection
@@ -63,6 +63,9 @@ def write_root(collections: dict[str, Collection], out_dir: Path) -> None:
     _write_json(out_dir / "catalog.json", root)
     atomic_write(out_dir / "README.md", data=readme.root_readme(collections).encode())
     atomic_write(out_dir / "AGENTS.md", data=readme.root_agents().encode())
+    # imported here: d4c.schemas imports jsonschema, which a build without the tree never needs
+    from d4c import schemas
+
     for url, name in D4C_VERSIONS.items():  # every published version: old items keep resolving
         atomic_write(out_dir / schema_path(url), data=canonical.encode(schemas.load(name)))
 
