@@ -153,6 +153,24 @@ def test_config_errors_are_one_line_with_the_place(tmp_path: Path) -> None:
         config.load(bad, root)
 
 
+@pytest.mark.parametrize(("text", "where", "guess"), [
+    ("targets:\n  - {name: a, kind: local, retian: latest}\n", "targets/0", "'retian'; did you mean 'retain'?"),
+    ("journl: {target: a}\ntargets:\n  - {name: a, kind: local}\n", "(top level)",
+     "'journl'; did you mean 'journal'?"),
+    ("targets:\n  - {name: s, kind: s3, url: 'https://x/{key}', options: {bucket: bkt, multipart_chunksiz: 6000000}}\n",
+     "targets/0/options", "'multipart_chunksiz'; did you mean 'multipart_chunksize'?"),  # was silently ignored
+    ("targets:\n  - {name: a, kind: local, zzqqx: 1}\n", "targets/0", "'zzqqx' (known: credentials, kind,"),
+])
+def test_a_mistyped_key_is_one_line_with_the_nearest_known_key(tmp_path: Path, text: str, where: str,
+                                                                guess: str) -> None:
+    bad = tmp_path / "t.yaml"
+    bad.write_text(text)
+    with pytest.raises(D4CError) as exc:
+        config.load(bad, tmp_path)
+    line = exc.value.line()
+    assert f"targets config: {where}: unknown key {guess}" in line and str(bad) in line and "\n" not in line
+
+
 def test_config_registers_credential_variables_as_secrets(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("D4C_TEST_CANARY_TOKEN", "canary-7f3a9-value")

@@ -5,6 +5,7 @@ source mirror), so the whole flow runs offline with no account anywhere.
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ def load(path: Path | None, root: Path | None = None) -> TargetsConfig:
     if errors:
         err = errors[0]
         loc = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise D4CError(f"targets config: {loc}: {err.message}", where=str(path),
+        raise D4CError(f"targets config: {loc}: {_message(err)}", where=str(path),
                        hint="see schemas/targets.schema.json and docs/operators.md")
     names = [t["name"] for t in data["targets"]]
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -93,6 +94,19 @@ def load(path: Path | None, root: Path | None = None) -> TargetsConfig:
                          catalog_key=placed.get("key", DEFAULT_CATALOG_KEY),
                          journal_target=journal.get("target"),
                          journal_key=journal.get("key", DEFAULT_JOURNAL_KEY))
+
+
+def _message(err: jsonschema.ValidationError) -> str:
+    """The schema's message; for an unknown key, the key and the nearest known one (a typo)."""
+    if err.validator != "additionalProperties" or not isinstance(err.instance, dict):
+        return err.message
+    known = sorted(err.schema.get("properties") or {})
+    unknown = sorted(k for k in err.instance if k not in known)
+    if not unknown:
+        return err.message
+    near = difflib.get_close_matches(unknown[0], known, n=1)
+    guess = f"; did you mean {near[0]!r}?" if near else f" (known: {', '.join(known)})"
+    return f"unknown key {unknown[0]!r}{guess}"
 
 
 def _state_target(what: str, name: str | None, targets: tuple[TargetConfig, ...], path: Path) -> None:
