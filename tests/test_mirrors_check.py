@@ -170,6 +170,23 @@ def test_mirror_down_is_unreachable_for_every_file(world: World) -> None:
     assert fresh and fresh[0]["status"] == "unreachable"
 
 
+def test_a_down_mirror_is_d4cs_line_without_urllib3s_retry_warnings(
+        world: World, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    world.ia.stop()  # connection refused: urllib3 logs a WARNING per retry
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+    pool_log = logging.getLogger("urllib3.connectionpool")
+    level = pool_log.level
+    try:
+        assert main(["mirrors", "check", "--catalog", str(world.catalog), "--date", DATE, "--tier", "1",
+                     "--retries", "1", "--health-dir", str(world.tmp / "h6"), "--no-progress"]) == 1
+    finally:
+        pool_log.setLevel(level)
+    assert not [r for r in caplog.records if r.name.startswith("urllib3") and r.levelno >= logging.WARNING]
+    assert "unreachable" in capsys.readouterr().err  # d4c's own line is kept
+
+
 def test_200_with_the_wrong_length(world: World) -> None:
     world.http.lie["/" + world.key()] = b"<html>maintenance</html>"
     report = run(world)

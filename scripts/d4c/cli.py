@@ -73,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream=sys.stderr,
         )
         install_log_redaction()
+        if not args.verbose:  # one WARNING per retry beside d4c's own line for the final failure
+            logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
         if not getattr(args, "_run", None):
             raise UsageError("no command given", hint="see `d4c --help`")
         return int(args._run(args))
