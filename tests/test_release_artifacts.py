@@ -171,6 +171,20 @@ def test_a_mistyped_key_is_one_line_with_the_nearest_known_key(tmp_path: Path, t
     assert f"targets config: {where}: unknown key {guess}" in line and str(bad) in line and "\n" not in line
 
 
+@pytest.mark.parametrize(("size", "bound"), [(5 * 2**30 + 1, "greater than the maximum of 5368709120"),
+                                           (5 * 2**20 - 1, "less than the minimum of 5242880")])
+def test_multipart_chunksize_is_within_s3s_part_sizes(tmp_path: Path, size: int, bound: str) -> None:
+    bad = tmp_path / "t.yaml"
+    text = "targets:\n  - {name: s, kind: s3, url: 'https://x/{key}', options: {bucket: bkt, multipart_chunksize: %d}}\n"
+    bad.write_text(text % size)
+    with pytest.raises(D4CError) as exc:
+        config.load(bad, tmp_path)
+    assert f"targets/0/options/multipart_chunksize: {size} is {bound}" in exc.value.line()
+    assert "S3 takes 5 MiB (5242880) to 5 GiB (5368709120)" in exc.value.line()
+    bad.write_text(text % (5 * 2**30))  # the largest part S3 takes
+    assert config.load(bad, tmp_path).targets[0].options["multipart_chunksize"] == 5 * 2**30
+
+
 def test_config_registers_credential_variables_as_secrets(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("D4C_TEST_CANARY_TOKEN", "canary-7f3a9-value")

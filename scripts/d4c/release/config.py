@@ -97,7 +97,11 @@ def load(path: Path | None, root: Path | None = None) -> TargetsConfig:
 
 
 def _message(err: jsonschema.ValidationError) -> str:
-    """The schema's message; for an unknown key, the key and the nearest known one (a typo)."""
+    """The schema's message (a bound with the field's description, which says its unit); for an
+    unknown key, the key and the nearest known one (a typo)."""
+    if err.validator in ("minimum", "maximum") and isinstance(err.schema, dict) \
+            and err.schema.get("description"):
+        return f"{err.message} ({err.schema['description']})"
     if err.validator != "additionalProperties" or not isinstance(err.instance, dict):
         return err.message
     known = sorted(err.schema.get("properties") or {})
