@@ -178,6 +178,26 @@ def test_multipart_survives_throttling_and_lost_responses(moto_s3: MotoS3, tmp_p
     assert moto_s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
+def test_a_409_conditional_conflict_says_another_writer_raced_the_key(
+        moto_s3: MotoS3, tmp_path: Path) -> None:
+    proxy = FaultProxy(moto_s3.endpoint)
+    proxy.plan = lambda n, method, path: "409" if method == "PUT" and path.endswith("/k/small") else None
+    bucket = moto_s3.bucket()
+    try:
+        cfg = TargetConfig(kind="s3", name="s3", url="http://x/{key}", credentials={
+            "access_key_id": "D4C_TEST_S3_KEY", "secret_access_key": "D4C_TEST_S3_SECRET"},
+            options={"bucket": bucket, "endpoint_url": proxy.url, "max_attempts": 1})
+        t = make_target(cfg, S3_ENV)
+        path, sha, md5 = _file(tmp_path / "small", b"x" * 1000)
+        with pytest.raises(D4CError) as exc:
+            t.upload("k/small", path, sha, md5)
+    finally:
+        proxy.close()
+    line = exc.value.line()
+    assert f"s3://{bucket}/k/small met another writer's conditional write" in line and "409" in line
+    assert "rerun `d4c release`" in line and "\n" not in line
+
+
 def test_parts_stream_from_the_file_and_memory_does_not_grow_with_them(tmp_path: Path) -> None:
     """Three 5 MiB parts in flight at once, then a single-part PUT: no part and no file is ever
     held whole in Python memory. moto runs in a process of its own here, so only the client's allocations are traced."""

@@ -71,8 +71,9 @@ def moto_s3() -> Iterator[MotoS3]:
 
 
 class FaultProxy:
-    """A real HTTP proxy on 127.0.0.1 that answers 429/503 or resets the connection on
-    chosen requests, before forwarding (request lost) or after (response lost)."""
+    """A real HTTP proxy on 127.0.0.1 that answers 429/503 (or S3's 409
+    ConditionalRequestConflict: another writer's conditional write in flight) or resets the
+    connection on chosen requests, before forwarding (request lost) or after (response lost)."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.split("://", 1)[1]
@@ -98,8 +99,9 @@ class FaultProxy:
                     fault = proxy.plan(proxy.count, self.command, self.path)
                     if fault:
                         proxy.faults.append(f"{fault} {self.command} {self.path}")
-                if fault in ("429", "503"):
-                    msg = b"<Error><Code>SlowDown</Code></Error>"
+                if fault in ("429", "503", "409"):
+                    msg = (b"<Error><Code>ConditionalRequestConflict</Code></Error>" if fault == "409"
+                           else b"<Error><Code>SlowDown</Code></Error>")
                     self.send_response(int(fault))
                     self.send_header("Retry-After", "0")
                     self.send_header("Content-Length", str(len(msg)))

@@ -197,6 +197,11 @@ class S3Target(BaseTarget):
             else:
                 self._multipart(key, path, size, meta, cond)
         except ClientError as exc:
+            if _code(exc) in ("ConditionalRequestConflict", "409"):  # S3's answer to a tie
+                raise D4CError(f"target {self.name!r}: upload to s3://{self.bucket}/{key} met another "
+                               "writer's conditional write of that key in flight (409 "
+                               "ConditionalRequestConflict); nothing of ours was kept there",
+                               hint="rerun `d4c release`: it looks at what that key holds then") from None
             if _code(exc) not in ("PreconditionFailed", "412"):
                 raise self._fail("upload to", key, exc) from None
             if not self.exists(key, sha256):  # our sha256 on other bytes, or gone since
