@@ -199,8 +199,13 @@ def test_release_publishes_once_and_reruns_change_nothing(repo: Path, moto_s3: M
     assert "ws=" not in torrent["magnet"]  # file:// is no web seed; the S3 target is latest-only
     raw = (repo / "releases" / DEMO / "1.0.0.json").read_bytes()
     again: list[str] = []
-    world.run(again.append)
+    said: list[str] = []
+    release(DEMO, targets_file=world.config, on_side_effect=again.append, echo=said.append)
     assert again == [] and (repo / "releases" / DEMO / "1.0.0.json").read_bytes() == raw
+    (line,) = said  # the rerun says how to check the copies, and checks nothing itself
+    assert f"is already released (releases/{DEMO}/1.0.0.json)" in line
+    assert f"`d4c mirrors check --targets {world.config}`" in line
+    assert f"`d4c verify releases/{DEMO}/1.0.0.json`" in line
     # a fresh machine: no local journal, no record: resumes from the primary target's journal
     for sub in ("releases", ".d4c/journal", ".d4c/release"):
         shutil.rmtree(repo / sub)

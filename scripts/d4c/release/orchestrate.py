@@ -63,8 +63,12 @@ def execute(p: Plan, effect: SideEffect = _noop, echo: Echo = print) -> dict[str
         raise p.error()  # before any write, anywhere
     journal = p.journal
     assert journal is not None
-    if journal.get("complete") and p.record_path.is_file():
-        echo(f"{p.recipe.id} v{p.recipe.version} is already released ({p.record_path.relative_to(p.root)})")
+    if journal.get("complete") and p.record_path.is_file():  # done: name the checks, run none
+        record = p.record_path.relative_to(p.root)
+        config = f" --targets {p.config.source}" if p.config.source else ""
+        echo(f"{p.recipe.id} v{p.recipe.version} is already released ({record}); to check its "
+             f"copies: `d4c mirrors check{config}` (every copy in the catalog) or "
+             f"`d4c verify {record}` (rebuilds it from the mirrors)")
         return model.load_record(p.record_path).doc
     for name, raw in p.staged.items():  # the plan described these bytes; now they exist
         path = p.stage / name
