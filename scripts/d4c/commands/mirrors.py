@@ -112,6 +112,7 @@ def _bar(show: bool) -> Iterator[Callable[[int, int], None] | None]:
 
 def _check(args: argparse.Namespace) -> int:
     from d4c import ci
+    from d4c.mirrors import run
     from d4c.mirrors.run import DEFAULT_BUDGET, Options, check, failure_lines, write_report
 
     catalog = args.catalog or default_catalog(args.targets)
@@ -130,6 +131,8 @@ def _check(args: argparse.Namespace) -> int:
     print(f"checked {s['copies']} copies of {s['artifacts']} artifacts ({s['versions']} versions) "
           f"in {s['seconds']:.1f} s: {s['requests']} requests, {s['bytes']} bytes; wrote {dest} and {md}",
           file=sys.stderr)
+    for line in run.warning_lines(report.rows):  # a bundle's source list left out (d4c.mirrors.sources)
+        print(f"warning: {line}", file=sys.stderr)
     lines = failure_lines(report.rows)
     for line in lines:
         print(f"error: {line}", file=sys.stderr)

@@ -6,6 +6,9 @@ tier 3 result when there is one (the full sha256 settles it), else the worst of 
 other rows: `missing`, `refused`, `corrupt`, `unreachable`, `changed` (an ETag that moved and was
 not re-hashed) fail; `ok`, `warning` and `skipped` pass. The `upstream` and `retention`
 rows (d4c.mirrors.upstream) are no copy's verdict: they are evidence for the at-risk signal.
+A raw source's mirrored copy (role `raw-source`, d4c.mirrors.sources) is a copy like any
+other, but not one of its version's files: it puts the version at risk when fewer of its
+source's copies pass than the release made (up to `--min-copies`).
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ _RANK = {s: n for n, s in enumerate(("ok", "skipped", "warning", "changed", "unr
                                      "refused", "missing", "corrupt"))}
 _DATED = re.compile(r"^(\d{4}-\d\d-\d\d)\.parquet$")
 NOT_COPIES = ("scrape", "upstream", "retention")  # checks that give no copy a verdict
+SOURCE_ROLE = "raw-source"  # the role of a raw source's mirrored copy (d4c.mirrors.sources)
 
 
 def write(rows: list[dict[str, Any]], dest: Path) -> None:
@@ -109,14 +113,17 @@ class Risk:
 def risks(rows: list[dict[str, Any]], min_copies: int = 3) -> dict[str, Risk]:
     """Per version (item id): the at-risk signal over its data files (all files when it has
     none): fewer than `min_copies` copies pass, one provider holds every passing copy, an
-    upstream source is gone or changed, or a retention or takedown date is recorded."""
+    upstream source is gone or changed, a raw source lost a mirrored copy (or its bundle's
+    list of them was unusable), or a retention or takedown date is recorded."""
     verdict = verdicts(rows)
     data_assets = {(r["item_id"], r["asset"]) for r in rows if r["role"] == "data"}
+    raw = {(r["item_id"], r["asset"]): r["file"] for r in rows if r["role"] == SOURCE_ROLE}
     per_asset: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)  # -> (status, host)
     hosts = {(r["item_id"], r["asset"], r["mirror"], r["href"]): r["host"] for r in rows if r["href"]}
     when: dict[str, str] = {}
     for key, status in verdict.items():
-        per_asset[(key[0], key[1])].append((status, hosts.get(key) or ""))
+        if (key[0], key[1]) not in raw:  # a raw source's copies: _sources_short below
+            per_asset[(key[0], key[1])].append((status, hosts.get(key) or ""))
     for r in rows:
         if r["item_id"]:
             when[r["item_id"]] = max(when.get(r["item_id"], ""), r["checked_at"])
@@ -137,15 +144,35 @@ def risks(rows: list[dict[str, Any]], min_copies: int = 3) -> dict[str, Risk]:
             elif provs < 2:
                 reasons.append(f"{asset}: one provider holds every passing copy")
         out[item] = Risk(item, worst_ok or 0, worst_prov or 0, bool(reasons), reasons, when.get(item))
-    for item, more in _signals(rows).items():
+    signals = _signals(rows)
+    for item, more in _sources_short(verdict, raw, min_copies).items():
+        signals.setdefault(item, []).extend(more)
+    for item, more in signals.items():
         risk = out.setdefault(item, Risk(item, 0, 0, True, [], when.get(item)))
         risk.reasons += more
         risk.at_risk = True
     return out
 
 
+def _sources_short(verdict: dict[tuple[str, str, str, str], str], raw: dict[tuple[str, str], str],
+                   min_copies: int) -> dict[str, list[str]]:
+    """item id -> its raw sources with fewer passing mirrored copies than the release made
+    (up to `min_copies`): `d4c verify` needs one once the upstream is gone."""
+    per: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for key, status in verdict.items():
+        if (key[0], key[1]) in raw:
+            per[(key[0], key[1])].append(status)
+    out: dict[str, list[str]] = defaultdict(list)
+    for (item, asset), statuses in sorted(per.items()):
+        n = statuses.count("ok")
+        if n < min(min_copies, len(statuses)):
+            out[item].append(f"raw source {raw[(item, asset)]} ({asset}): {n} of {len(statuses)} "
+                             "mirrored copies pass")
+    return out
+
+
 def _signals(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
-    """item id -> the reasons its upstream and retention rows give."""
+    """item id -> the reasons its upstream, retention and source-list rows give."""
     out: dict[str, list[str]] = defaultdict(list)
     for r in sorted(rows, key=lambda r: (r["check"], r["href"] or "")):
         if r["check"] == "upstream" and r["status"] in ("missing", "refused", "changed"):
@@ -153,6 +180,8 @@ def _signals(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
             out[r["item_id"]].append(f"upstream {r['file']} {what}: {r['href']} ({r['evidence']})")
         elif r["check"] == "retention" and r["item_id"]:
             out[r["item_id"]].append(str(r["evidence"]))
+        elif r["check"] == "sources" and r["status"] == "warning" and r["item_id"]:
+            out[r["item_id"]].append(f"raw sources not all checked: {r['evidence']}")
     return out
 
 

@@ -128,7 +128,9 @@ class _Targets:
             n for n in self.names() if self.cfg.config_of(n).kind in STORES]
         for n in named:
             t = self.get(n)
-            key = t.key_for(str(r["collection"]), str(r["version"]), str(r["file"]))
+            key = (t.source_key_for(str(r["collection"]), str(r["version"]), str(r["sha256"]))
+                   if r["role"] == health.SOURCE_ROLE else
+                   t.key_for(str(r["collection"]), str(r["version"]), str(r["file"])))
             if not t.REPLACES or r["href"] in (t.public_url(key), t.storage_uri(key)):
                 return t, key
             if n == name:
@@ -145,21 +147,41 @@ def plan_repair(health_dir: Path, targets_file: Path | None) -> RepairPlan:
         raise D4CError(f"no health file in {health_dir}", hint="run `d4c mirrors check` first")
     p = RepairPlan(latest)
     try:
-        copies = _copies(health.read(latest))
+        rows = health.read(latest)
+        copies = _copies(rows)
     except (pa.ArrowException, KeyError, TypeError, OSError):  # a file anyone may have edited
         raise D4CError(f"{latest} is not a health file d4c wrote",
                        hint="remove it, or rerun `d4c mirrors check` to write that day's again") from None
-    good: dict[tuple[str, str], list[str]] = {}
-    for c in copies:
-        if c.status == "ok" and _fetchable(str(c.row["href"])):
-            good.setdefault((c.row["item_id"], c.row["asset"]), []).append(str(c.row["href"]))
+    good = _good(rows, copies)
     targets = _Targets(tconfig.load(targets_file))
     for c in copies:
-        _plan_copy(p, targets, c, good.get((c.row["item_id"], c.row["asset"]), []))
+        _plan_copy(p, targets, c, good.get(_same_file(c.row), []))
     _check_targets(p)
     p.repairs = [r for r in (_look(p, r) for r in p.repairs) if r is not None]
     p.journal = _journal(p, targets, latest, copies)
     return p
+
+
+def _same_file(r: dict[str, Any]) -> tuple[str, str]:
+    """Copies of one file: an asset of one version, or a raw source by its sha256 (shared by
+    every version that read it, content-addressed on the stores)."""
+    return ("sha256", str(r["sha256"])) if r["role"] == health.SOURCE_ROLE else (r["item_id"], r["asset"])
+
+
+def _good(rows: list[dict[str, Any]], copies: list[_Copy]) -> dict[tuple[str, str], list[str]]:
+    """The copies that passed, per file; for a raw source, then its upstream URL (an `upstream`
+    row that answered: the fetch checks its sha256, so a changed upstream is never written)."""
+    good: dict[tuple[str, str], list[str]] = {}
+    for c in copies:
+        if c.status == "ok" and _fetchable(str(c.row["href"])):
+            good.setdefault(_same_file(c.row), []).append(str(c.row["href"]))
+    for r in sorted(rows, key=lambda r: str(r["href"] or "")):
+        if r["check"] == "upstream" and r["status"] in ("ok", "skipped") and r["sha256"] and \
+                str(r["href"] or "").startswith(("https://", "http://")):
+            urls = good.setdefault(("sha256", str(r["sha256"])), [])
+            if r["href"] not in urls:
+                urls.append(str(r["href"]))
+    return good
 
 
 def _plan_copy(p: RepairPlan, targets: _Targets, c: _Copy, sources: list[str]) -> None:
@@ -187,13 +209,22 @@ def _plan_copy(p: RepairPlan, targets: _Targets, c: _Copy, sources: list[str]) -
         p.notes.append(f"{where}: {c.status} on {t.kind} target {t.name!r}, which is not repaired "
                        f"in place: {t.REPLACE_ADVICE}")
         return
+    if any(x.step == f"repair:{t.name}:{key}" for x in p.repairs):
+        return  # a raw source shared by several versions: one key, one repair
     if not sources:
         p.problems.append(D4CError(f"{where} is {c.status}, and no copy of it passed the last check",
-                                   hint="nothing to repair it from: rebuild the version with "
-                                        "`d4c verify` or restore it from a backup"))
+                                   hint=_nothing_to_repair_from(r)))
     p.targets[t.name] = t
     p.repairs.append(Repair(f"repair:{t.name}:{key}", t.name, key, str(r["file"]), str(r["sha256"]),
                             int(r["size"] or 0), str(r["href"]), c.status, "unknown", tuple(sources)))
+
+
+def _nothing_to_repair_from(r: dict[str, Any]) -> str:
+    if r["role"] == health.SOURCE_ROLE:
+        return ("a raw source comes back from another mirror's copy or its upstream: run "
+                "`d4c mirrors check --tier 2` (it checks the upstream) and repair again, or put a "
+                f"file with sha256 {r['sha256']} there by hand")
+    return "nothing to repair it from: rebuild the version with `d4c verify` or restore it from a backup"
 
 
 def _check_targets(p: RepairPlan) -> None:
@@ -218,7 +249,9 @@ def _look(p: RepairPlan, r: Repair) -> Repair | None:
     try:
         now = t.look(r.key, r.sha256)
     except D4CError as exc:
-        if "exists with" not in exc.message:  # the store did not answer: not a verdict
+        # other bytes there ("exists with ...", or s3's "our sha256 in its metadata but not our
+        # bytes (a damaged copy)") are what a repair replaces; any other error is no verdict
+        if not any(what in exc.message for what in ("exists with", "(a damaged copy)")):
             p.problems.append(exc)
             return r
         now = "other bytes"

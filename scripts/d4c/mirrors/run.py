@@ -2,8 +2,9 @@
 
 Tier 0 once per mirror, then per copy, concurrently (per-host limits in d4c.mirrors.net):
 tier 1 (HEAD), tier 2 (sampled pieces), then tier 3 (full sha256) for the copies that
-failed or changed and a rolling sample, in that order, while the budget lasts. Beside
-the copies: each version's recorded retention date (with tier 0) and a HEAD of each of
+failed or changed and a rolling sample, in that order, while the budget lasts. The
+copies are the catalog's and, with tier 1, the raw sources' mirrored copies each version's
+source bundle lists (d4c.mirrors.sources), checked the same way. Beside the copies: each version's recorded retention date (with tier 0) and a HEAD of each of
 its upstream sources (with tier 2, which reads the manifests), the at-risk evidence of d4c.mirrors.upstream.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from d4c.mirrors import checks, health, upstream
+from d4c.mirrors import checks, health, sources, upstream
 from d4c.mirrors.checks import Context, Row, ServiceChecksums, row
 from d4c.mirrors.inventory import Artifact, Copy, Version, fetch_small, read_catalog, versions_of
 from d4c.mirrors.net import Net, file_path
@@ -127,42 +128,53 @@ def check(catalog: str, options: Options, *, health_dir: Path | None = None,
     before = health.latest(health_dir, before=date) if health_dir else None
     base = health.baseline(health.read(before)) if before else {}
     ctx = Context(net, date, now, options.pieces, base)
-    services = ServiceChecksums(net)
     rows: list[Row] = _tier0(ctx, versions, catalog)
     for v in versions:
         rows += upstream.retention_row(ctx, v)
     work = [(v, a, c) for v in versions for a in v.artifacts for c in a.copies]
-    done = 0
-
-    def one(job: tuple[Version, Artifact, Copy]) -> list[Row]:
-        v, art, copy = job
-        out = checks.tier1(ctx, services, v, art, copy) if options.tier >= 1 else []
-        if options.tier >= 2 and art.is_data and not any(r["status"] in checks.FAILING for r in out):
-            out += checks.tier2(ctx, v, art, copy)
-        return out
-
-    results: dict[tuple[str, str, str], list[Row]] = {}
     with ThreadPoolExecutor(max_workers=options.jobs) as pool:
-        for job, got in zip(work, pool.map(one, work)):
-            results[(job[1].item_id, job[1].asset, job[2].href)] = got
-            rows += got
-            done += 1
-            if options.progress:
-                options.progress(done, len(work))
+        # the raw sources' mirrored copies, from each version's bundle (d4c.mirrors.sources)
+        found = sources.jobs(ctx, versions, pool) if options.tier >= 1 else sources.Jobs([], {}, [])
+        rows += found.rows
+        work += found.work
+        checked = _copies(ctx, options, ServiceChecksums(net), work, pool)
+        results = {(job[1].item_id, job[1].asset, job[2].href): got for job, got in zip(work, checked)}
+        rows += [r for got in checked for r in got]
         if options.tier >= 2:  # the manifests tier 2 reads anyway: tier 1 stays one HEAD a copy
-            sources = upstream.Upstream(ctx)
-            for got in pool.map(sources.rows, versions):
+            heads = upstream.Upstream(ctx)
+            for got in pool.map(heads.rows, versions):
                 rows += got
         if options.tier >= 1 and options.scrape:
             rows += _scrape(ctx, versions)
         if options.tier >= 3:
             rows += _tier3(ctx, options, work, results, pool)
+    rows += sources.given(rows, found.shared)
     seconds = time.monotonic() - start
     risk = health.risks(rows, options.min_copies)
     stats = {"artifacts": sum(len(v.artifacts) for v in versions), "copies": len(work),
-             "versions": len(versions), "requests": sum(net.requests.values()),
-             "by_method": dict(net.requests), "bytes": net.bytes_read, "seconds": seconds}
+             "source_copies": len(found.work), "versions": len(versions),
+             "requests": sum(net.requests.values()), "by_method": dict(net.requests),
+             "bytes": net.bytes_read, "seconds": seconds}
     return Report(date, rows, risk, stats)
+
+
+def _copies(ctx: Context, options: Options, services: ServiceChecksums,
+            work: list[tuple[Version, Artifact, Copy]],
+            pool: ThreadPoolExecutor) -> list[list[Row]]:
+    """Tiers 1 and 2 of every copy, concurrently: the rows of each, in `work`'s order."""
+    def one(job: tuple[Version, Artifact, Copy]) -> list[Row]:
+        v, art, copy = job
+        out = checks.tier1(ctx, services, v, art, copy) if options.tier >= 1 else []
+        if options.tier >= 2 and art.is_data and not any(r["status"] in checks.FAILING for r in out):
+            out += checks.tier2(ctx, v, art, copy)
+        return sources.with_upstream(art, out)
+
+    out = []
+    for done, got in enumerate(pool.map(one, work), 1):
+        out.append(got)
+        if options.progress:
+            options.progress(done, len(work))
+    return out
 
 
 def _tier3(ctx: Context, options: Options, work: list[tuple[Version, Artifact, Copy]],
@@ -190,7 +202,7 @@ def _tier3(ctx: Context, options: Options, work: list[tuple[Version, Artifact, C
             continue
         spent += art.size
         chosen.append((art, copy, "rolling sample"))
-    for got in pool.map(lambda job: checks.tier3(ctx, *job), chosen):
+    for got in pool.map(lambda job: sources.with_upstream(job[0], checks.tier3(ctx, *job)), chosen):
         rows += got
     return rows
 
@@ -210,6 +222,23 @@ def write_report(report: Report, health_dir: Path, tier: int) -> tuple[Path, Pat
 def failure_lines(rows: Iterable[Row]) -> list[str]:
     out = []
     for r in health.failures(list(rows)):
+        if r["role"] == sources.ROLE:
+            out.append(_source_line(r))
+            continue
         where = f"{r['file']} on mirror {r['mirror']}" if r["file"] else f"mirror {r['mirror']}"
         out.append(f"{where} ({r['href']}): {r['status']}, tier {r['tier']} {r['check']}: {r['evidence']}")
     return out
+
+
+def _source_line(r: Row) -> str:
+    """A mirrored raw source: which version needs it, and how it comes back."""
+    return (f"raw source {r['file']} (sha256 {r['sha256']}) of {r['collection']} v{r['version']} "
+            f"on mirror {r['mirror']} ({r['href']}): {r['status']}, tier {r['tier']} {r['check']}: "
+            f"{r['evidence']}; `d4c verify` needs it once the upstream is gone: restore it with "
+            "`d4c mirrors repair` (from another mirror's copy or its upstream)")
+
+
+def warning_lines(rows: Iterable[Row]) -> list[str]:
+    """A version whose bundle's source list was unusable or partly left out: one line each."""
+    return [f"{r['collection']} v{r['version']}: {r['evidence']}" for r in rows
+            if r["check"] == sources.LIST and r["status"] == "warning"]
