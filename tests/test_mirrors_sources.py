@@ -14,6 +14,7 @@ import json
 import shutil
 import tarfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -169,6 +170,7 @@ def bundle(tmp: Path, members: dict[str, bytes]) -> Version:
             info = tarfile.TarInfo(f"x_v1.0.0_source/{name}")
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+    tmp.mkdir(exist_ok=True)
     path = tmp / "x_v1.0.0_source.tar.gz"
     path.write_bytes(buf.getvalue())
     art = Artifact("x-1.0.0", "x", "1.0.0", "bundle", path.name, path.stat().st_size,
@@ -207,6 +209,25 @@ def test_a_hostile_mirrors_list_is_one_line_and_fetches_nothing_odd(
     assert why and why.startswith("4 entries of the bundle's mirrors.json left out") and "\n" not in why
     assert listed(tmp_path, {"manifest.json": MANIFEST, "mirrors.json": mirrors({"sc": f"https://sc/{SHA}"},
                                                                                  n=10_001)})[0] == []
+    monkeypatch.setattr(sources, "MAX_MEMBER", 1000)  # a mirrors.json over the cap is said, not skipped
+    assert listed(tmp_path, {"manifest.json": MANIFEST, "mirrors.json": b" " * 1001})[1] == (
+        "the source list of the bundle is unusable: its bundle's mirrors.json is over 1000 bytes")
     for doc in (b"[" * 100_000, b"{\"mirrors_version\": 1, \"sources\": 7}", b"\xff\xfe"):
         arts, why = listed(tmp_path, {"manifest.json": MANIFEST, "mirrors.json": doc})
         assert arts == [] and why and why.startswith("the source list of the bundle is unusable"), why
+
+
+def test_a_source_copy_shared_by_versions_is_checked_once_and_given_to_each(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("D4C_CACHE", str(tmp_path / "cache"))
+    ctx = Context(Net(per_host=1, rate=0, retries=0), DATE, "2026-12-02T00:00:00Z")
+    members = {"manifest.json": MANIFEST, "mirrors.json": mirrors({"sc": f"https://sc/{SHA}"})}
+    one, two = bundle(tmp_path / "a", members), bundle(tmp_path / "b", members)
+    two.item_id = two.artifacts[0].item_id = "x-1.0.1"
+    two.version = two.artifacts[0].version = "1.0.1"
+    with ThreadPoolExecutor(2) as pool:
+        found = sources.jobs(ctx, [one, two], pool)
+    assert [(v.item_id, c.href) for v, _, c in found.work] == [("x-1.0.0", f"https://sc/{SHA}")]
+    first = {"item_id": "x-1.0.0", "asset": f"source-{SHA}", "href": f"https://sc/{SHA}", "status": "missing"}
+    (given,) = sources.given([first], found.shared)
+    assert (given["item_id"], given["version"], given["status"]) == ("x-1.0.1", "1.0.1", "missing")

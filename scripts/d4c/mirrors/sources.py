@@ -65,30 +65,36 @@ def _members(data: bytes) -> dict[str, bytes]:
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         for m in tar:
             seen += m.size
-            if seen > MAX_SCAN:
-                break
             parts = m.name.split("/")
-            if len(parts) == 2 and parts[1] in want and m.isfile() and m.size <= MAX_MEMBER:
+            if len(parts) == 2 and parts[1] in want and m.isfile():
+                if m.size > MAX_MEMBER:
+                    raise D4CError(f"its bundle's {parts[1]} is over {MAX_MEMBER} bytes")
                 fh = tar.extractfile(m)
                 out.setdefault(parts[1], fh.read() if fh else b"")
                 if len(out) == len(want):
                     break
+            if seen > MAX_SCAN:
+                raise D4CError(f"its bundle holds over {MAX_SCAN} bytes before {MIRRORS_FILE}")
     return out
 
 
 def _bundle_doc(ctx: Context, version: Version) -> tuple[Any, Any] | None:
     """(mirrors.json, manifest) of the version's bundle; None when it lists no sources."""
     art = next((a for a in version.artifacts if "source" in a.roles and a.sha256), None)
-    data = fetch_small(ctx.net, art, limit=MAX_BUNDLE) if art else None
+    if art is None:
+        return None
+    if art.size > MAX_BUNDLE:
+        raise D4CError(f"its source bundle {art.file} is over {MAX_BUNDLE} bytes (file:size {art.size})")
+    data = fetch_small(ctx.net, art, limit=MAX_BUNDLE)
     if data is None:
-        return None  # no bundle, or no copy gave it: its own copies' rows say so
+        return None  # no copy gave the bundle: its own copies' rows say so
     try:
         found = _members(data)
     except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
-        raise D4CError(f"its source bundle {art.file if art else ''} cannot be read ({exc})") from None
+        raise D4CError(f"its source bundle {art.file} cannot be read ({exc})") from None
     if MIRRORS_FILE not in found:
         return None  # a bundle made before mirrors.json
-    where = f"{art.file if art else 'bundle'}:{MIRRORS_FILE}"
+    where = f"{art.file}:{MIRRORS_FILE}"
     manifest = model.parse_json(found.get("manifest.json", b"{}"), where, "manifest")
     return model.parse_json(found[MIRRORS_FILE], where, "mirrors list"), manifest
 
