@@ -121,15 +121,23 @@ def test_a_service_copy_is_one_line_and_the_stores_are_still_repaired(
     assert checked(world, tier=1) == {(world.data["file"], "zenodo"): "corrupt"}
 
 
-def test_a_refused_copy_is_a_policy_note_not_a_repair(
+def test_a_refused_copy_is_looked_at_with_credentials_intact_is_a_policy_note_absent_is_repaired(
         world: World, capsys: pytest.CaptureFixture[str]) -> None:
-    world.http.status["/" + world.key()] = 403
+    world.http.status["/" + world.key()] = 403  # an anonymous read refused; our bytes still there
     assert checked(world, tier=1) == {(world.data["file"], "http"): "refused"}
+    local = world.tmp / "www" / world.key()
+    before = local.stat().st_mtime_ns
     capsys.readouterr()
     assert repair(world) == 1  # a copy is left failing: the operator must act
     (line,) = [ln for ln in capsys.readouterr().err.splitlines() if world.data["file"] in ln]
-    assert "refused; fix the mirror's read policy or permissions" in line
-    assert world.http.status  # nothing re-put: the http mirror still refuses
+    assert "holds our bytes but refuses an anonymous read: fix its read policy" in line
+    assert local.stat().st_mtime_ns == before  # nothing re-put
+    # S3 without anonymous s3:ListBucket answers 403 for a deleted key too: the look finds it
+    # absent, so it is put back
+    local.unlink()
+    assert repair(world) == 0
+    assert "repaired http: " in capsys.readouterr().err
+    assert local.read_bytes() == world.data["path"].read_bytes()
 
 
 def test_nothing_is_written_unless_every_repair_is_possible(

@@ -49,7 +49,7 @@ class Repair:
     sha256: str
     size: int
     href: str  # the broken copy
-    status: str  # its verdict in the health file: missing | corrupt
+    status: str  # its verdict in the health file: missing | corrupt | refused (a 403 over an absent key)
     now: str  # what the key holds now: absent | other bytes
     sources: tuple[str, ...]  # copies that passed, tried in this order
 
@@ -195,13 +195,13 @@ def _plan_copy(p: RepairPlan, targets: _Targets, c: _Copy, sources: list[str]) -
         p.notes.append(f"{where}: its ETag changed and it was not re-hashed; run "
                        "`d4c mirrors check --tier 3` to know whether it needs a repair")
         return
-    if c.status == "refused":  # the bytes may be intact: a re-put does not change who may read
-        p.notes.append(f"{where}: refused; fix the mirror's read policy or permissions (docs/mirrors.md), "
-                       "then rerun `d4c mirrors check`")
-        return
-    if c.status not in REPAIRABLE:
+    if c.status not in (*REPAIRABLE, "refused"):
         return
     t, key = targets.find(c)
+    if c.status == "refused" and (t is None or not t.REPLACES or not sources):
+        p.notes.append(f"{where}: refused; fix the mirror's read policy or permissions (docs/mirrors.md), "
+                       "then rerun `d4c mirrors check`")
+        return  # a store we write is looked at with credentials instead (_look)
     if t is None:
         p.notes.append(f"{where}: {c.status}; {key}")
         return
@@ -255,10 +255,15 @@ def _look(p: RepairPlan, r: Repair) -> Repair | None:
             p.problems.append(exc)
             return r
         now = "other bytes"
+    if now == "present" and r.status == "refused":  # the bytes are there: only the policy is wrong
+        p.notes.append(f"{r.file} on target {t.name!r} ({r.key}) holds our bytes but refuses an "
+                       "anonymous read: fix its read policy (docs/operators.md), then rerun "
+                       "`d4c mirrors check`")
+        return None
     if now == "present":
         p.notes.append(f"{r.file} on target {t.name!r} ({r.key}) holds our bytes again: nothing to do")
         return None
-    return replace(r, now=now)
+    return replace(r, now=now)  # a refused key that is absent: S3 hides a deletion behind 403
 
 
 def _journal(p: RepairPlan, targets: _Targets, latest: Path, copies: list[_Copy]) -> Journal:
