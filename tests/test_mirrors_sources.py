@@ -231,3 +231,18 @@ def test_a_source_copy_shared_by_versions_is_checked_once_and_given_to_each(
     first = {"item_id": "x-1.0.0", "asset": f"source-{SHA}", "href": f"https://sc/{SHA}", "status": "missing"}
     (given,) = sources.given([first], found.shared)
     assert (given["item_id"], given["version"], given["status"]) == ("x-1.0.1", "1.0.1", "missing")
+
+
+def test_a_github_release_asset_is_not_taken_for_an_internet_archive_file() -> None:
+    """`.../releases/download/<id>/v<version>/source-<sha256>` has `/download/` in it: it was
+    looked up in an IA metadata listing the GitHub host does not have, so every GitHub copy
+    (a mirrored source's too) was `missing`."""
+    from d4c.mirrors.checks import ServiceChecksums
+
+    net = Net(per_host=1, rate=0, retries=0)
+    gh = f"https://github.com/dataforcanada/d4c/releases/download/ca_x/v1.0.0/source-{SHA}"
+    assert ServiceChecksums(net).lookup(gh) is None and not net.requests  # no request either
+    from d4c.mirrors.checks import _IA
+
+    found = _IA.match(f"https://archive.org/download/ca_x_v1.0.0/source-{SHA}")
+    assert found and (found["base"], found["ident"]) == ("https://archive.org", "ca_x_v1.0.0")

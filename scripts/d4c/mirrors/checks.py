@@ -72,7 +72,10 @@ def _why(got: Answer) -> str:
 # -- service checksums: one metadata request per record, shared by its files --------------
 
 _ZENODO = re.compile(r"^(?P<base>https?://[^?#]+?)/records/(?P<id>\d+)/files/(?P<key>[^?#]+)")
-_IA = re.compile(r"^(?P<base>https?://[^?#]+?)/download/(?P<ident>[^/]+)/(?P<file>[^?#]+)")
+# The Internet Archive's `/download/` is at the root of its host: a GitHub release asset
+# (`<repo>/releases/download/<id>/v<version>/<file>`) or a store key with `download/` in it
+# is no IA file (it was looked up as one, and every GitHub copy was "missing").
+_IA = re.compile(r"^(?P<base>https?://[^/?#]+)/download/(?P<ident>[^/]+)/(?P<file>[^?#]+)")
 
 
 class ServiceChecksums:
