@@ -185,6 +185,14 @@ def test_the_bundle_says_how_to_rebuild_and_where_the_sources_are(
         # every mirror whose URL the config fixes; Zenodo's record id comes later (the record has it)
         assert by_sha[s["sha256"]] == {k: v for k, v in s["urls"].items() if k != "zenodo"}
         assert s["sha256"] in readme and s["urls"]["sc"] in readme
+    # ...and that list is what `d4c mirrors check` checks the sources' copies by: every copy
+    # on the five mirrors passes, the GitHub ones too (once taken for Internet Archive files)
+    from d4c.mirrors.run import Options, check, failure_lines
+
+    report = check(str(released[1] / ".d4c" / "catalog" / "catalog.parquet"),
+                   Options(tier=3, date="2026-12-02", retries=0, backoff=0.01, scrape=False))
+    assert failure_lines(report.rows) == []
+    assert report.stats["source_copies"] == 4 * len(rec["sources"])  # sc, dfc, ia, github
 
 
 def test_the_torrent_fetches_from_its_web_seeds(
