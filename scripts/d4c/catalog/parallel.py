@@ -27,6 +27,9 @@ from d4c.errors import D4CError
 
 # Below this many datasets one process maps them all: forking costs more than it saves.
 POOL_MIN = 16
+# Runs a worker: the last run's worker finishes alone, so shorter runs leave less idle;
+# a run costs a spill file and a small Arrow conversion, next to nothing.
+RUNS = 8
 # What forked workers inherit (set before the pool forks: the metadata function is a
 # closure, which cannot be pickled).
 _JOB: dict[str, Any] = {}
@@ -78,7 +81,7 @@ def build_from_releases(
 
 
 def _pooled(folders: list[str], count: int) -> list[Part]:
-    size = -(-len(folders) // (count * 4))  # a few runs a worker: a slow run does not hold the rest
+    size = -(-len(folders) // (count * RUNS))
     runs = list(enumerate(folders[i:i + size] for i in range(0, len(folders), size)))
     # pyarrow's first conversion from Python objects imports pandas (0.5 s of CPU): once
     # here, inherited by the fork, rather than once in every worker.
