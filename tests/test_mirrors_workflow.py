@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from d4c.cli import main
+from d4c.mirrors.inventory import cached
 from d4c.mirrors.issues import marker
 from fakes.internet_archive import FakeInternetArchive
 from fakes.zenodo import FakeZenodo
@@ -101,6 +102,13 @@ def test_the_workflow_least_privilege_and_its_steps() -> None:
     assert ".venv/bin/d4c mirrors check --tier 2 --health-dir health --no-progress" in runs
     tier3 = next(s for s in jobs["check"]["steps"] if "--tier 3" in s.get("run", ""))
     assert tier3["if"] == "steps.tiers.outcome == 'failure'"
+    # Manifests and bundles are fetched once, not every day: the cache is where d4c keeps them.
+    cache = next(s for s in jobs["check"]["steps"] if "actions/cache@" in s.get("uses", ""))
+    home = Path(cache["with"]["path"].replace("~", str(Path.home()), 1))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("D4C_CACHE", raising=False)
+        mp.delenv("XDG_CACHE_HOME", raising=False)
+        assert cached("ab" * 32).parent.parent == home
 
 
 HARNESS = """
