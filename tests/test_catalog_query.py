@@ -196,3 +196,31 @@ def test_remote_point_query_skips_the_asset_columns(tmp_path: Path,
         return sum(b - a for a, b in f.ranges if b < len(body) - 8)  # not the footer reads
 
     assert data_bytes(COLUMNS) < data_bytes(None) / 4
+
+
+def test_a_down_or_missing_http_catalog_is_a_short_phrase(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not urllib3's text (pool objects, 'Max retries exceeded', the NewConnectionError repr)."""
+    import socket
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler
+
+    from d4c import http
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(D4CError) as missing:
+            query(f"http://127.0.0.1:{server.server_address[1]}/none.parquet")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert str(missing.value).endswith(": HTTP 404"), missing.value
+    with socket.socket() as sock:  # a port nothing listens on once it is closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    real = http.session
+    monkeypatch.setattr(http, "session", lambda **kw: real(**{**kw, "retries": 0}))
+    with pytest.raises(D4CError) as down:
+        query(f"http://127.0.0.1:{port}/catalog.parquet")
+    assert str(down.value) == f"cannot read catalog http://127.0.0.1:{port}/catalog.parquet: connection refused"

@@ -29,23 +29,31 @@ COLUMNS = ["collection", "version", "id", "deprecated", "sci:doi", "title", "dat
 
 def _http_file(url: str) -> RangeFile:
     import requests
+    import urllib3
 
-    from d4c.http import session
+    from d4c.http import describe, session
 
     s = session()
     try:
         head = s.head(url, allow_redirects=True)
         head.raise_for_status()
         size = int(head.headers["Content-Length"])
-    except (requests.RequestException, KeyError, ValueError) as exc:
-        raise D4CError(f"cannot read catalog {url}: {exc}", hint="check the URL") from None
+    except requests.RequestException as exc:  # urllib3's text names pools and objects: a phrase
+        why = f"HTTP {exc.response.status_code}" if exc.response is not None else describe(exc)
+        raise D4CError(f"cannot read catalog {url}: {why}", hint="check the URL") from None
+    except (KeyError, ValueError):
+        raise D4CError(f"cannot read catalog {url}: no usable Content-Length",
+                       hint="serve the catalog as a plain file") from None
 
     def fetch(start: int, end: int) -> bytes:
-        with s.get(url, headers={"Range": f"bytes={start}-{end}"}, stream=True) as resp:
-            if resp.status_code != 206:  # a server without Range support: refuse, not download all
-                raise D4CError(f"{url} answered {resp.status_code} to a Range request",
-                               hint="serve the catalog with HTTP Range support, or download it")
-            return _exactly(url, resp.raw.read(end - start + 2, decode_content=True), end - start + 1)
+        try:
+            with s.get(url, headers={"Range": f"bytes={start}-{end}"}, stream=True) as resp:
+                if resp.status_code != 206:  # a server without Range support: refuse, not download all
+                    raise D4CError(f"{url} answered {resp.status_code} to a Range request",
+                                   hint="serve the catalog with HTTP Range support, or download it")
+                return _exactly(url, resp.raw.read(end - start + 2, decode_content=True), end - start + 1)
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            raise D4CError(f"cannot read catalog {url}: {describe(exc)}", hint="check the URL") from None
 
     return RangeFile(size, fetch)
 
