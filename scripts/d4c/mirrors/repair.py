@@ -12,6 +12,10 @@ passed, checking the sha256 of every byte, before the first write.
 Only the kinds that can replace a damaged object (`REPLACES`: local, s3) are repaired: a
 service's deposit (a published Zenodo record, an Internet Archive item, a GitHub release)
 is not rewritten in place, so such a copy is one line with the kind's `REPLACE_ADVICE`.
+
+The catalog is untrusted: what repair never writes whatever it says (another release's good
+copy, a takedown, a key two items claim, a raw source only a foreign version lists) is
+d4c.mirrors.repair_guard's, each one `left:` line that does not stop the rest of the plan.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ import pyarrow as pa
 from d4c import paths
 from d4c.errors import D4CError
 from d4c.mirrors import health
+from d4c.mirrors import repair_guard as guard
 from d4c.mirrors.inventory import FETCHABLE
 from d4c.release import config as tconfig
 from d4c.release import locations
@@ -52,6 +57,8 @@ class Repair:
     status: str  # its verdict in the health file: missing | corrupt | refused (a 403 over an absent key)
     now: str  # what the key holds now: absent | other bytes
     sources: tuple[str, ...]  # copies that passed, tried in this order
+    item: str = ""  # the catalog item whose row asked for it
+    row: tuple[tuple[str, Any], ...] = ()  # its health row's collection, version, role, file, sha256
 
 
 @dataclass
@@ -154,9 +161,12 @@ def plan_repair(health_dir: Path, targets_file: Path | None) -> RepairPlan:
                        hint="remove it, or rerun `d4c mirrors check` to write that day's again") from None
     good = _good(rows, copies)
     targets = _Targets(tconfig.load(targets_file))
-    for c in copies:
-        _plan_copy(p, targets, c, good.get(_same_file(c.row), []))
+    kept, here = guard.retained(rows), _released_here(targets, copies)
+    # a raw source shared by versions is planned from a version released here first
+    for c in sorted(copies, key=lambda c: c.row["item_id"] not in here):
+        _plan_copy(p, targets, c, good.get(_same_file(c.row), []), (kept, here))
     _check_targets(p)
+    p.repairs = _unclaimed(p, [c.row for c in copies])
     p.repairs = [r for r in (_look(p, r) for r in p.repairs) if r is not None]
     p.journal = _journal(p, targets, latest, copies)
     return p
@@ -184,9 +194,38 @@ def _good(rows: list[dict[str, Any]], copies: list[_Copy]) -> dict[tuple[str, st
     return good
 
 
-def _plan_copy(p: RepairPlan, targets: _Targets, c: _Copy, sources: list[str]) -> None:
+def _released_here(targets: _Targets, copies: list[_Copy]) -> set[str]:
+    """Items every source bundle of which passed on a local or s3 target of the config, at
+    the key its layout gives for that item: versions released there, whose lists of raw
+    sources repair trusts (a hostile item's bundle is on no store of ours)."""
+    bundles: dict[str, dict[str, bool]] = {}
+    for c in copies:
+        if c.row["role"] == guard.BUNDLE_ROLE:
+            here = bundles.setdefault(str(c.row["item_id"]), {})
+            t, _ = targets.find(c) if c.status == "ok" else (None, "")
+            here[str(c.row["asset"])] = here.get(str(c.row["asset"]), False) or bool(t and t.REPLACES)
+    return {item for item, ok in bundles.items() if ok and all(ok.values())}
+
+
+def _refusal(r: dict[str, Any], where: str, kept: dict[str, str]) -> str | None:
+    """Why this copy is never repaired, before any target is asked (repair_guard)."""
+    if not guard.well_formed(str(r["sha256"] or "")):
+        return (f"{where}: item {r['item_id']} gives sha256 {str(r['sha256'])!r}, not 64 lowercase "
+                "hex: not repaired; fix the asset's file:checksum in the catalog")
+    if r["item_id"] in kept:
+        return (f"{where}: item {r['item_id']} records {kept[r['item_id']]}: not restored (its "
+                "copies may be gone on purpose, a takedown or the end of its retention); put it "
+                "back by hand if it must stay, and drop the record from the recipe")
+    return None
+
+
+def _plan_copy(p: RepairPlan, targets: _Targets, c: _Copy, sources: list[str],
+               trust: tuple[dict[str, str], set[str]]) -> None:
     r = c.row
     where = f"{r['file']} on mirror {r['mirror']} ({r['href']})"
+    if c.status in (*REPAIRABLE, "refused") and (why := _refusal(r, where, trust[0])):
+        p.notes.append(why)
+        return
     if c.status == "unreachable":
         p.notes.append(f"{where}: unreachable; nothing to repair until it answers, then rerun "
                        "`d4c mirrors check`")
@@ -211,12 +250,18 @@ def _plan_copy(p: RepairPlan, targets: _Targets, c: _Copy, sources: list[str]) -
         return
     if any(x.step == f"repair:{t.name}:{key}" for x in p.repairs):
         return  # a raw source shared by several versions: one key, one repair
+    if r["role"] == health.SOURCE_ROLE and r["item_id"] not in trust[1]:
+        p.notes.append(f"{where}: {c.status}, but item {r['item_id']}'s source bundle passed on no "
+                       "local or s3 target of this config, so its list of raw sources is not "
+                       "trusted: not restored; put the file back by hand if it is yours")
+        return
     if not sources:
-        p.problems.append(D4CError(f"{where} is {c.status}, and no copy of it passed the last check",
-                                   hint=_nothing_to_repair_from(r)))
+        p.problems.append(D4CError(f"{where} is {c.status} (item {r['item_id']}), and no copy of it "
+                                   "passed the last check", hint=_nothing_to_repair_from(r)))
     p.targets[t.name] = t
     p.repairs.append(Repair(f"repair:{t.name}:{key}", t.name, key, str(r["file"]), str(r["sha256"]),
-                            int(r["size"] or 0), str(r["href"]), c.status, "unknown", tuple(sources)))
+                            int(r["size"] or 0), str(r["href"]), c.status, "unknown", tuple(sources),
+                            str(r["item_id"]), tuple((k, r[k]) for k in guard.KEY_FIELDS)))
 
 
 def _nothing_to_repair_from(r: dict[str, Any]) -> str:
@@ -241,6 +286,20 @@ def _check_targets(p: RepairPlan) -> None:
             p.problems.append(exc)
 
 
+def _unclaimed(p: RepairPlan, rows: list[dict[str, Any]]) -> list[Repair]:
+    """The repairs no other catalog row contradicts: a key two items fill with different
+    sha256s is left with one line naming them (nothing is written there)."""
+    keep, by_target = [], {name: guard.claims(t, rows) for name, t in p.targets.items()}
+    for r in p.repairs:
+        clash = guard.conflict(p.targets[r.target], r.key, r.sha256, r.item,
+                               by_target[r.target].get(r.key, {}))
+        if clash:
+            p.notes.append(clash)
+        else:
+            keep.append(r)
+    return keep
+
+
 def _look(p: RepairPlan, r: Repair) -> Repair | None:
     """What the key holds now: our bytes (already repaired: dropped), none, or other bytes."""
     t = p.targets[r.target]
@@ -254,6 +313,11 @@ def _look(p: RepairPlan, r: Repair) -> Repair | None:
         if not any(what in exc.message for what in ("exists with", "(a damaged copy)")):
             p.problems.append(exc)
             return r
+        at = [(s, guard.key_of(s, dict(r.row))) for s in p.targets.values() if s is not t]
+        other = guard.good_copy_of_other(t, r.key, r.sha256, at) if "exists with" in exc.message else None
+        if other is not None:  # some release's good copy: never overwritten
+            p.notes.append(guard.refuse_other(t, r.key, r.file, r.sha256, r.item, other))
+            return None
         now = "other bytes"
     if now == "present" and r.status == "refused":  # the bytes are there: only the policy is wrong
         p.notes.append(f"{r.file} on target {t.name!r} ({r.key}) holds our bytes but refuses an "
@@ -300,6 +364,8 @@ def _stage(p: RepairPlan, echo: Echo) -> dict[str, tuple[Path, str, str]]:
     for r in p.repairs:
         if r.sha256 in out:
             continue
+        if not guard.well_formed(r.sha256):  # _plan_copy left it; never a path from the catalog
+            raise D4CError(f"sha256 {r.sha256!r} of {r.file} is not 64 lowercase hex; nothing was written")
         dest = folder / r.sha256
         got = next((src for src in r.sources if get_verified(src, dest, r.sha256, max_bytes=r.size)), None)
         if got is None:
