@@ -98,6 +98,13 @@ def test_a_twin_item_never_overwrites_the_real_file_on_s3_or_local(
     assert s3.get_object(Bucket=world["bucket"], Key=key)["Body"].read() == real
     assert local.read_bytes() == real
     assert "Traceback" not in err
+    # a recorded sha256 the bytes do not match is a damaged copy: repaired (the same health file)
+    s3.put_object(Bucket=world["bucket"], Key=key, Body=b"rot", Metadata={"sha256": sha})
+    assert main(["mirrors", "repair", "--targets", str(world["cfg"]),
+                 "--health-dir", str(world["tmp"] / "health")]) == 1
+    err = capsys.readouterr().err
+    assert "repaired sc: " in err and "repaired 1 copies" in err, err
+    assert local.read_bytes() == real  # still the real file: the s3 record said so
 
 
 def bundle_item(w: World, good: dict[str, Any], sources: list[dict[str, Any]],
