@@ -163,7 +163,8 @@ def test_a_release_without_source_mirrors_checks_cleanly(world: World) -> None:
 # -- the bundle's list, untrusted ----------------------------------------------------------
 
 def bundle(tmp: Path, members: dict[str, bytes]) -> Version:
-    """A catalog version whose only asset is a bundle with these top-folder members."""
+    """A catalog version with a bundle of these top-folder members and a data file on
+    mirror sc (https://sc/): the mirrors a source copy may be on."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for name, data in members.items():
@@ -176,7 +177,9 @@ def bundle(tmp: Path, members: dict[str, bytes]) -> Version:
     art = Artifact("x-1.0.0", "x", "1.0.0", "bundle", path.name, path.stat().st_size,
                    hashlib.sha256(buf.getvalue()).hexdigest(), ("source",),
                    [Copy("disk", path.as_uri())])
-    return Version("x-1.0.0", "x", "1.0.0", "", [art])
+    table = Artifact("x-1.0.0", "x", "1.0.0", "data", "x.parquet", 1, "cd" * 32, ("data",),
+                     [Copy("sc", "https://sc/x/v1.0.0/x.parquet")])
+    return Version("x-1.0.0", "x", "1.0.0", "", [art, table])
 
 
 SHA = "ab" * 32

@@ -110,9 +110,18 @@ def _bar(show: bool) -> Iterator[Callable[[int, int], None] | None]:
         yield update
 
 
+def say(line: str) -> None:
+    """Print one line to stderr: names and evidence come from catalogs, bundles and servers,
+    so control characters are escaped (a newline would start, e.g., a workflow command)."""
+    from d4c.mirrors.inventory import printable
+
+    print(printable(line), file=sys.stderr)
+
+
 def _check(args: argparse.Namespace) -> int:
     from d4c import ci
     from d4c.mirrors import run
+    from d4c.mirrors.inventory import printable
     from d4c.mirrors.run import DEFAULT_BUDGET, Options, check, failure_lines, write_report
 
     catalog = args.catalog or default_catalog(args.targets)
@@ -128,20 +137,19 @@ def _check(args: argparse.Namespace) -> int:
     dest, md, text = write_report(report, args.health_dir, args.tier)
     ci.summary(text)
     s = report.stats
-    print(f"checked {s['copies']} copies of {s['artifacts']} artifacts ({s['versions']} versions) "
-          f"in {s['seconds']:.1f} s: {s['requests']} requests, {s['bytes']} bytes; wrote {dest} and {md}",
-          file=sys.stderr)
-    for line in run.warning_lines(report.rows):  # a bundle's source list left out (d4c.mirrors.sources)
-        print(f"warning: {line}", file=sys.stderr)
-    lines = failure_lines(report.rows)
+    say(f"checked {s['copies']} copies of {s['artifacts']} artifacts ({s['versions']} versions) "
+        f"in {s['seconds']:.1f} s: {s['requests']} requests, {s['bytes']} bytes; wrote {dest} and {md}")
+    for line in run.warning_lines(report.rows):  # catalog rows and source lists left out
+        say(f"warning: {line}")
+    lines = [printable(line) for line in failure_lines(report.rows)]
     for line in lines:
-        print(f"error: {line}", file=sys.stderr)
+        say(f"error: {line}")
         ci.annotate("error", line, title="mirror health")
     at_risk = sum(r.at_risk for r in report.risk.values())
     if at_risk:
-        print(f"{at_risk} of {len(report.risk)} versions at risk (see {md})", file=sys.stderr)
+        say(f"{at_risk} of {len(report.risk)} versions at risk (see {md})")
     if lines:
-        print(f"{len(lines)} copies missing, corrupt or unreachable", file=sys.stderr)
+        say(f"{len(lines)} copies missing, corrupt or unreachable")
         return 1
     return 0
 
@@ -160,18 +168,18 @@ def _annotate(args: argparse.Namespace) -> int:
 
 def _repair(args: argparse.Namespace) -> int:
     from d4c import canonical
+    from d4c.mirrors.inventory import printable
     from d4c.mirrors.repair import execute, plan_repair
 
     plan = plan_repair(args.health_dir, _targets_file(args))
     if args.dry_run:
         print(canonical.dumps(plan.to_dict()).rstrip("\n") if args.format == "json"
-              else "\n".join(plan.lines()))
+              else "\n".join(printable(line) for line in plan.lines()))  # JSON escapes its own
         return 0
-    done = execute(plan, echo=lambda line: print(line, file=sys.stderr))
+    done = execute(plan, echo=say)
     for note in plan.notes:
-        print(f"left: {note}", file=sys.stderr)
-    print(f"repaired {done} copies from {plan.health}; `d4c mirrors check` confirms them",
-          file=sys.stderr)
+        say(f"left: {note}")
+    say(f"repaired {done} copies from {plan.health}; `d4c mirrors check` confirms them")
     left = [n for n in plan.notes if "nothing to do" not in n]
     return 1 if left else 0
 

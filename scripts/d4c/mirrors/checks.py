@@ -284,18 +284,22 @@ def tier3(ctx: Context, art: Artifact, copy: Copy, reason: str) -> list[Row]:
         try:
             with open(local, "rb") as fh:
                 read = 0
-                while chunk := fh.read(1 << 20):
+                while read <= art.size and (chunk := fh.read(1 << 20)):  # not past size + 1
                     hasher.update(chunk)
                     read += len(chunk)
         except OSError:
             return [row(ctx, 3, "sha256", art, copy, "missing", f"cannot read {local}")]
     else:
-        got, read = ctx.net.stream_hash(copy.href, hasher)
+        got, read = ctx.net.stream_hash(copy.href, hasher, art.size + 1)  # an endless body stops
         gone = _gone(got) or (None if got.status == 200 and not got.error else "unreachable")
         if gone:
             return [row(ctx, 3, "sha256", art, copy, gone, _why(got), http_status=got.status,
                         bytes_read=read)]
     digest = hasher.hexdigest()
+    if read > art.size:
+        return [row(ctx, 3, "sha256", art, copy, "corrupt",
+                    f"more than {art.size} bytes (stopped at {read}), expected {art.size} ({reason})",
+                    bytes_read=read)]
     if read != art.size or digest != art.sha256:
         return [row(ctx, 3, "sha256", art, copy, "corrupt",
                     f"{read} bytes with sha256 {digest}, expected {art.size} with {art.sha256} ({reason})",

@@ -13,10 +13,15 @@ version's manifest (its `manifest` asset, `outputs[].pieces_sha1`, `piece_size`,
 `sources[].url`), fetched from the first copy that gives bytes with the manifest's sha256
 and kept in the cache by sha256. A recorded retention or takedown date is in the item
 (`d4c:retention_until`, `d4c:retention_reason`).
+
+The catalog is untrusted: an asset whose `file:checksum` is not a sha256 (64 lowercase hex
+after `1220`: callers build cache and repair paths from it) or whose `file:size` is not
+0 <= size < 2**63 (the health file's int64) is left out, one line each in `left`.
 """
 from __future__ import annotations
 
 import json
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +37,21 @@ from d4c.mirrors.net import Net, file_path
 MAIN = "main"  # the mirror name of a main href whose asset has no d4c:mirror (older catalogs)
 TORRENT = "torrent"
 FETCHABLE = ("http://", "https://", "file://")  # what the checks read; s3:// is not
+SHA256 = re.compile(r"[0-9a-f]{64}")
+MAX_SIZE = 2**63  # sizes go into the health file's int64 column
+
+
+def size_ok(size: object) -> bool:
+    return isinstance(size, int) and not isinstance(size, bool) and 0 <= size < MAX_SIZE
+
+
+def printable(text: object) -> str:
+    """Text from a catalog, bundle or server with its control characters escaped (`\\n`):
+    a name with a newline would start a line of its own, e.g. a GitHub workflow command."""
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in s)
 
 
 @dataclass(frozen=True)
@@ -86,7 +106,8 @@ def read_catalog(catalog: str, s3_client: Any = None) -> pa.Table:
     return pq.read_table(path)
 
 
-def versions_of(table: pa.Table) -> list[Version]:
+def versions_of(table: pa.Table, left: list[str] | None = None) -> list[Version]:
+    """The catalog's versions; an asset with a bad sha256 or size is left out, said in `left`."""
     from d4c.catalog.writer import table_to_items
 
     out = []
@@ -94,28 +115,43 @@ def versions_of(table: pa.Table) -> list[Version]:
         props = item["properties"]
         arts = []
         for key, asset in sorted(item.get("assets", {}).items()):
-            copies = [Copy(str(asset.get("d4c:mirror") or MAIN), asset["href"],
-                           asset.get("d4c:retain") or "all")]
-            alternate = asset.get("alternate") or {}
-            torrent = None
-            for name, alt in sorted(alternate.items()):
-                if name == TORRENT and "data" in (asset.get("roles") or ()):
-                    torrent = f"torrent-{key}"
-                    continue
-                if not str(alt.get("href", "")).startswith(FETCHABLE):
-                    continue  # `<target>-s3`: the s3:// address of that target's https copy
-                copies.append(Copy(name, alt["href"], alt.get("d4c:retain") or "all"))
-            checksum = str(asset.get("file:checksum") or "")
-            arts.append(Artifact(
-                item_id=item["id"], collection=item["collection"], version=props["version"],
-                asset=key, file=str(asset.get("title") or key), size=int(asset.get("file:size") or 0),
-                sha256=checksum[4:] if checksum.startswith("1220") else "",
-                roles=tuple(asset.get("roles") or ()), copies=copies, torrent=torrent))
+            art = _artifact(item, key, asset)
+            if isinstance(art, str):
+                if left is not None:
+                    left.append(f"catalog item {printable(item['id'])[:200]} asset {printable(key)[:200]}: "
+                                f"{art}; left out of the check (fix the catalog row)")
+                continue
+            arts.append(art)
         until = props.get("d4c:retention_until")
         retention = (str(until), str(props.get("d4c:retention_reason") or "")) if until else None
-        out.append(Version(item["id"], item["collection"], props["version"],
+        out.append(Version(printable(item["id"]), printable(item["collection"]), printable(props["version"]),
                            str(props.get("created") or ""), arts, retention))
     return out
+
+
+def _artifact(item: dict[str, Any], key: str, asset: dict[str, Any]) -> Artifact | str:
+    """One asset with its copies, or why it is unusable."""
+    checksum = str(asset.get("file:checksum") or "")
+    sha = checksum[4:] if checksum.startswith("1220") else ""
+    if checksum and not SHA256.fullmatch(sha):
+        return f"file:checksum {printable(checksum)[:80]!r} is not 1220 and a sha256 (64 lowercase hex)"
+    size = asset.get("file:size") or 0
+    if not size_ok(size):
+        return f"file:size {printable(size)[:40]} is not a size (0 to 2**63 - 1)"
+    copies = [Copy(printable(asset.get("d4c:mirror") or MAIN), asset["href"], asset.get("d4c:retain") or "all")]
+    torrent = None
+    for name, alt in sorted((asset.get("alternate") or {}).items()):
+        if name == TORRENT and "data" in (asset.get("roles") or ()):
+            torrent = f"torrent-{key}"
+            continue
+        if not str(alt.get("href", "")).startswith(FETCHABLE):
+            continue  # `<target>-s3`: the s3:// address of that target's https copy
+        copies.append(Copy(printable(name), alt["href"], alt.get("d4c:retain") or "all"))
+    # names are printed, put in issue titles and the summary: no control characters in them
+    return Artifact(item_id=printable(item["id"]), collection=printable(item["collection"]),
+                    version=printable(item["properties"]["version"]), asset=printable(key),
+                    file=printable(asset.get("title") or key), size=size, sha256=sha,
+                    roles=tuple(asset.get("roles") or ()), copies=copies, torrent=torrent)
 
 
 def cached(sha256: str) -> Path:

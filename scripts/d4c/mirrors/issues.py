@@ -15,7 +15,7 @@ from typing import Any
 
 from d4c.mirrors import health
 from d4c.mirrors.checks import ORIGIN
-from d4c.mirrors.inventory import MAIN
+from d4c.mirrors.inventory import MAIN, printable
 
 LABEL = "mirror-health"
 _RECHECK = {1: "HEAD", 2: "sampled pieces", 3: "full sha256"}
@@ -59,7 +59,7 @@ def document(rows: list[dict[str, Any]], *, catalog: str, tier: int, health_file
         mark = marker(str(r["mirror"]), str(r["href"]))
         broken.setdefault(mark, {
             "marker": mark, "body": body(r, catalog=catalog, tier=tier),
-            "title": f"mirror health: {r['file'] or 'catalog'} {r['status']} on {r['mirror']}"[:200]})
+            "title": printable(f"mirror health: {r['file'] or 'catalog'} {r['status']} on {r['mirror']}")[:200]})
     passed = {marker(str(k[2]), str(k[3])) for k, v in health.verdicts(rows).items() if v == "ok"}
     passed |= {marker(str(r["mirror"]), str(r["href"])) for r in rows
                if r["tier"] == 0 and r["check"] == "catalog" and r["status"] == "ok"}

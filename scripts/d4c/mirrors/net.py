@@ -5,20 +5,106 @@ Every request goes through `Net.request`, which waits for its host's turn (at mo
 through a `d4c.http` session (timeouts, retries with backoff on 429/5xx/connection
 failures for GET and HEAD) and counts it, so the report can say how many requests and
 bytes a check cost. `file://` URLs are read from the disk (local targets).
+
+A server is untrusted: the read timeout is per socket read, so one byte every few seconds
+would keep a request (and the check) alive for hours. Each request therefore has a
+deadline in all (`Net.DEADLINE` seconds, plus the time to read its body at `MIN_RATE`),
+retries and redirects included; past it the connection is shut down and the answer is
+"no answer within N s". A GET reads at most `limit` bytes whatever the server says.
 """
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import requests
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ProtocolError
 
 from d4c import http
+
+MAX_BODY = 64 << 20  # a GET's default cap: a bundle, a manifest, a service's file listing
+MIN_RATE = 256 << 10  # bytes a second a body may come at, for its share of the deadline
+_now = threading.local()  # .deadline: the _Deadline of this thread's request, if any
+
+
+class _Deadline:
+    """One request's end: a timer per connection it uses shuts that connection's socket
+    down then (a blocked read returns at once), and `expired` says why it failed."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.at = seconds, time.monotonic() + seconds
+        self.expired = False
+        self.timers: list[threading.Timer] = []
+
+    def watch(self, conn: HTTPConnection) -> None:
+        if self.expired or time.monotonic() >= self.at:
+            self.expired = True
+            raise ProtocolError(f"no answer within {self.seconds:g} s")
+        timer = threading.Timer(self.at - time.monotonic(), self._cut, (conn,))
+        timer.daemon = True
+        self.timers.append(timer)
+        timer.start()
+
+    def _cut(self, conn: HTTPConnection) -> None:
+        self.expired = True  # before reading conn.sock: a connect() that just set it checks this
+        _shut(conn)
+
+    def close(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+
+
+def _shut(conn: HTTPConnection) -> None:
+    # a response with `Connection: close` takes the socket from its connection: the one kept
+    sock = conn.sock or getattr(conn, "d4c_sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class _Mixin:
+    """A urllib3 connection that arms the thread's deadline for every request it sends."""
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        self.d4c_sock = self.sock  # type: ignore[attr-defined]
+        deadline = getattr(_now, "deadline", None)
+        if deadline is not None and deadline.expired:
+            _shut(self)  # type: ignore[arg-type]
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        deadline = getattr(_now, "deadline", None)
+        if deadline is not None:
+            deadline.watch(self)  # type: ignore[arg-type]
+        super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _Conn(_Mixin, HTTPConnection):
+    pass
+
+
+class _TLSConn(_Mixin, HTTPSConnection):
+    pass
+
+
+class _Pool(HTTPConnectionPool):
+    ConnectionCls = _Conn
+
+
+class _TLSPool(HTTPSConnectionPool):
+    ConnectionCls = _TLSConn
 
 
 def host_of(href: str) -> str:
@@ -69,9 +155,12 @@ class Answer:
 
 
 class Net:
+    DEADLINE = 120.0  # seconds a request may take in all, before its body's share
+
     def __init__(self, *, per_host: int = 4, rate: float = 50.0, retries: int = 3,
-                 backoff: float = 0.5, timeout: tuple[float, float] = (10.0, 60.0)) -> None:
-        self.per_host, self.rate = per_host, rate
+                 backoff: float = 0.5, timeout: tuple[float, float] = (10.0, 60.0),
+                 deadline: float = DEADLINE) -> None:
+        self.per_host, self.rate, self.deadline = per_host, rate, deadline
         self.retries, self.backoff, self.timeout = retries, backoff, timeout
         self._gates: dict[str, _HostGate] = {}
         self._lock = threading.Lock()
@@ -85,7 +174,20 @@ class Net:
             sess = self._local.session = http.session(
                 retries=self.retries, backoff_factor=self.backoff, backoff_max=10.0,
                 retry_after_max=30, timeout=self.timeout, pool_size=self.per_host * 4)
+            for adapter in sess.adapters.values():  # connections that keep the deadline
+                assert isinstance(adapter, requests.adapters.HTTPAdapter)
+                adapter.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
         return sess
+
+    @contextmanager
+    def _within(self, body: int) -> Iterator[_Deadline]:
+        """This thread's request ends within the deadline plus `body` bytes at MIN_RATE."""
+        deadline = _now.deadline = _Deadline(self.deadline + body / MIN_RATE)
+        try:
+            yield deadline
+        finally:
+            deadline.close()
+            _now.deadline = None
 
     def _gate(self, host: str) -> _HostGate:
         with self._lock:
@@ -100,54 +202,67 @@ class Net:
             self.bytes_read += nbytes
 
     def request(self, method: str, url: str, *, headers: dict[str, str] | None = None,
-                limit: int | None = None) -> Answer:
-        """One HEAD or GET; a GET reads at most `limit` bytes of the body (None: all)."""
-        with self._gate(host_of(url)):
+                limit: int = MAX_BODY) -> Answer:
+        """One HEAD or GET within the deadline; a GET reads at most `limit` bytes of the body."""
+        with self._gate(host_of(url)), self._within(limit if method == "GET" else 0) as deadline:
             try:
                 resp = self._session().request(method, url, headers=headers or {},
                                                allow_redirects=True, stream=method == "GET")
             except requests.RequestException as exc:
                 self._count(method)
-                return Answer(0, {}, error=http.describe(exc), url=url)
+                return Answer(0, {}, error=_failed(deadline, exc), url=url)
+            chunks: list[bytes] = []
             try:
-                body = b""
-                if method == "GET":
-                    chunks, got = [], 0
-                    for chunk in resp.iter_content(1 << 16):
-                        chunks.append(chunk)
-                        got += len(chunk)
-                        if limit is not None and got >= limit:
-                            break
-                    body = b"".join(chunks)
+                got = 0
+                for chunk in resp.iter_content(min(1 << 16, limit)) if method == "GET" else ():
+                    chunks.append(chunk)
+                    got += len(chunk)
+                    if got >= limit:
+                        break
             except requests.RequestException as exc:
                 self._count(method, 0)
-                return Answer(resp.status_code, _lower(resp.headers), error=http.describe(exc), url=url)
+                return Answer(resp.status_code, _lower(resp.headers), error=_failed(deadline, exc), url=url)
             finally:
                 resp.close()
+            body = b"".join(chunks)
             self._count(method, len(body))
+            if deadline.expired:  # the cut looks like the end of a body without a length
+                return Answer(resp.status_code, _lower(resp.headers), error=_late(deadline), url=url)
             return Answer(resp.status_code, _lower(resp.headers), body, url=resp.url)
 
-    def stream_hash(self, url: str, hasher: Any) -> tuple[Answer, int]:
-        """GET the whole body into `hasher` without keeping it; (answer, bytes read)."""
-        with self._gate(host_of(url)):
+    def stream_hash(self, url: str, hasher: Any, limit: int) -> tuple[Answer, int]:
+        """GET at most `limit` bytes of the body into `hasher` without keeping them; (answer,
+        bytes read). A caller expecting n bytes passes n + 1: an endless body stops there."""
+        with self._gate(host_of(url)), self._within(limit) as deadline:
             try:
                 resp = self._session().get(url, stream=True, allow_redirects=True)
             except requests.RequestException as exc:
                 self._count("GET")
-                return Answer(0, {}, error=http.describe(exc), url=url), 0
+                return Answer(0, {}, error=_failed(deadline, exc), url=url), 0
             got = 0
             try:
-                if resp.status_code == 200:
-                    for chunk in resp.iter_content(1 << 20):
-                        hasher.update(chunk)
-                        got += len(chunk)
+                for chunk in resp.iter_content(min(1 << 20, limit)) if resp.status_code == 200 else ():
+                    chunk = chunk[:limit - got]
+                    hasher.update(chunk)
+                    got += len(chunk)
+                    if got >= limit:
+                        break
             except requests.RequestException as exc:
                 self._count("GET", got)
-                return Answer(resp.status_code, _lower(resp.headers), error=http.describe(exc), url=url), got
+                return Answer(resp.status_code, _lower(resp.headers), error=_failed(deadline, exc), url=url), got
             finally:
                 resp.close()
             self._count("GET", got)
-            return Answer(resp.status_code, _lower(resp.headers), url=resp.url), got
+            error = _late(deadline) if deadline.expired else None
+            return Answer(resp.status_code, _lower(resp.headers), error=error, url=resp.url), got
+
+
+def _late(deadline: _Deadline) -> str:
+    return f"no answer within {deadline.seconds:.0f} s (a server that sends too slowly)"
+
+
+def _failed(deadline: _Deadline, exc: requests.RequestException) -> str:
+    return _late(deadline) if deadline.expired else http.describe(exc)
 
 
 def _lower(headers: Any) -> dict[str, str]:

@@ -24,6 +24,7 @@ from d4c.mirrors.inventory import Artifact, Copy, Version, fetch_small, read_cat
 from d4c.mirrors.net import Net, file_path
 
 DEFAULT_BUDGET = 10 * 2**30
+CATALOG_ROWS = "catalog-rows"  # the check kind of a catalog asset left out (bad sha256 or size)
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Options:
     min_copies: int = 3
     date: str | None = None  # the seed date; default today (UTC)
     scrape: bool = True
+    deadline: float = Net.DEADLINE  # seconds one request may take in all (d4c.mirrors.net)
     progress: Callable[[int, int], None] | None = None
 
 
@@ -122,13 +124,15 @@ def check(catalog: str, options: Options, *, health_dir: Path | None = None,
     start = time.monotonic()
     date = options.date or datetime.now(UTC).strftime("%Y-%m-%d")
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    versions = versions_of(read_catalog(catalog, s3_client))
+    left: list[str] = []  # catalog assets with a bad sha256 or size (d4c.mirrors.inventory)
+    versions = versions_of(read_catalog(catalog, s3_client), left)
     net = Net(per_host=options.per_host, rate=options.rate, retries=options.retries,
-              backoff=options.backoff)
+              backoff=options.backoff, deadline=options.deadline)
     before = health.latest(health_dir, before=date) if health_dir else None
     base = health.baseline(health.read(before)) if before else {}
     ctx = Context(net, date, now, options.pieces, base)
-    rows: list[Row] = _tier0(ctx, versions, catalog)
+    rows: list[Row] = [row(ctx, 0, CATALOG_ROWS, None, None, "warning", why) for why in left]
+    rows += _tier0(ctx, versions, catalog)
     for v in versions:
         rows += upstream.retention_row(ctx, v)
     work = [(v, a, c) for v in versions for a in v.artifacts for c in a.copies]
@@ -239,6 +243,7 @@ def _source_line(r: Row) -> str:
 
 
 def warning_lines(rows: Iterable[Row]) -> list[str]:
-    """A version whose bundle's source list was unusable or partly left out: one line each."""
-    return [f"{r['collection']} v{r['version']}: {r['evidence']}" for r in rows
-            if r["check"] == sources.LIST and r["status"] == "warning"]
+    """A catalog asset left out, or a version whose bundle's source list was unusable or
+    partly left out: one line each."""
+    return [r["evidence"] if r["check"] == CATALOG_ROWS else f"{r['collection']} v{r['version']}: {r['evidence']}"
+            for r in rows if r["check"] in (sources.LIST, CATALOG_ROWS) and r["status"] == "warning"]

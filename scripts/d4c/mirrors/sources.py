@@ -9,37 +9,49 @@ later run makes no request for it). A bundle older than mirrors.json, or a relea
 source mirror, lists no copy: nothing to check. Zenodo's copies are not in it (their URLs
 exist only after the release); the release record lists them.
 
-The list is untrusted (a catalog, hence a bundle, may come from anyone): a URL that is not
-http(s) (or file:// on a mirror the catalog itself has on disk), a bad sha256 or mirror
-name, a URL that does not name the source's sha256 (ours all do), a source the
-bundle's own manifest does not name, or a list over the caps is left
-out, with one warning row per version (check `sources`), evidence for the at-risk signal.
-A content-addressed copy shared by several versions is checked once, and its rows are
-given to each of them.
+The bundle and its list are untrusted (a catalog, hence a bundle, may come from anyone).
+The bundle is read through a reader that refuses, before reading them, more than
+MAX_SCAN decompressed bytes in all or MAX_MEMBER in one read (a GNU long name or pax
+header is read whole by tarfile), and at most MAX_MEMBERS members. A copy is kept only
+if its mirror is one of the item's own (an asset's `d4c:mirror` or alternate name), its
+URL is on that mirror's scheme and host as the item's assets give it (file:// only for a
+mirror the catalog has on disk), its path ends in the sha256 (`<sha256>` or
+`source-<sha256>`, as ours all do) and it has no query or fragment; its source must be
+one the bundle's own manifest names, with a size 0 <= size < 2**63. Anything else, or a
+list over the caps (MAX_SOURCES sources, MAX_COPIES copies of one, MAX_TOTAL copies in
+all), is left out with one warning row per version (check `sources`), evidence for the
+at-risk signal. A content-addressed copy shared by several versions that expect the same
+sha256 and size is checked once, and its rows are given to each of them; a version that
+claims another size for it gets its own check, so one version cannot change another's
+verdict.
 """
 from __future__ import annotations
 
+import gzip
 import io
 import re
 import tarfile
+import zlib
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from d4c import model
 from d4c.copies import MIRRORS_FILE, from_mirrors_doc
 from d4c.errors import D4CError
 from d4c.mirrors import health
 from d4c.mirrors.checks import Context, Row, row
-from d4c.mirrors.inventory import Artifact, Copy, Version, fetch_small
+from d4c.mirrors.inventory import Artifact, Copy, Version, fetch_small, printable, size_ok
 
 ROLE = health.SOURCE_ROLE  # the health file's role of a mirrored raw source's copy
 LIST = "sources"  # the check kind of a version's warning about its source list
 MAX_BUNDLE = 64 << 20  # a bundle holds code, not data
 MAX_MEMBER = 16 << 20  # mirrors.json, manifest.json
-MAX_SCAN = 1 << 30  # tar bytes read before giving up on finding them
-MAX_SOURCES, MAX_COPIES, MAX_URL = 10_000, 64, 4096
+MAX_SCAN = 1 << 30  # decompressed tar bytes (headers included) read before giving up on them
+MAX_MEMBERS = 10_000  # tar members read before giving up (a bundle holds a recipe's code)
+MAX_SOURCES, MAX_COPIES, MAX_TOTAL, MAX_URL = 10_000, 64, 1_000, 4096
 _SHA = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
@@ -58,13 +70,44 @@ class Jobs:
     rows: list[Row]
 
 
+class _Capped:
+    """The bundle's decompressed bytes for tarfile, refusing a read or seek past MAX_SCAN,
+    or one read over MAX_MEMBER, before it is made (so before anything is allocated)."""
+
+    def __init__(self, raw: gzip.GzipFile) -> None:
+        self.raw = raw
+
+    def _refuse(self, end: int, size: int) -> None:
+        if end > MAX_SCAN:
+            raise D4CError(f"its bundle holds over {MAX_SCAN} bytes (tar headers included) "
+                           f"before {MIRRORS_FILE}")
+        if size > MAX_MEMBER + tarfile.BLOCKSIZE:
+            raise D4CError(f"its bundle has a tar header or member of {size} bytes, over {MAX_MEMBER}")
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            raise D4CError("its bundle cannot be read whole")  # tarfile always says how much
+        self._refuse(self.raw.tell() + size, size)
+        return self.raw.read(size)
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            self._refuse(pos, 0)
+        return self.raw.seek(pos, whence)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+
 def _members(data: bytes) -> dict[str, bytes]:
     """manifest.json and mirrors.json of the bundle's top folder (stops once both are read)."""
-    want, seen = ("manifest.json", MIRRORS_FILE), 0
+    want = ("manifest.json", MIRRORS_FILE)
     out: dict[str, bytes] = {}
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        for m in tar:
-            seen += m.size
+    with gzip.GzipFile(fileobj=io.BytesIO(data)) as raw, \
+            tarfile.open(fileobj=_Capped(raw), mode="r:") as tar:  # type: ignore[call-overload]
+        for count, m in enumerate(tar, 1):
+            if count > MAX_MEMBERS:
+                raise D4CError(f"its bundle has over {MAX_MEMBERS} members before {MIRRORS_FILE}")
             parts = m.name.split("/")
             if len(parts) == 2 and parts[1] in want and m.isfile():
                 if m.size > MAX_MEMBER:
@@ -73,8 +116,6 @@ def _members(data: bytes) -> dict[str, bytes]:
                 out.setdefault(parts[1], fh.read() if fh else b"")
                 if len(out) == len(want):
                     break
-            if seen > MAX_SCAN:
-                raise D4CError(f"its bundle holds over {MAX_SCAN} bytes before {MIRRORS_FILE}")
     return out
 
 
@@ -90,8 +131,10 @@ def _bundle_doc(ctx: Context, version: Version) -> tuple[Any, Any] | None:
         return None  # no copy gave the bundle: its own copies' rows say so
     try:
         found = _members(data)
-    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
-        raise D4CError(f"its source bundle {art.file} cannot be read ({exc})") from None
+    except (tarfile.TarError, OSError, EOFError, ValueError, zlib.error) as exc:
+        raise D4CError(f"its source bundle {art.file} cannot be read ({printable(exc)[:200]})") from None
+    except MemoryError:
+        raise D4CError(f"its source bundle {art.file} does not fit in memory") from None
     if MIRRORS_FILE not in found:
         return None  # a bundle made before mirrors.json
     where = f"{art.file}:{MIRRORS_FILE}"
@@ -99,14 +142,28 @@ def _bundle_doc(ctx: Context, version: Version) -> tuple[Any, Any] | None:
     return model.parse_json(found[MIRRORS_FILE], where, "mirrors list"), manifest
 
 
-def _url_ok(url: str, sha: str, mirror: str, local: set[str]) -> bool:
-    """Our copies are named by their sha256 (`<aa>/<sha256>`, `source-<sha256>`): a URL that
-    does not name it is not one, and a file:// one must be on a mirror the catalog has on disk."""
-    if len(url) > MAX_URL or any(c in url for c in "\r\n\0") or sha not in url:
+def _hosts(version: Version) -> dict[str, set[str]]:
+    """Each mirror of the item and where its assets are: `scheme://host`, or `file`."""
+    out: dict[str, set[str]] = {}
+    for c in (c for a in version.artifacts for c in a.copies):
+        parts = urlsplit(c.href)
+        where = "file" if parts.scheme == "file" else f"{parts.scheme}://{parts.netloc}"
+        out.setdefault(c.mirror, set()).add(where)
+    return out
+
+
+def _url_ok(url: str, sha: str, mirror: str, hosts: dict[str, set[str]]) -> bool:
+    """Our copies are named by their sha256 (`<aa>/<sha256>`, `source-<sha256>`) on the
+    mirror's own host: anything else is not one of them."""
+    if len(url) > MAX_URL or not url.isprintable() or "?" in url or "#" in url:
         return False
-    if url.startswith(("https://", "http://")):
-        return True
-    return url.startswith("file:///") and mirror in local and url.endswith("/" + sha)
+    parts = urlsplit(url)
+    path = unquote(parts.path)
+    if path.rsplit("/", 1)[-1] not in (sha, f"source-{sha}") or ".." in path.split("/"):
+        return False
+    if parts.scheme == "file":
+        return not parts.netloc and path == parts.path and "file" in hosts.get(mirror, ())
+    return parts.scheme in ("http", "https") and f"{parts.scheme}://{parts.netloc}" in hosts.get(mirror, ())
 
 
 def listed(ctx: Context, version: Version) -> tuple[list[Artifact], Row | None]:
@@ -121,29 +178,42 @@ def listed(ctx: Context, version: Version) -> tuple[list[Artifact], Row | None]:
     except (D4CError, AttributeError, TypeError, RecursionError) as exc:
         why = exc.message if isinstance(exc, D4CError) else f"not a d4c manifest ({type(exc).__name__})"
         return [], _warning(ctx, version, f"the source list of the bundle is unusable: {why}")
-    if len(copies) > MAX_SOURCES or any(len(u) > MAX_COPIES for u in copies.values()):
-        return [], _warning(ctx, version, f"the bundle's {MIRRORS_FILE} lists more than {MAX_SOURCES} "
-                            f"sources or {MAX_COPIES} copies of one; none checked")
-    local = {c.mirror for a in version.artifacts for c in a.copies if c.href.startswith("file://")}
+    total = sum(len(u) for u in copies.values())
+    if len(copies) > MAX_SOURCES or any(len(u) > MAX_COPIES for u in copies.values()) or total > MAX_TOTAL:
+        return [], _warning(ctx, version, f"the bundle's {MIRRORS_FILE} lists {len(copies)} sources "
+                            f"with {total} copies, over the caps ({MAX_SOURCES} sources, {MAX_COPIES} "
+                            f"copies of one, {MAX_TOTAL} in all); none checked")
+    out, left = _kept(version, copies, facts)
+    if left:
+        return out, _warning(ctx, version, f"{len(left)} entries of the bundle's {MIRRORS_FILE} left out "
+                             f"(not a copy on one of the item's mirrors named by its sha256, a bad name, "
+                             f"sha256 or size): {'; '.join(left[:3])}")
+    return out, None
+
+
+def _kept(version: Version, copies: dict[str, dict[str, str]],
+          facts: dict[str, Any]) -> tuple[list[Artifact], list[str]]:
+    """The copies that pass _url_ok, one SourceCopy per source; what was left out, quoted."""
+    hosts = _hosts(version)
     out: list[Artifact] = []
     left: list[str] = []
     for sha, urls in sorted(copies.items()):
         fact = facts.get(sha)
-        if not _SHA.fullmatch(sha) or fact is None:
-            left.append(f"source {sha[:80]!r} (not a source sha256 of its manifest)")
+        size = fact.get("size") if fact else None
+        if not _SHA.fullmatch(sha) or fact is None or not size_ok(size if size is not None else 0):
+            why = "not a source sha256 of its manifest" if fact is None else f"size {printable(size)[:40]}"
+            left.append(f"source {printable(sha)[:80]!r} ({why})")
             continue
-        good = sorted((m, u) for m, u in urls.items() if _NAME.fullmatch(m) and _url_ok(u, sha, m, local))
-        left += [f"{m[:64]!r}: {u[:120]!r}" for m, u in sorted(urls.items()) if (m, u) not in good]
+        good = sorted((m, u) for m, u in urls.items() if _NAME.fullmatch(m) and _url_ok(u, sha, m, hosts))
+        left += [f"{printable(m)[:64]!r}: {printable(u)[:120]!r}" for m, u in sorted(urls.items())
+                 if (m, u) not in good]
         if good:
-            size, up = fact.get("size"), str(fact.get("url") or "")
+            up = str(fact.get("url") or "")
             out.append(SourceCopy(version.item_id, version.collection, version.version, f"source-{sha}",
-                                  str(fact.get("name") or sha)[:200], size if isinstance(size, int) else 0,
-                                  sha, (ROLE,), [Copy(m, u) for m, u in good],
-                                  upstream=up[:MAX_URL] if up.startswith(("https://", "http://")) else ""))
-    if left:
-        return out, _warning(ctx, version, f"{len(left)} entries of the bundle's {MIRRORS_FILE} left out "
-                             f"(not an http(s) URL, a bad name or sha256): {'; '.join(left[:3])}")
-    return out, None
+                                  printable(fact.get("name") or sha)[:200], size or 0, sha, (ROLE,),
+                                  [Copy(m, u) for m, u in good],
+                                  upstream=printable(up)[:MAX_URL] if up.startswith(("https://", "http://")) else ""))
+    return out, left
 
 
 def _warning(ctx: Context, version: Version, why: str) -> Row:
@@ -152,14 +222,14 @@ def _warning(ctx: Context, version: Version, why: str) -> Row:
 
 
 def jobs(ctx: Context, versions: list[Version], pool: ThreadPoolExecutor) -> Jobs:
-    """Every mirrored source copy of every version, each URL once."""
-    first: dict[tuple[str, str, str], tuple[Artifact, Copy]] = {}
+    """Every mirrored source copy of every version, each URL once per expected sha256 and size."""
+    first: dict[tuple[str, str, str, int], tuple[Artifact, Copy]] = {}
     out = Jobs([], {}, [])
     for v, (arts, warning) in zip(versions, pool.map(lambda v: listed(ctx, v), versions)):
         out.rows += [warning] if warning else []
         for art in arts:
             for copy in art.copies:
-                key = (copy.mirror, copy.href, art.sha256)
+                key = (copy.mirror, copy.href, art.sha256, art.size)  # each expected size checked
                 if key in first:
                     owner, _ = first[key]
                     out.shared.setdefault((owner.item_id, owner.asset, copy.href), []).append(art)
