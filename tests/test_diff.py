@@ -358,6 +358,37 @@ def test_the_check_result_beside_the_build_is_found_without_the_flag(
     assert "**NOT reproducible**" in out.out and "- x.parquet: row 3" in out.out and "note:" not in out.err
 
 
+def test_a_passing_check_vouches_only_for_the_build_it_checked(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`build --check`, then a plain `build` of changed code into the same folder: the old
+    result stays beside it and must not say the new bytes are reproducible (the outsider's
+    trial: 'bit-for-bit identical' over a build never checked)."""
+    from d4c.build.check import manifest_sha256
+    from d4c.cli import main
+
+    monkeypatch.setenv("D4C_REPO", str(repo))
+    (repo / "datasets" / DS / "recipe.yaml").write_text(recipe_text("1.0.1"))
+    build = repo / ".d4c" / "build" / DS / "v1.0.1"
+    write_build(build, "1.0.1", towns())
+    result = build.parent / "v1.0.1.check.json"
+    passed = {"reproducible": True, "differences": [], "manifest_sha256": manifest_sha256(build)}
+    result.write_text(json.dumps(passed))
+    assert main(["diff", DS]) == 0
+    assert "bit-for-bit identical" in capsys.readouterr().out
+    write_build(build, "1.0.1", towns().slice(1))  # rebuilt without --check: other bytes
+    main(["diff", DS])  # (its SemVer verdict on the removed row is not what this is about)
+    out = capsys.readouterr()
+    assert "bit-for-bit identical" not in out.out and "- not run" in out.out
+    assert f"note: {result} is the --check result of an earlier build" in out.err
+    assert main(["diff", DS, "--check-result", str(result)]) == 1
+    err = capsys.readouterr().err
+    assert "is the --check result of another build" in err and len(err.strip().splitlines()) == 1
+    result.write_text(json.dumps({"reproducible": True, "differences": []}))  # no tie: not trusted
+    main(["diff", DS])
+    assert "- not run" in capsys.readouterr().out
+
+
 def test_previous_release_is_the_newest_on_the_builds_line(tmp_path: Path) -> None:
     from d4c.diff.previous import find_record
 

@@ -8,6 +8,7 @@ installed (it knows many more formats than we do).
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -214,14 +215,22 @@ def check_result_path(out: Path) -> Path:
     return out.with_name(f"{out.name}.check.json")
 
 
+def manifest_sha256(folder: Path) -> str | None:
+    """The sha256 of a build's manifest.json: what ties a --check result to one build."""
+    path = folder / MANIFEST
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
 def write_result(path: Path, recipe: Recipe, files: list[str], diffs: list[tuple[str, list[str]]],
-                 kept: Path | None) -> None:
-    """The --check verdict as data (what `d4c diff --check-result` reads)."""
+                 kept: Path | None, manifest: str | None = None) -> None:
+    """The --check verdict as data (what `d4c diff --check-result` reads). `manifest_sha256`
+    names the build it vouches for: a later plain build into the same folder is not it."""
     differing = {name: why for name, why in diffs}
     doc = {
         "check_version": 1,
         "dataset": recipe.id, "version": recipe.version,
         "reproducible": not diffs,
+        "manifest_sha256": manifest,
         "variations": [{**asdict(v), "umask": f"{v.umask:03o}"} for v in VARIATIONS],
         "artifacts": [{"file": n, "identical": n not in differing} for n in files],
         "differences": [f"{name}: {why[0]}" if why else name for name, why in diffs],
@@ -268,7 +277,7 @@ def build_twice(recipe: Recipe, root: Path, out: Path, opts: BuildOptions) -> di
         print(report, file=sys.stderr)
         raise D4CError(f"build is not reproducible: {name} differs between two builds",
                        hint=f"see the report above (and {result_path.name}); both builds are kept in {kept}")
-    write_result(result_path, recipe, names, [], None)
+    write_result(result_path, recipe, names, [], None, manifest_sha256(runs[0]))
     publish(runs[0], out)
     shutil.rmtree(runs[1], ignore_errors=True)
     return manifests[0]

@@ -82,7 +82,8 @@ def _recheck(recipe: Recipe, root: Path, built: dict[int, Path], first: Path, ou
         [(pipeline.MANIFEST, "json"), (pipeline.PROVENANCE, "json")]
     diffs += [(f"reduce: {n}", why) for n, why in check.compare(first, again / "reduce", names)]
     result = check.check_result_path(out)
-    check.write_result(result, recipe, [n for n, _ in names], diffs, None)
+    check.write_result(result, recipe, [n for n, _ in names], diffs, None,
+                       None if diffs else check.manifest_sha256(first))
     doc = json.loads(result.read_bytes())
     doc["shards"] = {"count": count, "seed": seed, "rebuilt": chosen}
     atomic_write(result, data=canonical.encode(doc))

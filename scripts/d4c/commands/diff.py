@@ -56,20 +56,34 @@ def load_check(path: Path) -> dict[str, Any]:
     if data["reproducible"]:
         varied = sorted({k for v in data.get("variations") or [] if isinstance(v, dict) for k in v})
         details = [f"two builds, the second with other {', '.join(varied) or 'host conditions'}"]
-    return {"ok": data["reproducible"], "details": details}
+    named = data.get("manifest_sha256")
+    return {"ok": data["reproducible"], "details": details,
+            "manifest_sha256": named if isinstance(named, str) else None}
 
 
 def _check(args: argparse.Namespace, build: Path) -> dict[str, Any] | None:
-    """--check-result, else the `<build>.check.json` that `d4c build --check` writes beside it."""
-    if args.check_result:
-        return load_check(args.check_result)
-    from d4c.build.check import check_result_path  # d4c.build is heavy: not at CLI start
+    """--check-result, else the `<build>.check.json` that `d4c build --check` writes beside it.
 
-    default = check_result_path(build)
-    if default.is_file():
-        return load_check(default)
-    print(f"note: no `d4c build --check` result at {default}: reproducibility 'not run' (run "
-          f"`d4c build {args.dataset} --check`, or pass --check-result FILE)", file=sys.stderr)
+    A passing result vouches for the build whose manifest it names: a plain `d4c build` into
+    the same folder afterwards leaves the old result there, and it must not vouch for the new
+    bytes."""
+    from d4c.build.check import check_result_path, manifest_sha256  # heavy: not at CLI start
+
+    path = args.check_result or check_result_path(build)
+    if not args.check_result and not path.is_file():
+        print(f"note: no `d4c build --check` result at {path}: reproducibility 'not run' (run "
+              f"`d4c build {args.dataset} --check`, or pass --check-result FILE)", file=sys.stderr)
+        return None
+    check = load_check(path)
+    named, built = check.pop("manifest_sha256"), manifest_sha256(build)
+    if not check["ok"] or named == built or (named is None and args.check_result):
+        return check  # a failed check needs no tie; results without one (older d4c) when named
+    redo = f"run `d4c build {args.dataset} --check` again, so the check is of the build the diff reads"
+    if args.check_result:
+        raise D4CError(f"{path} is the --check result of another build than {build} (their "
+                       "manifest.json differ)", hint=redo)
+    print(f"note: {path} is the --check result of an earlier build (the manifest.json in {build} "
+          f"has changed since): reproducibility 'not run' ({redo})", file=sys.stderr)
     return None
 
 
