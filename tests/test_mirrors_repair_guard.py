@@ -60,14 +60,13 @@ def check_and_repair(w: World, capsys: pytest.CaptureFixture[str], tier: int = 1
 
 
 def real_and_twin(w: World, host: Any) -> tuple[dict[str, Any], dict[str, Any], str, Path]:
-    """The real item, and a twin with another id whose data asset has the real file's name
-    and the attacker's sha256, with a "good" copy on the attacker's server."""
+    """The real item, and a twin with another id and the real item's files, but whose data
+    asset has the attacker's sha256, with a "good" copy on the attacker's server."""
     (good,) = table_to_items(pq.read_table(w["catalog"]))
     evil = copy.deepcopy(good)
     evil["id"] = "aaa-evil-1"
     key = next(k for k, a in evil["assets"].items() if "data" in (a.get("roles") or ()))
-    evil["assets"] = {key: evil["assets"][key]}
-    a = evil["assets"][key]
+    a = evil["assets"][key]  # its other files are the real ones: it passes as released here
     payload = b"attacker replacement of the data file\n"
     (host[0] / "p").write_bytes(payload)
     a.update({"file:size": len(payload), "file:checksum": "1220" + hashlib.sha256(payload).hexdigest()})
@@ -130,6 +129,23 @@ def bundle_item(w: World, good: dict[str, Any], sources: list[dict[str, Any]],
     return evil
 
 
+def new_version(good: dict[str, Any], host: Any) -> dict[str, Any]:
+    """A version never released, whose data file's copies on our targets are at the keys their
+    layouts give (absent, so `missing`) and whose "good" copy is on the attacker's server."""
+    fresh = copy.deepcopy(good)
+    fresh["id"], fresh["properties"]["version"] = "aaa-new-9.9.9", "9.9.9"
+    key = next(k for k, a in fresh["assets"].items() if "data" in (a.get("roles") or ()))
+    fresh["assets"] = {key: fresh["assets"][key]}
+    asset = fresh["assets"][key]
+    payload = b"<script>hosted on your bucket</script>\n"
+    (host[0] / "q").write_bytes(payload)
+    asset.update({"href": asset["href"].replace("/v1.0.0/", "/v9.9.9/"), "file:size": len(payload),
+                  "file:checksum": "1220" + hashlib.sha256(payload).hexdigest(),
+                  "alternate": {"zz": {"href": f"{host[1]}/q"}, "disk": {
+                      "href": asset["alternate"]["disk"]["href"].replace("/v1.0.0/", "/v9.9.9/")}}})
+    return fresh
+
+
 def test_a_raw_source_listed_only_by_a_version_released_elsewhere_is_not_planted(
         world: World, host: Any, capsys: pytest.CaptureFixture[str]) -> None:
     rec = released(world)
@@ -148,7 +164,8 @@ def test_a_raw_source_listed_only_by_a_version_released_elsewhere_is_not_planted
     evil["assets"]["manifest"].update({"href": f"{host[1]}/manifest.json", "alternate": {},
                                        "file:size": len(manifest),
                                        "file:checksum": "1220" + hashlib.sha256(manifest).hexdigest()})
-    with_items(world, [evil, good])
+    fresh = new_version(good, host)
+    with_items(world, [evil, fresh, good])
     world["s3"].client().delete_object(Bucket=world["bucket"], Key=real_key)  # a real loss
     rc, err = check_and_repair(world, capsys, tier=2)  # tier 2: the upstream rows, a good copy
     assert rc == 1 and "repaired 1 copies" in err and f"repaired sc: {real_key}" in err, err
@@ -158,6 +175,11 @@ def test_a_raw_source_listed_only_by_a_version_released_elsewhere_is_not_planted
     assert listed.get("KeyCount") == 0  # nothing planted
     body = world["s3"].client().get_object(Bucket=world["bucket"], Key=real_key)["Body"].read()
     assert hashlib.sha256(body).hexdigest() == real_sha  # the hostile twin's size 1 blocked nothing
+    planted = [ln for ln in err.splitlines() if "no file of item aaa-new-9.9.9 passed" in ln]
+    assert len(planted) == 2, err  # sc and disk: a version never released there
+    assert not (world["tmp"] / "publish" / "ca_test_mirrored" / "v9.9.9").exists()
+    fresh_prefix = "dataforcanada/ca_test_mirrored/v9.9.9/"
+    assert world["s3"].client().list_objects_v2(Bucket=world["bucket"], Prefix=fresh_prefix)["KeyCount"] == 0
 
 
 def test_a_takedown_is_not_undone_and_a_sha256_that_is_a_path_names_no_file(

@@ -161,10 +161,10 @@ def plan_repair(health_dir: Path, targets_file: Path | None) -> RepairPlan:
                        hint="remove it, or rerun `d4c mirrors check` to write that day's again") from None
     good = _good(rows, copies)
     targets = _Targets(tconfig.load(targets_file))
-    kept, here = guard.retained(rows), _released_here(targets, copies)
+    trust = _Trust(guard.retained(rows), *_released_here(targets, copies))
     # a raw source shared by versions is planned from a version released here first
-    for c in sorted(copies, key=lambda c: c.row["item_id"] not in here):
-        _plan_copy(p, targets, c, good.get(_same_file(c.row), []), (kept, here))
+    for c in sorted(copies, key=lambda c: c.row["item_id"] not in trust.bundled):
+        _plan_copy(p, targets, c, good.get(_same_file(c.row), []), trust)
     _check_targets(p)
     p.repairs = _unclaimed(p, [c.row for c in copies])
     p.repairs = [r for r in (_look(p, r) for r in p.repairs) if r is not None]
@@ -194,17 +194,30 @@ def _good(rows: list[dict[str, Any]], copies: list[_Copy]) -> dict[tuple[str, st
     return good
 
 
-def _released_here(targets: _Targets, copies: list[_Copy]) -> set[str]:
-    """Items every source bundle of which passed on a local or s3 target of the config, at
-    the key its layout gives for that item: versions released there, whose lists of raw
-    sources repair trusts (a hostile item's bundle is on no store of ours)."""
+@dataclass(frozen=True)
+class _Trust:
+    kept: dict[str, str]  # item -> its retention or takedown, never restored
+    bundled: set[str]  # items whose lists of raw sources repair trusts
+    stored: set[str]  # items released on a store of the config
+
+
+def _released_here(targets: _Targets, copies: list[_Copy]) -> tuple[set[str], set[str]]:
+    """Items every source bundle of which passed on a local or s3 target of the config at
+    the key its layout gives for that item (their lists of raw sources are trusted: a hostile
+    item's bundle is on no store of ours), and items any file of which passed there."""
     bundles: dict[str, dict[str, bool]] = {}
+    stored = set()
     for c in copies:
+        if c.row["role"] == health.SOURCE_ROLE:
+            continue
+        t, _ = targets.find(c) if c.status == "ok" else (None, "")
+        here = bool(t and t.REPLACES)
+        if here:
+            stored.add(str(c.row["item_id"]))
         if c.row["role"] == guard.BUNDLE_ROLE:
-            here = bundles.setdefault(str(c.row["item_id"]), {})
-            t, _ = targets.find(c) if c.status == "ok" else (None, "")
-            here[str(c.row["asset"])] = here.get(str(c.row["asset"]), False) or bool(t and t.REPLACES)
-    return {item for item, ok in bundles.items() if ok and all(ok.values())}
+            done = bundles.setdefault(str(c.row["item_id"]), {})
+            done[str(c.row["asset"])] = done.get(str(c.row["asset"]), False) or here
+    return {item for item, ok in bundles.items() if ok and all(ok.values())}, stored
 
 
 def _refusal(r: dict[str, Any], where: str, kept: dict[str, str]) -> str | None:
@@ -219,11 +232,10 @@ def _refusal(r: dict[str, Any], where: str, kept: dict[str, str]) -> str | None:
     return None
 
 
-def _plan_copy(p: RepairPlan, targets: _Targets, c: _Copy, sources: list[str],
-               trust: tuple[dict[str, str], set[str]]) -> None:
+def _plan_copy(p: RepairPlan, targets: _Targets, c: _Copy, sources: list[str], trust: _Trust) -> None:
     r = c.row
     where = f"{r['file']} on mirror {r['mirror']} ({r['href']})"
-    if c.status in (*REPAIRABLE, "refused") and (why := _refusal(r, where, trust[0])):
+    if c.status in (*REPAIRABLE, "refused") and (why := _refusal(r, where, trust.kept)):
         p.notes.append(why)
         return
     if c.status == "unreachable":
@@ -250,10 +262,8 @@ def _plan_copy(p: RepairPlan, targets: _Targets, c: _Copy, sources: list[str],
         return
     if any(x.step == f"repair:{t.name}:{key}" for x in p.repairs):
         return  # a raw source shared by several versions: one key, one repair
-    if r["role"] == health.SOURCE_ROLE and r["item_id"] not in trust[1]:
-        p.notes.append(f"{where}: {c.status}, but item {r['item_id']}'s source bundle passed on no "
-                       "local or s3 target of this config, so its list of raw sources is not "
-                       "trusted: not restored; put the file back by hand if it is yours")
+    if (why := _foreign(r, trust)) is not None:
+        p.notes.append(f"{where}: {c.status}, but {why}")
         return
     if not sources:
         p.problems.append(D4CError(f"{where} is {c.status} (item {r['item_id']}), and no copy of it "
@@ -262,6 +272,19 @@ def _plan_copy(p: RepairPlan, targets: _Targets, c: _Copy, sources: list[str],
     p.repairs.append(Repair(f"repair:{t.name}:{key}", t.name, key, str(r["file"]), str(r["sha256"]),
                             int(r["size"] or 0), str(r["href"]), c.status, "unknown", tuple(sources),
                             str(r["item_id"]), tuple((k, r[k]) for k in guard.KEY_FIELDS)))
+
+
+def _foreign(r: dict[str, Any], trust: _Trust) -> str | None:
+    """Why a copy of a version not released on the config's stores is not written there."""
+    if r["role"] == health.SOURCE_ROLE and r["item_id"] not in trust.bundled:
+        return (f"item {r['item_id']}'s source bundle passed on no local or s3 target of this "
+                "config, so its list of raw sources is not trusted: not restored; put the file "
+                "back by hand if it is yours")
+    if r["role"] != health.SOURCE_ROLE and r["item_id"] not in trust.stored:
+        return (f"no file of item {r['item_id']} passed on a local or s3 target of this config (a "
+                "version released elsewhere, or lost from every store): not restored there; "
+                "release it again with `d4c release`, or put it back by hand")
+    return None
 
 
 def _nothing_to_repair_from(r: dict[str, Any]) -> str:
