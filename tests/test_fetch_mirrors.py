@@ -145,3 +145,30 @@ def test_git_path_edit_is_caught_even_when_cached(tmp_path: Path) -> None:
 def test_git_path_outside_the_dataset_is_refused(tmp_path: Path, path: str) -> None:
     with pytest.raises(D4CError, match="must stay inside the dataset folder"):
         run(make_recipe(tmp_path, src(path=path)))
+
+
+def test_a_gone_url_falls_back_to_the_copies_the_release_records_list(
+        tmp_path: Path, server: SourceServer) -> None:
+    """docs/contributing.md: releases copy every source to the mirrors, so the build still
+    works when the URL disappears (the outsider's trial: build and fetch never looked)."""
+    import json
+
+    from catalog_factory import make_record
+
+    mirrored = server.add(f"/bucket/{KEY}", BODY)
+    rec = make_recipe(tmp_path, src(server.base + "/gone.bin"))  # the origin answers 404
+    record = make_record(DATASET, "1.0.0")
+    record["sources"] = [{"name": "data", "sha256": SHA, "size": len(BODY),
+                          "urls": {"metadata": "http://169.254.169.254/latest/" + SHA,  # not tried
+                                   "odd": "ftp://example.org/" + SHA, "sc": mirrored}}]
+    (tmp_path / "repo" / "releases" / DATASET).mkdir(parents=True)
+    (tmp_path / "repo" / "releases" / DATASET / "1.0.0.json").write_text(json.dumps(record))
+    (tmp_path / "repo" / "releases" / DATASET / "0.9.0.json").write_text("{not json")  # passed over
+    assert run(rec)["data"].read_bytes() == BODY
+    assert len(server.requests_for("/gone.bin")) == 1  # the recipe URL first, then the record's copy
+    assert len(server.requests_for(f"/bucket/{KEY}")) == 1
+    # Only the places asked for: `d4c verify --mirror` (defaults=False) never reads the records.
+    shutil.rmtree(fetch.paths.cache_dir())
+    with pytest.raises(D4CError) as only:
+        run(rec, mode="mirrors", defaults=False)
+    assert "no mirror or URL to try" in str(only.value)

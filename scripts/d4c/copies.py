@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from d4c import model
@@ -43,6 +44,33 @@ class Copies:
         """sha256 -> URLs, in a form a frozen BuildOptions can hold (http(s) first)."""
         return tuple((sha, tuple(sorted(urls.values(), key=lambda u: (not u.startswith("http"), u))))
                      for sha, urls in sorted(self.sources.items()))
+
+
+def recorded(releases: Path) -> dict[str, list[str]]:
+    """Every mirrored copy of a source that the dataset's release records list (sha256 ->
+    URLs, newest record first): where a build finds a source once its URL is gone. A record
+    that does not read is passed over; its URLs are only places to try, checked by sha256.
+    A pull request can edit records, so an http(s) URL follows the recipes' rule for hosts
+    (no private, link-local or metadata address; loopback is a local mirror's)."""
+    from d4c.validate.checks_files import url_problem
+
+    out: dict[str, list[str]] = {}
+    for path in sorted(releases.glob("*.json"), reverse=True):
+        try:
+            rec = model.load_record(path, checked=False)
+        except D4CError:
+            continue
+        for sha, urls in from_record(rec).sources.items():
+            have = out.setdefault(sha, [])
+            have += [u for u in sorted(urls.values(), key=lambda u: (not u.startswith("http"), u))
+                     if u not in have and _fetchable(u, url_problem)]
+    return out
+
+
+def _fetchable(url: str, url_problem: Any) -> bool:
+    if url.startswith(("file:///", "/")):  # a local target's copy: read, size-capped, hashed
+        return True
+    return url.startswith(("http://", "https://")) and url_problem(url, allow_loopback=True) is None
 
 
 def from_record(rec: model.ReleaseRecord) -> Copies:

@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from d4c import archive, http, paths
+from d4c import copies as copies_of
 from d4c.digest import sha256_file
 from d4c.errors import D4CError, UsageError
 from d4c.recipe import Recipe, Source
@@ -104,6 +105,7 @@ class _Fetcher:
         mirrors: list[str],
         copies: Mapping[str, Sequence[str]],
         mode: Mode,
+        recorded: Mapping[str, Sequence[str]],
         retries: int,
         backoff_factor: float,
         hook: ProgressHook,
@@ -112,6 +114,7 @@ class _Fetcher:
         self.mirrors = mirrors
         self.copies = copies
         self.mode = mode
+        self.recorded = recorded
         self.retries = retries
         self.backoff_factor = backoff_factor
         self.hook = hook
@@ -154,6 +157,8 @@ class _Fetcher:
         places = [*self.copies.get(src.sha256, ()), *(mirror_location(b, src.sha256) for b in self.mirrors)]
         if self.mode == "auto":
             places += [u for u in (src.url, *src.alternate_urls) if u]
+        # Last, the copies our releases made of it: the build outlives the source's URL.
+        places += [u for u in self.recorded.get(src.sha256, ()) if u not in places]
         failures: list[str] = []
         for place in places:
             try:
@@ -325,7 +330,8 @@ def fetch_sources(
     The path is the verified file in the cache (`<cache>/sha256/<aa>/<hash>`), or for a
     source with `extract: true` the folder it was unpacked into. `mirrors` are base
     URLs or folders (http(s)://, file://, plain paths) tried before the recipe URLs;
-    D4C_MIRRORS and the repository's `.d4c/publish/` are added. `copies` maps a sha256 to
+    D4C_MIRRORS and the repository's `.d4c/publish/` are added, and, tried last, the mirrored
+    copies that the dataset's release records list (`releases/<id>/*.json`). `copies` maps a sha256 to
     exact URLs said to hold it (a release record's or a bundle's source mirrors), tried
     first; whatever arrives is checked against the sha256 all the same. Mode "mirrors" never
     touches the recipe URLs (for `d4c verify`); `defaults=False` leaves out D4C_MIRRORS and the
@@ -341,7 +347,8 @@ def fetch_sources(
     errors: list[D4CError] = []
     with _progress(recipe, progress) as hook:
         bases = mirror_bases(mirrors, root) if defaults else list(mirrors)
-        fetcher = _Fetcher(recipe, mirrors=bases, copies=copies or {}, mode=mode,
+        recorded = copies_of.recorded(paths.releases_dir(root) / recipe.id) if defaults else {}
+        fetcher = _Fetcher(recipe, mirrors=bases, copies=copies or {}, mode=mode, recorded=recorded,
                            retries=retries, backoff_factor=backoff_factor, hook=hook)
         with ThreadPoolExecutor(max_workers=min(jobs, max(1, len(recipe.sources)))) as pool:
             futures = [(s, pool.submit(fetcher.fetch, s)) for s in recipe.sources]
