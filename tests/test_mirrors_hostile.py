@@ -214,6 +214,11 @@ def test_urls_that_only_mention_the_sha256_or_are_off_the_items_mirrors_are_left
             assert arts == [] and why and why.endswith(f"'{mirror}': {url!r}"), (url, why)
     arts, why = listed(tmp_path, {"manifest.json": MANIFEST, "mirrors.json": mirrors(good)})
     assert sorted(c.href for a in arts for c in a.copies) == sorted(good.values()) and why is None
+    # a catalog from before d4c:mirror: the main href's mirror is `main`, the source's its name
+    old = bundle(tmp_path / "old", {"manifest.json": MANIFEST, "mirrors.json": mirrors(good)})
+    old.artifacts[1].copies = [Copy("main", "https://sc/x/v1.0.0/x.parquet")]
+    arts, warning = sources.listed(Context(Net(per_host=1, rate=0, retries=0), DATE, NOW), old)
+    assert sorted(c.href for a in arts for c in a.copies) == sorted(good.values()) and warning is None
 
 
 def test_over_a_thousand_copies_in_one_version_is_one_warning(

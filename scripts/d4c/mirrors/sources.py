@@ -15,7 +15,8 @@ MAX_SCAN decompressed bytes in all or MAX_MEMBER in one read (a GNU long name or
 header is read whole by tarfile), and at most MAX_MEMBERS members. A copy is kept only
 if its mirror is one of the item's own (an asset's `d4c:mirror` or alternate name), its
 URL is on that mirror's scheme and host as the item's assets give it (file:// only for a
-mirror the catalog has on disk), its path ends in the sha256 (`<sha256>` or
+mirror the catalog has on disk; in a catalog from before `d4c:mirror`, a mirror the item
+does not name may be on its main hrefs' host), its path ends in the sha256 (`<sha256>` or
 `source-<sha256>`, as ours all do) and it has no query or fragment; its source must be
 one the bundle's own manifest names, with a size 0 <= size < 2**63. Anything else, or a
 list over the caps (MAX_SOURCES sources, MAX_COPIES copies of one, MAX_TOTAL copies in
@@ -43,7 +44,7 @@ from d4c.copies import MIRRORS_FILE, from_mirrors_doc
 from d4c.errors import D4CError
 from d4c.mirrors import health
 from d4c.mirrors.checks import Context, Row, row
-from d4c.mirrors.inventory import Artifact, Copy, Version, fetch_small, printable, size_ok
+from d4c.mirrors.inventory import MAIN, Artifact, Copy, Version, fetch_small, printable, size_ok
 
 ROLE = health.SOURCE_ROLE  # the health file's role of a mirrored raw source's copy
 LIST = "sources"  # the check kind of a version's warning about its source list
@@ -161,9 +162,11 @@ def _url_ok(url: str, sha: str, mirror: str, hosts: dict[str, set[str]]) -> bool
     path = unquote(parts.path)
     if path.rsplit("/", 1)[-1] not in (sha, f"source-{sha}") or ".." in path.split("/"):
         return False
+    # a catalog from before d4c:mirror names each main href `main`: its mirror is unnamed there
+    where = hosts[mirror] if mirror in hosts else hosts.get(MAIN, set())
     if parts.scheme == "file":
-        return not parts.netloc and path == parts.path and "file" in hosts.get(mirror, ())
-    return parts.scheme in ("http", "https") and f"{parts.scheme}://{parts.netloc}" in hosts.get(mirror, ())
+        return not parts.netloc and path == parts.path and "file" in where
+    return parts.scheme in ("http", "https") and f"{parts.scheme}://{parts.netloc}" in where
 
 
 def listed(ctx: Context, version: Version) -> tuple[list[Artifact], Row | None]:
