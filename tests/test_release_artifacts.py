@@ -197,3 +197,23 @@ def test_config_registers_credential_variables_as_secrets(tmp_path: Path,
     assert cfg.credential_vars == ("D4C_TEST_CANARY_TOKEN",)
     assert cfg.targets[0].layout == "dataforcanada/{id}/processed/{file}"
     assert redact("key canary-7f3a9-value in a message") == "key *** in a message"
+
+
+@pytest.mark.parametrize(("kind", "role", "guess"), [
+    ("s3", "acces_key_id", "did you mean 'access_key_id'?"),
+    ("zenodo", "tokn", "did you mean 'token'?"),
+    ("local", "token", "a local target reads no credential")])
+def test_a_mistyped_credential_role_is_one_line(tmp_path: Path, kind: str, role: str, guess: str) -> None:
+    """It was taken, and the plan then asked for the default variable the operator never set."""
+    from d4c.release.targets import make_target
+
+    opts = {"s3": "url: 'https://x/{key}', options: {bucket: bkt}", "zenodo": "",
+            "local": "options: {path: pub}"}[kind]
+    cfg_file = tmp_path / "t.yaml"
+    cfg_file.write_text(f"targets:\n  - {{name: t, kind: {kind}, credentials: {{{role}: MY_VAR}}, {opts}}}\n"
+                        .replace(", }", "}"))
+    cfg = config.load(cfg_file, tmp_path)
+    with pytest.raises(D4CError) as exc:
+        make_target(cfg.targets[0], environ={})
+    assert f"target 't': unknown credential role {role!r}; {guess}" in exc.value.line()
+    assert "\n" not in exc.value.line()

@@ -200,8 +200,27 @@ class BaseTarget:
         if self.KEEPS_EVERY_VERSION and config.retain != "all":
             raise D4CError(f"target {self.name!r}: {self.KEEPS_EVERY_VERSION}",
                            hint=f"use retain: all for a {self.kind} target")
+        self._known_roles()
         for var in self.credential_vars().values():
             register_secret(self.environ.get(var))
+
+    def roles(self) -> frozenset[str]:
+        """The credential roles this kind reads."""
+        return frozenset(self.CREDENTIALS) | self.OPTIONAL
+
+    def _known_roles(self) -> None:
+        """A role this kind never reads is a typo: its variable would be ignored, and the plan
+        would ask for the default variable instead (the outsider's `acces_key_id`)."""
+        import difflib
+
+        known = sorted(self.roles())
+        for role in sorted(self.config.credentials):
+            if role not in known:
+                near = difflib.get_close_matches(role, known, n=1)
+                guess = f"did you mean {near[0]!r}?" if near else \
+                    f"a {self.kind} target reads {', '.join(known) or 'no credential'}"
+                raise D4CError(f"target {self.name!r}: unknown credential role {role!r}; {guess}",
+                               hint="see docs/operators.md for each kind's credentials")
 
     def credential_vars(self) -> dict[str, str]:
         """role -> the environment variable that holds it (the config's name, else the default)."""

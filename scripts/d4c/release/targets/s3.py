@@ -66,6 +66,9 @@ class S3Target(BaseTarget):
     REPLACES = True
     OPTIONAL = frozenset({"session_token"})
 
+    def roles(self) -> frozenset[str]:
+        return frozenset({"access_key_id", "secret_access_key", "session_token"})
+
     def credential_vars(self) -> dict[str, str]:
         named = dict(self.config.credentials)
         if "access_key_id" in named or "secret_access_key" in named:  # one named: both needed
