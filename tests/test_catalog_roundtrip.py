@@ -189,7 +189,8 @@ def test_validation_is_offline_and_not_trivial(built: tuple[Path, list, dict],
     assert "geometry" in problems and "file:checksum" in problems and "concept_doi" in problems
 
 
-def test_cli_build_and_validate_from_releases(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_build_and_validate_from_releases(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     releases = tmp_path / "releases"
     write_records(releases, five_records())
     out = tmp_path / "c.parquet"
@@ -197,6 +198,11 @@ def test_cli_build_and_validate_from_releases(tmp_path: Path, capsys: pytest.Cap
     assert main(["catalog", "validate", "--catalog", str(out)]) == 0
     assert "5 items, 4 collections, 0 problems" in capsys.readouterr().err
     assert len(load_records(releases)) == 5
+    # Without --out, where query, validate and site look by default (it was a usage error).
+    monkeypatch.chdir(tmp_path)
+    assert main(["catalog", "build", "--releases", str(releases)]) == 0
+    assert (tmp_path / "catalog.parquet").read_bytes() == out.read_bytes()
+    assert main(["catalog", "validate"]) == 0
 
 
 def test_bad_records_fail_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

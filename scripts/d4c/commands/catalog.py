@@ -16,7 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     b = sub.add_parser("build", help="regenerate the catalog from releases/")
     b.add_argument("--releases", type=Path, help="release records folder (default: releases/)")
-    b.add_argument("--out", type=Path, required=True, help="catalog file to write")
+    b.add_argument("--out", type=Path, default=Path("catalog.parquet"),
+                   help="catalog file to write (default: catalog.parquet, where query, validate "
+                        "and site look)")
     b.add_argument("--collections-dir", type=Path,
                    help="also write catalog.json, collections and item JSON for STAC browsers")
     q = sub.add_parser("query", help="query the catalog with DuckDB")
