@@ -51,7 +51,8 @@ def _build(args: argparse.Namespace) -> int:
                                        metadata=metadata_from(releases.resolve().parent),
                                        collections_dir=args.collections_dir)
     # One line, after the fact: a bad record is then the only line of a failed build.
-    print(f"wrote {count} versions of {len(colls)} datasets to {args.out} from the release "
+    versions, datasets = ("version" if count == 1 else "versions"), ("dataset" if len(colls) == 1 else "datasets")
+    print(f"wrote {count} {versions} of {len(colls)} {datasets} to {args.out} from the release "
           f"records in {releases}", file=sys.stderr)
     return 0
 

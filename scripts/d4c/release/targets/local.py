@@ -33,7 +33,7 @@ class LocalTarget(BaseTarget):
         if not here.is_dir() or not os.access(here, os.W_OK | os.X_OK):
             raise D4CError(f"target {self.name!r}: {here} is not a writable folder",
                            hint=f"fix the permissions or options.path of {self.root}")
-        return [] if self.root.is_dir() else [f"{self.root} will be made"]
+        return [] if self.root.is_dir() else [f"no folder at {self.root} yet: the release makes it"]
 
     def exists(self, key: str, sha256: str) -> bool:
         path = self._path(key)
