@@ -14,6 +14,8 @@ retries and redirects included; past it the connection is shut down and the answ
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 import socket
 import threading
 import time
@@ -38,30 +40,58 @@ _now = threading.local()  # .deadline: the _Deadline of this thread's request, i
 
 
 class _Deadline:
-    """One request's end: a timer per connection it uses shuts that connection's socket
-    down then (a blocked read returns at once), and `expired` says why it failed."""
+    """One request's end: past it the watchdog shuts each connection it used down (a blocked
+    read returns at once), and `expired` says why the request failed."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds, self.at = seconds, time.monotonic() + seconds
-        self.expired = False
-        self.timers: list[threading.Timer] = []
+        self.expired = self.closed = False
 
     def watch(self, conn: HTTPConnection) -> None:
         if self.expired or time.monotonic() >= self.at:
             self.expired = True
             raise ProtocolError(f"no answer within {self.seconds:g} s")
-        timer = threading.Timer(self.at - time.monotonic(), self._cut, (conn,))
-        timer.daemon = True
-        self.timers.append(timer)
-        timer.start()
+        _WATCHDOG.add(self, conn)
 
-    def _cut(self, conn: HTTPConnection) -> None:
+    def cut(self, conn: HTTPConnection) -> None:
         self.expired = True  # before reading conn.sock: a connect() that just set it checks this
         _shut(conn)
 
     def close(self) -> None:
-        for timer in self.timers:
-            timer.cancel()
+        self.closed = True
+
+
+class _Watchdog:
+    """One thread for every deadline (a timer thread per request cost 0.3 ms of CPU each)."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.heap: list[tuple[float, int, _Deadline, HTTPConnection]] = []
+        self.order = itertools.count()
+        self.thread: threading.Thread | None = None
+
+    def add(self, deadline: _Deadline, conn: HTTPConnection) -> None:
+        with self.cond:
+            heapq.heappush(self.heap, (deadline.at, next(self.order), deadline, conn))
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="d4c-deadlines", daemon=True)
+                self.thread.start()
+            self.cond.notify()
+
+    def _run(self) -> None:
+        with self.cond:
+            while True:
+                while self.heap and self.heap[0][2].closed:
+                    heapq.heappop(self.heap)
+                wait = self.heap[0][0] - time.monotonic() if self.heap else None
+                if wait is None or wait > 0:
+                    self.cond.wait(wait)
+                    continue
+                _, _, deadline, conn = heapq.heappop(self.heap)
+                deadline.cut(conn)
+
+
+_WATCHDOG = _Watchdog()
 
 
 def _shut(conn: HTTPConnection) -> None:
