@@ -119,7 +119,7 @@ def versions_of(table: pa.Table, left: list[str] | None = None) -> list[Version]
             if isinstance(art, str):
                 if left is not None:
                     left.append(f"catalog item {printable(item['id'])[:200]} asset {printable(key)[:200]}: "
-                                f"{art}; left out of the check (fix the catalog row)")
+                                f"{art}; left out (fix the catalog row)")
                 continue
             arts.append(art)
         until = props.get("d4c:retention_until")

@@ -56,7 +56,7 @@ def entries(table: pa.Table, warn: list[str]) -> list[Entry]:
     """Every well-formed file of every version; `warn` collects one line per skipped one."""
     health = _health(table)
     out: dict[str, Entry] = {}
-    for version in versions_of(table):
+    for version in versions_of(table, warn):  # a bad file:checksum or file:size: one line each
         h = health.get(version.item_id, {})
         for art in version.artifacts:
             where = f"catalog item {version.item_id!r} asset {art.asset!r}"
