@@ -206,6 +206,21 @@ def test_release_publishes_once_and_reruns_change_nothing(repo: Path, moto_s3: M
     assert f"is already released (releases/{DEMO}/1.0.0.json)" in line
     assert f"`d4c mirrors check --targets {world.config}`" in line
     assert f"`d4c verify releases/{DEMO}/1.0.0.json`" in line
+    said.clear()
+    release(DEMO, targets_file=world.config, dry_run=True, echo=said.append)
+    assert f"released: releases/{DEMO}/1.0.0.json exists" in said[0] and "blocked:" not in said[0]
+    # A build of the released version with other bytes (the outsider's trial: 'already
+    # released' on one config, 8 key conflicts on another, an upload plan in the dry run).
+    other = json.loads(raw)
+    other["manifest"]["outputs"][0]["sha256"] = "0" * 64
+    (repo / "releases" / DEMO / "1.0.0.json").write_text(json.dumps(other))
+    said.clear()
+    release(DEMO, targets_file=world.config, dry_run=True, echo=said.append)
+    assert f"blocked: {DEMO} v1.0.0 is already released with other bytes: " in said[0]
+    with pytest.raises(D4CError, match="is already released with other bytes") as blocked:
+        release(DEMO, targets_file=world.config, on_side_effect=again.append, echo=said.append)
+    assert again == [] and "set a new version" in blocked.value.line()
+    (repo / "releases" / DEMO / "1.0.0.json").write_bytes(raw)
     # a fresh machine: no local journal, no record: resumes from the primary target's journal
     for sub in ("releases", ".d4c/journal", ".d4c/release"):
         shutil.rmtree(repo / sub)
