@@ -138,7 +138,17 @@ def test_a_damaged_mirrored_source_fails_at_the_hashing_tier_and_comes_back_from
     raw = bytearray(good["Body"].read())
     raw[len(raw) // 2] ^= 0xFF  # same size, other bytes, and our sha256 still in the metadata
     s3.put_object(Bucket=world["bucket"], Key=key, Body=bytes(raw), Metadata=good["Metadata"])
-    assert checked(world, tier=1)[0] == {}  # HEAD sees the right size and metadata
+    # HEAD sees the right size and our sha256 metadata, but the ETag (the new bytes' md5) is not
+    # the md5 d4c recorded at upload (the outsider's trial: this passed tiers 0-2).
+    failing, lines = checked(world, tier=1)
+    assert failing == {("raw-source", "sc", sha): "corrupt"}
+    assert any("against the md5 d4c recorded" in ln for ln in lines), lines
+    # A plain put with no metadata at all leaves nothing to compare: a visible skipped row.
+    s3.put_object(Bucket=world["bucket"], Key=key, Body=bytes(raw))
+    rows = check(world["catalog"], Options(tier=1, date=DATE, retries=0, backoff=0.01, scrape=False),
+                 health_dir=world["tmp"] / "health").rows
+    assert any(r["check"] == "checksum" and r["status"] == "skipped" and "no d4c metadata" in r["evidence"]
+               for r in rows if r["role"] == "raw-source" and r["mirror"] == "sc"), rows
     disk = Path(unquote(urlsplit(rec["sources"][0]["urls"]["disk"]).path))
     disk.unlink()  # no good mirrored copy left: the repair must come from the upstream
     failing, lines = checked(world, tier=3)
