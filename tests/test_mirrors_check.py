@@ -89,6 +89,10 @@ def test_deleted_object_is_missing(world: World, capsys: pytest.CaptureFixture[s
                  "--health-dir", str(world.tmp / "h2"), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert f"error: {world.data['file']} on mirror s3 (" in err and "missing" in err
+    # The count is of copies: the fresh and head checks of one deleted copy are one copy.
+    errors = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert err.rstrip().endswith(f"{len(errors)} failing checks of 1 copy (missing, refused, corrupt, "
+                                 "changed or unreachable)"), err
 
 
 def test_403_is_refused_not_missing(world: World, capsys: pytest.CaptureFixture[str]) -> None:

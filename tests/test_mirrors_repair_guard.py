@@ -102,7 +102,7 @@ def test_a_twin_item_never_overwrites_the_real_file_on_s3_or_local(
     assert main(["mirrors", "repair", "--targets", str(world["cfg"]),
                  "--health-dir", str(world["tmp"] / "health")]) == 1
     err = capsys.readouterr().err
-    assert "repaired sc: " in err and "repaired 1 copies" in err, err
+    assert "repaired sc: " in err and "repaired 1 copy from" in err, err
     assert local.read_bytes() == real  # still the real file: the s3 record said so
 
 
@@ -168,7 +168,7 @@ def test_a_raw_source_listed_only_by_a_version_released_elsewhere_is_not_planted
     with_items(world, [evil, fresh, good])
     world["s3"].client().delete_object(Bucket=world["bucket"], Key=real_key)  # a real loss
     rc, err = check_and_repair(world, capsys, tier=2)  # tier 2: the upstream rows, a good copy
-    assert rc == 1 and "repaired 1 copies" in err and f"repaired sc: {real_key}" in err, err
+    assert rc == 1 and "repaired 1 copy from" in err and f"repaired sc: {real_key}" in err, err
     (left,) = [ln for ln in err.splitlines() if "x.csv" in ln]
     assert "aaa-evil-0.0.1's source bundle passed on no local or s3 target" in left
     listed = world["s3"].client().list_objects_v2(Bucket=world["bucket"], Prefix=sc_url.split("/", 4)[4])

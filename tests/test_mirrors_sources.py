@@ -259,3 +259,18 @@ def test_a_github_release_asset_is_not_taken_for_an_internet_archive_file() -> N
 
     found = _IA.match(f"https://archive.org/download/ca_x_v1.0.0/source-{SHA}")
     assert found and (found["base"], found["ident"]) == ("https://archive.org", "ca_x_v1.0.0")
+
+
+@pytest.mark.parametrize(("status", "fix"), [
+    ("missing", "restore it with `d4c mirrors repair`"),
+    ("corrupt", "restore it with `d4c mirrors repair`"),
+    ("refused", "fix the mirror's read policy"),
+    ("changed", "hash it with `d4c mirrors check --tier 3`")])
+def test_a_failing_source_copys_line_names_the_fix_that_applies(status: str, fix: str) -> None:
+    """Repair leaves a refused copy (a policy) and a changed one (hash it first): the line
+    told the operator to repair both (the outsider's trial)."""
+    r = {"tier": 1, "status": status, "check": "head", "role": sources.ROLE, "file": "pop.csv",
+         "sha256": "ab" * 32, "collection": "ca_x", "version": "1.0.0", "item_id": "ca_x-1.0.0",
+         "asset": "source-" + "ab" * 32, "mirror": "sc", "href": "https://x/ab", "evidence": "HTTP 403"}
+    (line,) = failure_lines([r])
+    assert fix in line, line

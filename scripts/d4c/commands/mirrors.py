@@ -120,7 +120,7 @@ def say(line: str) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     from d4c import ci
-    from d4c.mirrors import run
+    from d4c.mirrors import health, run
     from d4c.mirrors.inventory import printable
     from d4c.mirrors.run import DEFAULT_BUDGET, Options, check, failure_lines, write_report
 
@@ -148,8 +148,10 @@ def _check(args: argparse.Namespace) -> int:
     at_risk = sum(r.at_risk for r in report.risk.values())
     if at_risk:
         say(f"{at_risk} of {len(report.risk)} versions at risk (see {md})")
-    if lines:
-        say(f"{len(lines)} copies missing, corrupt or unreachable")
+    if lines:  # one line per failing check; a copy failing two (fresh, head) is one copy
+        copies = len({(r["mirror"], r["href"]) for r in health.failures(list(report.rows))})
+        say(f"{len(lines)} failing checks of {copies} {'copy' if copies == 1 else 'copies'} "
+            "(missing, refused, corrupt, changed or unreachable)")
         return 1
     return 0
 
@@ -179,7 +181,8 @@ def _repair(args: argparse.Namespace) -> int:
     done = execute(plan, echo=say)
     for note in plan.notes:
         say(f"left: {note}")
-    say(f"repaired {done} copies from {plan.health}; `d4c mirrors check` confirms them")
+    copies = "copy" if done == 1 else "copies"
+    say(f"repaired {done} {copies} from {plan.health}" + ("; `d4c mirrors check` confirms them" if done else ""))
     left = [n for n in plan.notes if "nothing to do" not in n]
     return 1 if left else 0
 

@@ -234,12 +234,23 @@ def failure_lines(rows: Iterable[Row]) -> list[str]:
     return out
 
 
+# What to do about a mirrored raw source, by its status: repair puts back missing and corrupt
+# copies; a refused read is a policy to fix, and a changed ETag needs the hash first.
+_SOURCE_FIX = {
+    "refused": "fix the mirror's read policy (repair with credentials puts it back only if it "
+               "is absent or other bytes)",
+    "changed": "hash it with `d4c mirrors check --tier 3`, then `d4c mirrors repair` if it is corrupt",
+    "unreachable": "check the mirror, then run the check again",
+}
+_RESTORE = "restore it with `d4c mirrors repair` (from another mirror's copy or its upstream)"
+
+
 def _source_line(r: Row) -> str:
     """A mirrored raw source: which version needs it, and how it comes back."""
     return (f"raw source {r['file']} (sha256 {r['sha256']}) of {r['collection']} v{r['version']} "
             f"on mirror {r['mirror']} ({r['href']}): {r['status']}, tier {r['tier']} {r['check']}: "
-            f"{r['evidence']}; `d4c verify` needs it once the upstream is gone: restore it with "
-            "`d4c mirrors repair` (from another mirror's copy or its upstream)")
+            f"{r['evidence']}; `d4c verify` needs it once the upstream is gone: "
+            + _SOURCE_FIX.get(str(r["status"]), _RESTORE))
 
 
 def warning_lines(rows: Iterable[Row]) -> list[str]:

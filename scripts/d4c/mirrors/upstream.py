@@ -57,7 +57,7 @@ class Upstream:
                        http_status=got.status)
         gone = _gone(got)
         if gone:  # 404/410 (and 401/403): the upstream no longer serves it
-            return row(ctx, 2, UPSTREAM, art, copy, gone, f"upstream answers {_why(got)}",
+            return row(ctx, 2, UPSTREAM, art, copy, gone, f"upstream: {_why(got)}",
                        http_status=got.status)
         length = got.header("content-length")
         if size is not None and length and length.isdigit() and int(length) != size:
