@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from d4c import canonical, model, paths
+from d4c import canonical, paths
 from d4c import recipe as recipes
 from d4c.copies import MIRRORS_FILE, mirrors_doc
 from d4c.digest import digest_file
@@ -28,6 +28,7 @@ from d4c.release import locations
 from d4c.release.bundle import bundle_bytes, bundle_readme
 from d4c.release.files import build_dir_for, describe_bytes, read_build, source_file
 from d4c.release.journal import Journal
+from d4c.release.released import against_record
 from d4c.release.targets import (
     BaseTarget,
     ReleaseContext,
@@ -175,7 +176,8 @@ def plan(dataset_id: str, targets_file: Path | None = None, root: Path | None = 
     unset = {t.name: t.missing_credentials() for t in p.targets}
     p.problems += [e for errs in unset.values() for e in errs]
     _read_build(p)
-    _against_record(p)
+    p.released, problem = against_record(rcp.id, rcp.version, p.build_dir, p.manifest, p.record_path, root)
+    p.problems += [problem] if problem else []
     ready = [t for t in p.targets if not unset[t.name]]
     p.journal = locations.journal(p)  # journal.target from the config, else this machine only
     primary = p.journal.primary
@@ -185,29 +187,6 @@ def plan(dataset_id: str, targets_file: Path | None = None, root: Path | None = 
     probed = _probe(p, sorted(ready, key=lambda t: t is not primary))
     p.actions = _actions(p, probed)
     return p
-
-
-def _against_record(p: Plan) -> None:
-    """A version with a release record is immutable: a build of it with other bytes is a
-    problem before anything (it was 'already released' on one config and eight conflicting
-    keys on another, and the dry run planned uploads)."""
-    if not p.record_path.is_file() or not p.manifest:
-        return
-    try:
-        rec = model.load_record(p.record_path, checked=False)
-    except D4CError as exc:
-        p.problems.append(exc)
-        return
-    p.released = True
-    ours = {str(o["file"]): str(o["sha256"]) for o in p.manifest.get("outputs") or []}
-    theirs = {str(o.get("file")): str(o.get("sha256")) for o in rec.doc["manifest"].get("outputs") or []}
-    if ours != theirs:
-        name = next((f for f in sorted(ours.keys() | theirs.keys()) if ours.get(f) != theirs.get(f)), "")
-        p.problems.append(D4CError(
-            f"{p.recipe.id} v{p.recipe.version} is already released with other bytes: {name} is "
-            f"{(ours.get(name) or 'absent')[:12]} in {p.build_dir}, {(theirs.get(name) or 'absent')[:12]} "
-            f"in {p.record_path.relative_to(p.root)}",
-            hint="a released version is immutable: set a new version (`d4c diff` says which bump)"))
 
 
 def _load_journal(p: Plan) -> None:
